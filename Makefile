@@ -1,0 +1,57 @@
+# Two commands do all set-up on a fresh clone:
+#   make demo   train a GAN on Fashion-MNIST and write sample grids
+#   make test   lint, type-check and run the whole test suite
+# Both first run `make install`: a virtualenv in .venv with the package, its dev tools and the data.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+DEMO_DIR ?= outputs/demo
+PYTEST_ARGS ?=
+
+.PHONY: install data test lint unit demo bench clean
+
+install: $(STAMP) data
+
+# constraints.txt pins the tested torch, so pip takes the local CPU wheel, not GBs of CUDA packages.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# Fashion-MNIST: Debian's package when we may install it, else ganfriends' own checksummed download.
+data: $(STAMP)
+	@if [ -f $(FASHION_MNIST) ]; then \
+		echo "Fashion-MNIST: $(dir $(FASHION_MNIST))"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		$(BIN)/python -c "from ganfriends.data import make_dataset; print(make_dataset('fashion-mnist').fingerprint().short())"; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+test: install lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+# A short CPU run: recognisable clothes in a few minutes. Grids land in $(DEMO_DIR)/samples/.
+demo: install
+	rm -rf $(DEMO_DIR)
+	$(BIN)/ganfriends train-local --dataset fashion-mnist --output-dir $(DEMO_DIR) \
+		--epochs 2 --batch-size 64
+	@echo "sample grids: $(DEMO_DIR)/samples/  loss curves: $(DEMO_DIR)/curves.png"
+
+bench: install
+	$(BIN)/python benchmarks/local_throughput.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,167 @@
+"""The ``ganfriends`` command line. This is the one error funnel: a ``GanError`` becomes one line on
+stderr and exit status 1; ``-v`` adds the traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ganfriends import __version__
+from ganfriends.config import env_name, flag_options, load_config
+from ganfriends.errors import GanError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+# Options that only a class run uses: not flags of train-local.
+CLASS_RUN_OPTIONS = (
+    "training.images_per_work_unit",
+    "training.workunits_per_update",
+    "training.micro_batch",
+    "training.work_unit_timeout",
+)
+
+
+def _add_config_flags(
+    parser: argparse.ArgumentParser, *sections: str, exclude: tuple[str, ...] = ()
+) -> None:
+    """One flag per config option of these sections; unset flags leave file/env values alone."""
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML config file (default: ./config.yaml if present)"
+    )
+    for key, f in flag_options(*sections, exclude=exclude):
+        default = f.default
+        parser.add_argument(
+            f.metadata["flag"],
+            dest=key,
+            default=argparse.SUPPRESS,
+            metavar=key.split(".")[1].upper(),
+            help=f"{f.metadata['help']} (default: {default}; env {env_name(key)})",
+        )
+
+
+def _config_from(args: argparse.Namespace) -> Any:
+    overrides = {k: v for k, v in vars(args).items() if "." in k}
+    return load_config(args.config, overrides=overrides)
+
+
+def cmd_train_local(args: argparse.Namespace) -> int:
+    """Train on this machine."""
+    from ganfriends.training.local import train_local
+
+    result = train_local(_config_from(args), resume=args.resume)
+    return 130 if result.stopped_early else 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Write a grid of generated images."""
+    from ganfriends.generate import generate_grid
+
+    if args.num < 1:
+        raise GanError(f"--num must be at least 1, got {args.num}")
+    path = generate_grid(
+        args.checkpoint, args.out, num=args.num, seed=args.seed, device=args.device
+    )
+    print(f"wrote {args.num} images to {path}")
+    return 0
+
+
+def cmd_download_celeba(args: argparse.Namespace) -> int:
+    """Fetch CelebA, or print how to get it by hand."""
+    from pathlib import Path
+
+    from ganfriends.data import default_data_dir, download_celeba
+
+    dest = Path(args.dest) if args.dest else default_data_dir() / "celeba"
+    path = download_celeba(dest, url=args.url)
+    print(
+        f"CelebA is ready at {path}; train with: "
+        f"ganfriends train-local --dataset celeba --dataset-path {path}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used to render --help in the README)."""
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+    parser = argparse.ArgumentParser(
+        prog="ganfriends",
+        description="Train one GAN together: locally, or as a class through PostgreSQL.",
+        parents=[verbose],
+    )
+    parser.add_argument("--version", action="version", version=f"ganfriends {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser(
+        "train-local",
+        parents=[verbose],
+        help="train on this machine",
+        description=cmd_train_local.__doc__,
+    )
+    _add_config_flags(train, "training", "data", exclude=CLASS_RUN_OPTIONS)
+    train.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
+    train.set_defaults(func=cmd_train_local)
+
+    gen = commands.add_parser(
+        "generate",
+        parents=[verbose],
+        help="draw images from a checkpoint",
+        description=cmd_generate.__doc__,
+    )
+    gen.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="a train-local or coordinator checkpoint",
+    )
+    gen.add_argument("--num", type=int, default=64, help="number of images (default: 64)")
+    gen.add_argument("--out", default="faces.png", help="output PNG (default: faces.png)")
+    gen.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    gen.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    gen.set_defaults(func=cmd_generate)
+
+    celeba = commands.add_parser(
+        "download-celeba",
+        parents=[verbose],
+        help="fetch CelebA (or print the manual steps)",
+        description=cmd_download_celeba.__doc__,
+    )
+    celeba.add_argument(
+        "--dest", metavar="DIR", help="where to put it (default: <data dir>/celeba)"
+    )
+    celeba.add_argument(
+        "--url", help="a mirror of img_align_celeba.zip (default: $GANFRIENDS_CELEBA_URL)"
+    )
+    celeba.set_defaults(func=cmd_download_celeba)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except GanError as exc:
+        if verbose:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc()
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)",
+            file=sys.stderr,
+        )
+        return 1

@@ -1,0 +1,442 @@
+"""The one typed configuration object, with its documented defaults.
+
+Sources, in increasing precedence: the YAML file (``--config F``; ``./config.yaml`` when present),
+the environment (``GANFRIENDS_<SECTION>_<OPTION>``, e.g. ``GANFRIENDS_TRAINING_BATCH_SIZE=64`` or
+``GANFRIENDS_DATABASE_URL``), then command-line flags. Every value is converted and validated in one
+place, and an error names the option and where its bad value came from.
+
+The sections follow the seed project's ``config.yaml.template``: database, training, worker, data,
+huggingface. ``config.yaml.template`` at the repository root lists every option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from ganfriends.errors import ConfigError
+
+ENV_PREFIX = "GANFRIENDS_"
+DEFAULT_CONFIG_FILE = "config.yaml"
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    secret: bool = False,
+) -> Any:
+    """A config field: its default, its help text, and how it is checked and exposed."""
+    meta = {
+        "help": help,
+        "flag": flag,
+        "choices": choices,
+        "minimum": minimum,
+        "maximum": maximum,
+        "secret": secret,
+    }
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DatabaseConfig:
+    """Where the PostgreSQL database that coordinates a class run lives."""
+
+    url: str | None = option(
+        None,
+        "libpq URL (postgresql://user:pw@host:port/db); overrides the fields below",
+        flag="--db",
+    )
+    host: str = option("localhost", "database host")
+    port: int = option(5432, "database port", minimum=1, maximum=65535)
+    database: str = option("ganfriends", "database name")
+    user: str = option("ganfriends", "database user")
+    password: str | None = option(None, "database password", secret=True)
+
+
+@dataclass
+class TrainingConfig:
+    """What is trained and how: model, optimizer, schedule, outputs."""
+
+    epochs: int = option(50, "passes over the dataset", flag="--epochs", minimum=1)
+    batch_size: int = option(128, "images per optimizer step", flag="--batch-size", minimum=1)
+    learning_rate: float = option(2e-4, "Adam learning rate for G and D", flag="--lr", minimum=0)
+    beta1: float = option(0.5, "Adam beta1", flag="--beta1", minimum=0, maximum=1)
+    beta2: float = option(0.999, "Adam beta2", flag="--beta2", minimum=0, maximum=1)
+    latent_dim: int = option(100, "size of the noise vector z", flag="--latent-dim", minimum=1)
+    image_size: int | None = option(
+        None,
+        "image height/width: 32 or 64 (default: the dataset's own, 32 for fashion-mnist, 64 else)",
+        flag="--image-size",
+        choices=("16", "32", "64", "128"),
+    )
+    g_features: int = option(64, "generator width (DCGAN's ngf)", flag="--g-features", minimum=1)
+    d_features: int = option(
+        64, "discriminator width (DCGAN's ndf)", flag="--d-features", minimum=1
+    )
+    loss: str = option("bce", "GAN objective", flag="--loss", choices=("bce", "lsgan"))
+    update_rule: str = option(
+        "alternating",
+        "alternating: D steps, then G through the new D (reference DCGAN); "
+        "simultaneous: both gradients from one set of weights (what a volunteer computes)",
+        flag="--update-rule",
+        choices=("alternating", "simultaneous"),
+    )
+    seed: int = option(
+        0, "seed for initial weights, data order and noise", flag="--seed", minimum=0
+    )
+    max_steps: int | None = option(
+        None,
+        "stop once the run has taken N optimizer steps (smoke runs)",
+        flag="--max-steps",
+        minimum=1,
+    )
+    sample_interval: int = option(
+        1, "write a sample grid every N epochs", flag="--sample-interval", minimum=1
+    )
+    checkpoint_interval: int = option(
+        5,
+        "keep a checkpoint every N epochs (latest.pt is always kept)",
+        flag="--checkpoint-interval",
+        minimum=1,
+    )
+    output_dir: str = option(
+        "outputs_local", "where samples, checkpoints and curves go", flag="--output-dir"
+    )
+    device: str = option(
+        "auto", "auto, cpu, cuda or mps", flag="--device", choices=("auto", "cpu", "cuda", "mps")
+    )
+    # Class training: the run's schedule, fixed when the coordinator creates the run.
+    images_per_work_unit: int = option(
+        320, "images in one work unit", flag="--images-per-work-unit", minimum=1
+    )
+    workunits_per_update: int = option(
+        3, "work units aggregated into one optimizer step", flag="--workunits-per-update", minimum=1
+    )
+    micro_batch: int = option(
+        64,
+        "images per forward pass inside a unit; a run setting, since BatchNorm makes "
+        "gradients depend on it",
+        flag="--micro-batch",
+        minimum=1,
+    )
+    work_unit_timeout: float = option(
+        300.0,
+        "seconds a claimed unit may go without a heartbeat before it is handed out again",
+        flag="--work-unit-timeout",
+        minimum=1,
+    )
+
+
+@dataclass
+class WorkerConfig:
+    """How a student's worker presents itself and paces its polling (class training)."""
+
+    name: str | None = option(
+        None, "name on the leaderboard (default: the hostname)", flag="--name"
+    )
+    poll_interval: float = option(5.0, "seconds between polls when there is no work", minimum=0.01)
+    heartbeat_interval: float = option(
+        30.0, "seconds between heartbeats while computing", minimum=0.1
+    )
+
+
+@dataclass
+class DataConfig:
+    """Which images to train on and where they are."""
+
+    dataset: str = option(
+        "fashion-mnist",
+        "fashion-mnist, celeba or folder",
+        flag="--dataset",
+        choices=("fashion-mnist", "celeba", "folder"),
+    )
+    dataset_path: str | None = option(
+        None, "dataset location (required for folder)", flag="--dataset-path"
+    )
+    data_dir: str | None = option(
+        None,
+        "where downloaded datasets are kept (default ~/.local/share/ganfriends)",
+        flag="--data-dir",
+    )
+    num_workers: int = option(
+        2, "image decoding processes for file datasets", flag="--num-workers", minimum=0
+    )
+    download: bool = option(True, "download a missing dataset when the network allows")
+
+
+@dataclass
+class CoordinatorConfig:
+    """The instructor's coordinator: outputs, pacing and storage retention."""
+
+    output_dir: str = option(
+        "outputs", "where sample grids and checkpoints go", flag="--output-dir"
+    )
+    sample_interval: int = option(
+        10,
+        "write a sample grid and checkpoint every N updates",
+        flag="--sample-interval",
+        minimum=1,
+    )
+    max_iterations: int | None = option(
+        None, "finish the run after N updates (optimizer steps)", flag="--max-iterations", minimum=1
+    )
+    new_run: bool = option(False, "stop the running run and start a new one (default: resume it)")
+    run_name: str | None = option(
+        None, "a name for a new run (default: dataset and seed)", flag="--run-name"
+    )
+    max_backups: int = option(
+        1,
+        "extra copies of a straggler's unit handed to idle workers",
+        flag="--max-backups",
+        minimum=0,
+    )
+    keep_last_versions: int = option(3, "newest weight versions kept in the database", minimum=1)
+    keep_every_versions: int = option(100, "also keep every Nth weight version", minimum=1)
+    poll_interval: float = option(0.5, "seconds between checks for finished units", minimum=0.01)
+
+
+@dataclass
+class HuggingFaceConfig:
+    """Publishing checkpoints and samples to the Hugging Face Hub (not available yet)."""
+
+    enabled: bool = option(False, "push checkpoints and samples to the Hub")
+    repo_id: str | None = option(None, "target repository, e.g. you/ganfriends-celeba")
+    token: str | None = option(
+        None, "write token (prefer the GANFRIENDS_HUGGINGFACE_TOKEN env)", secret=True
+    )
+    push_interval: int = option(5, "push every N sample intervals", minimum=1)
+
+
+@dataclass
+class Config:
+    """All options, by section."""
+
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    coordinator: CoordinatorConfig = field(default_factory=CoordinatorConfig)
+    huggingface: HuggingFaceConfig = field(default_factory=HuggingFaceConfig)
+
+    def to_dict(self, *, redact: bool = True) -> dict[str, dict[str, Any]]:
+        """Plain nested dict for checkpoints and logs; secrets masked unless ``redact=False``."""
+        out: dict[str, dict[str, Any]] = {}
+        for section in dataclasses.fields(self):
+            values: dict[str, Any] = {}
+            for f in dataclasses.fields(getattr(self, section.name)):
+                value = getattr(getattr(self, section.name), f.name)
+                if redact and f.metadata["secret"] and value is not None:
+                    value = "***"
+                values[f.name] = value
+            out[section.name] = values
+        return out
+
+
+# `from __future__ import annotations` leaves field types as strings: resolve them once.
+_SECTION_TYPES = typing.get_type_hints(Config)
+SECTIONS: dict[str, type[Any]] = {
+    f.name: _SECTION_TYPES[f.name] for f in dataclasses.fields(Config)
+}
+
+
+def option_fields(section: str) -> dict[str, dataclasses.Field[Any]]:
+    """The fields of one section, by name."""
+    return {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+
+
+def _base_type(section: str, name: str) -> tuple[type, bool]:
+    """The field's scalar type and whether it may be None."""
+    hint = typing.get_type_hints(SECTIONS[section])[name]
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return inner, True
+    return hint, False
+
+
+def _convert(key: str, value: Any, source: str) -> Any:
+    """Convert a raw value (YAML scalar or string) to the field's type and check its constraints."""
+    section, name = key.split(".")
+    f = option_fields(section)[name]
+    kind, optional = _base_type(section, name)
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"invalid config: {key} {why}, got {value!r} (from {source})")
+
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        if optional:
+            return None
+        raise bad("must be set")
+    if kind is bool:
+        if isinstance(value, bool):
+            result: Any = value
+        elif isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            result = True
+        elif isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+            result = False
+        else:
+            raise bad("must be true or false")
+    elif kind is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise bad("must be a whole number")
+        try:
+            result = int(value)
+        except (TypeError, ValueError):
+            raise bad("must be a whole number") from None
+    elif kind is float:
+        if isinstance(value, bool):
+            raise bad("must be a number")
+        try:
+            result = float(value)
+        except (TypeError, ValueError):
+            raise bad("must be a number") from None
+        if result != result or result in (float("inf"), float("-inf")):
+            raise bad("must be a finite number")
+    else:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise bad("must be a string")
+        result = str(value)
+
+    meta = f.metadata
+    if meta["choices"] is not None and str(result) not in meta["choices"]:
+        raise bad(f"must be one of {', '.join(meta['choices'])}")
+    if meta["minimum"] is not None and result < meta["minimum"]:
+        raise bad(f"must be >= {meta['minimum']}")
+    if meta["maximum"] is not None and result > meta["maximum"]:
+        raise bad(f"must be <= {meta['maximum']}")
+    return result
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a config file into ``{"section.option": value}``; unknown names are errors."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{line}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must be a mapping of sections, like config.yaml.template"
+        )
+    flat: dict[str, Any] = {}
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"config file {path}: unknown section {section!r} (sections: {', '.join(SECTIONS)})"
+            )
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path}: section {section!r} must be a mapping")
+        known = option_fields(section)
+        for name, value in values.items():
+            if name not in known:
+                raise ConfigError(
+                    f"config file {path}: unknown option {section}.{name} "
+                    f"(options: {', '.join(known)})"
+                )
+            flat[f"{section}.{name}"] = value
+    return flat
+
+
+def env_name(key: str) -> str:
+    """``training.batch_size`` -> ``GANFRIENDS_TRAINING_BATCH_SIZE``."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+def read_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Pick the ``GANFRIENDS_*`` variables that name an option."""
+    out: dict[str, str] = {}
+    for section in SECTIONS:
+        for name in option_fields(section):
+            key = f"{section}.{name}"
+            if env_name(key) in env:
+                out[key] = env[env_name(key)]
+    return out
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    default_file: str | Path | None = DEFAULT_CONFIG_FILE,
+) -> Config:
+    """Build the config from file < environment < ``overrides`` (``{"training.epochs": 3}``).
+
+    ``path`` None falls back to ``$GANFRIENDS_CONFIG``, then to ``default_file`` if it exists.
+    """
+    env = os.environ if env is None else env
+    layers: list[tuple[dict[str, Any], str]] = []
+    file = (
+        Path(path)
+        if path
+        else (Path(env["GANFRIENDS_CONFIG"]) if env.get("GANFRIENDS_CONFIG") else None)
+    )
+    if file is None and default_file is not None and Path(default_file).is_file():
+        file = Path(default_file)
+    if file is not None:
+        if not file.is_file():
+            raise ConfigError(f"config file {file} does not exist")
+        layers.append((read_yaml(file), str(file)))
+    layers.append((read_env(env), "environment"))
+    if overrides:
+        for key in overrides:
+            section, _, name = key.partition(".")
+            if section not in SECTIONS or name not in option_fields(section):
+                raise ConfigError(f"unknown option {key}")
+        layers.append((dict(overrides), "command line"))
+
+    values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for layer, origin in layers:
+        for key, raw in layer.items():
+            section, name = key.split(".")
+            f = option_fields(section)[name]
+            source = origin
+            if origin == "environment":
+                source = env_name(key)
+            elif origin == "command line" and f.metadata["flag"]:
+                source = f.metadata["flag"]
+            values[section][name] = _convert(key, raw, source)
+    config = Config(**{section: SECTIONS[section](**vals) for section, vals in values.items()})
+    if config.huggingface.enabled:
+        raise ConfigError(
+            "invalid config: huggingface.enabled is not supported yet: "
+            "set it to false (pushing to the Hub is on the roadmap)"
+        )
+    return config
+
+
+def flag_options(
+    *sections: str, exclude: tuple[str, ...] = ()
+) -> list[tuple[str, dataclasses.Field[Any]]]:
+    """Options of these sections that have a command-line flag, as (key, field) pairs.
+
+    ``sections`` may also name single options (``"database.url"``); ``exclude`` drops options.
+    """
+    keys: list[tuple[str, dataclasses.Field[Any]]] = []
+    for entry in sections:
+        section, _, only = entry.partition(".")
+        for name, f in option_fields(section).items():
+            key = f"{section}.{name}"
+            if f.metadata["flag"] and (not only or name == only) and key not in exclude:
+                keys.append((key, f))
+    return keys

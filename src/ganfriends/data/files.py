@@ -1,0 +1,259 @@
+"""File-backed datasets: a sorted list of image files in a folder or a zip, decoded on demand.
+
+CelebA and the generic folder dataset are both a :class:`FileDataset` over a :class:`FileSource`;
+they differ only in how they find their files.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ganfriends.data.base import DatasetFingerprint, ImageDataset, make_digest
+from ganfriends.data.images import IMAGE_EXTENSIONS, decode_image
+from ganfriends.errors import DatasetError
+
+logger = logging.getLogger(__name__)
+
+# Directories macOS adds to zips and folders; their "._x.jpg" entries are metadata, not images.
+_JUNK_DIRS = frozenset({"__MACOSX"})
+
+
+def _is_image_name(name: str, extensions: Sequence[str]) -> bool:
+    suffixes = extensions if isinstance(extensions, tuple) else tuple(extensions)
+    return name.lower().endswith(suffixes) and not name.startswith(".")
+
+
+def list_image_files(
+    root: Path, extensions: Sequence[str] = IMAGE_EXTENSIONS, *, recursive: bool = True
+) -> list[str]:
+    """Image files under ``root``, as sorted relative posix paths.
+
+    Hidden entries (dot files, dot directories) and ``__MACOSX`` are skipped: they are never images.
+    """
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if recursive:
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in _JUNK_DIRS]
+        else:
+            dirnames.clear()
+        rel = Path(dirpath).relative_to(root).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        found.extend(prefix + f for f in filenames if _is_image_name(f, extensions))
+    found.sort()
+    return found
+
+
+def find_zip_images(
+    infos: Sequence[zipfile.ZipInfo], extensions: Sequence[str]
+) -> tuple[str, list[str], list[int]]:
+    """The image directory of a zip: (member prefix, sorted names under it, their sizes).
+
+    The directory holding the most images wins, so ``img_align_celeba/x.jpg`` and Kaggle's
+    ``img_align_celeba/img_align_celeba/x.jpg`` both work and stray pictures elsewhere are ignored.
+    """
+    # Plain string operations: pathlib objects for 200k members would cost seconds.
+    by_dir: dict[str, dict[str, int]] = {}
+    wanted_dir: dict[str, bool] = {}
+    for info in infos:
+        parent, _, base = info.filename.rpartition("/")
+        if not base or not _is_image_name(base, extensions):
+            continue
+        ok = wanted_dir.get(parent)
+        if ok is None:
+            parts = parent.split("/") if parent else []
+            ok = wanted_dir[parent] = not any(p in _JUNK_DIRS or p.startswith(".") for p in parts)
+        if ok:
+            by_dir.setdefault(parent + "/" if parent else "", {})[base] = info.file_size
+    if not by_dir:
+        return "", [], []
+    prefix = max(by_dir, key=lambda p: (len(by_dir[p]), -len(p)))
+    names = sorted(by_dir[prefix])
+    return prefix, names, [by_dir[prefix][n] for n in names]
+
+
+class FileSource(abc.ABC):
+    """Image files addressed by index; ``names`` are sorted paths relative to the image root."""
+
+    names: list[str]
+
+    @abc.abstractmethod
+    def read(self, index: int) -> bytes:
+        """The encoded bytes of file ``index``."""
+
+    @abc.abstractmethod
+    def sizes(self) -> list[int]:
+        """The size in bytes of every file, in ``names`` order."""
+
+    @abc.abstractmethod
+    def location(self, index: int | None = None) -> str:
+        """Where the files (or file ``index``) are, for messages."""
+
+    @abc.abstractmethod
+    def subset(self, indices: Sequence[int]) -> FileSource:
+        """A source of only the files at ``indices`` (this one must not be used afterwards)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook: only zips keep a file open
+        """Release open files."""
+
+
+class DirectorySource(FileSource):
+    """Files in a directory tree."""
+
+    def __init__(self, root: Path, names: Sequence[str]) -> None:
+        self.root = root
+        self.names = list(names)
+
+    def read(self, index: int) -> bytes:
+        """The bytes of file ``index``."""
+        return (self.root / self.names[index]).read_bytes()
+
+    def sizes(self) -> list[int]:
+        """File sizes from ``stat``."""
+        try:
+            return [(self.root / n).stat().st_size for n in self.names]
+        except OSError as exc:
+            raise DatasetError(f"cannot read the image files in {self.root}: {exc}") from None
+
+    def location(self, index: int | None = None) -> str:
+        """The root, or the file's path."""
+        return str(self.root if index is None else self.root / self.names[index])
+
+    def subset(self, indices: Sequence[int]) -> DirectorySource:
+        """The files at ``indices``."""
+        return DirectorySource(self.root, [self.names[i] for i in indices])
+
+
+class ZipSource(FileSource):
+    """Members of a zip file under one directory prefix, read without extracting.
+
+    The zip is opened lazily in each process: a handle inherited by a forked DataLoader worker
+    shares its file offset with the parent, so reads from both would interleave and corrupt data.
+    """
+
+    def __init__(
+        self,
+        zip_path: Path,
+        prefix: str,
+        names: Sequence[str],
+        sizes: Sequence[int],
+        handle: zipfile.ZipFile | None = None,
+    ) -> None:
+        self.zip_path = zip_path
+        self.prefix = prefix
+        self.names = list(names)
+        self._sizes = list(sizes)
+        # Reuse the handle the caller opened to list the members: parsing a big central directory
+        # again costs a noticeable fraction of a second.
+        self._zip = handle
+        self._pid = os.getpid() if handle is not None else None
+
+    def handle(self) -> zipfile.ZipFile:
+        """This process's open zip file."""
+        if self._zip is None or self._pid != os.getpid():
+            self._zip = zipfile.ZipFile(self.zip_path)
+            self._pid = os.getpid()
+        return self._zip
+
+    def read(self, index: int) -> bytes:
+        """The decompressed bytes of member ``index`` (CRC-checked by zipfile)."""
+        return self.handle().read(self.prefix + self.names[index])
+
+    def sizes(self) -> list[int]:
+        """Uncompressed member sizes, which equal the extracted files' sizes."""
+        return list(self._sizes)
+
+    def location(self, index: int | None = None) -> str:
+        """The zip, or ``zip:member``."""
+        if index is None:
+            return str(self.zip_path)
+        return f"{self.zip_path}:{self.prefix}{self.names[index]}"
+
+    def subset(self, indices: Sequence[int]) -> ZipSource:
+        """The members at ``indices``; the open handle moves to the new source."""
+        handle = self._zip if self._pid == os.getpid() else None
+        self._zip, self._pid = None, None
+        names = [self.names[i] for i in indices]
+        sizes = [self._sizes[i] for i in indices]
+        return ZipSource(self.zip_path, self.prefix, names, sizes, handle=handle)
+
+    def close(self) -> None:
+        """Close this process's handle."""
+        if self._zip is not None and self._pid == os.getpid():
+            self._zip.close()
+        self._zip = None
+        self._pid = None
+
+    def __getstate__(self) -> dict[str, object]:
+        # Workers started with spawn/forkserver get the member list, never an open file.
+        state = self.__dict__.copy()
+        state["_zip"] = None
+        state["_pid"] = None
+        return state
+
+
+def open_zip(zip_path: Path) -> zipfile.ZipFile:
+    """Open ``zip_path``, turning an unreadable zip into one actionable DatasetError."""
+    try:
+        return zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DatasetError(
+            f"cannot read {zip_path} as a zip file ({exc}): it may be incomplete, download it again"
+        ) from None
+
+
+class FileDataset(ImageDataset):
+    """Images decoded on demand from a :class:`FileSource`; unreadable files come back as None."""
+
+    def __init__(self, name: str, source: FileSource, image_size: int, channels: int = 3) -> None:
+        self.name = name
+        self.source = source
+        self.image_size = image_size
+        self.channels = channels
+        self._fingerprint: DatasetFingerprint | None = None
+        self._reported: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.source.names)
+
+    def __getitem__(self, index: int) -> torch.Tensor | None:
+        i = self.check_index(index)
+        try:
+            return decode_image(self.source.read(i), self.image_size, self.channels)
+        # PIL, zlib and zipfile raise a zoo of exception types on damaged files (OSError,
+        # SyntaxError, ValueError, struct.error, BadZipFile, DecompressionBombError, ...): one bad
+        # image must never end an epoch, so any failure to read or decode makes it "skipped".
+        except Exception as exc:
+            if i not in self._reported:
+                self._reported.add(i)
+                logger.warning("skipping unreadable image %s: %s", self.source.location(i), exc)
+            return None
+
+    def fingerprint(self) -> DatasetFingerprint:
+        """Digest of the sorted (relative name, size) list: cheap, and equal for folder and zip."""
+        if self._fingerprint is None:
+            sizes = self.source.sizes()
+            lines = (f"{n}\t{s}\n".encode() for n, s in zip(self.source.names, sizes, strict=True))
+            self._fingerprint = DatasetFingerprint(
+                name=self.name,
+                size=len(self),
+                image_size=self.image_size,
+                channels=self.channels,
+                digest=make_digest(self.name, self.image_size, self.channels, lines),
+            )
+        return self._fingerprint
+
+    def close(self) -> None:
+        """Close the source's open files."""
+        self.source.close()
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_reported"] = set()
+        return state

@@ -1,0 +1,215 @@
+"""The one GAN training step. Every mode (local, worker, federated, DDP) calls it; modes only decide
+where the resulting gradients go (an optimizer here, an upload there).
+
+Two update rules, chosen by name:
+
+``alternating``
+    The reference DCGAN (pytorch/examples dcgan): D takes its optimizer step first, then G's
+    gradient is computed through the *updated* D. Needs both optimizers.
+``simultaneous``
+    Both gradients come from one set of weights, as when a volunteer computes on one published
+    version. With optimizers, both step afterwards; without, the gradients are left in ``.grad``.
+
+Gradients are exact means over all images of the step, however they are split into micro-batches:
+each micro-batch contributes ``loss * n`` and the sum is divided by the total at the end. (With
+BatchNorm in train mode the micro-batch size still changes the result, because BN normalises over
+each micro-batch: that is why it is a run setting in the distributed modes.)
+
+G's loss is back-propagated through D with D's parameters frozen, so it never leaves gradients in D
+— the bug that made the seed worker upload dD[d_real + d_fake + g_loss].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ganfriends.losses import GanLoss
+
+UPDATE_RULES = ("alternating", "simultaneous")
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """Real images (n, C, H, W) in [-1, 1] and the noise (n, latent, 1, 1) G turns into n fakes."""
+
+    real: torch.Tensor
+    z: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.real.shape[0] != self.z.shape[0]:
+            raise ValueError(
+                f"{self.real.shape[0]} real images but {self.z.shape[0]} noise vectors"
+            )
+
+    @property
+    def size(self) -> int:
+        """Number of images."""
+        return int(self.real.shape[0])
+
+
+@dataclass
+class StepStats:
+    """Losses and D's scores summed over images, so stats of several units merge exactly."""
+
+    images: int = 0
+    d_loss_sum: float = 0.0
+    g_loss_sum: float = 0.0
+    d_real_sum: float = 0.0  # sum of D's "realness" score on real images: D(x)
+    d_fake_sum: float = 0.0  # ... on fakes, before D's update: D(G(z))
+
+    def __iadd__(self, other: StepStats) -> StepStats:
+        self.images += other.images
+        self.d_loss_sum += other.d_loss_sum
+        self.g_loss_sum += other.g_loss_sum
+        self.d_real_sum += other.d_real_sum
+        self.d_fake_sum += other.d_fake_sum
+        return self
+
+    def _mean(self, total: float) -> float:
+        return total / self.images if self.images else float("nan")
+
+    @property
+    def d_loss(self) -> float:
+        """Mean D loss per image."""
+        return self._mean(self.d_loss_sum)
+
+    @property
+    def g_loss(self) -> float:
+        """Mean G loss per image."""
+        return self._mean(self.g_loss_sum)
+
+    @property
+    def d_real(self) -> float:
+        """Mean D(x)."""
+        return self._mean(self.d_real_sum)
+
+    @property
+    def d_fake(self) -> float:
+        """Mean D(G(z))."""
+        return self._mean(self.d_fake_sum)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Stop autograd from producing gradients for ``module``'s parameters (restored on exit).
+
+    Inputs still get gradients, so G's loss reaches G through D, and D's weight gradients are not
+    even computed, which also saves time.
+    """
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def discriminator_backward(
+    discriminator: nn.Module, loss: GanLoss, real: torch.Tensor, fake: torch.Tensor
+) -> StepStats:
+    """Add n * grad of D's loss on (real, detached fake) to D's ``.grad``; G gets nothing."""
+    n = real.shape[0]
+    real_out = discriminator(real)
+    fake_out = discriminator(fake.detach())
+    d_loss = loss.discriminator(real_out, fake_out)
+    torch.autograd.backward(d_loss * n)
+    with torch.no_grad():
+        return StepStats(
+            images=n,
+            d_loss_sum=d_loss.item() * n,
+            d_real_sum=loss.score(real_out).sum().item(),
+            d_fake_sum=loss.score(fake_out).sum().item(),
+        )
+
+
+def generator_backward(discriminator: nn.Module, loss: GanLoss, fake: torch.Tensor) -> float:
+    """Add n * grad of G's loss to G's ``.grad`` through a frozen D; returns the summed G loss."""
+    n = fake.shape[0]
+    with frozen(discriminator):
+        g_loss = loss.generator(discriminator(fake))
+        torch.autograd.backward(g_loss * n)
+    return float(g_loss.item()) * n
+
+
+def _divide_grads(module: nn.Module, total: int) -> None:
+    for p in module.parameters():
+        if p.grad is not None:
+            p.grad.div_(total)
+
+
+def train_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    loss: GanLoss,
+    batches: Iterable[MicroBatch],
+    rule: str = "alternating",
+    *,
+    optimizer_g: torch.optim.Optimizer | None = None,
+    optimizer_d: torch.optim.Optimizer | None = None,
+) -> StepStats:
+    """One GAN step over ``batches`` (micro-batches of one logical batch).
+
+    With optimizers, D and G take one step each. Without (``simultaneous`` only), the step leaves
+    the mean gradients of G and D in ``.grad`` for the caller to ship elsewhere.
+    """
+    if rule not in UPDATE_RULES:
+        raise ValueError(f"unknown update rule {rule!r}: choose one of {', '.join(UPDATE_RULES)}")
+    if (optimizer_g is None) != (optimizer_d is None):
+        raise ValueError("pass both optimizers or neither")
+    if rule == "alternating" and optimizer_d is None:
+        raise ValueError(
+            "the alternating rule steps D before computing G's gradient: it needs both optimizers"
+        )
+
+    stats = StepStats()
+    discriminator.zero_grad(set_to_none=True)
+    generator.zero_grad(set_to_none=True)
+
+    if rule == "simultaneous":
+        for batch in batches:
+            fake = generator(batch.z)
+            stats += discriminator_backward(discriminator, loss, batch.real, fake)
+            stats.g_loss_sum += generator_backward(discriminator, loss, fake)
+        if stats.images == 0:
+            return stats
+        _divide_grads(discriminator, stats.images)
+        _divide_grads(generator, stats.images)
+        if optimizer_d is not None and optimizer_g is not None:
+            optimizer_d.step()
+            optimizer_g.step()
+        return stats
+
+    assert optimizer_d is not None and optimizer_g is not None
+    # Keep each micro-batch's fakes (with their graph to G) for G's pass after D's update, like the
+    # reference, which reuses `fake` rather than sampling G a second time.
+    fakes: list[torch.Tensor] = []
+    for batch in batches:
+        fake = generator(batch.z)
+        fakes.append(fake)
+        stats += discriminator_backward(discriminator, loss, batch.real, fake)
+    if stats.images == 0:
+        return stats
+    _divide_grads(discriminator, stats.images)
+    optimizer_d.step()
+    for fake in fakes:
+        stats.g_loss_sum += generator_backward(discriminator, loss, fake)
+    _divide_grads(generator, stats.images)
+    optimizer_g.step()
+    return stats
+
+
+def make_optimizers(
+    generator: nn.Module, discriminator: nn.Module, lr: float, betas: tuple[float, float]
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for G and for D with DCGAN's settings (the paper uses lr 2e-4, beta1 0.5)."""
+    return (
+        torch.optim.Adam(generator.parameters(), lr=lr, betas=betas),
+        torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas),
+    )

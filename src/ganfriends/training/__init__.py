@@ -1,0 +1,1 @@
+"""Training on one machine: the local trainer, checkpoints and the run's history."""

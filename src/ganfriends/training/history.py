@@ -1,0 +1,104 @@
+"""A run's history: one CSV row per optimizer step, and ``curves.png`` drawn from it."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+COLUMNS = ("step", "epoch", "images_seen", "d_loss", "g_loss", "d_real", "d_fake", "elapsed_s")
+
+
+class HistoryWriter:
+    """Appends rows to ``history.csv``; on resume, first drops rows past the checkpoint's step.
+
+    A crash after the last checkpoint leaves rows for steps that the resumed run will redo:
+    truncating keeps exactly one row per step.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, resume_step: int | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept: list[dict[str, str]] = []
+        if resume_step is not None and self.path.is_file():
+            kept = [
+                row for row in read_history(self.path) if int(float(row["step"])) <= resume_step
+            ]
+        self._file: IO[str] = self.path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
+        self._writer.writeheader()
+        self._writer.writerows(kept)
+        self._file.flush()
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Write one row (floats with 6 significant digits)."""
+        self._writer.writerow(
+            {k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()}
+        )
+
+    def flush(self) -> None:
+        """Push buffered rows to disk."""
+        self._file.flush()
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._file.close()
+
+
+def read_history(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """All rows of a history CSV as dicts of strings."""
+    with Path(path).open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _smooth(values: Sequence[float], window: int) -> list[float]:
+    """Trailing moving average; GAN losses are noisy step to step."""
+    out, total, queue = [], 0.0, []
+    for v in values:
+        queue.append(v)
+        total += v
+        if len(queue) > window:
+            total -= queue.pop(0)
+        out.append(total / len(queue))
+    return out
+
+
+def plot_curves(
+    history_csv: str | os.PathLike[str], out_png: str | os.PathLike[str]
+) -> Path | None:
+    """Draw G/D losses and D(x)/D(G(z)) against steps; None when there is nothing to draw."""
+    rows = read_history(history_csv)
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot's import
+    import matplotlib.pyplot as plt
+
+    steps = [int(float(r["step"])) for r in rows]
+    window = max(1, len(rows) // 100)
+
+    def series(name: str) -> list[float]:
+        return _smooth([float(r[name]) if r[name] else math.nan for r in rows], window)
+
+    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    ax_loss.plot(steps, series("d_loss"), label="D loss")
+    ax_loss.plot(steps, series("g_loss"), label="G loss")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_title("losses" + (f" (moving average of {window})" if window > 1 else ""))
+    ax_loss.legend()
+    ax_score.plot(steps, series("d_real"), label="D(x)")
+    ax_score.plot(steps, series("d_fake"), label="D(G(z))")
+    ax_score.set_xlabel("step")
+    ax_score.set_ylim(-0.05, 1.05)
+    ax_score.set_title("discriminator scores")
+    ax_score.legend()
+    out = Path(out_png)
+    tmp = out.with_name(out.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,288 @@
+"""``ganfriends train-local``: train the GAN on this machine alone.
+
+The run is a pure function of its config: the data order of epoch e is a permutation drawn from
+(seed, e), the noise of step s from (seed, s), the initial weights from the seed. A checkpoint holds
+the step, so ``--resume`` rebuilds the exact position in the exact same order, and an interrupted
+run ends where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from ganfriends import rng
+from ganfriends.config import Config
+from ganfriends.data import BatchLoader, ImageDataset, make_dataset
+from ganfriends.device import describe_device, resolve_device
+from ganfriends.errors import CheckpointError, ConfigError, DatasetError
+from ganfriends.grid import save_grid
+from ganfriends.losses import make_loss
+from ganfriends.models import ModelConfig, build_models, count_parameters
+from ganfriends.signals import graceful_stop
+from ganfriends.step import MicroBatch, make_optimizers, train_step
+from ganfriends.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ganfriends.training.history import HistoryWriter, plot_curves
+from ganfriends.training.progress import TrainingProgress
+
+NUM_SAMPLES = 64  # images in each sample grid (8 x 8)
+
+# Options that define a run's trajectory: on --resume the checkpoint's values win, so the resumed
+# run continues the same computation.
+RUN_DEFINING = (
+    ("training", "batch_size"),
+    ("training", "learning_rate"),
+    ("training", "beta1"),
+    ("training", "beta2"),
+    ("training", "loss"),
+    ("training", "update_rule"),
+    ("training", "seed"),
+    ("data", "dataset"),
+)
+
+
+@dataclass
+class LocalRunResult:
+    """Where a finished (or stopped) local run left things."""
+
+    step: int
+    epoch: int
+    images_seen: int
+    output_dir: Path
+    latest_checkpoint: Path
+    stopped_early: bool
+
+
+def model_config_for(config: Config, dataset: ImageDataset) -> ModelConfig:
+    """A run's architecture: the dataset fixes image size and channels, the config the rest."""
+    return ModelConfig(
+        image_size=dataset.image_size,
+        channels=dataset.channels,
+        latent_dim=config.training.latent_dim,
+        g_features=config.training.g_features,
+        d_features=config.training.d_features,
+    )
+
+
+def _adopt_checkpoint_settings(config: Config, checkpoint: Checkpoint, console: Console) -> None:
+    """On resume, take the run-defining options from the checkpoint, saying so where they differ."""
+    saved = checkpoint.run_config
+    for section, name in RUN_DEFINING:
+        if name not in saved.get(section, {}):
+            continue
+        old, current = saved[section][name], getattr(getattr(config, section), name)
+        if old != current:
+            console.print(
+                f"[yellow]resume:[/] using the checkpoint's {section}.{name} = {old!r} "
+                f"(not {current!r})"
+            )
+            setattr(getattr(config, section), name, old)
+    model = checkpoint.model_config
+    config.training.latent_dim = model.latent_dim
+    config.training.g_features = model.g_features
+    config.training.d_features = model.d_features
+    config.training.image_size = model.image_size
+
+
+def train_local(
+    config: Config, *, resume: str | Path | None = None, console: Console | None = None
+) -> LocalRunResult:
+    """Run (or resume) local training as ``config`` says; returns where it stopped."""
+    console = console or Console(soft_wrap=True)
+    training = config.training
+    checkpoint = load_checkpoint(resume) if resume else None
+    if checkpoint is not None:
+        _adopt_checkpoint_settings(config, checkpoint, console)
+
+    out_dir = Path(training.output_dir)
+    latest = out_dir / "checkpoints" / "latest.pt"
+    if checkpoint is None and latest.exists():
+        raise ConfigError(
+            f"{out_dir} already holds a run: continue it with --resume {latest}, "
+            "or choose another --output-dir"
+        )
+
+    device = resolve_device(training.device)
+    dataset = make_dataset(
+        config.data.dataset,
+        path=config.data.dataset_path,
+        image_size=training.image_size,
+        data_dir=config.data.data_dir,
+        download=config.data.download,
+    )
+    model_config = model_config_for(config, dataset)
+    if checkpoint is not None and checkpoint.model_config != model_config:
+        raise CheckpointError(
+            f"checkpoint {resume} is for {checkpoint.model_config}, "
+            f"but the dataset gives {model_config.image_size}x{model_config.image_size}"
+            f"x{model_config.channels}"
+        )
+    steps_per_epoch = len(dataset) // training.batch_size
+    if steps_per_epoch == 0:
+        raise DatasetError(
+            f"the dataset has {len(dataset)} images, "
+            f"fewer than one batch of {training.batch_size}: "
+            "lower --batch-size"
+        )
+    total_steps = training.epochs * steps_per_epoch
+    if training.max_steps is not None:
+        total_steps = min(total_steps, training.max_steps)
+
+    generator, discriminator = build_models(
+        model_config, seed=rng.derive_seed(training.seed, rng.INIT)
+    )
+    generator.to(device).train()
+    discriminator.to(device).train()
+    optimizer_g, optimizer_d = make_optimizers(
+        generator, discriminator, training.learning_rate, (training.beta1, training.beta2)
+    )
+    step, images_seen = 0, 0
+    if checkpoint is not None:
+        try:
+            generator.load_state_dict(checkpoint.generator_state_dict)
+            discriminator.load_state_dict(checkpoint.discriminator_state_dict)
+            optimizer_g.load_state_dict(checkpoint.optimizer_g_state_dict)
+            optimizer_d.load_state_dict(checkpoint.optimizer_d_state_dict)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"checkpoint {resume} does not fit the model: {str(exc).splitlines()[0]}"
+            ) from exc
+        step, images_seen = checkpoint.step, checkpoint.images_seen
+    loss = make_loss(training.loss)
+    fixed_noise = rng.latent_noise(
+        NUM_SAMPLES, model_config.latent_dim, training.seed, rng.FIXED_NOISE
+    ).to(device)
+
+    fingerprint = dataset.fingerprint()
+    console.print(
+        f"[bold]train-local[/] {fingerprint.short()} on {describe_device(device)} | "
+        f"G {count_parameters(generator):,} params, D {count_parameters(discriminator):,} | "
+        f"batch {training.batch_size}, {steps_per_epoch} steps/epoch, "
+        f"rule {training.update_rule}, loss {loss.name}"
+    )
+    if step >= total_steps:
+        console.print(f"nothing to do: the run is already at step {step} of {total_steps}")
+
+    samples_dir = out_dir / "samples"
+    history = HistoryWriter(out_dir / "history.csv", resume_step=step if checkpoint else None)
+    run_config = config.to_dict()
+
+    def save(path: Path) -> Path:
+        history.flush()
+        return save_checkpoint(
+            path,
+            generator=generator,
+            discriminator=discriminator,
+            optimizer_g=optimizer_g,
+            optimizer_d=optimizer_d,
+            epoch=step // steps_per_epoch,
+            step=step,
+            images_seen=images_seen,
+            model_config=model_config,
+            run_config=run_config,
+        )
+
+    def write_samples(tag: str) -> Path:
+        history.flush()  # the curves are drawn from the file
+        generator.eval()
+        with torch.no_grad():
+            fakes = generator(fixed_noise)
+        generator.train()
+        path = save_grid(fakes, samples_dir / f"{tag}.png", nrow=8)
+        save_grid(fakes, samples_dir / "latest.png", nrow=8)
+        plot_curves(out_dir / "history.csv", out_dir / "curves.png")
+        return path
+
+    start_time = time.monotonic()
+    stopped_early = False
+    skipped_total = 0
+    saved_step = step if checkpoint is not None else -1
+    mid_step = False  # True while D may be updated and G not yet: such a state is never saved
+    progress = TrainingProgress(console, total_steps=total_steps, start_step=step)
+    try:
+        with graceful_stop() as stop, progress:
+            while step < total_steps and not stop.requested:
+                epoch, first_batch = divmod(step, steps_per_epoch)
+                order = rng.permutation(len(dataset), training.seed, rng.DATA_ORDER, epoch)
+                last_batch = min(steps_per_epoch, first_batch + total_steps - step)
+                batches = [
+                    order[i * training.batch_size : (i + 1) * training.batch_size].tolist()
+                    for i in range(first_batch, last_batch)
+                ]
+                for real, skipped in BatchLoader(
+                    dataset, batches, num_workers=config.data.num_workers
+                ):
+                    skipped_total += skipped
+                    z = rng.latent_noise(
+                        real.shape[0], model_config.latent_dim, training.seed, rng.NOISE, step
+                    )
+                    mid_step = True
+                    stats = train_step(
+                        generator,
+                        discriminator,
+                        loss,
+                        [MicroBatch(real.to(device, non_blocking=True), z.to(device))],
+                        training.update_rule,
+                        optimizer_g=optimizer_g,
+                        optimizer_d=optimizer_d,
+                    )
+                    step += 1
+                    images_seen += stats.images
+                    mid_step = False
+                    history.append(
+                        {
+                            "step": step,
+                            "epoch": round(step / steps_per_epoch, 4),
+                            "images_seen": images_seen,
+                            "d_loss": stats.d_loss,
+                            "g_loss": stats.g_loss,
+                            "d_real": stats.d_real,
+                            "d_fake": stats.d_fake,
+                            "elapsed_s": round(time.monotonic() - start_time, 3),
+                        }
+                    )
+                    progress.update(step, stats, skipped_total)
+                    if stop.requested:
+                        break
+                if step % steps_per_epoch == 0 and not stop.requested:
+                    finished_epoch = step // steps_per_epoch
+                    if finished_epoch % training.sample_interval == 0:
+                        write_samples(f"epoch_{finished_epoch:04d}")
+                    save(latest)
+                    saved_step = step
+                    if finished_epoch % training.checkpoint_interval == 0:
+                        save(out_dir / "checkpoints" / f"epoch_{finished_epoch:04d}.pt")
+                    progress.epoch_done(finished_epoch, training.epochs)
+            stopped_early = stop.requested and step < total_steps
+    finally:
+        # Whatever happened (Ctrl+C included), keep every finished step: checkpoint, history,
+        # samples.
+        # An abort in the middle of a step leaves the models half-updated: keep the last save then.
+        if not mid_step and step > saved_step:
+            save(latest)
+            write_samples(f"final_step_{step:07d}")
+        history.close()
+
+    if skipped_total:
+        console.print(f"[yellow]skipped {skipped_total} unreadable images[/]")
+    if stopped_early:
+        console.print(
+            f"stopped at step {step}; continue with: ganfriends train-local --resume {latest}"
+        )
+    else:
+        console.print(
+            f"done: step {step}, {images_seen:,} images; "
+            f"samples in {samples_dir}, checkpoint {latest}"
+        )
+    return LocalRunResult(
+        step=step,
+        epoch=step // steps_per_epoch,
+        images_seen=images_seen,
+        output_dir=out_dir,
+        latest_checkpoint=latest,
+        stopped_early=stopped_early,
+    )

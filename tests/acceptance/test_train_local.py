@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from ganfriends.training.history import read_history
+from tests.acceptance.conftest import TINY_MODEL, cli_env, run_cli
+from tests.conftest import requires_fashion_mnist
+
+pytestmark = requires_fashion_mnist
+
+TRAIN = [
+    "train-local",
+    "--dataset",
+    "fashion-mnist",
+    "--batch-size",
+    "16",
+    "--seed",
+    "3",
+    *TINY_MODEL,
+]
+
+
+def load(path: Path) -> dict[str, object]:
+    data: dict[str, object] = torch.load(path, weights_only=True)
+    return data
+
+
+def test_train_resume_generate(workdir: Path) -> None:
+    first = run_cli([*TRAIN, "--output-dir", "run", "--max-steps", "4"], workdir)
+    assert first.returncode == 0, first.stderr
+    latest = workdir / "run" / "checkpoints" / "latest.pt"
+    checkpoint = load(latest)
+    assert checkpoint["step"] == 4
+    assert {
+        "generator_state_dict",
+        "discriminator_state_dict",
+        "optimizer_g_state_dict",
+        "optimizer_d_state_dict",
+        "epoch",
+        "step",
+        "model_config",
+        "run_config",
+    } <= set(checkpoint)
+    assert (workdir / "run" / "samples" / "latest.png").is_file()
+    assert (workdir / "run" / "curves.png").is_file()
+
+    resumed = run_cli(
+        ["train-local", "--resume", str(latest), "--output-dir", "run", "--max-steps", "7"], workdir
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert load(latest)["step"] == 7
+    steps = [int(row["step"]) for row in read_history(workdir / "run" / "history.csv")]
+    assert steps == list(range(1, 8))
+
+    generated = run_cli(
+        ["generate", "--checkpoint", str(latest), "--num", "9", "--out", "grid.png"], workdir
+    )
+    assert generated.returncode == 0, generated.stderr
+    with Image.open(workdir / "grid.png") as grid:
+        assert grid.size == (2 + 3 * 34, 2 + 3 * 34)  # 3x3 tiles of 32 px + 2 px padding
+
+
+def test_resumed_run_ends_where_an_uninterrupted_run_would(workdir: Path) -> None:
+    straight = run_cli([*TRAIN, "--output-dir", "straight", "--max-steps", "6"], workdir)
+    assert straight.returncode == 0, straight.stderr
+    part = run_cli([*TRAIN, "--output-dir", "parts", "--max-steps", "3"], workdir)
+    assert part.returncode == 0, part.stderr
+    rest = run_cli(
+        [
+            "train-local",
+            "--resume",
+            "parts/checkpoints/latest.pt",
+            "--output-dir",
+            "parts",
+            "--max-steps",
+            "6",
+        ],
+        workdir,
+    )
+    assert rest.returncode == 0, rest.stderr
+    a = load(workdir / "straight" / "checkpoints" / "latest.pt")
+    b = load(workdir / "parts" / "checkpoints" / "latest.pt")
+    for key in ("generator_state_dict", "discriminator_state_dict"):
+        sa, sb = a[key], b[key]
+        assert isinstance(sa, dict) and isinstance(sb, dict)
+        for name in sa:
+            torch.testing.assert_close(sa[name], sb[name], rtol=0, atol=0, msg=f"{key}.{name}")
+
+
+def test_first_ctrl_c_saves_the_finished_steps_and_exits(workdir: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ganfriends", *TRAIN, "--output-dir", "run", "--epochs", "1"],
+        cwd=workdir,
+        env=cli_env(workdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    history = workdir / "run" / "history.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (
+        not history.is_file() or len(history.read_text().splitlines()) < 3
+    ):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "continue with: ganfriends train-local --resume" in output
+    checkpoint = load(workdir / "run" / "checkpoints" / "latest.pt")
+    assert isinstance(checkpoint["step"], int) and checkpoint["step"] >= 2
+    rows = read_history(history)
+    assert int(rows[-1]["step"]) == checkpoint["step"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train-local", "--dataset", "mnist"], "invalid config: data.dataset must be one of"),
+        (["train-local", "--dataset", "folder", "--dataset-path", "nowhere"], "nowhere"),
+        (["train-local", "--batch-size", "0"], "training.batch_size must be >= 1"),
+        (["train-local", "--lr", "fast"], "training.learning_rate must be a number"),
+        (["generate", "--checkpoint", "missing.pt"], "missing.pt does not exist"),
+        (["train-local", "--resume", "garbage.pt"], "cannot read checkpoint garbage.pt"),
+        (["download-celeba", "--dest", "celeba"], "img_align_celeba.zip"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_and_a_non_zero_exit(
+    workdir: Path, args: list[str], message: str
+) -> None:
+    (workdir / "garbage.pt").write_bytes(b"\x00not a checkpoint")
+    result = run_cli(args, workdir)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_verbose_flag_shows_the_traceback(workdir: Path) -> None:
+    result = run_cli(["-v", "generate", "--checkpoint", "missing.pt"], workdir)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+
+
+def test_missing_dataset_offline_says_how_to_get_it(workdir: Path) -> None:
+    result = run_cli(
+        ["train-local", "--dataset", "fashion-mnist", "--dataset-path", "empty"], workdir
+    )
+    assert result.returncode == 1
+    assert "empty" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_refuses_to_overwrite_an_existing_run(workdir: Path) -> None:
+    assert run_cli([*TRAIN, "--output-dir", "run", "--max-steps", "1"], workdir).returncode == 0
+    again = run_cli([*TRAIN, "--output-dir", "run", "--max-steps", "1"], workdir)
+    assert again.returncode == 1
+    assert "--resume" in again.stderr
+
+
+def test_python_dash_m_and_console_script_agree(workdir: Path) -> None:
+    script = Path(sys.executable).with_name("ganfriends")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
+    assert "train-local" in result.stdout

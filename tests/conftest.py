@@ -1,0 +1,35 @@
+"""Shared fixtures for every test tier."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Tests must be reproducible and must not fight over the machine's 2 cores.
+torch.set_num_threads(1)
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No developer config or GANFRIENDS_* variable leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("GANFRIENDS_") and name != "GANFRIENDS_TEST_DATABASE_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GANFRIENDS_DATA_DIR", str(tmp_path_factory.mktemp("data_dir")))
+
+
+def fashion_mnist_available() -> bool:
+    """True when Debian's dataset-fashion-mnist package is installed."""
+    return os.path.isfile(os.path.join(FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz"))
+
+
+requires_fashion_mnist = pytest.mark.skipif(
+    not fashion_mnist_available(),
+    reason=f"Fashion-MNIST not installed at {FASHION_MNIST_DIR} (make install installs it)",
+)
