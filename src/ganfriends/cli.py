@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ganfriends import __version__
-from ganfriends.config import env_name, flag_options, load_config
+from ganfriends.config import env_name, flag_options, is_switch, load_config
 from ganfriends.errors import GanError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -33,13 +33,23 @@ def _add_config_flags(
         "--config", metavar="FILE", help="YAML config file (default: ./config.yaml if present)"
     )
     for key, f in flag_options(*sections, exclude=exclude):
-        default = f.default
+        help_text = f"{f.metadata['help']} (default: {f.default}; env {env_name(key)})"
+        if is_switch(key):
+            parser.add_argument(
+                f.metadata["flag"],
+                dest=key,
+                action="store_const",
+                const=True,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+            continue
         parser.add_argument(
             f.metadata["flag"],
             dest=key,
             default=argparse.SUPPRESS,
             metavar=key.split(".")[1].upper(),
-            help=f"{f.metadata['help']} (default: {default}; env {env_name(key)})",
+            help=help_text,
         )
 
 
@@ -139,7 +149,114 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="a mirror of img_align_celeba.zip (default: $GANFRIENDS_CELEBA_URL)"
     )
     celeba.set_defaults(func=cmd_download_celeba)
+    _add_class_commands(commands, verbose)
     return parser
+
+
+# Coordinator flags: the run's schedule and model, its data, its outputs.
+COORDINATOR_OPTIONS = (
+    "database.url",
+    "training",
+    "data",
+    "coordinator",
+)
+COORDINATOR_EXCLUDED = (
+    "training.batch_size",
+    "training.update_rule",
+    "training.max_steps",
+    "training.sample_interval",
+    "training.checkpoint_interval",
+    "training.output_dir",
+    "data.num_workers",
+)
+WORKER_OPTIONS = (
+    "database.url",
+    "worker.name",
+    "training.device",
+    "data.dataset_path",
+    "data.data_dir",
+)
+
+
+def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None:
+    """init-db, db, coordinator, worker, status and demo."""
+    from ganfriends.cluster import commands as cluster
+
+    init = commands.add_parser(
+        "init-db",
+        parents=[verbose],
+        help="create or migrate the database schema",
+        description="Create or migrate the schema (the embedded PostgreSQL when no --db is given).",
+    )
+    _add_config_flags(init, "database.url")
+    init.add_argument("--reset", action="store_true", help="delete everything first (asks)")
+    init.add_argument("--yes", action="store_true", help="do not ask before --reset")
+    init.set_defaults(func=lambda a: cluster.init_db(_config_from(a), do_reset=a.reset, yes=a.yes))
+
+    db = commands.add_parser(
+        "db",
+        parents=[verbose],
+        help="the embedded PostgreSQL: start, stop, url, status",
+        description="Host the class database on this machine (no server to install).",
+    )
+    db.add_argument("action", choices=("start", "stop", "url", "status"))
+    db.add_argument("--data-dir", help="cluster directory (default: $GANFRIENDS_PG_DIR or ours)")
+    db.add_argument(
+        "--listen",
+        metavar="ADDR",
+        help="also accept TCP connections on ADDR (e.g. 0.0.0.0), with password authentication",
+    )
+    db.add_argument("--port", type=int, help="TCP port with --listen (default: a free one)")
+    db.set_defaults(
+        func=lambda a: cluster.db_command(
+            a.action, data_dir=a.data_dir, listen=a.listen, port=a.port
+        )
+    )
+
+    coord = commands.add_parser(
+        "coordinator",
+        parents=[verbose],
+        help="run (or resume) the class run",
+        description=cluster.coordinator.__doc__,
+    )
+    _add_config_flags(coord, *COORDINATOR_OPTIONS, exclude=COORDINATOR_EXCLUDED)
+    coord.set_defaults(func=lambda a: cluster.coordinator(_config_from(a)))
+
+    work = commands.add_parser(
+        "worker",
+        parents=[verbose],
+        help="contribute to the class run",
+        description=cluster.worker.__doc__,
+    )
+    _add_config_flags(work, *WORKER_OPTIONS)
+    work.add_argument("--max-units", type=int, help="exit after this many units")
+    work.set_defaults(func=lambda a: cluster.worker(_config_from(a), max_units=a.max_units))
+
+    stat = commands.add_parser(
+        "status",
+        parents=[verbose],
+        help="where the class run stands",
+        description=cluster.status.__doc__,
+    )
+    _add_config_flags(stat, "database.url")
+    stat.add_argument("--json", action="store_true", help="machine-readable output")
+    stat.set_defaults(func=lambda a: cluster.status(_config_from(a), as_json=a.json))
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[verbose],
+        help="a coordinator and workers on this machine",
+        description=cluster.demo.__doc__,
+    )
+    demo.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
+    demo.add_argument(
+        "--workdir", default="demo", help="database, logs and samples (default: demo)"
+    )
+    demo.add_argument(
+        "--max-iterations", type=int, default=400, help="updates to train (default: 400)"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")
+    demo.set_defaults(func=cluster.demo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

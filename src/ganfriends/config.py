@@ -59,7 +59,7 @@ class DatabaseConfig:
         "libpq URL (postgresql://user:pw@host:port/db); overrides the fields below",
         flag="--db",
     )
-    host: str = option("localhost", "database host")
+    host: str | None = option(None, "database host (none and no url: the embedded server)")
     port: int = option(5432, "database port", minimum=1, maximum=65535)
     database: str = option("ganfriends", "database name")
     user: str = option("ganfriends", "database user")
@@ -193,7 +193,9 @@ class CoordinatorConfig:
     max_iterations: int | None = option(
         None, "finish the run after N updates (optimizer steps)", flag="--max-iterations", minimum=1
     )
-    new_run: bool = option(False, "stop the running run and start a new one (default: resume it)")
+    new_run: bool = option(
+        False, "stop the running run and start a new one (default: resume it)", flag="--new-run"
+    )
     run_name: str | None = option(
         None, "a name for a new run (default: dataset and seed)", flag="--run-name"
     )
@@ -205,7 +207,7 @@ class CoordinatorConfig:
     )
     keep_last_versions: int = option(3, "newest weight versions kept in the database", minimum=1)
     keep_every_versions: int = option(100, "also keep every Nth weight version", minimum=1)
-    poll_interval: float = option(0.5, "seconds between checks for finished units", minimum=0.01)
+    poll_interval: float = option(0.25, "seconds between checks for finished units", minimum=0.01)
 
 
 @dataclass
@@ -255,6 +257,12 @@ SECTIONS: dict[str, type[Any]] = {
 def option_fields(section: str) -> dict[str, dataclasses.Field[Any]]:
     """The fields of one section, by name."""
     return {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+
+
+def is_switch(key: str) -> bool:
+    """True for boolean options, whose flags take no value."""
+    section, name = key.split(".")
+    return _base_type(section, name)[0] is bool
 
 
 def _base_type(section: str, name: str) -> tuple[type, bool]:

@@ -1,0 +1,1 @@
+"""Class training through PostgreSQL: the run plan, the coordinator and the workers."""

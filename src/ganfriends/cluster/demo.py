@@ -1,0 +1,160 @@
+"""``ganfriends demo``: a whole class on one machine.
+
+Starts the embedded PostgreSQL, then a coordinator and N workers as separate processes (exactly the
+commands an instructor and students run), shows one live progress line read from the database, and
+stops everything at the end or on Ctrl+C, leaving no process behind. Each process logs to
+``DIR/logs/``; sample grids land in ``DIR/outputs/samples/``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from rich.console import Console
+
+from ganfriends.cluster.status import one_line, read_status
+from ganfriends.db import Database, DatabaseError, EmbeddedPostgres, migrate
+from ganfriends.errors import GanError
+from ganfriends.signals import graceful_stop
+
+REFRESH = 1.0  # seconds between progress line refreshes
+STOP_GRACE = 20.0  # seconds a process gets to stop by itself before it is killed
+
+
+@dataclass
+class DemoSettings:
+    """What ``ganfriends demo`` runs; the defaults show clothes on a laptop CPU in minutes."""
+
+    workdir: Path
+    workers: int = 2
+    max_iterations: int | None = 400
+    seed: int = 0
+    images_per_work_unit: int = 128
+    workunits_per_update: int = 2
+    micro_batch: int = 64
+    sample_interval: int = 20
+    threads_per_process: int = 1
+    extra_coordinator_args: tuple[str, ...] = ()
+
+
+def _spawn(args: list[str], log: IO[str], threads: int) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    # N workers on one machine: one thread each, or they fight over the cores.
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "ganfriends", *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+        start_new_session=True,  # our Ctrl+C is handled here, then passed on deliberately
+    )
+
+
+def _stop(processes: list[subprocess.Popen[str]], console: Console) -> None:
+    """SIGINT (graceful) to all, wait, then SIGKILL any straggler."""
+    for p in processes:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + STOP_GRACE
+    for p in processes:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            console.print(f"[yellow]process {p.pid} did not stop in time: killing it[/]")
+            p.kill()
+            p.wait()
+
+
+def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
+    """Run the demo; returns 0 when the run completed, 130 when interrupted."""
+    console = console or Console(soft_wrap=True)
+    workdir = settings.workdir.resolve()
+    logs, outputs = workdir / "logs", workdir / "outputs"
+    logs.mkdir(parents=True, exist_ok=True)
+    server = EmbeddedPostgres(workdir / "postgres")
+    started_server = server.status() is None
+    info = server.start()
+    url = info.local_url()
+    console.print(f"PostgreSQL: {url}  (data in {workdir / 'postgres'})")
+    processes: list[subprocess.Popen[str]] = []
+    files: list[IO[str]] = []
+    interrupted = False
+    try:
+        with Database(url) as db:
+            migrate(db)
+            coordinator_args = [
+                "coordinator",
+                "--db",
+                url,
+                "--output-dir",
+                str(outputs),
+                "--seed",
+                str(settings.seed),
+                "--images-per-work-unit",
+                str(settings.images_per_work_unit),
+                "--workunits-per-update",
+                str(settings.workunits_per_update),
+                "--micro-batch",
+                str(settings.micro_batch),
+                "--sample-interval",
+                str(settings.sample_interval),
+                "--new-run",
+                *settings.extra_coordinator_args,
+            ]
+            if settings.max_iterations:
+                coordinator_args += ["--max-iterations", str(settings.max_iterations)]
+            files.append((logs / "coordinator.log").open("w"))
+            coordinator = _spawn(coordinator_args, files[-1], settings.threads_per_process)
+            processes.append(coordinator)
+            for i in range(settings.workers):
+                files.append((logs / f"worker-{i + 1}.log").open("w"))
+                processes.append(
+                    _spawn(
+                        ["worker", "--db", url, "--name", f"worker-{i + 1}", "--device", "cpu"],
+                        files[-1],
+                        settings.threads_per_process,
+                    )
+                )
+            console.print(
+                f"started a coordinator and {settings.workers} workers; logs in {logs}, "
+                f"samples in {outputs / 'samples'}"
+            )
+            with graceful_stop() as stop, console.status("starting...") as live:
+                while not stop.requested and coordinator.poll() is None:
+                    try:
+                        status = read_status(db)
+                    except DatabaseError:
+                        status = None
+                    if status is not None:
+                        live.update(one_line(status))
+                    stop.event.wait(REFRESH)
+                interrupted = stop.requested
+            if not interrupted and coordinator.returncode != 0:
+                raise GanError(
+                    f"the coordinator exited with status {coordinator.returncode}: "
+                    f"see {logs / 'coordinator.log'}"
+                )
+            final = read_status(db)
+            if final is not None:
+                console.print(one_line(final))
+    finally:
+        _stop(processes, console)
+        for f in files:
+            f.close()
+        if started_server:
+            server.stop()
+    if interrupted:
+        console.print("demo interrupted; everything stopped")
+        return 130
+    console.print(
+        f"demo finished: sample grids in {outputs / 'samples'} (latest.png is the newest)"
+    )
+    return 0

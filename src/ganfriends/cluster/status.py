@@ -1,0 +1,170 @@
+"""``ganfriends status``: where the class run stands, read from the database alone."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ganfriends.db import Database
+
+ACTIVE_SECONDS = 60  # heartbeat younger than this: Active (the seed's dashboard rule)
+IDLE_SECONDS = 300  # younger than this: Idle; older: Offline
+THROUGHPUT_WINDOW = 120  # seconds of updates over which images/s is measured
+
+
+def activity(seconds_since_heartbeat: float, running: bool) -> str:
+    """Active / Idle / Offline from the age of a worker's last heartbeat."""
+    if not running or seconds_since_heartbeat >= IDLE_SECONDS:
+        return "Offline"
+    return "Active" if seconds_since_heartbeat < ACTIVE_SECONDS else "Idle"
+
+
+@dataclass
+class WorkerLine:
+    """One leaderboard line."""
+
+    name: str
+    units: int
+    images: int
+    rejected: int
+    status: str
+    last_heartbeat: str
+    hardware: str
+
+
+@dataclass
+class RunStatus:
+    """A snapshot of a run."""
+
+    run_id: int
+    name: str
+    state: str
+    version: int
+    total_updates: int
+    epoch: float
+    epochs: int
+    images_seen: int
+    units: dict[str, int]
+    images_per_second: float
+    d_loss: float | None
+    g_loss: float | None
+    d_real: float | None
+    d_fake: float | None
+    workers: list[WorkerLine] = field(default_factory=list)
+
+    @property
+    def active_workers(self) -> int:
+        """Workers whose heartbeat is recent."""
+        return sum(w.status == "Active" for w in self.workers)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for ``--json``."""
+        return asdict(self) | {"active_workers": self.active_workers}
+
+
+def _hardware(row: dict[str, Any]) -> str:
+    parts = [row["gpu_name"] or row["device"]]
+    if row["gpu_vram_gb"]:
+        parts.append(f"{row['gpu_vram_gb']:.0f} GB VRAM")
+    if row["cpu_cores"]:
+        parts.append(f"{row['cpu_cores']} cores")
+    if row["ram_gb"]:
+        parts.append(f"{row['ram_gb']:.0f} GB RAM")
+    return ", ".join(parts)
+
+
+def read_status(db: Database) -> RunStatus | None:
+    """The latest run's status (the running one if any), or None when there is no run."""
+    run = db.fetch_one("status_latest_run")
+    if run is None:
+        return None
+    run_id, version = int(run["id"]), int(run["version"])
+    units = db.fetch_one("status_units", run_id=run_id, version=version) or {}
+    speed = db.fetch_one("throughput", run_id=run_id, window=THROUGHPUT_WINDOW) or {}
+    latest = db.fetch_one("latest_update", run_id=run_id) or {}
+    span = speed.get("span_seconds") or 0.0
+    updates = int(speed.get("updates") or 0)
+    # n updates span n-1 intervals: count the images after the first one.
+    rate = (int(speed.get("images") or 0) * (updates - 1) / updates / span) if span > 0 else 0.0
+    plan_updates = -(-int(run["total_units"]) // int(run["units_per_update"]))
+    total_updates = min(plan_updates, int(run["max_updates"] or plan_updates))
+    workers = [
+        WorkerLine(
+            name=row["name"],
+            units=int(row["units"]),
+            images=int(row["images"]),
+            rejected=int(row["rejected"]),
+            status=activity(float(row["seconds_since_heartbeat"]), bool(row["running"])),
+            last_heartbeat=_format_time(row["last_heartbeat"]),
+            hardware=_hardware(row),
+        )
+        for row in db.fetch_all("leaderboard", run_id=run_id)
+    ]
+    return RunStatus(
+        run_id=run_id,
+        name=run["name"],
+        state=run["state"],
+        version=version,
+        total_updates=total_updates,
+        epoch=min(version * int(run["units_per_update"]), int(run["total_units"]))
+        / int(run["units_per_epoch"]),
+        epochs=int(run["epochs"]),
+        images_seen=int(run["images_seen"]),
+        units={k: int(units.get(k) or 0) for k in ("pending", "claimed", "expired", "done")},
+        images_per_second=rate,
+        d_loss=latest.get("d_loss"),
+        g_loss=latest.get("g_loss"),
+        d_real=latest.get("d_real"),
+        d_fake=latest.get("d_fake"),
+        workers=workers,
+    )
+
+
+def _format_time(value: datetime | None) -> str:
+    return value.astimezone().strftime("%H:%M:%S") if value else "-"
+
+
+def one_line(status: RunStatus) -> str:
+    """The demo's live line: version, epoch %, images/s, active workers, latest losses."""
+    losses = (
+        f"D {status.d_loss:.3f} G {status.g_loss:.3f}"
+        if status.d_loss is not None
+        else "no update yet"
+    )
+    percent = 100 * status.version / max(1, status.total_updates)
+    return (
+        f"version {status.version}/{status.total_updates} | "
+        f"epoch {status.epoch:.2f}/{status.epochs} ({percent:.0f}%) | "
+        f"{status.images_per_second:,.0f} img/s | {status.active_workers} workers active | {losses}"
+    )
+
+
+def render(status: RunStatus, console: Console) -> None:
+    """Print the status as a human reads it."""
+    console.print(f"[bold]run {status.run_id}[/] {status.name}: {status.state}")
+    console.print(one_line(status))
+    u = status.units
+    console.print(
+        f"units of this version: {u['pending']} pending, {u['claimed']} claimed, "
+        f"{u['expired']} expired lease, {u['done']} done | {status.images_seen:,} images trained"
+    )
+    table = Table(title="leaderboard")
+    for column in ("name", "units", "images", "rejected", "status", "last heartbeat", "hardware"):
+        table.add_column(
+            column, justify="right" if column in ("units", "images", "rejected") else "left"
+        )
+    for w in status.workers:
+        table.add_row(
+            w.name,
+            str(w.units),
+            f"{w.images:,}",
+            str(w.rejected),
+            w.status,
+            w.last_heartbeat,
+            w.hardware,
+        )
+    console.print(table)

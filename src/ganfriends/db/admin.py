@@ -1,0 +1,87 @@
+"""Role and database administration, run with a role allowed to create them.
+
+The statements live in ``sql/admin.sql``; identifiers and the password verifier are composed
+with :mod:`psycopg.sql` (quoted by psycopg), never formatted into strings by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+
+from ganfriends.db.connection import translate_error
+from ganfriends.db.sql import admin_queries
+
+
+def _compose(query: str, /, **parts: pgsql.Composable) -> pgsql.Composed:
+    return pgsql.SQL(admin_queries()[query]).format(**parts)
+
+
+def _connect(url: str) -> psycopg.Connection[Any]:
+    try:
+        # Autocommit: CREATE/DROP DATABASE cannot run inside a transaction block.
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise translate_error(exc) from exc
+
+
+def bootstrap(admin_url: str, role: str, password: str, database: str) -> None:
+    """Ensure the login ``role`` (with ``password``) and ``database`` owned by it exist."""
+    with _connect(admin_url) as conn:
+        try:
+            # The server only ever sees a SCRAM verifier computed by libpq, never the password.
+            verifier = conn.pgconn.encrypt_password(
+                password.encode(), role.encode(), b"scram-sha-256"
+            ).decode()
+            parts = {"role": pgsql.Identifier(role), "password": pgsql.Literal(verifier)}
+            found = conn.execute(admin_queries()["role_exists"], {"role": role}).fetchone()
+            conn.execute(_compose("set_role_password" if found else "create_role", **parts))
+            found = conn.execute(admin_queries()["database_exists"], {"name": database}).fetchone()
+            if not found:
+                conn.execute(
+                    _compose(
+                        "create_database",
+                        name=pgsql.Identifier(database),
+                        owner=pgsql.Identifier(role),
+                    )
+                )
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+
+
+def create_database(admin_url: str, name: str, *, owner: str, template: str | None = None) -> None:
+    """``CREATE DATABASE name [TEMPLATE template] OWNER owner``."""
+    parts: dict[str, pgsql.Composable] = {
+        "name": pgsql.Identifier(name),
+        "owner": pgsql.Identifier(owner),
+    }
+    if template is not None:
+        parts["template"] = pgsql.Identifier(template)
+    query = "create_database" if template is None else "create_database_from_template"
+    with _connect(admin_url) as conn:
+        try:
+            conn.execute(_compose(query, **parts))
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    """Drop a database if it exists, disconnecting its sessions."""
+    with _connect(admin_url) as conn:
+        try:
+            conn.execute(_compose("drop_database", name=pgsql.Identifier(name)))
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+
+
+def current_user(url: str) -> str:
+    """The role a URL logs in as."""
+    with _connect(url) as conn:
+        try:
+            row = conn.execute(admin_queries()["current_user"]).fetchone()
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+    assert row is not None
+    return str(row[0])

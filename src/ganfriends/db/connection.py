@@ -1,0 +1,268 @@
+"""The one thin connector: a psycopg 3 connection pool that runs named queries.
+
+Callers pass the *name* of a query from ``queries.sql`` and named parameters; rows come back as
+dicts. Every psycopg error becomes a :class:`DatabaseError`, and losing the server becomes a
+:class:`DatabaseUnavailable` that callers retry with :func:`retrying`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ganfriends.db import sql
+from ganfriends.db.errors import DatabaseError, DatabaseUnavailable, UnknownQueryError
+
+T = TypeVar("T")
+Row = dict[str, Any]
+
+SCHEMA = "ganfriends"
+CONNECT_TIMEOUT = 10  # seconds, per connection attempt (libpq connect_timeout)
+POOL_TIMEOUT = 10.0  # seconds a caller waits for a pooled connection before DatabaseUnavailable
+RETRY_FIRST_DELAY = 0.5  # seconds
+RETRY_FACTOR = 2.0
+RETRY_MAX_DELAY = 30.0  # seconds
+
+# SQLSTATEs meaning "the server is (temporarily) not there", worth retrying: class 08 is
+# connection exceptions; 57P01-57P03 are admin/crash shutdown and "starting up"; 53300 is
+# too_many_connections (a class full of workers reconnecting at once).
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def translate_error(exc: psycopg.Error) -> DatabaseError:
+    """Map a psycopg error to a one-line :class:`DatabaseError` (or DatabaseUnavailable)."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    state = exc.sqlstate
+    if isinstance(exc, PoolTimeout):
+        return DatabaseUnavailable(f"database unavailable: {message}")
+    unavailable = (state is None and isinstance(exc, psycopg.OperationalError)) or (
+        state is not None and (state.startswith("08") or state in _UNAVAILABLE_STATES)
+    )
+    if unavailable:
+        return DatabaseUnavailable(f"database unavailable: {message}", sqlstate=state)
+    prefix = f"database error [{state}]" if state else "database error"
+    return DatabaseError(f"{prefix}: {message}", sqlstate=state)
+
+
+def _normalise(row: Row) -> Row:
+    # bytea may arrive as memoryview depending on the loader; callers always get bytes.
+    for key, value in row.items():
+        if isinstance(value, memoryview):
+            row[key] = value.tobytes()
+    return row
+
+
+class _Runner:
+    """Runs named queries on one connection; shared by :class:`Tx` and the autocommit helpers."""
+
+    def __init__(self, conn: psycopg.Connection[Any], queries: Mapping[str, str]) -> None:
+        self._conn = conn
+        self._queries = queries
+
+    def _sql(self, name: str) -> str:
+        try:
+            return self._queries[name]
+        except KeyError:
+            raise UnknownQueryError(f"unknown query name {name!r} (not in queries.sql)") from None
+
+    def fetch_one(self, query: str, /, **params: Any) -> Row | None:
+        """Run a named query and return its first row, or None."""
+        text = self._sql(query)
+        try:
+            with self._conn.cursor(row_factory=dict_row) as cur:
+                row = cur.execute(text, params).fetchone()
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+        return None if row is None else _normalise(row)
+
+    def fetch_all(self, query: str, /, **params: Any) -> list[Row]:
+        """Run a named query and return all its rows."""
+        text = self._sql(query)
+        try:
+            with self._conn.cursor(row_factory=dict_row) as cur:
+                rows = cur.execute(text, params).fetchall()
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+        return [_normalise(row) for row in rows]
+
+    def execute(self, query: str, /, **params: Any) -> int:
+        """Run a named statement and return its rowcount (-1 when not applicable)."""
+        text = self._sql(query)
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(text, params)
+                return cur.rowcount
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+
+
+class Tx(_Runner):
+    """An open transaction: ``fetch_one``/``fetch_all``/``execute`` run inside it."""
+
+    def run_script(self, script: str) -> None:
+        """Run a whole SQL file (several statements, no parameters): used by migrations."""
+        try:
+            with self._conn.cursor() as cur:
+                # No parameters: psycopg sends the text as one simple query, so it may hold
+                # several statements and literal percent signs.
+                cur.execute(script.encode())
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+
+
+def _conninfo(url: str, application_name: str) -> str:
+    try:
+        existing = conninfo_to_dict(url).get("options") or ""
+        # Our tables live in schema "ganfriends"; keep any options the URL already carries.
+        options = f"{existing} -c search_path={SCHEMA},public".strip()
+        return make_conninfo(
+            url,
+            application_name=application_name,
+            connect_timeout=CONNECT_TIMEOUT,
+            options=options,
+        )
+    except psycopg.Error as exc:
+        raise DatabaseError(f"invalid database URL: {' '.join(str(exc).split())}") from exc
+
+
+class Database:
+    """A connection pool to one database, running named queries.
+
+    Create it in the process that uses it (after fork/spawn) and close it when done; it is
+    thread-safe. ``fetch_one``/``fetch_all``/``execute`` each run in their own transaction;
+    use :meth:`transaction` to group statements.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 4,
+        application_name: str = "ganfriends",
+        timeout: float = POOL_TIMEOUT,
+        queries: Mapping[str, str] | None = None,
+    ) -> None:
+        self._queries: Mapping[str, str] = queries if queries is not None else sql.queries()
+        self._pid = os.getpid()
+        # check_connection runs on every checkout, so a connection broken by a server restart is
+        # discarded and replaced instead of failing the caller's first statement. Autocommit:
+        # single statements commit at once; transaction() opens an explicit BEGIN/COMMIT block.
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            _conninfo(url, application_name),
+            min_size=min_size,
+            max_size=max_size,
+            open=True,
+            check=ConnectionPool.check_connection,
+            kwargs={"autocommit": True},
+            timeout=timeout,
+            name=application_name,
+        )
+
+    def close(self) -> None:
+        """Close every connection of the pool; the Database cannot be used afterwards."""
+        self._pool.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if os.getpid() != self._pid:
+            # A pool's sockets and threads do not survive fork: sharing them would interleave
+            # two processes' traffic on one connection.
+            raise DatabaseError("a Database cannot be used across fork; create one per process")
+        with self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One connection, one transaction: commit on success, roll back on exception."""
+        try:
+            with self._connection() as conn, conn.transaction():
+                yield Tx(conn, self._queries)
+        except psycopg.Error as exc:  # checkout, BEGIN, COMMIT or ROLLBACK failed
+            raise translate_error(exc) from exc
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[_Runner]:
+        try:
+            with self._connection() as conn:
+                yield _Runner(conn, self._queries)
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+
+    @contextmanager
+    def advisory_lock(self, lock_query: str, unlock_query: str, /, **params: Any) -> Iterator[bool]:
+        """Hold a session-level advisory lock for the block, on a connection of its own.
+
+        Yields whether the lock was obtained (``lock_query`` must return one boolean). The lock
+        lives as long as its connection, so a holder that is killed releases it at once.
+        """
+        with self._autocommit() as runner:
+            row = runner.fetch_one(lock_query, **params)
+            locked = bool(row) and bool(next(iter(row.values())))  # type: ignore[union-attr]
+            try:
+                yield locked
+            finally:
+                if locked:
+                    with suppress(DatabaseError):
+                        runner.execute(unlock_query, **params)
+
+    def fetch_one(self, query: str, /, **params: Any) -> Row | None:
+        """Run a named query in its own transaction and return its first row, or None."""
+        with self._autocommit() as runner:
+            return runner.fetch_one(query, **params)
+
+    def fetch_all(self, query: str, /, **params: Any) -> list[Row]:
+        """Run a named query in its own transaction and return all its rows."""
+        with self._autocommit() as runner:
+            return runner.fetch_all(query, **params)
+
+    def execute(self, query: str, /, **params: Any) -> int:
+        """Run a named statement in its own transaction and return its rowcount."""
+        with self._autocommit() as runner:
+            return runner.execute(query, **params)
+
+
+def retrying(
+    fn: Callable[[], T],
+    *,
+    on_retry: Callable[[int, float, Exception], None] | None = None,
+    max_wait: float = float("inf"),
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``fn`` until it does not raise :class:`DatabaseUnavailable`, backing off.
+
+    Waits 0.5 s, 1 s, 2 s, ... (capped at 30 s) between attempts and calls
+    ``on_retry(attempt, delay, exc)`` before each wait. Gives up, re-raising the last error,
+    once the next wait would take the total time slept past ``max_wait`` seconds. Other errors
+    propagate at once. ``fn`` should be idempotent: when the connection drops during COMMIT,
+    whether the transaction committed is unknown.
+    """
+    delay = RETRY_FIRST_DELAY
+    slept = 0.0
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except DatabaseUnavailable as exc:
+            attempt += 1
+            if slept + delay > max_wait:
+                raise
+            if on_retry is not None:
+                on_retry(attempt, delay, exc)
+            sleep(delay)
+            slept += delay
+            delay = min(delay * RETRY_FACTOR, RETRY_MAX_DELAY)

@@ -1,0 +1,97 @@
+"""Schema migrations: numbered ``sql/migrations/NNNN_name.sql`` files, applied in order.
+
+Each file runs in its own transaction together with its row in ``schema_migrations``, under a
+transaction-scoped advisory lock, so concurrent ``migrate`` calls (a class starting at once)
+apply every file exactly once. A file cannot hold statements that refuse to run in a
+transaction (CREATE INDEX CONCURRENTLY, ALTER TYPE ... ADD VALUE before PG 12).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ganfriends.db.connection import Database
+from ganfriends.db.errors import MigrationError
+
+MIGRATIONS_DIR = Path(__file__).parent / "sql" / "migrations"
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file."""
+
+    version: int
+    name: str  # file name without ".sql", e.g. "0001_initial"
+    path: Path
+
+    def script(self) -> str:
+        """The file's SQL."""
+        return self.path.read_text(encoding="utf-8")
+
+
+def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migration files in version order; versions must be unique and start at 1 without gaps."""
+    migrations: list[Migration] = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE_NAME.match(path.name)
+        if match is None:
+            raise MigrationError(f"{path.name}: migration files are named NNNN_lower_snake.sql")
+        migrations.append(Migration(int(match.group(1)), path.stem, path))
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            raise MigrationError(
+                f"{migration.path.name}: expected version {expected:04d} (no gaps or duplicates)"
+            )
+    return migrations
+
+
+def _applied(db: Database) -> set[int]:
+    row = db.fetch_one("migrations_table_exists")
+    if row is None or not row["present"]:
+        return set()
+    return {int(row["version"]) for row in db.fetch_all("applied_migrations")}
+
+
+def current_version(db: Database) -> int:
+    """The highest applied migration version, 0 for an empty database."""
+    return max(_applied(db), default=0)
+
+
+def pending(db: Database, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Migrations not yet applied, in order."""
+    applied = _applied(db)
+    return [m for m in discover(directory) if m.version not in applied]
+
+
+def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply pending migrations in order; return the names applied by this call."""
+    migrations = discover(directory)
+    with db.transaction() as tx:
+        # Under the lock: two concurrent CREATE SCHEMA IF NOT EXISTS can still collide.
+        tx.fetch_one("migrations_lock")
+        tx.execute("create_schema")
+        tx.execute("create_migrations_table")
+    applied_now: list[str] = []
+    for migration in migrations:
+        if migration.version in _applied(db):
+            continue
+        with db.transaction() as tx:
+            tx.fetch_one("migrations_lock")
+            # Re-check under the lock: another process may have applied it while we waited.
+            done = {row["version"] for row in tx.fetch_all("applied_migrations")}
+            if migration.version in done:
+                continue
+            tx.run_script(migration.script())
+            tx.execute("record_migration", version=migration.version, name=migration.name)
+        applied_now.append(migration.name)
+    return applied_now
+
+
+def reset(db: Database) -> None:
+    """Drop everything ganfriends owns (schema ``ganfriends``); ``migrate`` recreates it."""
+    with db.transaction() as tx:
+        tx.fetch_one("migrations_lock")
+        tx.execute("drop_schema")

@@ -1,0 +1,357 @@
+-- Named queries of ganfriends (parsed by ganfriends.db.sql: one "-- name:" line per query).
+-- Our tables live in schema "ganfriends"; every connection runs with
+-- search_path=ganfriends,public, so queries need not qualify table names.
+-- Parameters are psycopg named parameters, %(name)s; write a literal percent sign as %%.
+-- Workers use only the queries marked [worker]: a least-privilege student role can be granted
+-- exactly those later.
+
+-- name: server_now
+SELECT now() AS now;
+
+-- The migration runner's queries (ganfriends.db.migrations): keep these names.
+
+-- name: migrations_lock
+-- One transaction-scoped advisory lock serialises every migrate/reset of this database,
+-- so two processes migrating at once neither race on CREATE SCHEMA nor apply a file twice.
+SELECT pg_advisory_xact_lock(hashtext('ganfriends.migrations')) AS locked;
+
+-- name: create_schema
+CREATE SCHEMA IF NOT EXISTS ganfriends;
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS ganfriends.schema_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: migrations_table_exists
+SELECT to_regclass('ganfriends.schema_migrations') IS NOT NULL AS present;
+
+-- name: applied_migrations
+SELECT version, name, applied_at FROM ganfriends.schema_migrations ORDER BY version;
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) AS version FROM ganfriends.schema_migrations;
+
+-- name: record_migration
+INSERT INTO ganfriends.schema_migrations (version, name) VALUES (%(version)s, %(name)s);
+
+-- name: drop_schema
+-- Everything ganfriends owns lives in this one schema.
+DROP SCHEMA IF EXISTS ganfriends CASCADE;
+
+-- ===================================================================== runs (coordinator)
+
+-- name: create_run
+INSERT INTO runs (name, config, model_config, fingerprint, seed, epochs, max_updates,
+                  images_per_unit, units_per_update, micro_batch, units_per_epoch, total_units,
+                  lease_seconds, max_backups)
+VALUES (%(name)s, %(config)s, %(model_config)s, %(fingerprint)s, %(seed)s, %(epochs)s,
+        %(max_updates)s, %(images_per_unit)s, %(units_per_update)s, %(micro_batch)s,
+        %(units_per_epoch)s, %(total_units)s, %(lease_seconds)s, %(max_backups)s)
+RETURNING *;
+
+-- name: latest_running_run
+-- [worker] The run a coordinator resumes and a worker joins.
+SELECT * FROM runs WHERE state = 'running' ORDER BY id DESC LIMIT 1;
+
+-- name: get_run
+-- [worker]
+SELECT * FROM runs WHERE id = %(run_id)s;
+
+-- name: run_state
+-- [worker] Cheap poll: has the run moved on or finished?
+SELECT state, version FROM runs WHERE id = %(run_id)s;
+
+-- name: stop_run
+UPDATE runs SET state = 'stopped', updated_at = now() WHERE id = %(run_id)s AND state = 'running';
+
+-- name: lock_run
+-- One coordinator per run: a session-level advisory lock, released when its connection ends
+-- (including when the coordinator is killed).
+SELECT pg_try_advisory_lock(7426001, %(run_id)s::int) AS locked;
+
+-- name: unlock_run
+SELECT pg_advisory_unlock(7426001, %(run_id)s::int) AS unlocked;
+
+-- name: advance_run
+-- Guarded by the expected version: if anything else advanced the run, nothing changes and the
+-- coordinator's transaction is rolled back.
+UPDATE runs
+SET version = %(new_version)s, images_seen = images_seen + %(images)s, updated_at = now(),
+    state = CASE WHEN %(complete)s THEN 'complete' ELSE state END,
+    completed_at = CASE WHEN %(complete)s THEN now() ELSE completed_at END
+WHERE id = %(run_id)s AND version = %(new_version)s - 1 AND state = 'running';
+
+-- ===================================================================== weights
+
+-- name: insert_weights
+INSERT INTO weights (run_id, version, generator, discriminator)
+VALUES (%(run_id)s, %(version)s, %(generator)s, %(discriminator)s);
+
+-- name: get_weights
+-- [worker]
+SELECT generator, discriminator FROM weights WHERE run_id = %(run_id)s AND version = %(version)s;
+
+-- name: prune_weights
+-- Keep the newest %(keep_last)s versions and every %(keep_every)s-th one.
+DELETE FROM weights
+WHERE run_id = %(run_id)s
+  AND version <= %(newest)s - %(keep_last)s
+  AND version %% %(keep_every)s <> 0;
+
+-- name: upsert_optimizer_states
+INSERT INTO optimizer_states (run_id, version, generator, discriminator)
+VALUES (%(run_id)s, %(version)s, %(generator)s, %(discriminator)s)
+ON CONFLICT (run_id) DO UPDATE
+SET version = EXCLUDED.version, generator = EXCLUDED.generator,
+    discriminator = EXCLUDED.discriminator, updated_at = now();
+
+-- name: get_optimizer_states
+SELECT version, generator, discriminator FROM optimizer_states WHERE run_id = %(run_id)s;
+
+-- ===================================================================== work units
+
+-- name: insert_units
+INSERT INTO work_units (run_id, version, unit_index)
+SELECT %(run_id)s, %(version)s, i
+FROM generate_series(%(first_index)s::bigint, %(last_index)s::bigint) AS i
+ON CONFLICT (run_id, unit_index) DO NOTHING;
+
+-- name: units_of_version
+SELECT id, unit_index, state FROM work_units
+WHERE run_id = %(run_id)s AND version = %(version)s ORDER BY unit_index;
+
+-- name: count_units
+SELECT count(*) FILTER (WHERE state = 'done') AS done, count(*) AS total
+FROM work_units WHERE run_id = %(run_id)s AND version = %(version)s;
+
+-- name: claim_unit
+-- [worker] Take the lowest pending unit of the current version, or one whose leases have all
+-- expired (by the database clock). FOR UPDATE SKIP LOCKED: concurrent claimers never wait for
+-- each other and never take the same row; the row update re-checks the state under the lock.
+WITH run AS (
+    SELECT id, version, lease_seconds FROM runs WHERE id = %(run_id)s AND state = 'running'
+), picked AS (
+    SELECT u.id FROM work_units u JOIN run ON u.run_id = run.id AND u.version = run.version
+    WHERE u.state = 'pending' OR (u.state = 'claimed' AND u.lease_expires_at < now())
+    ORDER BY u.unit_index
+    LIMIT 1
+    FOR UPDATE OF u SKIP LOCKED
+), claimed AS (
+    UPDATE work_units u
+    SET state = 'claimed', attempts = u.attempts + 1,
+        lease_expires_at = now() + make_interval(secs => run.lease_seconds)
+    FROM picked, run
+    WHERE u.id = picked.id
+    RETURNING u.id, u.version, u.unit_index, u.lease_expires_at
+), expired AS (
+    UPDATE leases SET state = 'expired', finished_at = now()
+    WHERE unit_id IN (SELECT id FROM claimed) AND state = 'active'
+), lease AS (
+    INSERT INTO leases (unit_id, worker_id, expires_at)
+    SELECT id, %(worker_id)s, lease_expires_at FROM claimed
+    RETURNING token, unit_id, expires_at
+)
+SELECT claimed.id AS unit_id, claimed.version, claimed.unit_index, lease.token,
+       lease.expires_at, false AS backup
+FROM claimed JOIN lease ON lease.unit_id = claimed.id;
+
+-- name: claim_backup_unit
+-- [worker] Nothing is pending but the update still waits on a slow worker: hand one of its units
+-- to this idle worker as well; the first valid result wins (see submit_result).
+WITH run AS (
+    SELECT id, version, lease_seconds, max_backups FROM runs
+    WHERE id = %(run_id)s AND state = 'running'
+), picked AS (
+    SELECT u.id FROM work_units u JOIN run ON u.run_id = run.id AND u.version = run.version
+    WHERE u.state = 'claimed' AND u.backups < run.max_backups
+      AND NOT EXISTS (SELECT 1 FROM leases l
+                      WHERE l.unit_id = u.id AND l.worker_id = %(worker_id)s AND l.state = 'active')
+    ORDER BY u.backups, u.unit_index
+    LIMIT 1
+    FOR UPDATE OF u SKIP LOCKED
+), claimed AS (
+    UPDATE work_units u
+    SET backups = u.backups + 1, attempts = u.attempts + 1,
+        lease_expires_at = greatest(u.lease_expires_at, now() + make_interval(secs => run.lease_seconds))
+    FROM picked, run
+    WHERE u.id = picked.id AND u.state = 'claimed'
+    RETURNING u.id, u.version, u.unit_index
+), lease AS (
+    INSERT INTO leases (unit_id, worker_id, expires_at)
+    SELECT claimed.id, %(worker_id)s, now() + make_interval(secs => run.lease_seconds)
+    FROM claimed, run
+    RETURNING token, unit_id, expires_at
+)
+SELECT claimed.id AS unit_id, claimed.version, claimed.unit_index, lease.token,
+       lease.expires_at, true AS backup
+FROM claimed JOIN lease ON lease.unit_id = claimed.id;
+
+-- name: extend_leases
+-- [worker] Heartbeat: push back the expiry of this worker's live leases. An expired lease is not
+-- revived (its unit may already be someone else's).
+WITH extended AS (
+    UPDATE leases l
+    SET expires_at = now() + make_interval(secs => r.lease_seconds)
+    FROM work_units u JOIN runs r ON r.id = u.run_id
+    WHERE l.worker_id = %(worker_id)s AND l.state = 'active' AND l.expires_at > now()
+      AND u.id = l.unit_id
+    RETURNING l.unit_id, l.expires_at
+)
+UPDATE work_units u SET lease_expires_at = greatest(u.lease_expires_at, extended.expires_at)
+FROM extended WHERE u.id = extended.unit_id;
+
+-- name: release_lease
+-- [worker] Give a unit back at once (second Ctrl+C): if no other copy is live, it is pending again.
+WITH released AS (
+    UPDATE leases SET state = 'released', finished_at = now()
+    WHERE token = %(token)s AND worker_id = %(worker_id)s AND state = 'active'
+    RETURNING unit_id
+)
+UPDATE work_units u SET state = 'pending', lease_expires_at = NULL
+FROM released
+WHERE u.id = released.unit_id AND u.state = 'claimed'
+  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.unit_id = u.id AND l.state = 'active'
+                  AND l.expires_at > now() AND l.token <> %(token)s);
+
+-- name: submit_result
+-- [worker] Upload and completion in one statement, accepted only while the lease is live and the
+-- unit not done. FOR UPDATE OF u serialises competing copies of a unit: the loser waits, re-checks
+-- u.state under the lock, finds 'done' and inserts nothing. Late, duplicate and foreign uploads
+-- therefore return no row, and the results primary key is a second guard.
+WITH lease AS (
+    SELECT l.token, u.id AS unit_id, u.version, u.unit_index
+    FROM leases l JOIN work_units u ON u.id = l.unit_id
+    WHERE l.token = %(token)s AND l.worker_id = %(worker_id)s AND u.run_id = %(run_id)s
+      AND l.state = 'active' AND l.expires_at > now() AND u.state = 'claimed'
+    FOR UPDATE OF u
+), done AS (
+    UPDATE work_units u SET state = 'done', lease_expires_at = NULL
+    FROM lease WHERE u.id = lease.unit_id
+    RETURNING u.id, u.version, u.unit_index
+), stored AS (
+    INSERT INTO results (unit_id, run_id, version, unit_index, worker_id, images, payload,
+                         compute_seconds)
+    SELECT done.id, %(run_id)s, done.version, done.unit_index, %(worker_id)s, %(images)s,
+           %(payload)s, %(compute_seconds)s
+    FROM done
+    RETURNING unit_id
+), finished AS (
+    UPDATE leases
+    SET state = CASE WHEN token = %(token)s THEN 'done' ELSE 'superseded' END, finished_at = now()
+    WHERE unit_id IN (SELECT unit_id FROM stored) AND state = 'active'
+)
+SELECT unit_id FROM stored;
+
+-- name: active_lease_of
+SELECT token FROM leases WHERE worker_id = %(worker_id)s AND state = 'active';
+
+-- ===================================================================== results (coordinator)
+
+-- name: fetch_results
+SELECT unit_id, unit_index, worker_id, images, payload, compute_seconds FROM results
+WHERE run_id = %(run_id)s AND version = %(version)s ORDER BY unit_index;
+
+-- name: reject_result
+-- A result that failed validation: drop it, put its unit back in the queue, blame its worker.
+WITH dropped AS (
+    DELETE FROM results WHERE unit_id = %(unit_id)s RETURNING unit_id, run_id, version,
+                                                              unit_index, worker_id
+), requeued AS (
+    UPDATE work_units SET state = 'pending', lease_expires_at = NULL
+    WHERE id IN (SELECT unit_id FROM dropped)
+), blamed AS (
+    UPDATE workers SET rejected = rejected + 1 WHERE id IN (SELECT worker_id FROM dropped)
+)
+INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)
+SELECT run_id, worker_id, version, unit_index, %(reason)s FROM dropped;
+
+-- name: credit_workers
+UPDATE workers w
+SET units_done = w.units_done + c.units, images_done = w.images_done + c.images
+FROM (SELECT worker_id, count(*) AS units, sum(images) AS images FROM results
+      WHERE run_id = %(run_id)s AND version = %(version)s GROUP BY worker_id) AS c
+WHERE w.id = c.worker_id;
+
+-- name: delete_version_units
+-- Consumed: results and leases go with their units (ON DELETE CASCADE).
+DELETE FROM work_units WHERE run_id = %(run_id)s AND version = %(version)s;
+
+-- name: insert_update
+INSERT INTO updates (run_id, version, epoch, images, images_seen, d_loss, g_loss, d_real, d_fake,
+                     contributors, wait_seconds)
+VALUES (%(run_id)s, %(version)s, %(epoch)s, %(images)s, %(images_seen)s, %(d_loss)s,
+        %(g_loss)s, %(d_real)s, %(d_fake)s, %(contributors)s, %(wait_seconds)s);
+
+-- name: record_rejection
+INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)
+VALUES (%(run_id)s, %(worker_id)s, %(version)s, %(unit_index)s, %(reason)s);
+
+-- ===================================================================== workers
+
+-- name: register_worker
+-- [worker]
+INSERT INTO workers (run_id, name, hostname, device, gpu_name, gpu_vram_gb, cpu_cores, ram_gb)
+VALUES (%(run_id)s, %(name)s, %(hostname)s, %(device)s, %(gpu_name)s, %(gpu_vram_gb)s,
+        %(cpu_cores)s, %(ram_gb)s)
+RETURNING id;
+
+-- name: heartbeat
+-- [worker]
+UPDATE workers SET last_heartbeat = now(), state = 'active' WHERE id = %(worker_id)s;
+
+-- name: worker_stopped
+-- [worker]
+UPDATE workers SET state = 'stopped', last_heartbeat = now() WHERE id = %(worker_id)s;
+
+-- ===================================================================== status
+
+-- name: status_latest_run
+SELECT * FROM runs ORDER BY (state = 'running') DESC, id DESC LIMIT 1;
+
+-- name: status_units
+-- Units of the version being computed, by state; claimed units whose leases all expired are
+-- counted apart (they go back to the next worker that asks).
+SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+       count(*) FILTER (WHERE state = 'claimed' AND lease_expires_at >= now()) AS claimed,
+       count(*) FILTER (WHERE state = 'claimed' AND lease_expires_at < now()) AS expired,
+       count(*) FILTER (WHERE state = 'done') AS done
+FROM work_units WHERE run_id = %(run_id)s AND version = %(version)s;
+
+-- name: leaderboard
+-- One line per student name (a restarted worker keeps its name), best contributors first.
+SELECT name,
+       sum(units_done)::int AS units,
+       sum(images_done)::bigint AS images,
+       sum(rejected)::int AS rejected,
+       max(last_heartbeat) AS last_heartbeat,
+       extract(epoch FROM now() - max(last_heartbeat))::float8 AS seconds_since_heartbeat,
+       bool_or(state = 'active') AS running,
+       max(device) AS device,
+       max(gpu_name) AS gpu_name,
+       max(gpu_vram_gb)::float8 AS gpu_vram_gb,
+       max(cpu_cores) AS cpu_cores,
+       max(ram_gb)::float8 AS ram_gb
+FROM workers WHERE run_id = %(run_id)s
+GROUP BY name
+ORDER BY images DESC, name;
+
+-- name: throughput
+-- Images per second over the updates of the last %(window)s seconds.
+SELECT coalesce(sum(images), 0)::bigint AS images,
+       extract(epoch FROM max(created_at) - min(created_at))::float8 AS span_seconds,
+       count(*)::int AS updates
+FROM updates
+WHERE run_id = %(run_id)s AND created_at > now() - make_interval(secs => %(window)s);
+
+-- name: latest_update
+SELECT * FROM updates WHERE run_id = %(run_id)s ORDER BY version DESC LIMIT 1;
+
+-- name: loss_history
+SELECT version, epoch, images_seen, d_loss, g_loss, d_real, d_fake, contributors, created_at
+FROM updates WHERE run_id = %(run_id)s ORDER BY version;
+
+-- name: database_size
+SELECT pg_database_size(current_database())::bigint AS bytes;

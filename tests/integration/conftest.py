@@ -1,0 +1,110 @@
+"""Real PostgreSQL for the integration tests: one server per session, one database per test.
+
+``GANFRIENDS_TEST_DATABASE_URL`` points the tests at an existing server (its role needs
+CREATEDB); otherwise an embedded server is started in a session temporary directory. Databases
+are copied from a migrated template (fast ``CREATE DATABASE ... TEMPLATE``), one per test.
+There is no skip: without a database server these tests fail.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from ganfriends.db import Database, EmbeddedPostgres, admin, migrate
+
+TEST_URL_ENV = "GANFRIENDS_TEST_DATABASE_URL"
+POOL_TIMEOUT = 5.0  # seconds; a test waiting longer than this for a connection has failed
+
+
+@dataclass(frozen=True)
+class PgServer:
+    """A server the tests may create databases on."""
+
+    admin_url: str  # a role allowed to CREATE/DROP DATABASE
+    owner: str  # the role that owns the test databases and that tests connect as
+    url_for: Callable[[str], str]  # database name -> URL for ``owner``
+    embedded: EmbeddedPostgres | None  # None when the server comes from the environment
+
+
+_counter = itertools.count()
+
+
+def unique_name(prefix: str) -> str:
+    """A database name no other test (or concurrent test session) uses."""
+    return f"{prefix}_{os.getpid()}_{next(_counter)}"
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    url = os.environ.get(TEST_URL_ENV)
+    if url:
+        yield PgServer(
+            admin_url=url,
+            owner=admin.current_user(url),
+            url_for=lambda name: make_conninfo(url, dbname=name),
+            embedded=None,
+        )
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"), durable=False)
+    info = server.start()
+    try:
+        yield PgServer(
+            admin_url=info.admin_url(), owner=info.user, url_for=info.url, embedded=server
+        )
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: PgServer) -> Iterator[str]:
+    """A database with every migration applied, copied for each test."""
+    name = unique_name("gf_template")
+    admin.create_database(pg_server.admin_url, name, owner=pg_server.owner)
+    try:
+        # Closed before any copy: CREATE DATABASE ... TEMPLATE needs the template unused.
+        with Database(pg_server.url_for(name), timeout=POOL_TIMEOUT) as db:
+            migrate(db)
+        yield name
+    finally:
+        admin.drop_database(pg_server.admin_url, name)
+
+
+def _database_url(pg_server: PgServer, template: str | None) -> Iterator[str]:
+    name = unique_name("gf_test")
+    admin.create_database(pg_server.admin_url, name, owner=pg_server.owner, template=template)
+    try:
+        yield pg_server.url_for(name)
+    finally:
+        admin.drop_database(pg_server.admin_url, name)
+
+
+@pytest.fixture
+def db_url(pg_server: PgServer, template_db: str) -> Iterator[str]:
+    """URL of a fresh, fully migrated database, dropped after the test."""
+    yield from _database_url(pg_server, template_db)
+
+
+@pytest.fixture
+def empty_db_url(pg_server: PgServer) -> Iterator[str]:
+    """URL of a fresh database without any migration, dropped after the test."""
+    yield from _database_url(pg_server, None)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """An open Database on a fresh migrated database."""
+    with Database(db_url, timeout=POOL_TIMEOUT) as database:
+        yield database
+
+
+@pytest.fixture
+def pg_dir(tmp_path: Path) -> Path:
+    """A data directory for a private embedded server (tests that stop/restart one)."""
+    return tmp_path / "pg"
