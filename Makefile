@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh clone:
-#   make demo   train a GAN on Fashion-MNIST and write sample grids
+#   make demo   a class on one machine: PostgreSQL, a coordinator and 2 workers on Fashion-MNIST
 #   make test   lint, type-check and run the whole test suite
 # Both first run `make install`: a virtualenv in .venv with the package, its dev tools and the data.
 
@@ -43,15 +43,15 @@ test: install lint
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-# A short CPU run: recognisable clothes in a few minutes. Grids land in $(DEMO_DIR)/samples/.
+# The class on one machine: an embedded PostgreSQL, a coordinator and two workers training on
+# Fashion-MNIST. Sample grids land in $(DEMO_DIR)/outputs/samples/ (latest.png is the newest).
 demo: install
-	rm -rf $(DEMO_DIR)
-	$(BIN)/ganfriends train-local --dataset fashion-mnist --output-dir $(DEMO_DIR) \
-		--epochs 2 --batch-size 64
-	@echo "sample grids: $(DEMO_DIR)/samples/  loss curves: $(DEMO_DIR)/curves.png"
+	$(BIN)/ganfriends demo --workers 2 --workdir $(DEMO_DIR)
 
 bench: install
 	$(BIN)/python benchmarks/local_throughput.py
+	$(BIN)/python benchmarks/class_throughput.py
+	$(BIN)/python benchmarks/db_growth.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .mypy_cache .ruff_cache

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
@@ -99,7 +98,9 @@ def _read_header(data: bytes) -> dict[str, Any]:
         raise InvalidBlob(f"blob header claims {size} bytes, which does not fit the blob")
     try:
         header = json.loads(data[8 : 8 + size])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    # ValueError covers bad JSON, bad UTF-8 and integers past Python's digit limit; a hostile
+    # nesting depth raises RecursionError.
+    except (ValueError, RecursionError) as exc:
         raise InvalidBlob("blob header is not JSON") from exc
     if not isinstance(header, dict):
         raise InvalidBlob("blob header is not a JSON object")
@@ -131,8 +132,10 @@ def decode(
             raise InvalidBlob("blob has the wrong tensors: " + ", ".join(detail))
     try:
         tensors = st_load(data)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise InvalidBlob(f"blob is not valid safetensors: {exc}") from exc
+    # Whatever the parser raises on hostile input (KeyError for dtypes torch lacks, ...) is a bad
+    # blob, never a crash of the process reading it.
+    except Exception as exc:
+        raise InvalidBlob(f"blob is not valid safetensors: {exc!r}"[:300]) from exc
     if spec is not None:
         for name, tensor in tensors.items():
             if tuple(tensor.shape) != tuple(spec.shapes[name]):
@@ -149,7 +152,7 @@ def decode(
     raw_meta = header.get("__metadata__") or {}
     try:
         metadata = json.loads(raw_meta["json"]) if "json" in raw_meta else {}
-    except (TypeError, json.JSONDecodeError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidBlob("blob metadata is not JSON") from exc
     if not isinstance(metadata, dict):
         raise InvalidBlob("blob metadata is not a JSON object")

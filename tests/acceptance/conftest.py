@@ -35,3 +35,7 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.Comp
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# Real PostgreSQL for the class-training acceptance tests: the integration tier's fixtures.
+from tests.integration.conftest import db_url, pg_server, template_db  # noqa: E402, F401

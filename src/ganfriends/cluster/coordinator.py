@@ -225,6 +225,11 @@ class Coordinator:
         for row in rows:
             try:
                 result = decode_result(row["payload"], spec, max_images=state.plan.images_per_unit)
+                if result.images != row["images"]:
+                    # The leaderboard credits the row's count: it must be the validated one.
+                    raise InvalidBlob(
+                        f"upload claims {row['images']} images, its blob {result.images}"
+                    )
                 results.append((int(row["worker_id"]), result))
             except InvalidBlob as exc:
                 rejected = True
@@ -321,6 +326,9 @@ class Coordinator:
         state.version = new_version
         state.run["images_seen"] = images_seen
         state.run["version"] = new_version
+        # The update left tens of MB of dead blobs: reclaim them now, while the workers compute
+        # v+1 (see migration 0002). Storage then stays flat instead of growing per update.
+        self.db.execute("vacuum_blob_tables")
         self.console.print(
             f"version {new_version}/{plan.total_updates} epoch {plan.epochs_done(new_version):.2f} "
             f"D {stats.d_loss:.3f} G {stats.g_loss:.3f} D(x) {stats.d_real:.2f} "

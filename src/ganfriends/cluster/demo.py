@@ -9,6 +9,7 @@ stops everything at the end or on Ctrl+C, leaving no process behind. Each proces
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from ganfriends.signals import graceful_stop
 
 REFRESH = 1.0  # seconds between progress line refreshes
 STOP_GRACE = 20.0  # seconds a process gets to stop by itself before it is killed
+LOG_EVERY = 15.0  # seconds between progress lines when the output is not a terminal
 
 
 @dataclass
@@ -78,6 +80,8 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
     console = console or Console(soft_wrap=True)
     workdir = settings.workdir.resolve()
     logs, outputs = workdir / "logs", workdir / "outputs"
+    # Every demo is a new run: its grids must not mix with an earlier demo's.
+    shutil.rmtree(outputs, ignore_errors=True)
     logs.mkdir(parents=True, exist_ok=True)
     server = EmbeddedPostgres(workdir / "postgres")
     started_server = server.status() is None
@@ -127,6 +131,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
                 f"started a coordinator and {settings.workers} workers; logs in {logs}, "
                 f"samples in {outputs / 'samples'}"
             )
+            last_line = time.monotonic()
             with graceful_stop() as stop, console.status("starting...") as live:
                 while not stop.requested and coordinator.poll() is None:
                     try:
@@ -135,6 +140,10 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
                         status = None
                     if status is not None:
                         live.update(one_line(status))
+                        # Without a terminal there is no live line: log one now and then.
+                        if not console.is_terminal and time.monotonic() - last_line > LOG_EVERY:
+                            console.print(one_line(status))
+                            last_line = time.monotonic()
                     stop.event.wait(REFRESH)
                 interrupted = stop.requested
             if not interrupted and coordinator.returncode != 0:

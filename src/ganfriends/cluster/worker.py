@@ -176,9 +176,9 @@ class Worker:
 
     # ---------------------------------------------------------------- heartbeat
 
-    def _heartbeat(self, halt: threading.Event) -> None:
-        """Every heartbeat_interval: show we are alive and extend our leases."""
-        while not halt.wait(self.config.worker.heartbeat_interval):
+    def _heartbeat(self, halt: threading.Event, interval: float) -> None:
+        """Every ``interval`` seconds: show we are alive and extend our leases."""
+        while not halt.wait(interval):
             try:
                 with self.db.transaction() as tx:
                     tx.execute("heartbeat", worker_id=self.worker_id)
@@ -234,7 +234,11 @@ class Worker:
             + f"Run {run_id} on {platform.node() or 'this machine'}: waiting for work units..."
         )
         halt = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(halt,), daemon=True, name="heartbeat")
+        # At least three beats per lease, so one lost beat never costs a unit.
+        interval = min(self.config.worker.heartbeat_interval, float(run["lease_seconds"]) / 3)
+        beat = threading.Thread(
+            target=self._heartbeat, args=(halt, interval), daemon=True, name="heartbeat"
+        )
         beat.start()
         units = refused = 0
         published = PublishedWeights(generator, discriminator)

@@ -169,6 +169,11 @@ WITH run AS (
     WHERE u.state = 'claimed' AND u.backups < run.max_backups
       AND NOT EXISTS (SELECT 1 FROM leases l
                       WHERE l.unit_id = u.id AND l.worker_id = %(worker_id)s AND l.state = 'active')
+      -- only when no unit of this version waits for a first worker
+      AND NOT EXISTS (SELECT 1 FROM work_units p
+                      WHERE p.run_id = run.id AND p.version = run.version
+                        AND (p.state = 'pending'
+                             OR (p.state = 'claimed' AND p.lease_expires_at < now())))
     ORDER BY u.backups, u.unit_index
     LIMIT 1
     FOR UPDATE OF u SKIP LOCKED
@@ -355,3 +360,8 @@ FROM updates WHERE run_id = %(run_id)s ORDER BY version;
 
 -- name: database_size
 SELECT pg_database_size(current_database())::bigint AS bytes;
+
+-- name: vacuum_blob_tables
+-- Run outside a transaction (VACUUM cannot run inside one): reclaims the dead TOAST space of
+-- consumed results and replaced weights/optimizer states so the next update reuses it.
+VACUUM results, weights, optimizer_states;

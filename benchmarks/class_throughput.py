@@ -1,0 +1,251 @@
+"""Where a class run's time and bytes go: worker compute vs database, coordinator update cost.
+
+Starts an embedded PostgreSQL in a temporary directory and, for the 32x32 Fashion-MNIST model and
+the 64x64 CelebA DCGAN, runs a worker loop in-process (claim, weights download when the version
+changes, compute with the shared step, upload) and the coordinator's update (validate, aggregate,
+Adam, one publishing transaction), timing each part. It compares the database parts with the raw
+speed of writing and reading one blob of the same size on the same server.
+
+    python benchmarks/class_throughput.py [--updates 3] [--units-per-update 3] [--threads N]
+
+Prints tables; not a test. Put the figures in your notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from ganfriends.cluster.compute import compute_unit
+from ganfriends.cluster.coordinator import Coordinator
+from ganfriends.cluster.payload import encode_result, result_spec
+from ganfriends.cluster.plan import RunPlan
+from ganfriends.cluster.state import create_run, load_run_state
+from ganfriends.cluster.worker import PublishedWeights
+from ganfriends.config import Config
+from ganfriends.data import DatasetFingerprint, ImageDataset
+from ganfriends.db import Database, EmbeddedPostgres, migrate
+from ganfriends.losses import make_loss
+from ganfriends.models import Discriminator, Generator, ModelConfig
+
+CASES = (
+    ("fashion-mnist 32x32x1", ModelConfig(image_size=32, channels=1)),
+    ("celeba 64x64x3", ModelConfig(image_size=64, channels=3)),
+)
+IMAGES_PER_UNIT = 320
+MICRO_BATCH = 64
+
+
+class RandomImages(ImageDataset):
+    """Random pixels: the benchmark measures time, not learning."""
+
+    def __init__(self, size: int, image_size: int, channels: int) -> None:
+        self.name, self.image_size, self.channels, self.in_memory = (
+            "random",
+            image_size,
+            channels,
+            True,
+        )
+        self._n = size
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.rand(self.channels, self.image_size, self.image_size) * 2 - 1
+
+    def get_batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, int]:
+        return torch.rand(len(indices), self.channels, self.image_size, self.image_size) * 2 - 1, 0
+
+    def fingerprint(self) -> DatasetFingerprint:
+        return DatasetFingerprint("random", self._n, self.image_size, self.channels, "0" * 64)
+
+
+def timed(bucket: dict[str, list[float]], key: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    bucket[key].append(time.perf_counter() - start)
+    return out
+
+
+def bench_case(
+    db: Database, model: ModelConfig, updates: int, per_update: int
+) -> dict[str, object]:
+    config = Config()
+    config.coordinator.keep_last_versions = 2
+    dataset = RandomImages(IMAGES_PER_UNIT * per_update * updates, model.image_size, model.channels)
+    plan = RunPlan(
+        dataset_size=len(dataset),
+        seed=0,
+        images_per_unit=IMAGES_PER_UNIT,
+        units_per_update=per_update,
+        micro_batch=MICRO_BATCH,
+        epochs=1,
+        max_updates=updates,
+    )
+    with db.transaction() as tx:
+        run_id = create_run(
+            tx,
+            name="bench",
+            config=config.to_dict(),
+            model_config=model,
+            fingerprint=dataset.fingerprint().to_dict(),
+            plan=plan,
+            lease_seconds=600,
+            max_backups=0,
+        )
+    worker_row = db.fetch_one(
+        "register_worker",
+        run_id=run_id,
+        name="bench",
+        hostname="bench",
+        device="cpu",
+        gpu_name=None,
+        gpu_vram_gb=None,
+        cpu_cores=None,
+        ram_gb=None,
+    )
+    assert worker_row is not None
+    worker_id = int(worker_row["id"])
+    generator, discriminator = Generator(model), Discriminator(model)
+    published = PublishedWeights(generator, discriminator)
+    loss = make_loss("bce")
+    coordinator = Coordinator(db, config, console=Console(quiet=True))
+    state = load_run_state(db, run_id)
+    spec = result_spec(state.generator, state.discriminator)
+    times: dict[str, list[float]] = defaultdict(list)
+    upload_bytes: list[int] = []
+    download_bytes = 0
+    for _ in range(updates):
+        for _ in range(per_update):
+            claim = timed(
+                times, "claim", db.fetch_one, "claim_unit", run_id=run_id, worker_id=worker_id
+            )
+            assert claim is not None
+            if published.version != claim["version"]:
+                weights = db.fetch_one("get_weights", run_id=run_id, version=claim["version"])
+                assert weights is not None
+                download_bytes += len(weights["generator"]) + len(weights["discriminator"])
+                timed(times, "weights download", published.load, db, run_id, claim["version"])
+            else:
+                published.load(db, run_id, claim["version"])
+            result = timed(
+                times,
+                "compute",
+                compute_unit,
+                generator,
+                discriminator,
+                loss,
+                dataset,
+                plan,
+                int(claim["unit_index"]),
+                latent_dim=model.latent_dim,
+                device=torch.device("cpu"),
+            )
+            payload = timed(times, "encode", encode_result, result)
+            upload_bytes.append(len(payload))
+            timed(
+                times,
+                "upload",
+                db.fetch_one,
+                "submit_result",
+                run_id=run_id,
+                worker_id=worker_id,
+                token=claim["token"],
+                images=result.images,
+                payload=payload,
+                compute_seconds=0.0,
+            )
+        results = timed(times, "coordinator validate", coordinator._validated_results, state, spec)
+        assert results is not None
+        timed(
+            times, "coordinator aggregate+publish", coordinator._apply_update, state, results, 0.0
+        )
+
+    # Raw speed of one blob of the upload's size on the same server: write, then read it back.
+    blob = bytes(upload_bytes[0])
+    raw: dict[str, list[float]] = defaultdict(list)
+    for i in range(3):
+        timed(
+            raw,
+            "raw write",
+            db.execute,
+            "insert_weights",
+            run_id=run_id,
+            version=10_000 + i,
+            generator=blob,
+            discriminator=b"",
+        )
+        timed(raw, "raw read", db.fetch_one, "get_weights", run_id=run_id, version=10_000 + i)
+    units = updates * per_update
+    return {
+        "times": times,
+        "raw": raw,
+        "upload_mb": statistics.mean(upload_bytes) / 1e6,
+        "bytes_per_image": (sum(upload_bytes) + download_bytes) / (units * IMAGES_PER_UNIT),
+        "download_mb": download_bytes / updates / 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--units-per-update", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="gf-bench-") as tmp:
+        server = EmbeddedPostgres(Path(tmp) / "pg")
+        info = server.start()
+        try:
+            with Database(info.local_url()) as db:
+                migrate(db)
+                print(
+                    f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+                    f"units of {IMAGES_PER_UNIT} images, micro-batch {MICRO_BATCH}, "
+                    f"{args.units_per_update} units per update, {args.updates} updates\n"
+                )
+                for name, model in CASES:
+                    r = bench_case(db, model, args.updates, args.units_per_update)
+                    times = r["times"]
+                    raw = r["raw"]
+                    assert isinstance(times, dict) and isinstance(raw, dict)
+                    print(
+                        f"## {name}: upload {r['upload_mb']:.1f} MB per unit, weights "
+                        f"{r['download_mb']:.1f} MB per version, "
+                        f"{r['bytes_per_image'] / 1e3:.1f} kB moved per image trained"
+                    )
+                    print(f"| {'part':<32} | {'median ms':>9} | {'share of unit':>13} |")
+                    print(f"|{'-' * 34}|{'-' * 11}|{'-' * 15}|")
+                    per_unit = ("claim", "weights download", "compute", "encode", "upload")
+                    unit_total = sum(
+                        sum(times[k]) / (args.updates * args.units_per_update) for k in per_unit
+                    )
+                    for key in (*per_unit, "coordinator validate", "coordinator aggregate+publish"):
+                        med = 1000 * statistics.median(times[key])
+                        share = ""
+                        if key in per_unit:
+                            mean = sum(times[key]) / (args.updates * args.units_per_update)
+                            share = f"{100 * mean / unit_total:.0f}%"
+                        print(f"| {key:<32} | {med:>9.1f} | {share:>13} |")
+                    for key in ("raw write", "raw read"):
+                        print(
+                            f"| {key + ' (one blob, same size)':<32} | "
+                            f"{1000 * statistics.median(raw[key]):>9.1f} | {'':>13} |"
+                        )
+                    print()
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import gzip
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from tests.acceptance.class_harness import ClassRoom, final_weights
+from tests.acceptance.conftest import cli_env
+from tests.conftest import requires_fashion_mnist
+
+pytestmark = requires_fashion_mnist
+
+UPDATES = 6
+UNIT = 128
+PER_UPDATE = 3
+RUN = [
+    "--images-per-work-unit", str(UNIT), "--workunits-per-update", str(PER_UPDATE),
+    "--micro-batch", "32", "--max-iterations", str(UPDATES), "--work-unit-timeout", "3",
+    "--seed", "5", "--sample-interval", "100",
+]  # fmt: skip
+
+
+@pytest.fixture
+def room(db_url: str, tmp_path: Path) -> Iterator[ClassRoom]:
+    classroom = ClassRoom(db_url, tmp_path)
+    yield classroom
+    classroom.close()
+
+
+def run_status(room: ClassRoom) -> dict[str, object]:
+    result = subprocess.run(
+        [sys.executable, "-m", "ganfriends", "status", "--json", "--db", room.db_url],
+        capture_output=True, text=True, env=room._env(), check=True,
+    )  # fmt: skip
+    status: dict[str, object] = json.loads(result.stdout)
+    return status
+
+
+def test_final_weights_do_not_depend_on_workers_or_crashes(room: ClassRoom) -> None:
+    # Run A: one worker, nothing goes wrong.
+    coordinator = room.coordinator("a", *RUN)
+    room.worker("solo")
+    assert coordinator.finish() == 0, coordinator.output
+
+    # Run B: three workers share the units.
+    coordinator = room.coordinator("b", *RUN, "--new-run")
+    workers = [room.worker(f"w{i}") for i in range(3)]
+    assert coordinator.finish() == 0, coordinator.output
+    for w in workers:
+        assert w.finish() == 0, w.output
+
+    # Run C: three workers, one killed mid-unit, and the coordinator killed and restarted.
+    coordinator = room.coordinator("c", *RUN, "--new-run")
+    victim = room.worker("victim")
+    room.worker("w1")
+    room.worker("w2")
+    victim.wait_for("Processing work unit")
+    victim.popen.send_signal(signal.SIGKILL)
+    coordinator.wait_for(r"version 2/")
+    coordinator.popen.send_signal(signal.SIGKILL)
+    coordinator.popen.wait()
+    room.worker("late-joiner")
+    restarted = room.coordinator("c", *RUN)
+    restarted.wait_for("resuming run")
+    assert restarted.finish() == 0, restarted.output
+
+    a, b, c = (
+        dict(final_weights(room.workdir / run / "checkpoints" / "latest.pt")) for run in "abc"
+    )
+    for name, tensor in a.items():
+        torch.testing.assert_close(b[name], tensor, atol=1e-6, rtol=1e-5, msg=f"3 workers: {name}")
+        torch.testing.assert_close(c[name], tensor, atol=1e-6, rtol=1e-5, msg=f"crashes: {name}")
+
+    # No image was lost or counted twice, and only accepted units are credited.
+    status = run_status(room)
+    expected = UPDATES * PER_UPDATE * UNIT
+    assert status["images_seen"] == expected
+    workers_status = status["workers"]
+    assert isinstance(workers_status, list)
+    assert sum(w["images"] for w in workers_status) == expected
+    assert {w["name"] for w in workers_status} >= {"w1", "w2", "late-joiner"}
+
+
+def test_worker_killed_mid_unit_has_its_unit_redone(room: ClassRoom) -> None:
+    coordinator = room.coordinator("run", *RUN, "--max-backups", "0")
+    victim = room.worker("victim")
+    line = victim.wait_for(r"Processing work unit (\d+)")
+    victim.popen.send_signal(signal.SIGKILL)
+    unit = line.split()[3]
+    survivor = room.worker("survivor")
+    survivor.wait_for(rf"Work unit {unit} completed successfully")
+    assert coordinator.finish() == 0, coordinator.output
+    assert survivor.finish() == 0
+    assert run_status(room)["images_seen"] == UPDATES * PER_UPDATE * UNIT
+
+
+def test_first_ctrl_c_finishes_the_unit_then_exits(room: ClassRoom) -> None:
+    room.coordinator("run", *RUN, "--max-iterations", "200")
+    worker = room.worker("alice")
+    line = worker.wait_for(r"Processing work unit (\d+)")
+    worker.popen.send_signal(signal.SIGINT)
+    assert worker.finish(timeout=60) == 130
+    unit = line.split()[3]
+    assert f"Work unit {unit} completed successfully" in worker.output
+    assert "Stopped after finishing the current unit" in worker.output
+
+
+def test_second_ctrl_c_gives_the_unit_back_at_once(room: ClassRoom) -> None:
+    # Full-width model and big units: the unit is still computing when the signals land.
+    coordinator = room.start(
+        "coordinator",
+        ["coordinator", "--output-dir", "run", "--images-per-work-unit", "2048",
+         "--workunits-per-update", "1", "--micro-batch", "64", "--max-iterations", "3",
+         "--work-unit-timeout", "600"],
+    )  # fmt: skip
+    coordinator.wait_for("new run")
+    worker = room.worker("bob")
+    worker.wait_for("Processing work unit 0")
+    worker.popen.send_signal(signal.SIGINT)
+    # Python runs a handler once per signal number however many arrived since it last looked:
+    # a person's second Ctrl+C comes a moment later, and so does ours.
+    time.sleep(0.5)
+    worker.popen.send_signal(signal.SIGINT)
+    assert worker.finish(timeout=60) == 130
+    assert "giving the unit back" in worker.output
+    assert "completed successfully" not in worker.output
+    units = run_status(room)["units"]
+    assert isinstance(units, dict)
+    assert units["pending"] == 1  # immediately claimable, no 600 s lease to wait out
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_worker_with_different_data_refuses_to_start(room: ClassRoom, tmp_path: Path) -> None:
+    other = tmp_path / "other-fashion-mnist"
+    other.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 512), ("t10k", 64)):
+        write_idx(other / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)))
+        write_idx(other / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 9, (n,)))
+    room.coordinator("run", *RUN)
+    worker = room.worker("mallory", "--dataset-path", str(other))
+    assert worker.finish() == 1
+    assert "is not the run's" in worker.output
+
+
+def test_demo_trains_and_leaves_no_process_behind(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "ganfriends", "demo", "--workers", "2", "--max-iterations", "3",
+         "--workdir", str(workdir)],
+        capture_output=True, text=True, env=cli_env(tmp_path), timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (workdir / "outputs" / "samples" / "latest.png").is_file()
+    assert (workdir / "outputs" / "checkpoints" / "latest.pt").is_file()
+    leftovers = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] and any(str(workdir) in part for part in p.info["cmdline"])
+    ]
+    assert leftovers == []

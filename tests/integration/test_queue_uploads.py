@@ -1,0 +1,293 @@
+"""submit_result, reject_result and credit_workers against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ganfriends.db import Database
+from tests.integration.queue_helpers import (
+    Raw,
+    claim,
+    claim_backup,
+    new_run,
+    register,
+    submit,
+)
+
+
+@pytest.fixture
+def raw(db_url: str) -> Iterator[Raw]:
+    conn = Raw(db_url)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def test_upload_with_a_live_lease_is_accepted_and_completes_the_unit(
+    db: Database, raw: Raw
+) -> None:
+    # Prepare
+    run_id = new_run(db, units_per_update=2)
+    worker = register(db, run_id)
+    lease = claim(db, run_id, worker)
+    assert lease is not None
+
+    # Execute
+    accepted = submit(db, run_id, worker, lease["token"], b"grads-0", images=60)
+
+    # Assert
+    assert accepted == {"unit_id": lease["unit_id"]}
+    unit = raw.unit(lease["unit_id"])
+    assert unit["state"] == "done" and unit["lease_expires_at"] is None
+    result = raw.one("SELECT * FROM results WHERE unit_id = %(id)s", id=lease["unit_id"])
+    assert result["run_id"] == run_id and result["worker_id"] == worker
+    assert (result["version"], result["unit_index"]) == (0, lease["unit_index"])
+    assert result["images"] == 60 and bytes(result["payload"]) == b"grads-0"
+    assert raw.lease(lease["token"])["state"] == "done"
+
+
+def test_late_upload_after_the_lease_expired_is_refused(db: Database, raw: Raw) -> None:
+    # Prepare: A's lease expired; nobody has re-claimed the unit.
+    run_id = new_run(db, units_per_update=1)
+    worker = register(db, run_id)
+    lease = claim(db, run_id, worker)
+    assert lease is not None
+    raw.expire_lease(lease["token"])
+
+    # Execute
+    accepted = submit(db, run_id, worker, lease["token"])
+
+    # Assert
+    assert accepted is None
+    assert raw.count("results") == 0
+    assert raw.unit(lease["unit_id"])["state"] == "claimed"
+
+
+def test_late_upload_after_the_unit_was_reclaimed_is_refused(db: Database, raw: Raw) -> None:
+    # Prepare: A's lease expired and B re-claimed the unit.
+    run_id = new_run(db, units_per_update=1)
+    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
+    old = claim(db, run_id, worker_a)
+    assert old is not None
+    raw.expire_lease(old["token"])
+    new = claim(db, run_id, worker_b)
+    assert new is not None and new["unit_id"] == old["unit_id"]
+
+    # Execute
+    late = submit(db, run_id, worker_a, old["token"], b"late")
+
+    # Assert: nothing stored, B still holds the unit and B's upload is the one accepted.
+    assert late is None
+    assert raw.count("results") == 0
+    assert raw.lease(new["token"])["state"] == "active"
+    assert raw.unit(old["unit_id"])["state"] == "claimed"
+    assert submit(db, run_id, worker_b, new["token"], b"fresh") == {"unit_id": old["unit_id"]}
+    assert bytes(raw.scalar("SELECT payload FROM results")) == b"fresh"
+
+
+def test_duplicate_upload_with_the_same_token_is_refused_and_stored_once(
+    db: Database, raw: Raw
+) -> None:
+    # Prepare
+    run_id = new_run(db, units_per_update=1)
+    worker = register(db, run_id)
+    lease = claim(db, run_id, worker)
+    assert lease is not None
+    assert submit(db, run_id, worker, lease["token"], b"first") is not None
+
+    # Execute
+    again = submit(db, run_id, worker, lease["token"], b"second")
+
+    # Assert
+    assert again is None
+    assert raw.count("results") == 1
+    assert bytes(raw.scalar("SELECT payload FROM results")) == b"first"
+
+
+def test_upload_with_another_workers_token_is_refused(db: Database, raw: Raw) -> None:
+    # Prepare: A holds the unit; B has the token (a guessed or stolen one).
+    run_id = new_run(db, units_per_update=1)
+    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
+    lease = claim(db, run_id, worker_a)
+    assert lease is not None
+
+    # Execute
+    foreign = submit(db, run_id, worker_b, lease["token"])
+
+    # Assert: refused, and A's lease and unit are untouched.
+    assert foreign is None
+    assert raw.count("results") == 0
+    assert raw.lease(lease["token"])["state"] == "active"
+    assert raw.unit(lease["unit_id"])["state"] == "claimed"
+
+
+def test_upload_with_a_token_of_another_run_is_refused(db: Database, raw: Raw) -> None:
+    # Prepare: two runs; the worker holds a unit of run A and uploads it as run B's.
+    run_a = new_run(db, units_per_update=1, name="a")
+    run_b = new_run(db, units_per_update=1, name="b")
+    worker = register(db, run_a)
+    lease = claim(db, run_a, worker)
+    assert lease is not None
+
+    # Execute
+    foreign = submit(db, run_b, worker, lease["token"])
+
+    # Assert
+    assert foreign is None
+    assert raw.count("results") == 0
+    assert {u["state"] for u in raw.units(run_b)} == {"pending"}
+    assert raw.unit(lease["unit_id"])["state"] == "claimed"
+
+
+def test_racing_primary_and_backup_uploads_exactly_one_wins(
+    db: Database, db_url: str, raw: Raw
+) -> None:
+    # Prepare: A holds the unit, B a backup copy; both uploads will be in flight at once.
+    run_id = new_run(db, units_per_update=1)
+    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
+    primary = claim(db, run_id, worker_a)
+    backup = claim_backup(db, run_id, worker_b)
+    assert primary is not None and backup is not None
+    unit_id = primary["unit_id"]
+    outcome: dict[int, Any] = {}
+
+    def upload(worker: int, token: Any) -> None:
+        try:
+            outcome[worker] = submit(db, run_id, worker, token, f"from-{worker}".encode())
+        except BaseException as exc:  # pragma: no cover - reported by the assertions
+            outcome[worker] = exc
+
+    threads = [
+        threading.Thread(target=upload, args=(worker_a, primary["token"])),
+        threading.Thread(target=upload, args=(worker_b, backup["token"])),
+    ]
+
+    # Execute: hold the unit's row lock so that both uploads start (and take their snapshots)
+    # before either can complete, then let them go.
+    holder = Raw(db_url)
+    try:
+        with holder.conn.transaction():
+            holder.rows("SELECT id FROM work_units WHERE id = %(id)s FOR UPDATE", id=unit_id)
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 10
+            while (
+                raw.count(
+                    "pg_stat_activity", "datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                < 2
+            ):
+                assert time.monotonic() < deadline, "the uploads never both waited on the unit"
+                time.sleep(0.01)
+        for t in threads:
+            t.join(timeout=10)
+    finally:
+        holder.close()
+
+    # Assert: one accepted, one refused; the loser's lease is superseded.
+    assert sorted(outcome) == [worker_a, worker_b]
+    winners = [w for w, got in outcome.items() if got == {"unit_id": unit_id}]
+    losers = [w for w, got in outcome.items() if got is None]
+    assert len(winners) == 1 and len(losers) == 1, outcome
+    (winner,), (loser,) = winners, losers
+    token = {worker_a: primary["token"], worker_b: backup["token"]}
+    assert raw.lease(token[winner])["state"] == "done"
+    assert raw.lease(token[loser])["state"] == "superseded"
+    result = raw.one("SELECT worker_id, payload FROM results")
+    assert result["worker_id"] == winner
+    assert bytes(result["payload"]) == f"from-{winner}".encode()
+    assert raw.unit(unit_id)["state"] == "done"
+
+
+def test_backup_upload_after_the_primary_won_is_refused(db: Database, raw: Raw) -> None:
+    # Prepare: A and B hold copies of one unit; A uploads first.
+    run_id = new_run(db, units_per_update=1)
+    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
+    primary = claim(db, run_id, worker_a)
+    backup = claim_backup(db, run_id, worker_b)
+    assert primary is not None and backup is not None
+    assert submit(db, run_id, worker_a, primary["token"], b"a") is not None
+
+    # Execute
+    second = submit(db, run_id, worker_b, backup["token"], b"b")
+
+    # Assert
+    assert second is None
+    assert raw.lease(backup["token"])["state"] == "superseded"
+    assert raw.count("results") == 1
+
+
+def test_reject_result_drops_it_requeues_the_unit_and_blames_the_worker(
+    db: Database, raw: Raw
+) -> None:
+    # Prepare: an accepted upload for unit 1.
+    run_id = new_run(db, units_per_update=2)
+    worker = register(db, run_id)
+    claim(db, run_id, worker)
+    lease = claim(db, run_id, worker)
+    assert lease is not None and lease["unit_index"] == 1
+    assert submit(db, run_id, worker, lease["token"]) is not None
+
+    # Execute
+    db.execute("reject_result", unit_id=lease["unit_id"], reason="tensor g.x holds NaN")
+
+    # Assert
+    assert raw.count("results") == 0
+    unit = raw.unit(lease["unit_id"])
+    assert unit["state"] == "pending" and unit["lease_expires_at"] is None
+    assert raw.worker(worker)["rejected"] == 1
+    rejection = raw.one("SELECT * FROM rejections")
+    assert rejection["run_id"] == run_id and rejection["worker_id"] == worker
+    assert (rejection["version"], rejection["unit_index"]) == (0, 1)
+    assert rejection["reason"] == "tensor g.x holds NaN"
+    redo = claim(db, run_id, worker)
+    assert redo is not None and redo["unit_id"] == lease["unit_id"]
+
+
+def test_credit_workers_counts_each_consumed_unit_once(db: Database, raw: Raw) -> None:
+    # Prepare: three units; A does unit 0, B unit 1; unit 2 is C's, but A's backup copy wins it.
+    run_id = new_run(db, units_per_update=3)
+    a, b, c = (register(db, run_id, name) for name in "abc")
+    lease_a, lease_b, lease_c = (claim(db, run_id, w) for w in (a, b, c))
+    assert lease_a and lease_b and lease_c
+    assert submit(db, run_id, a, lease_a["token"], images=64) is not None
+    assert submit(db, run_id, b, lease_b["token"], images=64) is not None
+    backup_a = claim_backup(db, run_id, a)
+    assert backup_a is not None and backup_a["unit_id"] == lease_c["unit_id"]
+    assert submit(db, run_id, a, backup_a["token"], images=32) is not None
+    assert submit(db, run_id, c, lease_c["token"], images=64) is None
+
+    # Execute: consume the version as the coordinator does, then credit once more.
+    with db.transaction() as tx:
+        tx.execute("credit_workers", run_id=run_id, version=0)
+        tx.execute("delete_version_units", run_id=run_id, version=0)
+    db.execute("credit_workers", run_id=run_id, version=0)
+
+    # Assert
+    done = {w: (raw.worker(w)["units_done"], raw.worker(w)["images_done"]) for w in (a, b, c)}
+    assert done == {a: (2, 96), b: (1, 64), c: (0, 0)}
+
+
+def test_credit_workers_ignores_rejected_results(db: Database, raw: Raw) -> None:
+    # Prepare: two accepted uploads by one worker, one of them rejected.
+    run_id = new_run(db, units_per_update=2)
+    worker = register(db, run_id)
+    unit_ids = []
+    for _ in range(2):
+        lease = claim(db, run_id, worker)
+        assert lease is not None and submit(db, run_id, worker, lease["token"]) is not None
+        unit_ids.append(lease["unit_id"])
+    db.execute("reject_result", unit_id=unit_ids[1], reason="bad")
+
+    # Execute
+    db.execute("credit_workers", run_id=run_id, version=0)
+
+    # Assert
+    row = raw.worker(worker)
+    assert (row["units_done"], row["images_done"], row["rejected"]) == (1, 64, 1)

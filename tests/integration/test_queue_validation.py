@@ -1,0 +1,225 @@
+"""The coordinator's validation of uploads stored through submit_result, on a real PostgreSQL.
+
+Each bad upload must be rejected by ``Coordinator._validated_results``, recorded in ``rejections``
+against its worker, and its unit requeued, while an honest result next to it is kept.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+from rich.console import Console
+
+from ganfriends.cluster.coordinator import Coordinator
+from ganfriends.cluster.payload import encode_result, result_spec
+from ganfriends.cluster.state import load_run_state
+from ganfriends.config import Config
+from ganfriends.db import Database
+from tests.integration.queue_helpers import (
+    IMAGES_PER_UNIT,
+    Raw,
+    claim,
+    new_run,
+    random_result,
+    register,
+    submit,
+    tiny_models,
+)
+
+
+@pytest.fixture
+def raw(db_url: str) -> Iterator[Raw]:
+    conn = Raw(db_url)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def valid_blob(seed: int = 0) -> bytes:
+    return encode_result(random_result(*tiny_models(), seed=seed))
+
+
+def _with_result(change: Callable[[dict[str, torch.Tensor]], None]) -> bytes:
+    result = random_result(*tiny_models())
+    change(result.gradients)
+    return encode_result(result)
+
+
+def _first(gradients: dict[str, torch.Tensor]) -> str:
+    return sorted(gradients)[0]
+
+
+def nan_gradient() -> bytes:
+    def change(gradients: dict[str, torch.Tensor]) -> None:
+        gradients[_first(gradients)].view(-1)[0] = float("nan")
+
+    return _with_result(change)
+
+
+def missing_tensor() -> bytes:
+    def change(gradients: dict[str, torch.Tensor]) -> None:
+        del gradients[_first(gradients)]
+
+    return _with_result(change)
+
+
+def wrong_shape() -> bytes:
+    def change(gradients: dict[str, torch.Tensor]) -> None:
+        name = _first(gradients)
+        gradients[name] = torch.zeros(gradients[name].numel() + 1)
+
+    return _with_result(change)
+
+
+def too_many_images() -> bytes:
+    return encode_result(random_result(*tiny_models(), images=IMAGES_PER_UNIT + 1))
+
+
+def nan_loss() -> bytes:
+    result = random_result(*tiny_models())
+    result.stats.d_loss_sum = float("nan")
+    return encode_result(result)
+
+
+def _header_blob(header: bytes) -> bytes:
+    return len(header).to_bytes(8, "little") + header
+
+
+def _retyped_tensor(dtype: str) -> bytes:
+    """A valid blob whose first 1-d float32 tensor is relabelled ``dtype`` (1 byte/element)."""
+    good = valid_blob()
+    size = int.from_bytes(good[:8], "little")
+    header = json.loads(good[8 : 8 + size])
+    name = next(k for k, v in sorted(header.items()) if k != "__metadata__" and v["shape"])
+    start, stop = header[name]["data_offsets"]
+    header[name].update(dtype=dtype, shape=[stop - start])
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return _header_blob(text) + good[8 + size :]
+
+
+BAD_UPLOADS: dict[str, tuple[Callable[[], bytes], str]] = {
+    "garbage bytes": (lambda: b"\x00\xffthis is not a safetensors blob", "does not fit"),
+    "too short": (lambda: b"\x01\x02", "shorter than"),
+    "header not json": (lambda: _header_blob(b"{not json}"), "not JSON"),
+    "truncated": (lambda: valid_blob()[:-100], "not valid safetensors"),
+    "nan gradient": (nan_gradient, "NaN"),
+    "missing tensor": (missing_tensor, "missing"),
+    "wrong shape": (wrong_shape, "shape"),
+    "more images than the unit": (too_many_images, "images"),
+    "nan loss statistic": (nan_loss, "d_loss_sum"),
+}
+
+# Headers crafted to make a parser raise something other than a validation error.
+HOSTILE_UPLOADS: dict[str, Callable[[], bytes]] = {
+    "deeply nested header": lambda: _header_blob(b"[" * 5000 + b"]" * 5000),
+    "huge integer in header": lambda: _header_blob(b'{"x": ' + b"9" * 5000 + b"}"),
+    "dtype unknown to torch": lambda: _retyped_tensor("F8_E8M0"),
+}
+
+
+def coordinator(db: Database) -> Coordinator:
+    return Coordinator(db, Config(), console=Console(file=io.StringIO()))
+
+
+def upload(db: Database, run_id: int, worker: int, payload: bytes, images: int = 64) -> int:
+    """Claim the next unit and store ``payload`` for it through submit_result."""
+    lease = claim(db, run_id, worker)
+    assert lease is not None
+    accepted = submit(db, run_id, worker, lease["token"], payload, images=images)
+    assert accepted is not None, "submit_result refused the upload"
+    return int(accepted["unit_id"])
+
+
+def validate(db: Database, run_id: int) -> list | None:
+    state = load_run_state(db, run_id)
+    return coordinator(db)._validated_results(
+        state, result_spec(state.generator, state.discriminator)
+    )
+
+
+@pytest.mark.parametrize("kind", list(BAD_UPLOADS))
+def test_bad_upload_is_rejected_recorded_and_its_unit_requeued(
+    db: Database, raw: Raw, kind: str
+) -> None:
+    # Prepare: an honest result for unit 0 and a bad one for unit 1, both stored.
+    make_bad, reason = BAD_UPLOADS[kind]
+    run_id = new_run(db, units_per_update=2)
+    honest, cheat = register(db, run_id, "honest"), register(db, run_id, "cheat")
+    good_unit = upload(db, run_id, honest, valid_blob())
+    bad_unit = upload(db, run_id, cheat, make_bad())
+
+    # Execute
+    valid = validate(db, run_id)
+
+    # Assert: rejected against its worker and requeued; the honest result is kept.
+    assert valid is None
+    rejection = raw.one("SELECT * FROM rejections")
+    assert rejection["worker_id"] == cheat and rejection["run_id"] == run_id
+    assert (rejection["version"], rejection["unit_index"]) == (0, 1)
+    assert reason in rejection["reason"]
+    assert raw.worker(cheat)["rejected"] == 1 and raw.worker(honest)["rejected"] == 0
+    assert raw.unit(bad_unit)["state"] == "pending"
+    assert raw.unit(good_unit)["state"] == "done"
+    kept = raw.rows("SELECT unit_id, worker_id FROM results")
+    assert kept == [{"unit_id": good_unit, "worker_id": honest}]
+    redo = claim(db, run_id, honest)
+    assert redo is not None and redo["unit_id"] == bad_unit
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_UPLOADS))
+def test_hostile_header_is_rejected_not_raised(db: Database, raw: Raw, kind: str) -> None:
+    # Prepare
+    run_id = new_run(db, units_per_update=2)
+    honest, cheat = register(db, run_id, "honest"), register(db, run_id, "cheat")
+    upload(db, run_id, honest, valid_blob())
+    bad_unit = upload(db, run_id, cheat, HOSTILE_UPLOADS[kind]())
+
+    # Execute
+    valid = validate(db, run_id)
+
+    # Assert
+    assert valid is None
+    assert raw.one("SELECT worker_id FROM rejections")["worker_id"] == cheat
+    assert raw.unit(bad_unit)["state"] == "pending"
+
+
+def test_valid_results_are_returned_in_unit_order_with_their_workers(
+    db: Database, raw: Raw
+) -> None:
+    # Prepare: three honest results from two workers.
+    run_id = new_run(db, units_per_update=3)
+    a, b = register(db, run_id, "a"), register(db, run_id, "b")
+    for worker, seed in ((a, 0), (b, 1), (a, 2)):
+        upload(db, run_id, worker, valid_blob(seed))
+
+    # Execute
+    valid = validate(db, run_id)
+
+    # Assert: all kept, nothing rejected.
+    assert valid is not None
+    assert [worker for worker, _ in valid] == [a, b, a]
+    assert [result.images for _, result in valid] == [IMAGES_PER_UNIT] * 3
+    assert raw.count("rejections") == 0
+    assert raw.count("results") == 3
+
+
+def test_an_upload_cannot_credit_more_images_than_its_unit_holds(db: Database, raw: Raw) -> None:
+    # Prepare: a valid blob (64 images) uploaded with an inflated images count.
+    run_id = new_run(db, units_per_update=1)
+    cheat = register(db, run_id, "cheat")
+    lease = claim(db, run_id, cheat)
+    assert lease is not None
+    submit(db, run_id, cheat, lease["token"], valid_blob(), images=1_000_000)
+
+    # Execute: validate and credit, as the coordinator does when it consumes the version.
+    validate(db, run_id)
+    db.execute("credit_workers", run_id=run_id, version=0)
+
+    # Assert
+    assert raw.worker(cheat)["images_done"] <= IMAGES_PER_UNIT

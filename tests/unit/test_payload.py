@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ganfriends.blobs import InvalidBlob, encode
+from ganfriends.cluster.payload import (
+    collect_result,
+    decode_result,
+    encode_result,
+    encode_weights,
+    load_weights,
+    result_spec,
+)
+from ganfriends.models import ModelConfig, build_models
+from ganfriends.step import StepStats
+
+CONFIG = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
+
+
+def fill_grads(*modules: torch.nn.Module) -> None:
+    for module in modules:
+        for p in module.parameters():
+            p.grad = torch.randn_like(p)
+
+
+def test_result_round_trip() -> None:
+    g, d = build_models(CONFIG, seed=0)
+    fill_grads(g, d)
+    result = collect_result(g, d, StepStats(64, 80.0, 50.0, 32.0, 30.0))
+    back = decode_result(encode_result(result), result_spec(g, d), max_images=64)
+    assert back.images == 64 and back.stats.d_loss == pytest.approx(80.0 / 64)
+    for name, tensor in result.gradients.items():
+        assert torch.equal(back.gradients[name], tensor)
+    assert set(back.buffers) == set(result.buffers)
+
+
+def test_result_claiming_more_images_than_the_unit_is_refused() -> None:
+    g, d = build_models(CONFIG, seed=0)
+    fill_grads(g, d)
+    data = encode_result(collect_result(g, d, StepStats(65, 1.0, 1.0, 1.0, 1.0)))
+    with pytest.raises(InvalidBlob, match="65"):
+        decode_result(data, result_spec(g, d), max_images=64)
+
+
+def test_result_with_non_finite_statistics_is_refused() -> None:
+    g, d = build_models(CONFIG, seed=0)
+    fill_grads(g, d)
+    result = collect_result(g, d, StepStats(64, float("nan"), 1.0, 1.0, 1.0))
+    with pytest.raises(InvalidBlob, match="d_loss_sum"):
+        decode_result(encode_result(result), result_spec(g, d), max_images=64)
+
+
+def test_result_without_statistics_is_refused() -> None:
+    g, d = build_models(CONFIG, seed=0)
+    fill_grads(g, d)
+    tensors = collect_result(g, d, StepStats(64, 1.0, 1.0, 1.0, 1.0))
+    data = encode({**tensors.gradients, **tensors.buffers}, {"images": 64})
+    with pytest.raises(InvalidBlob, match="statistic"):
+        decode_result(data, result_spec(g, d), max_images=64)
+
+
+def test_weights_round_trip_includes_batchnorm_buffers() -> None:
+    g, _ = build_models(CONFIG, seed=0)
+    g.main[1].running_mean.fill_(0.5)
+    other, _ = build_models(CONFIG, seed=1)
+    load_weights(other, encode_weights(g))
+    for (name, a), b in zip(g.state_dict().items(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_weights_of_another_architecture_are_refused() -> None:
+    g, _ = build_models(CONFIG, seed=0)
+    bigger, _ = build_models(
+        ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=8), seed=0
+    )
+    with pytest.raises(InvalidBlob):
+        load_weights(bigger, encode_weights(g))
