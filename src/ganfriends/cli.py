@@ -4,6 +4,7 @@ stderr and exit status 1; ``-v`` adds the traceback."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -253,14 +254,18 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
         "--workdir", default="demo", help="database, logs and samples (default: demo)"
     )
     demo.add_argument(
-        "--max-iterations", type=int, default=400, help="updates to train (default: 400)"
+        "--max-iterations", type=int, help="stop after N updates (default: the 2 epochs)"
     )
     demo.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")
+    demo.add_argument("--epochs", type=int, default=2, help="epochs to train (default: 2)")
     demo.set_defaults(func=cluster.demo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
+    # The pool reports each connection it drops after a server restart; our commands already say
+    # "database unreachable, retrying" in one line, so keep its warnings out of the console.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
     handler: Handler = args.func

@@ -207,7 +207,7 @@ class CoordinatorConfig:
     )
     keep_last_versions: int = option(3, "newest weight versions kept in the database", minimum=1)
     keep_every_versions: int = option(100, "also keep every Nth weight version", minimum=1)
-    poll_interval: float = option(0.25, "seconds between checks for finished units", minimum=0.01)
+    poll_interval: float = option(0.1, "seconds between checks for finished units", minimum=0.01)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import psutil
 import pytest
 import torch
 
+from ganfriends.db import Database, EmbeddedPostgres, migrate
 from tests.acceptance.class_harness import ClassRoom, final_weights
 from tests.acceptance.conftest import cli_env
 from tests.conftest import requires_fashion_mnist
@@ -174,3 +175,25 @@ def test_demo_trains_and_leaves_no_process_behind(tmp_path: Path) -> None:
         if p.info["cmdline"] and any(str(workdir) in part for part in p.info["cmdline"])
     ]
     assert leftovers == []
+
+
+def test_coordinator_and_worker_ride_out_a_database_restart(tmp_path: Path) -> None:
+    server = EmbeddedPostgres(tmp_path / "pg", durable=False)
+    url = server.start().local_url()
+    with Database(url) as db:
+        migrate(db)
+    room = ClassRoom(url, tmp_path)
+    try:
+        coordinator = room.coordinator("run", *RUN, "--max-iterations", "10")
+        worker = room.worker("steady")
+        coordinator.wait_for(r"version 2/")
+        server.stop()
+        time.sleep(5)  # longer than the processes' outage notice
+        server.start()
+        assert coordinator.finish() == 0, coordinator.output
+        assert worker.finish() == 0, worker.output
+        assert "database unreachable" in coordinator.output + worker.output
+        assert "version 10/10" in coordinator.output
+    finally:
+        room.close()
+        server.stop()

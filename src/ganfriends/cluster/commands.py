@@ -117,6 +117,7 @@ def demo(args: Any) -> int:
     settings = DemoSettings(
         workdir=Path(args.workdir),
         workers=args.workers,
+        epochs=args.epochs,
         max_iterations=args.max_iterations,
         seed=args.seed,
     )

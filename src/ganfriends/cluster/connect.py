@@ -52,6 +52,15 @@ def resolve_url(config: Config, *, start_embedded: bool) -> str:
     return url
 
 
+OUTAGE_NOTICE = 3.0  # seconds without a connection before a long-running command says so
+
+
 def open_database(config: Config, *, start_embedded: bool, max_size: int = 4) -> Database:
-    """An open connection pool on the resolved database."""
-    return Database(resolve_url(config, start_embedded=start_embedded), max_size=max_size)
+    """An open connection pool on the resolved database.
+
+    A short pool timeout: when the server goes away, callers get ``DatabaseUnavailable`` within
+    seconds, tell the user, and retry with backoff instead of hanging silently.
+    """
+    return Database(
+        resolve_url(config, start_embedded=start_embedded), max_size=max_size, timeout=OUTAGE_NOTICE
+    )

@@ -343,8 +343,15 @@ class Coordinator:
             fakes = generator(fixed_noise)
         generator.train()
         samples = self.output_dir / "samples"
-        save_grid(fakes, samples / f"version_{state.version:06d}.png", nrow=8)
+        grid = save_grid(fakes, samples / f"version_{state.version:06d}.png", nrow=8)
         save_grid(fakes, samples / "latest.png", nrow=8)
+        try:
+            # The same PNG in the database: the dashboard runs on any machine that reaches it.
+            self.db.execute(
+                "insert_sample", run_id=state.run_id, version=state.version, png=grid.read_bytes()
+            )
+        except GanError as exc:  # a DatabaseError: a grid the dashboard misses must not stop us
+            self.console.print(f"[yellow]sample grid not stored in the database: {exc}[/]")
         save_checkpoint(
             self.output_dir / "checkpoints" / "latest.pt",
             generator=state.generator,

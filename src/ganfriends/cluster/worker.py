@@ -16,28 +16,27 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from rich.console import Console
 
 from ganfriends.cluster.compute import compute_unit
 from ganfriends.cluster.payload import encode_result, load_weights
+from ganfriends.cluster.plan import RunPlan
 from ganfriends.cluster.state import plan_of
 from ganfriends.config import Config
-from ganfriends.data import make_dataset
+from ganfriends.data import ImageDataset, make_dataset
 from ganfriends.db import Database, DatabaseUnavailable
 from ganfriends.device import describe_device, resolve_device
 from ganfriends.errors import GanError
-from ganfriends.losses import make_loss
+from ganfriends.losses import GanLoss, make_loss
 from ganfriends.models import Discriminator, Generator, ModelConfig
 from ganfriends.signals import StopRequest
 
 IDLE_BACKOFF_START = 0.1  # seconds: first wait after an empty poll
 IDLE_BACKOFF_FACTOR = 1.15  # huey's gentle growth, capped by worker.poll_interval
 RETRY_CAP = 30.0  # seconds: longest wait between reconnection attempts
-
-T = TypeVar("T")
 
 
 class DatasetMismatch(GanError):
@@ -110,6 +109,20 @@ class PublishedWeights:
         self.version = version
 
 
+@dataclass
+class _Session:
+    """What a worker holds while it works for one run."""
+
+    run_id: int
+    plan: RunPlan
+    model_config: ModelConfig
+    dataset: ImageDataset
+    generator: Generator
+    discriminator: Discriminator
+    loss: GanLoss
+    published: PublishedWeights
+
+
 class Worker:
     """One worker process (or thread, in tests)."""
 
@@ -152,7 +165,7 @@ class Worker:
             stop.event.wait(self.config.worker.poll_interval)
         return None
 
-    def _open_dataset(self, run: dict[str, Any]) -> Any:
+    def _open_dataset(self, run: dict[str, Any]) -> ImageDataset:
         """The run's dataset from this machine's copy; refuse to work on different data."""
         data = self.config.data
         run_data = run["config"]["data"]
@@ -190,31 +203,31 @@ class Worker:
 
     # ---------------------------------------------------------------- main loop
 
-    def run(
-        self, stop: StopRequest | None = None, *, max_units: int | None = None
-    ) -> WorkerSummary:
-        """Work until the run completes, ``stop`` is requested, or ``max_units`` are done."""
-        stop = stop or StopRequest()
-        self.console.print("Initializing worker...")
-        run = self._wait_for_run(stop)
-        if run is None:
-            return WorkerSummary(None, 0, 0, "stopped before a run started")
-        run_id = int(run["id"])
+    def _join(self, run: dict[str, Any], stop: StopRequest) -> _Session:
+        """Check the data, build the models and register on the leaderboard."""
         dataset = self._open_dataset(run)
         self.console.print(
             f"Loaded dataset with {len(dataset)} images ({dataset.fingerprint().short()})"
         )
-        plan = plan_of(run)
         model_config = ModelConfig.from_dict(run["model_config"])
         generator = Generator(model_config).to(self.device)
         discriminator = Discriminator(model_config).to(self.device)
-        loss = make_loss(run["config"]["training"]["loss"])
+        session = _Session(
+            run_id=int(run["id"]),
+            plan=plan_of(run),
+            model_config=model_config,
+            dataset=dataset,
+            generator=generator,
+            discriminator=discriminator,
+            loss=make_loss(run["config"]["training"]["loss"]),
+            published=PublishedWeights(generator, discriminator),
+        )
         hardware = Hardware.detect(self.device)
         row = self._retry(
             stop,
             self.db.fetch_one,
             "register_worker",
-            run_id=run_id,
+            run_id=session.run_id,
             name=self.name,
             hostname=socket.gethostname(),
             device=hardware.device,
@@ -227,12 +240,82 @@ class Worker:
         self.console.print(
             f"Worker {self.worker_id} initialized successfully!\n"
             f"Name: {self.name}\nDevice: {describe_device(self.device)}\n"
-            f"Micro-batch: {plan.micro_batch} (set by the run)\n"
+            f"Micro-batch: {session.plan.micro_batch} (set by the run)\n"
             f"CPU cores: {hardware.cpu_cores}\n"
             + (f"RAM: {hardware.ram_gb:.1f} GB\n" if hardware.ram_gb else "")
             + (f"GPU VRAM: {hardware.gpu_vram_gb:.1f} GB\n" if hardware.gpu_vram_gb else "")
-            + f"Run {run_id} on {platform.node() or 'this machine'}: waiting for work units..."
+            + f"Run {session.run_id} on {platform.node() or 'this machine'}: "
+            "waiting for work units..."
         )
+        return session
+
+    def _process(self, session: _Session, claim: dict[str, Any], stop: StopRequest) -> bool:
+        """Compute a claimed unit and upload it; True if the upload was accepted."""
+        plan, model = session.plan, session.model_config
+        version, unit_index = int(claim["version"]), int(claim["unit_index"])
+        self.console.print(
+            f"\nProcessing work unit {unit_index} (version {version}"
+            + (", backup copy" if claim["backup"] else "")
+            + f")\nNumber of images: {plan.images_per_unit}"
+        )
+        self._retry(stop, session.published.load, self.db, session.run_id, version)
+        started = time.monotonic()
+        try:
+            result = compute_unit(
+                session.generator,
+                session.discriminator,
+                session.loss,
+                session.dataset,
+                plan,
+                unit_index,
+                latent_dim=model.latent_dim,
+                device=self.device,
+            )
+        except torch.cuda.OutOfMemoryError as exc:
+            raise GanError(
+                f"this GPU cannot fit the run's micro-batch of {plan.micro_batch} images "
+                f"at {model.image_size}x{model.image_size}: run with --device cpu, "
+                "or ask the instructor for a smaller --micro-batch"
+            ) from exc
+        seconds = time.monotonic() - started
+        stats = result.stats
+        self.console.print(
+            f"Completed {len(plan.micro_batches(plan.unit_images(unit_index)))} batches "
+            f"({stats.images} images) in {seconds:.1f}s\n"
+            f"G_loss: {stats.g_loss:.3f} | D_loss: {stats.d_loss:.3f} | "
+            f"D_real: {100 * stats.d_real:.2f}% | D_fake: {100 * stats.d_fake:.2f}%\n"
+            "Uploading gradients..."
+        )
+        accepted = self._retry(
+            stop,
+            self.db.fetch_one,
+            "submit_result",
+            run_id=session.run_id,
+            worker_id=self.worker_id,
+            token=claim["token"],
+            images=stats.images,
+            payload=encode_result(result),
+            compute_seconds=seconds,
+        )
+        if accepted is not None:
+            self.console.print(f"Work unit {unit_index} completed successfully!")
+            return True
+        self.console.print(
+            f"Work unit {unit_index} was not needed any more "
+            "(another worker finished it first, or the lease expired)"
+        )
+        return False
+
+    def run(
+        self, stop: StopRequest | None = None, *, max_units: int | None = None
+    ) -> WorkerSummary:
+        """Work until the run completes, ``stop`` is requested, or ``max_units`` are done."""
+        stop = stop or StopRequest()
+        self.console.print("Initializing worker...")
+        run = self._wait_for_run(stop)
+        if run is None:
+            return WorkerSummary(None, 0, 0, "stopped before a run started")
+        session = self._join(run, stop)
         halt = threading.Event()
         # At least three beats per lease, so one lost beat never costs a unit.
         interval = min(self.config.worker.heartbeat_interval, float(run["lease_seconds"]) / 3)
@@ -241,88 +324,36 @@ class Worker:
         )
         beat.start()
         units = refused = 0
-        published = PublishedWeights(generator, discriminator)
         idle = IDLE_BACKOFF_START
         reason = "stopped"
-        token: Any = None
+        claim: dict[str, Any] | None = None
         try:
             while not stop.requested and (max_units is None or units < max_units):
-                claim = self._retry(stop, self._claim, run_id)
+                claim = self._retry(stop, self._claim, session.run_id)
                 if claim is None:
-                    state = self._retry(stop, self.db.fetch_one, "run_state", run_id=run_id)
+                    state = self._retry(stop, self.db.fetch_one, "run_state", run_id=session.run_id)
                     if state is None or state["state"] != "running":
-                        reason = f"run {run_id} is {state['state'] if state else 'gone'}"
+                        reason = f"run {session.run_id} is {state['state'] if state else 'gone'}"
                         self.console.print(f"Training finished ({reason}). Thank you!")
                         break
                     stop.event.wait(idle)
                     idle = min(idle * IDLE_BACKOFF_FACTOR, self.config.worker.poll_interval)
                     continue
                 idle = IDLE_BACKOFF_START
-                token = claim["token"]
-                version, unit_index = int(claim["version"]), int(claim["unit_index"])
-                self.console.print(
-                    f"\nProcessing work unit {unit_index} (version {version}"
-                    + (", backup copy" if claim["backup"] else "")
-                    + f")\nNumber of images: {plan.images_per_unit}"
-                )
-                self._retry(stop, published.load, self.db, run_id, version)
-                started = time.monotonic()
-                try:
-                    result = compute_unit(
-                        generator,
-                        discriminator,
-                        loss,
-                        dataset,
-                        plan,
-                        unit_index,
-                        latent_dim=model_config.latent_dim,
-                        device=self.device,
-                    )
-                except torch.cuda.OutOfMemoryError as exc:
-                    raise GanError(
-                        f"this GPU cannot fit the run's micro-batch of {plan.micro_batch} images "
-                        f"at {model_config.image_size}x{model_config.image_size}: run with "
-                        "--device cpu, or ask the instructor for a smaller --micro-batch"
-                    ) from exc
-                seconds = time.monotonic() - started
-                stats = result.stats
-                self.console.print(
-                    f"Completed {len(plan.micro_batches(plan.unit_images(unit_index)))} batches "
-                    f"({stats.images} images) in {seconds:.1f}s\n"
-                    f"G_loss: {stats.g_loss:.3f} | D_loss: {stats.d_loss:.3f} | "
-                    f"D_real: {100 * stats.d_real:.2f}% | D_fake: {100 * stats.d_fake:.2f}%\n"
-                    "Uploading gradients..."
-                )
-                accepted = self._retry(
-                    stop,
-                    self.db.fetch_one,
-                    "submit_result",
-                    run_id=run_id,
-                    worker_id=self.worker_id,
-                    token=token,
-                    images=stats.images,
-                    payload=encode_result(result),
-                    compute_seconds=seconds,
-                )
-                token = None
-                if accepted is not None:
+                if self._process(session, claim, stop):
                     units += 1
-                    self.console.print(f"Work unit {unit_index} completed successfully!")
                 else:
                     refused += 1
-                    self.console.print(
-                        f"Work unit {unit_index} was not needed any more "
-                        "(another worker finished it first, or the lease expired)"
-                    )
+                claim = None
             else:
                 if max_units is not None and units >= max_units:
                     reason = f"did {units} units"
         except KeyboardInterrupt:
             reason = "aborted"
-            if token is not None:
+            if claim is not None:
                 self.console.print("Aborting: giving the unit back")
                 with contextlib.suppress(GanError):  # else the lease expires by itself
-                    self.db.execute("release_lease", token=token, worker_id=self.worker_id)
+                    self.db.execute("release_lease", token=claim["token"], worker_id=self.worker_id)
             raise
         finally:
             halt.set()

@@ -365,3 +365,74 @@ SELECT pg_database_size(current_database())::bigint AS bytes;
 -- Run outside a transaction (VACUUM cannot run inside one): reclaims the dead TOAST space of
 -- consumed results and replaced weights/optimizer states so the next update reuses it.
 VACUUM results, weights, optimizer_states;
+
+-- ===================================================================== samples (coordinator)
+
+-- name: insert_sample
+-- A version's grid is drawn from fixed noise and fixed weights, so a second write of the same
+-- version (a coordinator stopped right after a periodic grid) is the same picture: keep the first.
+INSERT INTO samples (run_id, version, png) VALUES (%(run_id)s, %(version)s, %(png)s)
+ON CONFLICT (run_id, version) DO NOTHING;
+
+-- ===================================================================== dashboard (read-only)
+-- ganfriends.dashboard connects with default_transaction_read_only=on and uses only these
+-- queries and the status ones above (status_units, leaderboard, throughput, loss_history).
+
+-- name: dashboard_runs
+-- The run selector, newest first; the default is the one status_latest_run picks.
+SELECT id, name, state, version, created_at, updated_at,
+       (id = (SELECT id FROM runs ORDER BY (state = 'running') DESC, id DESC LIMIT 1)) AS latest
+FROM runs ORDER BY id DESC;
+
+-- name: dashboard_run
+SELECT * FROM runs WHERE id = %(run_id)s;
+
+-- name: dashboard_throughput_history
+-- Per update: the images it trained and the seconds since the previous update (NULL for the
+-- first, and across a gap the coordinator was down); the dashboard smooths these into images/s.
+SELECT version, created_at, images,
+       extract(epoch FROM created_at - lag(created_at) OVER (ORDER BY version))::float8
+           AS seconds
+FROM updates WHERE run_id = %(run_id)s ORDER BY version;
+
+-- name: dashboard_resources
+-- What the workers active in the run bring (heartbeat younger than %(active_seconds)s, the
+-- status rule). Workers on one host share its cores and RAM: count each host once. A worker
+-- reports its device type only ("cuda"), so each GPU worker counts as one GPU (one per GPU is
+-- how a machine with several runs them).
+WITH active AS (
+    SELECT * FROM workers
+    WHERE run_id = %(run_id)s AND state = 'active'
+      AND now() - last_heartbeat < make_interval(secs => %(active_seconds)s)
+), hosts AS (
+    SELECT hostname, max(cpu_cores) AS cpu_cores, max(ram_gb) AS ram_gb
+    FROM active GROUP BY hostname
+)
+SELECT (SELECT count(*) FROM active)::int AS workers,
+       (SELECT count(*) FROM hosts)::int AS hosts,
+       (SELECT coalesce(sum(cpu_cores), 0) FROM hosts)::int AS cpu_cores,
+       (SELECT coalesce(sum(ram_gb), 0) FROM hosts)::float8 AS ram_gb,
+       (SELECT count(*) FROM active WHERE gpu_name IS NOT NULL)::int AS gpus,
+       (SELECT coalesce(sum(gpu_vram_gb), 0) FROM active)::float8 AS gpu_vram_gb;
+
+-- name: dashboard_sample_versions
+-- The grids of a run, without their bytes (the slider's stops).
+SELECT version, created_at, octet_length(png) AS bytes
+FROM samples WHERE run_id = %(run_id)s ORDER BY version;
+
+-- name: dashboard_sample
+SELECT version, png, created_at FROM samples WHERE run_id = %(run_id)s AND version = %(version)s;
+
+-- name: dashboard_rejections_by_worker
+-- Refused uploads per student name (a rejection whose worker row is gone counts as "unknown").
+SELECT coalesce(w.name, 'unknown') AS name, count(*)::int AS rejected,
+       max(r.created_at) AS last_at,
+       (array_agg(r.reason ORDER BY r.created_at DESC))[1] AS last_reason
+FROM rejections r LEFT JOIN workers w ON w.id = r.worker_id
+WHERE r.run_id = %(run_id)s
+GROUP BY 1 ORDER BY rejected DESC, name;
+
+-- name: dashboard_recent_rejections
+SELECT coalesce(w.name, 'unknown') AS name, r.version, r.unit_index, r.reason, r.created_at
+FROM rejections r LEFT JOIN workers w ON w.id = r.worker_id
+WHERE r.run_id = %(run_id)s ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s;
