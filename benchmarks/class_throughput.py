@@ -15,24 +15,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
-from rich.console import Console
 
+from bench_run import embedded_database, start_run
 from ganfriends.cluster.compute import compute_unit
-from ganfriends.cluster.coordinator import Coordinator
-from ganfriends.cluster.payload import encode_result, result_spec
+from ganfriends.cluster.payload import encode_result
 from ganfriends.cluster.plan import RunPlan
-from ganfriends.cluster.state import create_run, load_run_state
 from ganfriends.cluster.worker import PublishedWeights
 from ganfriends.config import Config
 from ganfriends.data import DatasetFingerprint, ImageDataset
-from ganfriends.db import Database, EmbeddedPostgres, migrate
+from ganfriends.db import Database
 from ganfriends.losses import make_loss
 from ganfriends.models import Discriminator, Generator, ModelConfig
 
@@ -91,36 +87,13 @@ def bench_case(
         epochs=1,
         max_updates=updates,
     )
-    with db.transaction() as tx:
-        run_id = create_run(
-            tx,
-            name="bench",
-            config=config.to_dict(),
-            model_config=model,
-            fingerprint=dataset.fingerprint().to_dict(),
-            plan=plan,
-            lease_seconds=600,
-            max_backups=0,
-        )
-    worker_row = db.fetch_one(
-        "register_worker",
-        run_id=run_id,
-        name="bench",
-        hostname="bench",
-        device="cpu",
-        gpu_name=None,
-        gpu_vram_gb=None,
-        cpu_cores=None,
-        ram_gb=None,
-    )
-    assert worker_row is not None
-    worker_id = int(worker_row["id"])
+    bench = start_run(db, model, plan, config)
+    run_id, worker_id, coordinator, state, spec = (
+        bench.run_id, bench.worker_id, bench.coordinator, bench.state, bench.spec,
+    )  # fmt: skip
     generator, discriminator = Generator(model), Discriminator(model)
     published = PublishedWeights(generator, discriminator)
     loss = make_loss("bce")
-    coordinator = Coordinator(db, config, console=Console(quiet=True))
-    state = load_run_state(db, run_id)
-    spec = result_spec(state.generator, state.discriminator)
     times: dict[str, list[float]] = defaultdict(list)
     upload_bytes: list[int] = []
     download_bytes = 0
@@ -195,6 +168,27 @@ def bench_case(
     }
 
 
+def print_case(name: str, r: dict[str, object], units: int) -> None:
+    times, raw = r["times"], r["raw"]
+    assert isinstance(times, dict) and isinstance(raw, dict)
+    print(
+        f"## {name}: upload {r['upload_mb']:.1f} MB per unit, weights "
+        f"{r['download_mb']:.1f} MB per version, "
+        f"{r['bytes_per_image'] / 1e3:.1f} kB moved per image trained"  # type: ignore[operator]
+    )
+    print(f"| {'part':<32} | {'median ms':>9} | {'share of unit':>13} |")
+    print(f"|{'-' * 34}|{'-' * 11}|{'-' * 15}|")
+    per_unit = ("claim", "weights download", "compute", "encode", "upload")
+    unit_total = sum(sum(times[k]) / units for k in per_unit)
+    for key in (*per_unit, "coordinator validate", "coordinator aggregate+publish"):
+        share = f"{100 * sum(times[key]) / units / unit_total:.0f}%" if key in per_unit else ""
+        print(f"| {key:<32} | {1000 * statistics.median(times[key]):>9.1f} | {share:>13} |")
+    for key in ("raw write", "raw read"):
+        label = key + " (one blob, same size)"
+        print(f"| {label:<32} | {1000 * statistics.median(raw[key]):>9.1f} | {'':>13} |")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=3)
@@ -203,48 +197,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="gf-bench-") as tmp:
-        server = EmbeddedPostgres(Path(tmp) / "pg")
-        info = server.start()
-        try:
-            with Database(info.local_url()) as db:
-                migrate(db)
-                print(
-                    f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-                    f"units of {IMAGES_PER_UNIT} images, micro-batch {MICRO_BATCH}, "
-                    f"{args.units_per_update} units per update, {args.updates} updates\n"
-                )
-                for name, model in CASES:
-                    r = bench_case(db, model, args.updates, args.units_per_update)
-                    times = r["times"]
-                    raw = r["raw"]
-                    assert isinstance(times, dict) and isinstance(raw, dict)
-                    print(
-                        f"## {name}: upload {r['upload_mb']:.1f} MB per unit, weights "
-                        f"{r['download_mb']:.1f} MB per version, "
-                        f"{r['bytes_per_image'] / 1e3:.1f} kB moved per image trained"
-                    )
-                    print(f"| {'part':<32} | {'median ms':>9} | {'share of unit':>13} |")
-                    print(f"|{'-' * 34}|{'-' * 11}|{'-' * 15}|")
-                    per_unit = ("claim", "weights download", "compute", "encode", "upload")
-                    unit_total = sum(
-                        sum(times[k]) / (args.updates * args.units_per_update) for k in per_unit
-                    )
-                    for key in (*per_unit, "coordinator validate", "coordinator aggregate+publish"):
-                        med = 1000 * statistics.median(times[key])
-                        share = ""
-                        if key in per_unit:
-                            mean = sum(times[key]) / (args.updates * args.units_per_update)
-                            share = f"{100 * mean / unit_total:.0f}%"
-                        print(f"| {key:<32} | {med:>9.1f} | {share:>13} |")
-                    for key in ("raw write", "raw read"):
-                        print(
-                            f"| {key + ' (one blob, same size)':<32} | "
-                            f"{1000 * statistics.median(raw[key]):>9.1f} | {'':>13} |"
-                        )
-                    print()
-        finally:
-            server.stop()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"units of {IMAGES_PER_UNIT} images, micro-batch {MICRO_BATCH}, "
+        f"{args.units_per_update} units per update, {args.updates} updates\n"
+    )
+    with embedded_database("gf-bench-") as db:
+        for name, model in CASES:
+            result = bench_case(db, model, args.updates, args.units_per_update)
+            print_case(name, result, args.updates * args.units_per_update)
 
 
 if __name__ == "__main__":

@@ -13,19 +13,14 @@ Prints a table; not a test.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
 import torch
-from rich.console import Console
 
-from ganfriends.cluster.coordinator import Coordinator
-from ganfriends.cluster.payload import collect_result, encode_result, result_spec
+from bench_run import embedded_database, start_run
+from ganfriends.cluster.payload import collect_result, encode_result
 from ganfriends.cluster.plan import RunPlan
-from ganfriends.cluster.state import create_run, load_run_state
 from ganfriends.config import Config
-from ganfriends.db import Database, EmbeddedPostgres, migrate
 from ganfriends.models import Discriminator, Generator, ModelConfig
 from ganfriends.step import StepStats
 
@@ -54,82 +49,46 @@ def main() -> None:
         max_updates=args.updates,
     )
     generator, discriminator = Generator(model), Discriminator(model)
-    with tempfile.TemporaryDirectory(prefix="gf-growth-") as tmp:
-        server = EmbeddedPostgres(Path(tmp) / "pg")
-        info = server.start()
-        try:
-            with Database(info.local_url()) as db:
-                migrate(db)
-                with db.transaction() as tx:
-                    run_id = create_run(
-                        tx,
-                        name="growth",
-                        config=config.to_dict(),
-                        model_config=model,
-                        fingerprint={
-                            "name": "fake",
-                            "size": 60_000,
-                            "image_size": model.image_size,
-                            "channels": model.channels,
-                            "digest": "0" * 64,
-                        },
-                        plan=plan,
-                        lease_seconds=600,
-                        max_backups=0,
-                    )
-                row = db.fetch_one(
-                    "register_worker",
+    with embedded_database("gf-growth-") as db:
+        bench = start_run(db, model, plan, config)
+        run_id, worker_id = bench.run_id, bench.worker_id
+        coordinator, state, spec = bench.coordinator, bench.state, bench.spec
+        start = time.perf_counter()
+        print(
+            f"{args.model}x{args.model} model, {UNITS_PER_UPDATE} units of "
+            f"{IMAGES_PER_UNIT} images per update\n"
+        )
+        print(f"| {'updates':>7} | {'database MB':>11} | {'seconds':>7} |")
+        print(f"|{'-' * 9}|{'-' * 13}|{'-' * 9}|")
+        for update in range(1, args.updates + 1):
+            for _ in range(UNITS_PER_UPDATE):
+                claim = db.fetch_one("claim_unit", run_id=run_id, worker_id=worker_id)
+                assert claim is not None
+                for module in (generator, discriminator):
+                    for p in module.parameters():
+                        p.grad = torch.randn_like(p) * 1e-3
+                result = collect_result(
+                    generator, discriminator, StepStats(IMAGES_PER_UNIT, 1.0, 1.0, 0.5, 0.5)
+                )
+                db.fetch_one(
+                    "submit_result",
                     run_id=run_id,
-                    name="w",
-                    hostname="h",
-                    device="cpu",
-                    gpu_name=None,
-                    gpu_vram_gb=None,
-                    cpu_cores=None,
-                    ram_gb=None,
+                    worker_id=worker_id,
+                    token=claim["token"],
+                    images=IMAGES_PER_UNIT,
+                    payload=encode_result(result),
+                    compute_seconds=0.0,
                 )
-                assert row is not None
-                coordinator = Coordinator(db, config, console=Console(quiet=True))
-                state = load_run_state(db, run_id)
-                spec = result_spec(state.generator, state.discriminator)
-                start = time.perf_counter()
+            results = coordinator._validated_results(state, spec)
+            assert results is not None
+            coordinator._apply_update(state, results, 0.0)
+            if update % 50 == 0 or update == args.updates:
+                size = db.fetch_one("database_size")
+                assert size is not None
                 print(
-                    f"{args.model}x{args.model} model, {UNITS_PER_UPDATE} units of "
-                    f"{IMAGES_PER_UNIT} images per update\n"
+                    f"| {update:>7} | {size['bytes'] / 1e6:>11.1f} | "
+                    f"{time.perf_counter() - start:>7.0f} |"
                 )
-                print(f"| {'updates':>7} | {'database MB':>11} | {'seconds':>7} |")
-                print(f"|{'-' * 9}|{'-' * 13}|{'-' * 9}|")
-                for update in range(1, args.updates + 1):
-                    for _ in range(UNITS_PER_UPDATE):
-                        claim = db.fetch_one("claim_unit", run_id=run_id, worker_id=row["id"])
-                        assert claim is not None
-                        for module in (generator, discriminator):
-                            for p in module.parameters():
-                                p.grad = torch.randn_like(p) * 1e-3
-                        result = collect_result(
-                            generator, discriminator, StepStats(IMAGES_PER_UNIT, 1.0, 1.0, 0.5, 0.5)
-                        )
-                        db.fetch_one(
-                            "submit_result",
-                            run_id=run_id,
-                            worker_id=row["id"],
-                            token=claim["token"],
-                            images=IMAGES_PER_UNIT,
-                            payload=encode_result(result),
-                            compute_seconds=0.0,
-                        )
-                    results = coordinator._validated_results(state, spec)
-                    assert results is not None
-                    coordinator._apply_update(state, results, 0.0)
-                    if update % 50 == 0 or update == args.updates:
-                        size = db.fetch_one("database_size")
-                        assert size is not None
-                        print(
-                            f"| {update:>7} | {size['bytes'] / 1e6:>11.1f} | "
-                            f"{time.perf_counter() - start:>7.0f} |"
-                        )
-        finally:
-            server.stop()
 
 
 if __name__ == "__main__":

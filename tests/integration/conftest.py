@@ -18,6 +18,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from ganfriends.db import Database, EmbeddedPostgres, admin, migrate
+from tests.integration.queue_helpers import Raw
 
 TEST_URL_ENV = "GANFRIENDS_TEST_DATABASE_URL"
 POOL_TIMEOUT = 5.0  # seconds; a test waiting longer than this for a connection has failed
@@ -108,3 +109,13 @@ def db(db_url: str) -> Iterator[Database]:
 def pg_dir(tmp_path: Path) -> Path:
     """A data directory for a private embedded server (tests that stop/restart one)."""
     return tmp_path / "pg"
+
+
+@pytest.fixture
+def raw(db_url: str) -> Iterator[Raw]:
+    """A plain psycopg connection for tests that move the database clock or read raw rows."""
+    conn = Raw(db_url)
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,15 +12,6 @@ from tests.integration.queue_helpers import Raw, claim, claim_until_empty, new_r
 
 CLAIMERS = 6
 UNITS = 40
-
-
-@pytest.fixture
-def raw(db_url: str) -> Iterator[Raw]:
-    conn = Raw(db_url)
-    try:
-        yield conn
-    finally:
-        conn.close()
 
 
 @pytest.mark.slow  # six spawned interpreters import torch

@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime
 import io
 import time
-from collections.abc import Iterator
 
-import pytest
 from rich.console import Console
 
 from ganfriends.cluster.worker import Worker
@@ -21,15 +19,6 @@ from tests.integration.queue_helpers import (
     register,
     submit,
 )
-
-
-@pytest.fixture
-def raw(db_url: str) -> Iterator[Raw]:
-    conn = Raw(db_url)
-    try:
-        yield conn
-    finally:
-        conn.close()
 
 
 def worker_claim(db: Database, run_id: int, worker_id: int) -> dict | None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from rich.console import Console
 
 from ganfriends.cluster.coordinator import Coordinator, CoordinatorResult
@@ -29,15 +27,6 @@ from tests.integration.queue_helpers import (
 
 STOP_AT = 4  # the coordinator publishes versions 1..4, then is stopped while v4 is computed
 KEEP_LAST, KEEP_EVERY = 2, 3
-
-
-@pytest.fixture
-def raw(db_url: str) -> Iterator[Raw]:
-    conn = Raw(db_url)
-    try:
-        yield conn
-    finally:
-        conn.close()
 
 
 def _work(db_url: str, run_id: int, stop: StopRequest, errors: list[BaseException]) -> None:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from ganfriends.db import Database
 from tests.integration.queue_helpers import (
@@ -18,15 +15,6 @@ from tests.integration.queue_helpers import (
     register,
     submit,
 )
-
-
-@pytest.fixture
-def raw(db_url: str) -> Iterator[Raw]:
-    conn = Raw(db_url)
-    try:
-        yield conn
-    finally:
-        conn.close()
 
 
 def test_upload_with_a_live_lease_is_accepted_and_completes_the_unit(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -29,15 +29,6 @@ from tests.integration.queue_helpers import (
     submit,
     tiny_models,
 )
-
-
-@pytest.fixture
-def raw(db_url: str) -> Iterator[Raw]:
-    conn = Raw(db_url)
-    try:
-        yield conn
-    finally:
-        conn.close()
 
 
 def valid_blob(seed: int = 0) -> bytes:
