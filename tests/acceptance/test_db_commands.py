@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+from tests.acceptance.conftest import cli_env
+
+
+def gf(args: list[str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ganfriends", *args],
+        cwd=cwd, env=cli_env(cwd), capture_output=True, text=True, input=stdin, timeout=120,
+    )  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_init_db_migrates_then_reports_up_to_date(db_url: str, tmp_path: Path) -> None:
+    first = gf(["init-db", "--db", db_url], tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "schema is up to date" in first.stdout  # the test database is already migrated
+
+
+def test_init_db_reset_needs_confirmation(db_url: str, tmp_path: Path) -> None:
+    refused = gf(["init-db", "--reset", "--db", db_url], tmp_path, stdin="")
+    assert refused.returncode == 1
+    assert "--yes" in refused.stderr
+    done = gf(["init-db", "--reset", "--yes", "--db", db_url], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "database reset" in done.stdout
+    assert "applied migrations: 0001_initial, 0002_blob_storage" in done.stdout
+
+
+def test_db_start_listen_url_and_stop(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "class-db", free_port()
+    started = gf(["db", "start", "--data-dir", str(data_dir), "--listen", "127.0.0.1",
+                  "--port", str(port)], tmp_path)  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr
+        url = gf(["db", "url", "--data-dir", str(data_dir)], tmp_path).stdout.strip()
+        assert f"127.0.0.1:{port}" in url and "ganfriends:" in url  # user and password
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        # Over the network a password is required: never trust.
+        no_password = f"postgresql://ganfriends@127.0.0.1:{port}/ganfriends"
+        try:
+            psycopg.connect(no_password, connect_timeout=5).close()
+            raise AssertionError("connected without a password")
+        except psycopg.OperationalError as exc:
+            assert "password" in str(exc)
+    finally:
+        stopped = gf(["db", "stop", "--data-dir", str(data_dir)], tmp_path)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    gone = gf(["db", "url", "--data-dir", str(data_dir)], tmp_path)
+    assert gone.returncode == 1 and "no PostgreSQL is running" in gone.stderr
+
+
+def test_worker_without_a_database_says_how_to_get_one(tmp_path: Path) -> None:
+    env = cli_env(tmp_path) | {"GANFRIENDS_PG_DIR": str(tmp_path / "none")}
+    result = subprocess.run(
+        [sys.executable, "-m", "ganfriends", "worker"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "no database configured" in result.stderr and "ganfriends db url" in result.stderr
