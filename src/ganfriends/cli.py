@@ -162,6 +162,7 @@ COORDINATOR_OPTIONS = (
     "coordinator",
 )
 COORDINATOR_EXCLUDED = (
+    "training.device",  # the coordinator's Adam step runs on the CPU
     "training.batch_size",
     "training.update_rule",
     "training.max_steps",

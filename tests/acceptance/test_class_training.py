@@ -220,3 +220,11 @@ def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
         if p.info["cmdline"] and any(str(workdir) in part for part in p.info["cmdline"])
     ]
     assert leftovers == []
+
+
+def test_a_second_coordinator_for_the_same_run_is_refused(room: ClassRoom) -> None:
+    first = room.coordinator("run", *RUN, "--max-iterations", "200")
+    first.wait_for("new run")
+    second = room.coordinator("run2", *RUN)
+    assert second.finish() == 1
+    assert "another coordinator is already running run" in second.output

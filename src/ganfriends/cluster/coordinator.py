@@ -18,14 +18,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from rich.console import Console
 
 from ganfriends import rng
 from ganfriends.aggregate import Contribution, merge_buffers, weighted_mean
-from ganfriends.blobs import InvalidBlob, encode_optimizer_state
+from ganfriends.blobs import InvalidBlob, TensorSpec, encode_optimizer_state
 from ganfriends.cluster.payload import UnitResult, decode_result, encode_weights, result_spec
 from ganfriends.cluster.plan import RunPlan
 from ganfriends.cluster.state import RunState, create_run, load_run_state
@@ -188,7 +187,7 @@ class Coordinator:
                 delay = min(delay * 2, 30.0)
 
     def _wait_for_results(
-        self, state: RunState, spec: Any, stop: StopRequest
+        self, state: RunState, spec: TensorSpec, stop: StopRequest
     ) -> list[tuple[int, UnitResult]] | None:
         """Poll until every unit of this version has a valid result; None if asked to stop."""
         poll = self.config.coordinator.poll_interval
@@ -216,7 +215,9 @@ class Coordinator:
             stop.event.wait(poll)
         return None
 
-    def _validated_results(self, state: RunState, spec: Any) -> list[tuple[int, UnitResult]] | None:
+    def _validated_results(
+        self, state: RunState, spec: TensorSpec
+    ) -> list[tuple[int, UnitResult]] | None:
         """(worker id, result) of every unit in unit order; None after rejecting (and requeueing)
         bad ones."""
         rows = self.db.fetch_all("fetch_results", run_id=state.run_id, version=state.version)
