@@ -48,3 +48,17 @@ def test_curves_png_is_drawn(tmp_path: Path) -> None:
     assert out is not None
     with Image.open(out) as image:
         assert image.size[0] > 500
+
+
+def test_curves_gain_an_fid_panel_when_scores_were_recorded(tmp_path: Path) -> None:
+    writer = HistoryWriter(tmp_path / "h.csv")
+    for step in range(1, 30):
+        scores = {"fid": 100.0 / step, "kid_mean": 0.1} if step % 10 == 0 else {}
+        writer.append(row(step) | scores)
+    writer.close()
+    rows = read_history(tmp_path / "h.csv")
+    assert rows[9]["fid"] == "10" and rows[8]["fid"] == ""
+    out = plot_curves(tmp_path / "h.csv", tmp_path / "curves.png")
+    assert out is not None
+    with Image.open(out) as image:
+        assert image.size[0] > 1500  # three panels instead of two

@@ -9,7 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-COLUMNS = ("step", "epoch", "images_seen", "d_loss", "g_loss", "d_real", "d_fake", "elapsed_s")
+# Sample-quality scores (``ganfriends.evaluation``), filled only on the steps that were evaluated.
+EVAL_COLUMNS = ("fid", "kid_mean", "kid_std", "precision", "recall")
+COLUMNS = (
+    "step", "epoch", "images_seen", "d_loss", "g_loss", "d_real", "d_fake", "elapsed_s",
+    *EVAL_COLUMNS,
+)  # fmt: skip
 
 
 class HistoryWriter:
@@ -69,7 +74,7 @@ def _smooth(values: Sequence[float], window: int) -> list[float]:
 def plot_curves(
     history_csv: str | os.PathLike[str], out_png: str | os.PathLike[str]
 ) -> Path | None:
-    """Draw G/D losses and D(x)/D(G(z)) against steps; None when there is nothing to draw."""
+    """Draw G/D losses, D(x)/D(G(z)) and (when recorded) FID; None when there is nothing to draw."""
     rows = read_history(history_csv)
     if not rows:
         return None
@@ -84,7 +89,18 @@ def plot_curves(
     def series(name: str) -> list[float]:
         return _smooth([float(r[name]) if r[name] else math.nan for r in rows], window)
 
-    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    # Older files have no score columns; evaluated rows are a sparse subset.
+    scored = [r for r in rows if r.get("fid")]
+    panels = 3 if scored else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), constrained_layout=True)
+    ax_loss, ax_score = axes[0], axes[1]
+    if scored:
+        ax_fid = axes[2]
+        seen = [int(float(r["images_seen"])) for r in scored]
+        ax_fid.plot(seen, [float(r["fid"]) for r in scored], marker="o", label="FID")
+        ax_fid.set_xlabel("images seen")
+        ax_fid.set_title("sample quality (FID, lower is better)")
+        ax_fid.legend()
     ax_loss.plot(steps, series("d_loss"), label="D loss")
     ax_loss.plot(steps, series("g_loss"), label="G loss")
     ax_loss.set_xlabel("step")
