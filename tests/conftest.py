@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,3 +34,10 @@ requires_fashion_mnist = pytest.mark.skipif(
     not fashion_mnist_available(),
     reason=f"Fashion-MNIST not installed at {FASHION_MNIST_DIR} (make install installs it)",
 )
+
+
+@pytest.fixture(scope="session")
+def full_features_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir whose features/ cache holds the full-recipe feature classifier once a test
+    trained it (~40 s): later tests, subprocesses included, reuse it."""
+    return tmp_path_factory.mktemp("full_features")

@@ -137,6 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     gen.set_defaults(func=cmd_generate)
 
+    from ganfriends.evaluation.command import add_eval_arguments, run_eval
+
+    evaluate = commands.add_parser(
+        "eval",
+        parents=[verbose],
+        help="FID, KID and precision/recall of a checkpoint",
+        description=run_eval.__doc__,
+    )
+    add_eval_arguments(evaluate)
+    evaluate.set_defaults(func=run_eval)
+
     celeba = commands.add_parser(
         "download-celeba",
         parents=[verbose],
@@ -163,6 +174,7 @@ COORDINATOR_OPTIONS = (
 )
 COORDINATOR_EXCLUDED = (
     "training.device",  # the coordinator's Adam step runs on the CPU
+    "training.eval_interval",  # the coordinator's own counts updates (coordinator.eval_interval)
     "training.batch_size",
     "training.update_rule",
     "training.max_steps",

@@ -118,6 +118,15 @@ class TrainingConfig:
     device: str = option(
         "auto", "auto, cpu, cuda or mps", flag="--device", choices=("auto", "cpu", "cuda", "mps")
     )
+    eval_interval: int | None = option(
+        None,
+        "score the generator (FID, KID, precision/recall) every N steps (default: never)",
+        flag="--eval-interval",
+        minimum=1,
+    )
+    eval_samples: int = option(
+        2000, "generated images per score during training", flag="--eval-samples", minimum=8
+    )
     # Class training: the run's schedule, fixed when the coordinator creates the run.
     images_per_work_unit: int = option(
         320, "images in one work unit", flag="--images-per-work-unit", minimum=1
@@ -208,6 +217,12 @@ class CoordinatorConfig:
     keep_last_versions: int = option(3, "newest weight versions kept in the database", minimum=1)
     keep_every_versions: int = option(100, "also keep every Nth weight version", minimum=1)
     poll_interval: float = option(0.1, "seconds between checks for finished units", minimum=0.01)
+    eval_interval: int | None = option(
+        None,
+        "score the generator (FID, KID, precision/recall) every N updates (default: never)",
+        flag="--eval-interval",
+        minimum=1,
+    )
 
 
 @dataclass

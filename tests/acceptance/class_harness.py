@@ -82,6 +82,7 @@ class ClassRoom:
     def __init__(self, db_url: str, workdir: Path) -> None:
         self.db_url = db_url
         self.workdir = workdir
+        self.data_dir = workdir / "data_dir"
         self.procs: list[Proc] = []
 
     def _env(self) -> dict[str, str]:
@@ -89,7 +90,7 @@ class ClassRoom:
         env.update(
             PYTHONUNBUFFERED="1",
             OMP_NUM_THREADS="1",
-            GANFRIENDS_DATA_DIR=str(self.workdir / "data_dir"),
+            GANFRIENDS_DATA_DIR=str(self.data_dir),
             GANFRIENDS_PG_DIR=str(self.workdir / "no-embedded-server"),
         )
         return env

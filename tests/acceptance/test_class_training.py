@@ -228,3 +228,21 @@ def test_a_second_coordinator_for_the_same_run_is_refused(room: ClassRoom) -> No
     second = room.coordinator("run2", *RUN)
     assert second.finish() == 1
     assert "another coordinator is already running run" in second.output
+
+
+def test_coordinator_records_sample_quality_in_the_database(
+    db_url: str, tmp_path: Path, full_features_data_dir: Path
+) -> None:
+    room = ClassRoom(db_url, tmp_path)
+    room.data_dir = full_features_data_dir  # reuse the session's trained feature classifier
+    try:
+        coordinator = room.coordinator(
+            "run", *RUN, "--max-iterations", "4", "--eval-interval", "2", "--eval-samples", "64"
+        )
+        room.worker("w")
+        assert coordinator.finish(timeout=600) == 0, coordinator.output
+        assert "version 2: FID" in coordinator.output and "version 4: FID" in coordinator.output
+        status = run_status(room)
+        assert status["fid_version"] == 4 and isinstance(status["fid"], float)
+    finally:
+        room.close()

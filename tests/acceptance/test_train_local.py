@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -168,3 +169,30 @@ def test_python_dash_m_and_console_script_agree(workdir: Path) -> None:
     script = Path(sys.executable).with_name("ganfriends")
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     assert "train-local" in result.stdout
+
+
+def test_train_local_records_sample_quality_every_n_steps(
+    workdir: Path, full_features_data_dir: Path
+) -> None:
+    env = cli_env(workdir) | {"GANFRIENDS_DATA_DIR": str(full_features_data_dir)}
+    result = subprocess.run(
+        [sys.executable, "-m", "ganfriends", *TRAIN, "--output-dir", "run", "--max-steps", "4",
+         "--eval-interval", "2", "--eval-samples", "64"],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = read_history(workdir / "run" / "history.csv")
+    assert [bool(r["fid"]) for r in rows] == [False, True, False, True]
+    assert float(rows[1]["fid"]) > 0 and 0 <= float(rows[3]["precision"]) <= 1
+    with Image.open(workdir / "run" / "curves.png") as curves:
+        assert curves.size[0] > 1500  # the FID panel was added
+
+    scored = subprocess.run(
+        [sys.executable, "-m", "ganfriends", "eval", "--checkpoint", "run/checkpoints/latest.pt",
+         "--num-samples", "200", "--json"],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    report = json.loads(scored.stdout)
+    assert report["num_samples"] == 200 and report["fid"] > 0
+    assert report["features"]["test_accuracy"] >= 0.88

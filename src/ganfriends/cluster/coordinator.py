@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
@@ -37,6 +38,9 @@ from ganfriends.models import ModelConfig
 from ganfriends.signals import StopRequest
 from ganfriends.step import StepStats
 from ganfriends.training.checkpoint import save_checkpoint
+
+if TYPE_CHECKING:
+    from ganfriends.evaluation import Evaluator
 
 NUM_SAMPLES = 64  # images per sample grid
 
@@ -150,6 +154,8 @@ class Coordinator:
             NUM_SAMPLES, state.model_config.latent_dim, state.plan.seed, rng.FIXED_NOISE
         )
         interval = self.config.coordinator.sample_interval
+        eval_interval = self.config.coordinator.eval_interval
+        evaluator = self._make_evaluator(state) if eval_interval else None
         published_at = time.monotonic()
         while state.version < state.plan.total_updates and not stop.requested:
             results = self._wait_for_results(state, spec, stop)
@@ -166,6 +172,8 @@ class Coordinator:
             published_at = time.monotonic()
             if state.version % interval == 0 or state.version == state.plan.total_updates:
                 self._write_outputs(state, fixed_noise)
+            if evaluator is not None and eval_interval and state.version % eval_interval == 0:
+                self._evaluate(state, evaluator)
         complete = state.version >= state.plan.total_updates
         if complete:
             self.console.print(f"run {state.run_id} complete at version {state.version}")
@@ -334,6 +342,41 @@ class Coordinator:
             f"version {new_version}/{plan.total_updates} epoch {plan.epochs_done(new_version):.2f} "
             f"D {stats.d_loss:.3f} G {stats.g_loss:.3f} D(x) {stats.d_real:.2f} "
             f"D(G(z)) {stats.d_fake:.2f} ({contributors} workers, {wait_seconds:.1f}s)"
+        )
+
+    def _make_evaluator(self, state: RunState) -> Evaluator:
+        """Scores the run's generator against its dataset's held-out images (prepared once)."""
+        from ganfriends.evaluation import Evaluator
+
+        return Evaluator.for_dataset(
+            str(state.config["data"]["dataset"]),
+            dataset_path=self.config.data.dataset_path,
+            data_dir=self.config.data.data_dir,
+            image_size=state.model_config.image_size,
+            num_samples=self.config.training.eval_samples,
+            seed=state.plan.seed,
+            device="cpu",
+            progress=self.console.print,
+        )
+
+    def _evaluate(self, state: RunState, evaluator: Evaluator) -> None:
+        """Score the current version and record it in the database."""
+        scores = evaluator.evaluate(state.generator)
+        self.db.execute(
+            "insert_evaluation",
+            run_id=state.run_id,
+            version=state.version,
+            images_seen=int(state.run["images_seen"]),
+            fid=scores["fid"],
+            kid_mean=scores["kid_mean"],
+            kid_std=scores["kid_std"],
+            precision=scores["precision"],
+            recall=scores["recall"],
+            num_samples=int(scores["num_samples"]),
+        )
+        self.console.print(
+            f"version {state.version}: FID {scores['fid']:.2f}, KID {scores['kid_mean']:.3f}, "
+            f"precision {scores['precision']:.2f}, recall {scores['recall']:.2f}"
         )
 
     def _write_outputs(self, state: RunState, fixed_noise: torch.Tensor) -> None:

@@ -54,6 +54,8 @@ class RunStatus:
     g_loss: float | None
     d_real: float | None
     d_fake: float | None
+    fid: float | None = None  # the latest recorded score (coordinator --eval-interval)
+    fid_version: int | None = None
     workers: list[WorkerLine] = field(default_factory=list)
 
     @property
@@ -86,6 +88,7 @@ def read_status(db: Database) -> RunStatus | None:
     units = db.fetch_one("status_units", run_id=run_id, version=version) or {}
     speed = db.fetch_one("throughput", run_id=run_id, window=THROUGHPUT_WINDOW) or {}
     latest = db.fetch_one("latest_update", run_id=run_id) or {}
+    scores = db.fetch_all("fid_history", run_id=run_id)
     span = speed.get("span_seconds") or 0.0
     updates = int(speed.get("updates") or 0)
     # n updates span n-1 intervals: count the images after the first one.
@@ -120,6 +123,8 @@ def read_status(db: Database) -> RunStatus | None:
         g_loss=latest.get("g_loss"),
         d_real=latest.get("d_real"),
         d_fake=latest.get("d_fake"),
+        fid=float(scores[-1]["fid"]) if scores else None,
+        fid_version=int(scores[-1]["version"]) if scores else None,
         workers=workers,
     )
 
@@ -148,6 +153,8 @@ def render(status: RunStatus, console: Console) -> None:
     console.print(f"[bold]run {status.run_id}[/] {status.name}: {status.state}")
     console.print(one_line(status))
     u = status.units
+    if status.fid is not None:
+        console.print(f"sample quality: FID {status.fid:.2f} at version {status.fid_version}")
     console.print(
         f"units of this version: {u['pending']} pending, {u['claimed']} claimed, "
         f"{u['expired']} expired lease, {u['done']} done | {status.images_seen:,} images trained"

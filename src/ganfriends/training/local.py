@@ -157,6 +157,21 @@ def train_local(
         NUM_SAMPLES, model_config.latent_dim, training.seed, rng.FIXED_NOISE
     ).to(device)
 
+    evaluator = None
+    if training.eval_interval is not None:
+        from ganfriends.evaluation import Evaluator
+
+        evaluator = Evaluator.for_dataset(
+            config.data.dataset,
+            dataset_path=config.data.dataset_path,
+            data_dir=config.data.data_dir,
+            image_size=dataset.image_size,
+            num_samples=training.eval_samples,
+            seed=training.seed,
+            device=str(device),
+            progress=console.print,
+        )
+
     fingerprint = dataset.fingerprint()
     console.print(
         f"[bold]train-local[/] {fingerprint.short()} on {describe_device(device)} | "
@@ -233,18 +248,21 @@ def train_local(
                     step += 1
                     images_seen += stats.images
                     mid_step = False
-                    history.append(
-                        {
-                            "step": step,
-                            "epoch": round(step / steps_per_epoch, 4),
-                            "images_seen": images_seen,
-                            "d_loss": stats.d_loss,
-                            "g_loss": stats.g_loss,
-                            "d_real": stats.d_real,
-                            "d_fake": stats.d_fake,
-                            "elapsed_s": round(time.monotonic() - start_time, 3),
-                        }
-                    )
+                    row: dict[str, float | int] = {
+                        "step": step,
+                        "epoch": round(step / steps_per_epoch, 4),
+                        "images_seen": images_seen,
+                        "d_loss": stats.d_loss,
+                        "g_loss": stats.g_loss,
+                        "d_real": stats.d_real,
+                        "d_fake": stats.d_fake,
+                        "elapsed_s": round(time.monotonic() - start_time, 3),
+                    }
+                    if evaluator is not None and step % (training.eval_interval or 1) == 0:
+                        scores = evaluator.evaluate(generator)
+                        row.update({k: v for k, v in scores.items() if k != "num_samples"})
+                        progress.note(f"step {step}: FID {scores['fid']:.2f}")
+                    history.append(row)
                     progress.update(step, stats, skipped_total)
                     if stop.requested:
                         break

@@ -68,6 +68,10 @@ class TrainingProgress:
             self._last_line = now
             self.console.print(f"step {step}/{self.total_steps} {text}")
 
+    def note(self, message: str) -> None:
+        """Print a line above the live bar."""
+        self.console.print(message)
+
     def epoch_done(self, epoch: int, epochs: int) -> None:
         """Say an epoch finished (kept above the live bar)."""
         self.console.print(f"epoch {epoch}/{epochs} done")

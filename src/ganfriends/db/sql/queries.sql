@@ -366,6 +366,21 @@ SELECT pg_database_size(current_database())::bigint AS bytes;
 -- consumed results and replaced weights/optimizer states so the next update reuses it.
 VACUUM results, weights, optimizer_states;
 
+-- ===================================================================== evaluations
+
+-- name: insert_evaluation
+-- Scores of a version are a function of its weights: a repeated write keeps the first.
+INSERT INTO evaluations (run_id, version, images_seen, fid, kid_mean, kid_std, precision, recall,
+                         num_samples)
+VALUES (%(run_id)s, %(version)s, %(images_seen)s, %(fid)s, %(kid_mean)s, %(kid_std)s,
+        %(precision)s, %(recall)s, %(num_samples)s)
+ON CONFLICT (run_id, version) DO NOTHING;
+
+-- name: fid_history
+-- Read by the dashboard and `ganfriends status`: sample quality against training progress.
+SELECT version, images_seen, fid, kid_mean, kid_std, precision, recall, num_samples, created_at
+FROM evaluations WHERE run_id = %(run_id)s ORDER BY version;
+
 -- ===================================================================== samples (coordinator)
 
 -- name: insert_sample
