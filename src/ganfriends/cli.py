@@ -256,6 +256,21 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
     stat.add_argument("--json", action="store_true", help="machine-readable output")
     stat.set_defaults(func=lambda a: cluster.status(_config_from(a), as_json=a.json))
 
+    dash = commands.add_parser(
+        "dashboard",
+        parents=[verbose],
+        help="live class dashboard in the browser (read-only)",
+        description="Serve the class dashboard (extra: pip install 'ganfriends[dashboard]').",
+    )
+    _add_config_flags(dash, "database.url")
+    dash.add_argument("--port", type=int, default=8501, help="HTTP port (default: 8501)")
+    dash.add_argument(
+        "--address", default="127.0.0.1", help="listen address (0.0.0.0 for the whole class)"
+    )
+    dash.set_defaults(
+        func=lambda a: cluster.dashboard(_config_from(a), port=a.port, address=a.address)
+    )
+
     demo = commands.add_parser(
         "demo",
         parents=[verbose],
@@ -271,6 +286,10 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
     )
     demo.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")
     demo.add_argument("--epochs", type=int, default=2, help="epochs to train (default: 2)")
+    demo.add_argument(
+        "--dashboard", action="store_true", help="also start the dashboard and print its address"
+    )
+    demo.add_argument("--dashboard-port", type=int, default=8501, help="(default: 8501)")
     demo.set_defaults(func=cluster.demo)
 
 

@@ -110,6 +110,13 @@ def status(config: Config, *, as_json: bool) -> int:
     return 0
 
 
+def dashboard(config: Config, *, port: int, address: str) -> int:
+    """Serve the read-only dashboard until Ctrl+C."""
+    from ganfriends.dashboard.launch import run_dashboard
+
+    return run_dashboard(resolve_url(config, start_embedded=False), port, address=address)
+
+
 def demo(args: Any) -> int:
     """A coordinator and N workers on this machine through the embedded PostgreSQL."""
     from ganfriends.cluster.demo import DemoSettings, run_demo
@@ -120,6 +127,7 @@ def demo(args: Any) -> int:
         epochs=args.epochs,
         max_iterations=args.max_iterations,
         seed=args.seed,
+        dashboard_port=args.dashboard_port if args.dashboard else None,
     )
     if settings.workers < 1:
         raise GanError("--workers must be at least 1")

@@ -47,6 +47,7 @@ class DemoSettings:
     features: int = 32
     sample_interval: int = 50
     threads_per_process: int = 1
+    dashboard_port: int | None = None  # also serve the dashboard on this port
     extra_coordinator_args: tuple[str, ...] = ()
 
 
@@ -141,6 +142,18 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> int:
                 f"started a coordinator and {settings.workers} workers; logs in {logs}, "
                 f"samples in {outputs / 'samples'}"
             )
+            if settings.dashboard_port is not None:
+                from ganfriends.dashboard.launch import (
+                    dashboard_url,
+                    start_dashboard,
+                    wait_until_ready,
+                )
+
+                files.append((logs / "dashboard.log").open("w"))
+                board = start_dashboard(url, settings.dashboard_port, log=files[-1])
+                processes.append(board)
+                wait_until_ready(board, settings.dashboard_port)
+                console.print(f"dashboard: {dashboard_url(settings.dashboard_port)}")
             last_line = time.monotonic()
             with graceful_stop() as stop, console.status("starting...") as live:
                 while not stop.requested and coordinator.poll() is None:
