@@ -79,6 +79,22 @@ def _hardware(row: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def read_leaderboard(db: Database, run_id: int) -> list[WorkerLine]:
+    """One line per student name, best contributors first, with the Active/Idle/Offline rule."""
+    return [
+        WorkerLine(
+            name=row["name"],
+            units=int(row["units"]),
+            images=int(row["images"]),
+            rejected=int(row["rejected"]),
+            status=activity(float(row["seconds_since_heartbeat"]), bool(row["running"])),
+            last_heartbeat=_format_time(row["last_heartbeat"]),
+            hardware=_hardware(row),
+        )
+        for row in db.fetch_all("leaderboard", run_id=run_id)
+    ]
+
+
 def read_status(db: Database) -> RunStatus | None:
     """The latest run's status (the running one if any), or None when there is no run."""
     run = db.fetch_one("status_latest_run")
@@ -95,18 +111,7 @@ def read_status(db: Database) -> RunStatus | None:
     rate = (int(speed.get("images") or 0) * (updates - 1) / updates / span) if span > 0 else 0.0
     plan_updates = -(-int(run["total_units"]) // int(run["units_per_update"]))
     total_updates = min(plan_updates, int(run["max_updates"] or plan_updates))
-    workers = [
-        WorkerLine(
-            name=row["name"],
-            units=int(row["units"]),
-            images=int(row["images"]),
-            rejected=int(row["rejected"]),
-            status=activity(float(row["seconds_since_heartbeat"]), bool(row["running"])),
-            last_heartbeat=_format_time(row["last_heartbeat"]),
-            hardware=_hardware(row),
-        )
-        for row in db.fetch_all("leaderboard", run_id=run_id)
-    ]
+    workers = read_leaderboard(db, run_id)
     return RunStatus(
         run_id=run_id,
         name=run["name"],

@@ -21,10 +21,7 @@ from ganfriends.cluster.status import (
     ACTIVE_SECONDS,
     THROUGHPUT_WINDOW,
     RunStatus,
-    WorkerLine,
-    _format_time,
-    _hardware,
-    activity,
+    read_leaderboard,
 )
 from ganfriends.db import Database, sql
 from ganfriends.db.errors import DatabaseError
@@ -134,18 +131,7 @@ def snapshot(db: Database, run_id: int) -> Snapshot | None:
     units = db.fetch_one("status_units", run_id=run_id, version=version) or {}
     speed = db.fetch_one("throughput", run_id=run_id, window=THROUGHPUT_WINDOW) or {}
     latest = db.fetch_one("latest_update", run_id=run_id) or {}
-    workers = [
-        WorkerLine(
-            name=row["name"],
-            units=int(row["units"]),
-            images=int(row["images"]),
-            rejected=int(row["rejected"]),
-            status=activity(float(row["seconds_since_heartbeat"]), bool(row["running"])),
-            last_heartbeat=_format_time(row["last_heartbeat"]),
-            hardware=_hardware(row),
-        )
-        for row in db.fetch_all("leaderboard", run_id=run_id)
-    ]
+    workers = read_leaderboard(db, run_id)
     status = RunStatus(
         run_id=run_id,
         name=run["name"],
