@@ -272,6 +272,8 @@ def _page(url: str) -> None:
         _rejections(db, run.run_id)
     except DatabaseUnavailable as exc:
         st.warning(f"{exc}. Retrying every {REFRESH_SECONDS} s.")
+    except DatabaseError as exc:  # e.g. a schema older than this ganfriends: say what to do
+        st.error(f"{exc}. Is the schema up to date? (`ganfriends init-db` migrates it)")
     st.caption(f"Updated {datetime.now():%H:%M:%S}; refreshes every {REFRESH_SECONDS} s.")
 
 
