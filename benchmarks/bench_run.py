@@ -10,14 +10,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ganfriends.blobs import TensorSpec
-from ganfriends.cluster.coordinator import Coordinator
-from ganfriends.cluster.payload import result_spec
-from ganfriends.cluster.plan import RunPlan
-from ganfriends.cluster.state import RunState, create_run, load_run_state
+from ganfriends.classroom.coordinator import Coordinator
+from ganfriends.classroom.state import RunState, create_run, load_run_state
 from ganfriends.config import Config
 from ganfriends.db import Database, EmbeddedPostgres, migrate
 from ganfriends.models import ModelConfig
+from ganfriends.rules import SyncPlan
 
 
 @contextmanager
@@ -42,16 +40,15 @@ class BenchRun:
     worker_id: int
     coordinator: Coordinator
     state: RunState
-    spec: TensorSpec
 
 
-def start_run(db: Database, model: ModelConfig, plan: RunPlan, config: Config) -> BenchRun:
+def start_run(db: Database, model: ModelConfig, plan: SyncPlan, config: Config) -> BenchRun:
     """Create a run on fake data of the plan's size and register one worker."""
     fingerprint = {"name": "bench", "size": plan.dataset_size, "image_size": model.image_size,
                    "channels": model.channels, "digest": "0" * 64}  # fmt: skip
     with db.transaction() as tx:
         run_id = create_run(
-            tx, name="bench", config=config.to_dict(), model_config=model,
+            tx, name="bench", mode="sync", config=config.to_dict(), model_config=model,
             fingerprint=fingerprint, plan=plan, lease_seconds=600, max_backups=0,
         )  # fmt: skip
     row = db.fetch_one(
@@ -65,5 +62,4 @@ def start_run(db: Database, model: ModelConfig, plan: RunPlan, config: Config) -
         worker_id=int(row["id"]),
         coordinator=Coordinator(db, config, console=Console(quiet=True)),
         state=state,
-        spec=result_spec(state.generator, state.discriminator),
     )

@@ -22,15 +22,13 @@ from collections.abc import Sequence
 import torch
 
 from bench_run import embedded_database, start_run
-from ganfriends.cluster.compute import compute_unit
-from ganfriends.cluster.payload import encode_result
-from ganfriends.cluster.plan import RunPlan
-from ganfriends.cluster.worker import PublishedWeights
+from ganfriends.classroom.payload import encode_result
+from ganfriends.classroom.worker import PublishedWeights
 from ganfriends.config import Config
 from ganfriends.data import DatasetFingerprint, ImageDataset
 from ganfriends.db import Database
-from ganfriends.losses import make_loss
-from ganfriends.models import Discriminator, Generator, ModelConfig
+from ganfriends.models import ModelConfig, build_models
+from ganfriends.rules import SyncPlan, Unit, make_rule
 
 CASES = (
     ("fashion-mnist 32x32x1", ModelConfig(image_size=32, channels=1)),
@@ -78,7 +76,7 @@ def bench_case(
     config = Config()
     config.coordinator.keep_last_versions = 2
     dataset = RandomImages(IMAGES_PER_UNIT * per_update * updates, model.image_size, model.channels)
-    plan = RunPlan(
+    plan = SyncPlan(
         dataset_size=len(dataset),
         seed=0,
         images_per_unit=IMAGES_PER_UNIT,
@@ -88,12 +86,12 @@ def bench_case(
         max_updates=updates,
     )
     bench = start_run(db, model, plan, config)
-    run_id, worker_id, coordinator, state, spec = (
-        bench.run_id, bench.worker_id, bench.coordinator, bench.state, bench.spec,
+    run_id, worker_id, coordinator, state = (
+        bench.run_id, bench.worker_id, bench.coordinator, bench.state,
     )  # fmt: skip
-    generator, discriminator = Generator(model), Discriminator(model)
+    generator, discriminator = build_models(model)
     published = PublishedWeights(generator, discriminator)
-    loss = make_loss("bce")
+    rule = make_rule("sync", plan, config, model)
     times: dict[str, list[float]] = defaultdict(list)
     upload_bytes: list[int] = []
     download_bytes = 0
@@ -113,15 +111,13 @@ def bench_case(
             result = timed(
                 times,
                 "compute",
-                compute_unit,
+                rule.compute,
                 generator,
                 discriminator,
-                loss,
                 dataset,
-                plan,
-                int(claim["unit_index"]),
-                latent_dim=model.latent_dim,
+                Unit(int(claim["unit_index"])),
                 device=torch.device("cpu"),
+                device_state=None,
             )
             payload = timed(times, "encode", encode_result, result)
             upload_bytes.append(len(payload))
@@ -135,13 +131,12 @@ def bench_case(
                 token=claim["token"],
                 images=result.images,
                 payload=payload,
+                device_state=None,
                 compute_seconds=0.0,
             )
-        results = timed(times, "coordinator validate", coordinator._validated_results, state, spec)
+        results = timed(times, "coordinator validate", coordinator.validated_results, state)
         assert results is not None
-        timed(
-            times, "coordinator aggregate+publish", coordinator._apply_update, state, results, 0.0
-        )
+        timed(times, "coordinator aggregate+publish", coordinator.apply_update, state, results, 0.0)
 
     # Raw speed of one blob of the upload's size on the same server: write, then read it back.
     blob = bytes(upload_bytes[0])

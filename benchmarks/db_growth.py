@@ -18,10 +18,11 @@ import time
 import torch
 
 from bench_run import embedded_database, start_run
-from ganfriends.cluster.payload import collect_result, encode_result
-from ganfriends.cluster.plan import RunPlan
+from ganfriends.classroom.payload import encode_result
 from ganfriends.config import Config
-from ganfriends.models import Discriminator, Generator, ModelConfig
+from ganfriends.models import ModelConfig, build_models
+from ganfriends.rules import SyncPlan
+from ganfriends.rules.sync import collect_gradients
 from ganfriends.step import StepStats
 
 IMAGES_PER_UNIT = 320
@@ -39,7 +40,7 @@ def main() -> None:
         else ModelConfig(image_size=64, channels=3)
     )
     config = Config()  # retention defaults: the newest 3 versions and every 100th
-    plan = RunPlan(
+    plan = SyncPlan(
         dataset_size=60_000,
         seed=0,
         images_per_unit=IMAGES_PER_UNIT,
@@ -48,11 +49,11 @@ def main() -> None:
         epochs=50,
         max_updates=args.updates,
     )
-    generator, discriminator = Generator(model), Discriminator(model)
+    generator, discriminator = build_models(model)
     with embedded_database("gf-growth-") as db:
         bench = start_run(db, model, plan, config)
         run_id, worker_id = bench.run_id, bench.worker_id
-        coordinator, state, spec = bench.coordinator, bench.state, bench.spec
+        coordinator, state = bench.coordinator, bench.state
         start = time.perf_counter()
         print(
             f"{args.model}x{args.model} model, {UNITS_PER_UPDATE} units of "
@@ -67,7 +68,7 @@ def main() -> None:
                 for module in (generator, discriminator):
                     for p in module.parameters():
                         p.grad = torch.randn_like(p) * 1e-3
-                result = collect_result(
+                result = collect_gradients(
                     generator, discriminator, StepStats(IMAGES_PER_UNIT, 1.0, 1.0, 0.5, 0.5)
                 )
                 db.fetch_one(
@@ -77,11 +78,12 @@ def main() -> None:
                     token=claim["token"],
                     images=IMAGES_PER_UNIT,
                     payload=encode_result(result),
+                    device_state=None,
                     compute_seconds=0.0,
                 )
-            results = coordinator._validated_results(state, spec)
+            results = coordinator.validated_results(state)
             assert results is not None
-            coordinator._apply_update(state, results, 0.0)
+            coordinator.apply_update(state, results, 0.0)
             if update % 50 == 0 or update == args.updates:
                 size = db.fetch_one("database_size")
                 assert size is not None

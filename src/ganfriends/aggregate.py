@@ -1,7 +1,8 @@
-"""Aggregation rules: pure functions from contributions to one set of tensors.
+"""Aggregation: pure functions from weighted contributions to one set of tensors.
 
-A rule only combines; the coordinator hands the result to a plain ``torch.optim`` optimizer, so
-aggregation and optimisation stay separate concerns (Flower's strategies, without the fat ABC).
+They only combine; a mode's rule (``ganfriends.rules``) hands the result to a plain ``torch.optim``
+optimizer, so aggregation and optimisation stay separate concerns (Flower's ``aggregate()``
+functions, without the strategy ABC).
 
 Determinism: contributions are summed in the order given (the coordinator passes them in unit
 order) and in float64, so the result does not depend on which worker finished first.
@@ -9,27 +10,20 @@ order) and in float64, so the result does not depend on which worker finished fi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 
 
 @dataclass(frozen=True)
 class Contribution:
-    """Tensors computed over ``images`` images (a work unit's mean gradients, say)."""
+    """Tensors with their weight in a mean: the images a unit's mean gradients cover, or a
+    federated member's share."""
 
-    images: int
+    weight: float
     tensors: Mapping[str, torch.Tensor]
-
-
-class Aggregator(Protocol):
-    """Combines contributions that share tensor names and shapes."""
-
-    def aggregate(self, contributions: Sequence[Contribution]) -> dict[str, torch.Tensor]:
-        """One tensor per name."""
-        ...
 
 
 def _check(contributions: Sequence[Contribution]) -> None:
@@ -42,42 +36,26 @@ def _check(contributions: Sequence[Contribution]) -> None:
 
 
 def weighted_mean(contributions: Sequence[Contribution]) -> dict[str, torch.Tensor]:
-    """sum_i n_i x_i / sum_i n_i: the mean over all images, when each x_i is a mean over n_i.
+    """sum_i w_i x_i / sum_i w_i, accumulated in float64 in the order given.
 
-    This makes K units of mean gradients equal to one batch of all their images (for per-image
-    losses), whatever the unit sizes.
+    With w_i the images x_i is a mean over, this is the mean over all images: K units of mean
+    gradients equal one batch of all their images (for per-image losses), whatever the unit sizes.
     """
     _check(contributions)
-    total = sum(c.images for c in contributions)
-    if total <= 0:
-        raise ValueError("contributions cover no images")
+    total = math.fsum(float(c.weight) for c in contributions)
+    if not total > 0:
+        raise ValueError("contributions have no positive total weight")
     out: dict[str, torch.Tensor] = {}
     for name, first in contributions[0].tensors.items():
         acc = torch.zeros(first.shape, dtype=torch.float64)
         for c in contributions:
-            acc += c.tensors[name].to(torch.float64) * c.images
+            acc += c.tensors[name].to(torch.float64) * float(c.weight)
         out[name] = (acc / total).to(first.dtype)
     return out
 
 
-class WeightedMean:
-    """Mean weighted by the number of images (the default rule for class training)."""
-
-    def aggregate(self, contributions: Sequence[Contribution]) -> dict[str, torch.Tensor]:
-        """See :func:`weighted_mean`."""
-        return weighted_mean(contributions)
-
-
-class Mean:
-    """Unweighted mean: every contribution counts the same (FedAvg with equal shares)."""
-
-    def aggregate(self, contributions: Sequence[Contribution]) -> dict[str, torch.Tensor]:
-        """Plain average."""
-        return weighted_mean([Contribution(1, c.tensors) for c in contributions])
-
-
 def merge_buffers(contributions: Sequence[Contribution]) -> dict[str, torch.Tensor]:
-    """BatchNorm buffers after a round: running mean/var averaged by images; counters take the max.
+    """BatchNorm buffers after a round: running mean/var averaged by weight; counters take the max.
 
     Each unit starts from the published running statistics and updates them (momentum 0.1) over its
     micro-batches; averaging the results is the stated rule for the next version's statistics, so
@@ -87,7 +65,7 @@ def merge_buffers(contributions: Sequence[Contribution]) -> dict[str, torch.Tens
     """
     _check(contributions)
     floats = [
-        Contribution(c.images, {k: v for k, v in c.tensors.items() if v.is_floating_point()})
+        Contribution(c.weight, {k: v for k, v in c.tensors.items() if v.is_floating_point()})
         for c in contributions
     ]
     out = weighted_mean(floats) if floats[0].tensors else {}

@@ -67,6 +67,14 @@ def cmd_train_local(args: argparse.Namespace) -> int:
     return 130 if result.stopped_early else 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Run a distributed mode (sync or federated) in this process, with the class run's rules."""
+    from ganfriends.training.simulate import simulate
+
+    result = simulate(_config_from(args))
+    return 130 if result.stopped_early else 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     """Write a grid of generated images."""
     from ganfriends.generate import generate_grid
@@ -148,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_arguments(evaluate)
     evaluate.set_defaults(func=run_eval)
 
+    sim = commands.add_parser(
+        "simulate",
+        parents=[verbose],
+        help="a distributed mode (sync, federated) in one process, for research",
+        description=cmd_simulate.__doc__,
+    )
+    _add_config_flags(sim, *SIMULATE_OPTIONS, exclude=SIMULATE_EXCLUDED)
+    sim.set_defaults(func=cmd_simulate)
+
     celeba = commands.add_parser(
         "download-celeba",
         parents=[verbose],
@@ -165,12 +182,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# simulate: a mode's settings as the coordinator takes them, train-local's outputs and device.
+SIMULATE_OPTIONS = (
+    "training",
+    "data",
+    "coordinator.mode",
+    "coordinator.sample_interval",
+    "coordinator.max_iterations",
+    "federated",
+)
+SIMULATE_EXCLUDED = (
+    "training.batch_size",  # --batch-size is the federated B (sync uses --micro-batch)
+    "training.update_rule",  # set by the mode's rule
+    "training.max_steps",
+    "training.sample_interval",  # per versions: coordinator.sample_interval
+    "training.checkpoint_interval",
+    "training.work_unit_timeout",
+    "federated.round_timeout",  # nothing is late in one process
+    "data.num_workers",
+)
+
 # Coordinator flags: the run's schedule and model, its data, its outputs.
 COORDINATOR_OPTIONS = (
     "database.url",
     "training",
     "data",
     "coordinator",
+    "federated",
 )
 COORDINATOR_EXCLUDED = (
     "training.device",  # the coordinator's Adam step runs on the CPU
@@ -194,7 +232,7 @@ WORKER_OPTIONS = (
 
 def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None:
     """init-db, db, coordinator, worker, status and demo."""
-    from ganfriends.cluster import commands as cluster
+    from ganfriends.classroom import commands as classroom
 
     init = commands.add_parser(
         "init-db",
@@ -205,7 +243,9 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
     _add_config_flags(init, "database.url")
     init.add_argument("--reset", action="store_true", help="delete everything first (asks)")
     init.add_argument("--yes", action="store_true", help="do not ask before --reset")
-    init.set_defaults(func=lambda a: cluster.init_db(_config_from(a), do_reset=a.reset, yes=a.yes))
+    init.set_defaults(
+        func=lambda a: classroom.init_db(_config_from(a), do_reset=a.reset, yes=a.yes)
+    )
 
     db = commands.add_parser(
         "db",
@@ -222,7 +262,7 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
     )
     db.add_argument("--port", type=int, help="TCP port with --listen (default: a free one)")
     db.set_defaults(
-        func=lambda a: cluster.db_command(
+        func=lambda a: classroom.db_command(
             a.action, data_dir=a.data_dir, listen=a.listen, port=a.port
         )
     )
@@ -231,30 +271,30 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
         "coordinator",
         parents=[verbose],
         help="run (or resume) the class run",
-        description=cluster.coordinator.__doc__,
+        description=classroom.coordinator.__doc__,
     )
     _add_config_flags(coord, *COORDINATOR_OPTIONS, exclude=COORDINATOR_EXCLUDED)
-    coord.set_defaults(func=lambda a: cluster.coordinator(_config_from(a)))
+    coord.set_defaults(func=lambda a: classroom.coordinator(_config_from(a)))
 
     work = commands.add_parser(
         "worker",
         parents=[verbose],
         help="contribute to the class run",
-        description=cluster.worker.__doc__,
+        description=classroom.worker.__doc__,
     )
     _add_config_flags(work, *WORKER_OPTIONS)
     work.add_argument("--max-units", type=int, help="exit after this many units")
-    work.set_defaults(func=lambda a: cluster.worker(_config_from(a), max_units=a.max_units))
+    work.set_defaults(func=lambda a: classroom.worker(_config_from(a), max_units=a.max_units))
 
     stat = commands.add_parser(
         "status",
         parents=[verbose],
         help="where the class run stands",
-        description=cluster.status.__doc__,
+        description=classroom.status.__doc__,
     )
     _add_config_flags(stat, "database.url")
     stat.add_argument("--json", action="store_true", help="machine-readable output")
-    stat.set_defaults(func=lambda a: cluster.status(_config_from(a), as_json=a.json))
+    stat.set_defaults(func=lambda a: classroom.status(_config_from(a), as_json=a.json))
 
     dash = commands.add_parser(
         "dashboard",
@@ -268,14 +308,14 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
         "--address", default="127.0.0.1", help="listen address (0.0.0.0 for the whole class)"
     )
     dash.set_defaults(
-        func=lambda a: cluster.dashboard(_config_from(a), port=a.port, address=a.address)
+        func=lambda a: classroom.dashboard(_config_from(a), port=a.port, address=a.address)
     )
 
     demo = commands.add_parser(
         "demo",
         parents=[verbose],
         help="a coordinator and workers on this machine",
-        description=cluster.demo.__doc__,
+        description=classroom.demo.__doc__,
     )
     demo.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
     demo.add_argument(
@@ -290,7 +330,7 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
         "--dashboard", action="store_true", help="also start the dashboard and print its address"
     )
     demo.add_argument("--dashboard-port", type=int, default=8501, help="(default: 8501)")
-    demo.set_defaults(func=cluster.demo)
+    demo.set_defaults(func=classroom.demo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -86,6 +86,12 @@ class TrainingConfig:
     d_features: int = option(
         64, "discriminator width (DCGAN's ndf)", flag="--d-features", minimum=1
     )
+    model: str = option(
+        "dcgan",
+        "network architecture: dcgan, or FeGAN's lsgan (32x32 only)",
+        flag="--model",
+        choices=("dcgan", "lsgan"),
+    )
     loss: str = option("bce", "GAN objective", flag="--loss", choices=("bce", "lsgan"))
     update_rule: str = option(
         "alternating",
@@ -168,9 +174,9 @@ class DataConfig:
 
     dataset: str = option(
         "fashion-mnist",
-        "fashion-mnist, celeba or folder",
+        "fashion-mnist, mnist, cifar10, celeba or folder",
         flag="--dataset",
-        choices=("fashion-mnist", "celeba", "folder"),
+        choices=("fashion-mnist", "mnist", "cifar10", "celeba", "folder"),
     )
     dataset_path: str | None = option(
         None, "dataset location (required for folder)", flag="--dataset-path"
@@ -190,6 +196,13 @@ class DataConfig:
 class CoordinatorConfig:
     """The instructor's coordinator: outputs, pacing and storage retention."""
 
+    mode: str = option(
+        "sync",
+        "sync: one optimizer step from K units of gradients per version; "
+        "federated: FeGAN rounds of local steps on device shards, combined by weights",
+        flag="--mode",
+        choices=("sync", "federated"),
+    )
     output_dir: str = option(
         "outputs", "where sample grids and checkpoints go", flag="--output-dir"
     )
@@ -226,6 +239,67 @@ class CoordinatorConfig:
 
 
 @dataclass
+class FederatedConfig:
+    """Federated rounds (FeGAN): devices hold fixed shards; each round a fraction of them runs
+    local steps from the round's model and the coordinator combines their deltas."""
+
+    devices: int = option(
+        10, "client devices N (plus device 0, FeGAN's server shard)", flag="--devices", minimum=1
+    )
+    fraction: float = option(
+        0.2, "fraction C of the clients chosen per round", flag="--fraction", minimum=0, maximum=1
+    )
+    local_steps: int = option(
+        30, "local alternating steps E per device and round", flag="--local-steps", minimum=1
+    )
+    batch_size: int = option(50, "images per local step B", flag="--batch-size", minimum=1)
+    rounds: int | None = option(
+        None, "rounds R (default: enough rounds for --epochs passes)", flag="--rounds", minimum=1
+    )
+    non_iid: bool = option(False, "FeGAN's non-iid partition (needs labels)", flag="--non-iid")
+    magic_num: int = option(
+        3000,
+        "FeGAN's magic_num: per-class cap of the non-iid partition",
+        flag="--magic-num",
+        minimum=1,
+    )
+    weighting: str = option(
+        "fedavg",
+        "how deltas are weighted: fedavg (by images), uniform, or FeGAN's kl-exp, kl-linear, "
+        "kl-dirac",
+        flag="--weighting",
+        choices=("fedavg", "uniform", "kl-exp", "kl-linear", "kl-dirac"),
+    )
+    balanced_sampling: bool = option(
+        False,
+        "FeGAN's class-balanced choice of devices (needs labels)",
+        flag="--balanced-sampling",
+    )
+    weak_fraction: float = option(
+        0.0,
+        "fraction F of weak clients, which run E/2 local steps",
+        flag="--weak-fraction",
+        minimum=0,
+        maximum=1,
+    )
+    round_timeout: float | None = option(
+        None,
+        "seconds after which a round closes with at least half of its devices (default: wait)",
+        flag="--round-timeout",
+        minimum=1,
+    )
+    server_optimizer: str = option(
+        "sgd",
+        "the server's outer optimizer on the combined delta: sgd (lr 1 = FedAvg), nesterov, adam",
+        flag="--server-optimizer",
+        choices=("sgd", "nesterov", "adam"),
+    )
+    server_lr: float = option(
+        1.0, "the server optimizer's learning rate", flag="--server-lr", minimum=0
+    )
+
+
+@dataclass
 class HuggingFaceConfig:
     """Publishing checkpoints and samples to the Hugging Face Hub (not available yet)."""
 
@@ -246,6 +320,7 @@ class Config:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     coordinator: CoordinatorConfig = field(default_factory=CoordinatorConfig)
+    federated: FederatedConfig = field(default_factory=FederatedConfig)
     huggingface: HuggingFaceConfig = field(default_factory=HuggingFaceConfig)
 
     def to_dict(self, *, redact: bool = True) -> dict[str, dict[str, Any]]:
@@ -260,6 +335,24 @@ class Config:
                 values[f.name] = value
             out[section.name] = values
         return out
+
+
+def config_from_stored(data: Mapping[str, Any]) -> Config:
+    """The typed config of a stored run (``runs.config``, a checkpoint's ``run_config``).
+
+    Values are converted and checked like any other source; options this version does not know
+    (a run created by another version) are ignored, and missing ones take their defaults.
+    Secrets were masked when the run was stored and stay unset.
+    """
+    sections: dict[str, Any] = {}
+    for section in SECTIONS:
+        raw = data.get(section) or {}
+        values: dict[str, Any] = {}
+        for name, f in option_fields(section).items():
+            if name in raw and not (f.metadata["secret"] and raw[name] == "***"):
+                values[name] = _convert(f"{section}.{name}", raw[name], "the stored run config")
+        sections[section] = SECTIONS[section](**values)
+    return Config(**sections)
 
 
 # `from __future__ import annotations` leaves field types as strings: resolve them once.

@@ -5,6 +5,12 @@ each layer doubles (G) or halves (D) the spatial size, starting from / ending at
 defaults, ``Generator()`` is the seed project's 64x64 RGB model with a 100-d latent
 (3,576,704 parameters) and ``Discriminator()`` its critic (2,765,568 parameters).
 
+``ModelConfig.arch`` chooses the architecture: ``dcgan`` (this module) or ``lsgan``, FeGAN's 32x32
+model (``ganfriends.models_lsgan``). Build networks through :func:`build_models`,
+:func:`make_generator` and :func:`make_discriminator`, which dispatch on it; every architecture's
+classes subclass :class:`Generator` / :class:`Discriminator` (they override ``_layers``), so code
+typed with those names holds any of them.
+
 The discriminator returns *logits*; the loss (``ganfriends.losses``) applies the sigmoid, which is
 numerically safer than a final ``nn.Sigmoid`` + ``BCELoss``.
 """
@@ -12,26 +18,42 @@ numerically safer than a final ``nn.Sigmoid`` + ``BCELoss``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128)
+ARCHITECTURES = ("dcgan", "lsgan")
+LSGAN_IMAGE_SIZE = 32  # FeGAN's LSGAN is written for 32x32 only (see models_lsgan)
+_STR_FIELDS = frozenset({"arch"})  # every other ModelConfig field is an int
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything that determines the two networks' architecture (stored in every checkpoint)."""
+    """Everything that determines the two networks' architecture (stored in every checkpoint).
+
+    ``arch="lsgan"`` has fixed layer widths (FeGAN's), so it ignores ``g_features`` and
+    ``d_features``, and it needs ``image_size == 32``.
+    """
 
     image_size: int = 64  # output height == width; a power of two in SUPPORTED_IMAGE_SIZES
     channels: int = 3  # 1 (grey) or 3 (RGB)
     latent_dim: int = 100  # size of z, fed to G as (N, latent_dim, 1, 1)
-    g_features: int = 64  # "ngf": G's width at its last hidden layer
-    d_features: int = 64  # "ndf": D's width at its first layer
+    g_features: int = 64  # "ngf": G's width at its last hidden layer (dcgan only)
+    d_features: int = 64  # "ndf": D's width at its first layer (dcgan only)
+    # Last, so positional construction is unchanged; a stored config without it is a dcgan one.
+    arch: str = "dcgan"  # one of ARCHITECTURES
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        if self.arch == "lsgan" and self.image_size != LSGAN_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size must be {LSGAN_IMAGE_SIZE} for arch 'lsgan' "
+                f"(FeGAN's LSGAN is 32x32 only), got {self.image_size}"
+            )
         if self.image_size not in SUPPORTED_IMAGE_SIZES:
             raise ValueError(
                 f"image_size must be one of {SUPPORTED_IMAGE_SIZES}, got {self.image_size}"
@@ -47,14 +69,21 @@ class ModelConfig:
         """Number of stride-2 stages between 4x4 and the image size (4 for 64x64, 3 for 32x32)."""
         return int(math.log2(self.image_size)) - 2
 
-    def to_dict(self) -> dict[str, int]:
-        """Plain-dict form, safe for ``torch.load(weights_only=True)``."""
+    def to_dict(self) -> dict[str, int | str]:
+        """Plain-dict form (ints and the ``arch`` string), safe for ``weights_only=True`` loads."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; ignores keys it does not know (forward compatibility)."""
-        known = {k: int(v) for k, v in data.items() if k in cls.__dataclass_fields__}
+        """Inverse of :meth:`to_dict`; ignores keys it does not know (forward compatibility).
+
+        A dict without ``arch`` (every checkpoint and run stored before it existed) is a dcgan one.
+        """
+        known: dict[str, Any] = {
+            k: str(v) if k in _STR_FIELDS else int(v)
+            for k, v in data.items()
+            if k in cls.__dataclass_fields__
+        }
         return cls(**known)
 
 
@@ -68,12 +97,30 @@ def init_dcgan_weights(module: nn.Module) -> None:
 
 
 class Generator(nn.Module):
-    """Maps z (N, latent_dim, 1, 1) to images (N, channels, image_size, image_size) in [-1, 1]."""
+    """DCGAN's G: maps z (N, latent_dim, 1, 1) to images (N, channels, size, size) in [-1, 1].
 
-    def __init__(self, config: ModelConfig | None = None, **overrides: int) -> None:
+    Also the base of the other architectures' generators: a subclass sets ``arch`` and
+    ``default_config`` and overrides ``_layers``; config checking, weight init and ``forward``
+    are shared.
+    """
+
+    arch = "dcgan"
+    default_config = ModelConfig()
+
+    def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
         super().__init__()
-        self.config = config or ModelConfig(**overrides)
-        cfg = self.config
+        self.config = config or replace(self.default_config, **overrides)
+        if self.config.arch != self.arch:
+            # Never build a dcgan net for an lsgan checkpoint (its weights would not load).
+            raise ValueError(
+                f"{type(self).__name__} builds {self.arch} networks but the config is for "
+                f"{self.config.arch!r}: use make_generator(config)"
+            )
+        self.main = nn.Sequential(*self._layers(self.config))
+        self.apply(init_dcgan_weights)
+
+    def _layers(self, cfg: ModelConfig) -> list[nn.Module]:
+        """The network as one sequence, from z (N, latent, 1, 1) to the image."""
         width = cfg.g_features * 2 ** (cfg.num_blocks - 1)
         # (N, latent, 1, 1) -> (N, width, 4, 4): a "projection" done as a 4x4 transposed conv.
         layers: list[nn.Module] = [
@@ -91,8 +138,7 @@ class Generator(nn.Module):
             width //= 2
         # Last stage to full resolution; no BatchNorm on G's output layer (paper section 3).
         layers += [nn.ConvTranspose2d(width, cfg.channels, 4, 2, 1, bias=False), nn.Tanh()]
-        self.main = nn.Sequential(*layers)
-        self.apply(init_dcgan_weights)
+        return layers
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Generate images; ``z`` may also be (N, latent_dim) and is reshaped."""
@@ -103,12 +149,27 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Maps images (N, channels, image_size, image_size) to one real/fake logit each: (N,)."""
+    """DCGAN's D: maps images (N, channels, size, size) to one real/fake logit each: (N,).
 
-    def __init__(self, config: ModelConfig | None = None, **overrides: int) -> None:
+    Also the base of the other architectures' discriminators, as for :class:`Generator`.
+    """
+
+    arch = "dcgan"
+    default_config = ModelConfig()
+
+    def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
         super().__init__()
-        self.config = config or ModelConfig(**overrides)
-        cfg = self.config
+        self.config = config or replace(self.default_config, **overrides)
+        if self.config.arch != self.arch:
+            raise ValueError(
+                f"{type(self).__name__} builds {self.arch} networks but the config is for "
+                f"{self.config.arch!r}: use make_discriminator(config)"
+            )
+        self.main = nn.Sequential(*self._layers(self.config))
+        self.apply(init_dcgan_weights)
+
+    def _layers(self, cfg: ModelConfig) -> list[nn.Module]:
+        """The network as one sequence, from the image to (N, 1, 1, 1) or (N, 1) scores."""
         width = cfg.d_features
         # No BatchNorm on D's input layer (paper section 3); LeakyReLU(0.2) throughout.
         layers: list[nn.Module] = [
@@ -125,22 +186,46 @@ class Discriminator(nn.Module):
             width *= 2
         # (N, width, 4, 4) -> (N, 1, 1, 1): the logit.
         layers.append(nn.Conv2d(width, 1, 4, 1, 0, bias=False))
-        self.main = nn.Sequential(*layers)
-        self.apply(init_dcgan_weights)
+        return layers
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Return logits of shape (N,)."""
+        """Return raw scores (logits for bce) of shape (N,)."""
         out: torch.Tensor = self.main(images)
         return out.view(-1)
 
 
+def _classes(arch: str) -> tuple[type[Generator], type[Discriminator]]:
+    """The (G, D) classes of an architecture."""
+    if arch == "lsgan":
+        # Imported here: models_lsgan subclasses this module's classes, so it imports us.
+        from ganfriends.models_lsgan import LsganDiscriminator, LsganGenerator
+
+        return LsganGenerator, LsganDiscriminator
+    if arch == "dcgan":
+        return Generator, Discriminator
+    raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+
+
+def make_generator(config: ModelConfig) -> Generator:
+    """An (unseeded) generator of ``config.arch``, e.g. to load a checkpoint's weights into."""
+    return _classes(config.arch)[0](config)
+
+
+def make_discriminator(config: ModelConfig) -> Discriminator:
+    """An (unseeded) discriminator of ``config.arch``, e.g. to load weights into."""
+    return _classes(config.arch)[1](config)
+
+
 def build_models(config: ModelConfig, seed: int | None = None) -> tuple[Generator, Discriminator]:
-    """Build G and D; a seed makes their initial weights reproducible (global RNG untouched)."""
+    """Build G and D of ``config.arch``; a seed makes their initial weights reproducible.
+
+    The global RNG is left untouched when a seed is given.
+    """
     if seed is None:
-        return Generator(config), Discriminator(config)
+        return make_generator(config), make_discriminator(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Generator(config), Discriminator(config)
+        return make_generator(config), make_discriminator(config)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -9,6 +9,9 @@ and then moved, so it is the same on every device.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -17,12 +20,32 @@ DATA_ORDER = 1
 NOISE = 2
 FIXED_NOISE = 3
 INIT = 4
+# Federated training: which images each device holds, and which devices train in a round.
+PARTITION = 5
+SAMPLING = 6
+FED_DATA_ORDER = 7  # a federated device's batches in one round: (seed, 7, round, device, pass)
+FED_NOISE = 8  # its noise: (seed, 8, round, device, step)
+DROPOUT = 9  # dropout: (seed, 9, round, device) federated, (seed, 9, unit) sync, (seed, 9, step)
 
 
 def derive_seed(*key: int) -> int:
     """Mix a tuple of non-negative ints into one 63-bit seed (NumPy's SeedSequence hashing)."""
     state = np.random.SeedSequence([int(k) for k in key]).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
+
+
+@contextmanager
+def seeded_global_rng(device: torch.device, *key: int) -> Iterator[None]:
+    """Run a block with torch's global generators seeded from ``key``, restored afterwards.
+
+    For layers that draw from the global generator (FeGAN's LSGAN discriminator has dropout):
+    inside, their draws are a function of the key, so a unit's result does not depend on the
+    worker that computes it, nor a resumed run on what ran before it.
+    """
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(derive_seed(*key))
+        yield
 
 
 def generator_for(*key: int) -> torch.Generator:

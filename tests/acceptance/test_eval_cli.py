@@ -97,7 +97,7 @@ def test_train_features_reports_its_accuracy(
     ("argv", "error", "message"),
     [
         (["--checkpoint", "missing.pt"], CheckpointError, "does not exist"),
-        (["--checkpoint", "CKPT", "--dataset", "mnist"], DatasetError, "unknown dataset"),
+        (["--checkpoint", "CKPT", "--dataset", "svhn"], DatasetError, "unknown dataset"),
         (["--checkpoint", "CKPT", "--dataset", "celeba"], EvalError, "needs Inception features"),
         (["--checkpoint", "CKPT", "--inception", "/no/such.pt"], EvalError, "not found"),
         ([], EvalError, "needs --checkpoint"),

@@ -124,7 +124,7 @@ def test_first_ctrl_c_saves_the_finished_steps_and_exits(workdir: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train-local", "--dataset", "mnist"], "invalid config: data.dataset must be one of"),
+        (["train-local", "--dataset", "svhn"], "invalid config: data.dataset must be one of"),
         (["train-local", "--dataset", "folder", "--dataset-path", "nowhere"], "nowhere"),
         (["train-local", "--batch-size", "0"], "training.batch_size must be >= 1"),
         (["train-local", "--lr", "fast"], "training.learning_rate must be a number"),

@@ -13,12 +13,12 @@ import psycopg
 import torch
 from psycopg.rows import dict_row
 
-from ganfriends.cluster.payload import UnitResult, collect_result
-from ganfriends.cluster.plan import RunPlan
-from ganfriends.cluster.state import create_run
+from ganfriends.classroom.state import create_run
 from ganfriends.config import Config
 from ganfriends.db import Database
 from ganfriends.models import Discriminator, Generator, ModelConfig
+from ganfriends.rules import SyncPlan, UnitResult
+from ganfriends.rules.sync import collect_gradients
 from ganfriends.step import StepStats
 
 TINY_MODEL = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
@@ -33,9 +33,11 @@ FINGERPRINT = {
 IMAGES_PER_UNIT = 64  # 640 images -> 10 units per epoch
 
 
-def make_plan(units_per_update: int, *, epochs: int = 1, max_updates: int | None = None) -> RunPlan:
+def make_plan(
+    units_per_update: int, *, epochs: int = 1, max_updates: int | None = None
+) -> SyncPlan:
     """The tiny plan every queue test uses."""
-    return RunPlan(
+    return SyncPlan(
         dataset_size=DATASET_SIZE,
         seed=0,
         images_per_unit=IMAGES_PER_UNIT,
@@ -61,6 +63,7 @@ def new_run(
         return create_run(
             tx,
             name=name,
+            mode="sync",
             config=Config().to_dict(),
             model_config=TINY_MODEL,
             fingerprint=FINGERPRINT,
@@ -114,6 +117,7 @@ def submit(
         token=token,
         images=images,
         payload=payload,
+        device_state=None,
         compute_seconds=0.01,
     )
 
@@ -142,7 +146,7 @@ def random_result(
         d_real_sum=0.5 * images,
         d_fake_sum=0.5 * images,
     )
-    return collect_result(generator, discriminator, stats)
+    return collect_gradients(generator, discriminator, stats)
 
 
 class Raw:

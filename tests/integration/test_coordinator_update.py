@@ -8,20 +8,19 @@ import torch
 from rich.console import Console
 
 from ganfriends import rng
-from ganfriends.cluster.compute import compute_unit
-from ganfriends.cluster.coordinator import Coordinator
-from ganfriends.cluster.payload import encode_result, result_spec
-from ganfriends.cluster.plan import RunPlan
-from ganfriends.cluster.state import create_run, load_run_state
+from ganfriends.classroom.coordinator import Coordinator
+from ganfriends.classroom.payload import encode_result
+from ganfriends.classroom.state import create_run, load_run_state
 from ganfriends.config import Config
 from ganfriends.data import DatasetFingerprint, ImageDataset
 from ganfriends.db import Database
 from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models
+from ganfriends.rules import SyncPlan, Unit, make_rule
 from ganfriends.step import MicroBatch, make_optimizers, train_step
 
 MODEL = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
-PLAN = RunPlan(dataset_size=256, seed=11, images_per_unit=64, units_per_update=2, micro_batch=32,
+PLAN = SyncPlan(dataset_size=256, seed=11, images_per_unit=64, units_per_update=2, micro_batch=32,
                epochs=1)  # fmt: skip
 
 
@@ -50,7 +49,7 @@ def test_one_update_equals_the_simultaneous_step_on_all_its_micro_batches(db: Da
     dataset, loss, config = FixedImages(), make_loss("bce"), Config()
     with db.transaction() as tx:
         run_id = create_run(
-            tx, name="t", config=config.to_dict(), model_config=MODEL,
+            tx, name="t", mode="sync", config=config.to_dict(), model_config=MODEL,
             fingerprint=dataset.fingerprint().to_dict(), plan=PLAN, lease_seconds=60, max_backups=0,
         )  # fmt: skip
     worker = db.fetch_one(
@@ -59,8 +58,9 @@ def test_one_update_equals_the_simultaneous_step_on_all_its_micro_batches(db: Da
     )  # fmt: skip
     assert worker is not None
     state = load_run_state(db, run_id)
-    initial = {k: v.clone() for k, v in state.generator.state_dict().items()}
-    initial_d = {k: v.clone() for k, v in state.discriminator.state_dict().items()}
+    initial = {k: v.clone() for k, v in state.server.generator.state_dict().items()}
+    initial_d = {k: v.clone() for k, v in state.server.discriminator.state_dict().items()}
+    rule = make_rule("sync", PLAN, config, MODEL)
 
     # Workers: each unit on a fresh copy of the published weights.
     unit_buffers = []
@@ -70,21 +70,20 @@ def test_one_update_equals_the_simultaneous_step_on_all_its_micro_batches(db: Da
         g, d = build_models(MODEL)
         g.load_state_dict(initial)
         d.load_state_dict(initial_d)
-        result = compute_unit(g, d, loss, dataset, PLAN, int(claim["unit_index"]),
-                              latent_dim=MODEL.latent_dim, device=torch.device("cpu"))  # fmt: skip
+        result = rule.compute(g, d, dataset, Unit(int(claim["unit_index"])),
+                              device=torch.device("cpu"), device_state=None)  # fmt: skip
         unit_buffers.append(result.buffers)
         accepted = db.fetch_one(
             "submit_result", run_id=run_id, worker_id=worker["id"], token=claim["token"],
-            images=result.images, payload=encode_result(result), compute_seconds=0.0,
+            images=result.images, payload=encode_result(result), device_state=None,
+            compute_seconds=0.0,
         )  # fmt: skip
         assert accepted is not None
 
     coordinator = Coordinator(db, config, console=Console(quiet=True))
-    results = coordinator._validated_results(
-        state, result_spec(state.generator, state.discriminator)
-    )
+    results = coordinator.validated_results(state)
     assert results is not None
-    coordinator._apply_update(state, results, 0.0)
+    coordinator.apply_update(state, results, 0.0)
 
     # Reference: the shared step over the same micro-batches, with the coordinator's optimizers.
     g_ref, d_ref = build_models(MODEL, seed=rng.derive_seed(PLAN.seed, rng.INIT))
@@ -97,11 +96,11 @@ def test_one_update_equals_the_simultaneous_step_on_all_its_micro_batches(db: Da
     train_step(g_ref, d_ref, loss, batches, "simultaneous", optimizer_g=opt_g, optimizer_d=opt_d)
 
     for (name, p), p_ref in zip(
-        state.generator.named_parameters(), g_ref.parameters(), strict=True
+        state.server.generator.named_parameters(), g_ref.parameters(), strict=True
     ):
         torch.testing.assert_close(p, p_ref, atol=1e-6, rtol=1e-5, msg=f"G {name}")
     for (name, p), p_ref in zip(
-        state.discriminator.named_parameters(), d_ref.parameters(), strict=True
+        state.server.discriminator.named_parameters(), d_ref.parameters(), strict=True
     ):
         torch.testing.assert_close(p, p_ref, atol=1e-6, rtol=1e-5, msg=f"D {name}")
 
@@ -110,11 +109,13 @@ def test_one_update_equals_the_simultaneous_step_on_all_its_micro_batches(db: Da
     expected = (
         unit_buffers[0]["gbuf." + running_mean] + unit_buffers[1]["gbuf." + running_mean]
     ) / 2
-    torch.testing.assert_close(state.generator.state_dict()[running_mean], expected)
+    torch.testing.assert_close(state.server.generator.state_dict()[running_mean], expected)
     assert not torch.equal(expected, initial[running_mean])
 
     # And what was published is what the coordinator holds.
     published = load_run_state(db, run_id)
     assert published.version == 1
-    for a, b in zip(published.generator.parameters(), state.generator.parameters(), strict=True):
+    for a, b in zip(
+        published.server.generator.parameters(), state.server.generator.parameters(), strict=True
+    ):
         assert torch.equal(a, b)

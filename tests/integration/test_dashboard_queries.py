@@ -99,7 +99,7 @@ def test_snapshot_shows_progress_units_eta_and_the_leaderboard(db: Database, raw
     set_worker(raw, carol, state="stopped", seconds_ago=5)
     for version, ago in ((1, 20), (2, 10), (3, 0)):
         publish(db, raw, run_id, version, ago)
-    db.execute("insert_units", run_id=run_id, version=3, first_index=6, last_index=7)
+    db.execute("insert_units", run_id=run_id, version=3, unit_indices=[6, 7], devices=[None, None])
 
     snap = data.snapshot(db, run_id)
 

@@ -8,7 +8,7 @@ import time
 
 from rich.console import Console
 
-from ganfriends.cluster.worker import Worker
+from ganfriends.classroom.worker import Worker
 from ganfriends.config import Config
 from ganfriends.db import Database
 from tests.integration.queue_helpers import (
@@ -25,7 +25,15 @@ def worker_claim(db: Database, run_id: int, worker_id: int) -> dict | None:
     """What a real worker does to get work: claim_unit, else claim_backup_unit, in one tx."""
     worker = Worker(db, Config(), console=Console(file=io.StringIO()))
     worker.worker_id = worker_id
-    return worker._claim(run_id)
+    claimed = worker.claim(run_id)
+    if claimed is None:
+        return None
+    return {
+        "unit_id": claimed.unit_id,
+        "unit_index": claimed.unit.index,
+        "token": claimed.token,
+        "backup": claimed.backup,
+    }
 
 
 def wait_until_db_clock_passes(raw: Raw, moment: datetime.datetime) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 from rich.console import Console
 
-from ganfriends.cluster.coordinator import Coordinator, CoordinatorResult
-from ganfriends.cluster.payload import encode_result
+from ganfriends.classroom.coordinator import Coordinator, CoordinatorResult
+from ganfriends.classroom.payload import encode_result
 from ganfriends.config import Config
 from ganfriends.db import Database
 from ganfriends.signals import StopRequest
@@ -120,15 +120,17 @@ def test_delete_version_units_removes_only_that_versions_units_results_and_lease
     run_a = new_run(db, units_per_update=2, name="a")
     run_b = new_run(db, units_per_update=2, name="b")
     worker_a, worker_b = register(db, run_a), register(db, run_b)
+    consumed = []
     for _ in range(2):
         lease = claim(db, run_a, worker_a)
         assert lease is not None and submit(db, run_a, worker_a, lease["token"]) is not None
+        consumed.append(lease["unit_id"])
     lease_b = claim(db, run_b, worker_b)
     assert lease_b is not None
 
     # Execute: the coordinator's consumption of run A's version 0.
     with db.transaction() as tx:
-        tx.execute("credit_workers", run_id=run_a, version=0)
+        tx.execute("credit_workers", unit_ids=consumed)
         tx.execute("delete_version_units", run_id=run_a, version=0)
 
     # Assert

@@ -252,10 +252,11 @@ def test_credit_workers_counts_each_consumed_unit_once(db: Database, raw: Raw) -
     assert submit(db, run_id, c, lease_c["token"], images=64) is None
 
     # Execute: consume the version as the coordinator does, then credit once more.
+    consumed = [lease["unit_id"] for lease in (lease_a, lease_b, lease_c)]
     with db.transaction() as tx:
-        tx.execute("credit_workers", run_id=run_id, version=0)
+        tx.execute("credit_workers", unit_ids=consumed)
         tx.execute("delete_version_units", run_id=run_id, version=0)
-    db.execute("credit_workers", run_id=run_id, version=0)
+    db.execute("credit_workers", unit_ids=consumed)
 
     # Assert
     done = {w: (raw.worker(w)["units_done"], raw.worker(w)["images_done"]) for w in (a, b, c)}
@@ -274,7 +275,7 @@ def test_credit_workers_ignores_rejected_results(db: Database, raw: Raw) -> None
     db.execute("reject_result", unit_id=unit_ids[1], reason="bad")
 
     # Execute
-    db.execute("credit_workers", run_id=run_id, version=0)
+    db.execute("credit_workers", unit_ids=unit_ids)
 
     # Assert
     row = raw.worker(worker)

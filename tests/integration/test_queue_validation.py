@@ -1,6 +1,6 @@
 """The coordinator's validation of uploads stored through submit_result, on a real PostgreSQL.
 
-Each bad upload must be rejected by ``Coordinator._validated_results``, recorded in ``rejections``
+Each bad upload must be rejected by ``Coordinator.validated_results``, recorded in ``rejections``
 against its worker, and its unit requeued, while an honest result next to it is kept.
 """
 
@@ -14,9 +14,9 @@ import pytest
 import torch
 from rich.console import Console
 
-from ganfriends.cluster.coordinator import Coordinator
-from ganfriends.cluster.payload import encode_result, result_spec
-from ganfriends.cluster.state import load_run_state
+from ganfriends.classroom.coordinator import Coordinator
+from ganfriends.classroom.payload import encode_result
+from ganfriends.classroom.state import load_run_state
 from ganfriends.config import Config
 from ganfriends.db import Database
 from tests.integration.queue_helpers import (
@@ -37,7 +37,7 @@ def valid_blob(seed: int = 0) -> bytes:
 
 def _with_result(change: Callable[[dict[str, torch.Tensor]], None]) -> bytes:
     result = random_result(*tiny_models())
-    change(result.gradients)
+    change(result.parameters)
     return encode_result(result)
 
 
@@ -128,10 +128,7 @@ def upload(db: Database, run_id: int, worker: int, payload: bytes, images: int =
 
 
 def validate(db: Database, run_id: int) -> list | None:
-    state = load_run_state(db, run_id)
-    return coordinator(db)._validated_results(
-        state, result_spec(state.generator, state.discriminator)
-    )
+    return coordinator(db).validated_results(load_run_state(db, run_id))
 
 
 @pytest.mark.parametrize("kind", list(BAD_UPLOADS))
@@ -194,8 +191,8 @@ def test_valid_results_are_returned_in_unit_order_with_their_workers(
 
     # Assert: all kept, nothing rejected.
     assert valid is not None
-    assert [worker for worker, _ in valid] == [a, b, a]
-    assert [result.images for _, result in valid] == [IMAGES_PER_UNIT] * 3
+    assert [v.upload.worker_id for v in valid] == [a, b, a]
+    assert [v.result.images for v in valid] == [IMAGES_PER_UNIT] * 3
     assert raw.count("rejections") == 0
     assert raw.count("results") == 3
 
@@ -210,7 +207,7 @@ def test_an_upload_cannot_credit_more_images_than_its_unit_holds(db: Database, r
 
     # Execute: validate and credit, as the coordinator does when it consumes the version.
     validate(db, run_id)
-    db.execute("credit_workers", run_id=run_id, version=0)
+    db.execute("credit_workers", unit_ids=[lease["unit_id"]])
 
     # Assert
     assert raw.worker(cheat)["images_done"] <= IMAGES_PER_UNIT

@@ -40,9 +40,9 @@ class Stripes(ImageDataset):
 
     def __init__(self, digest: str, n: int = 512) -> None:
         gen = torch.Generator().manual_seed(len(digest) + n)
-        self.labels = np.arange(n, dtype=np.int64) % 10
+        self.classes: np.ndarray | None = np.arange(n, dtype=np.int64) % 10
         images = torch.rand(n, 1, 32, 32, generator=gen) * 0.4 - 1
-        for i, label in enumerate(self.labels):
+        for i, label in enumerate(self.classes):
             images[i, 0, 3 * label : 3 * label + 3] = 1.0
         self.images = images
         self.digest = digest
@@ -58,6 +58,9 @@ class Stripes(ImageDataset):
 
     def fingerprint(self) -> DatasetFingerprint:
         return DatasetFingerprint(self.name, len(self), 32, 1, self.digest)
+
+    def labels(self) -> np.ndarray | None:
+        return self.classes
 
 
 @pytest.fixture
@@ -155,7 +158,7 @@ def test_features_are_the_penultimate_layer(stripes: dict[str, str], tmp_path: P
 
 def test_datasets_without_labels_are_refused() -> None:
     unlabelled = Stripes("d" * 64)
-    unlabelled.labels = None
+    unlabelled.classes = None
     with pytest.raises(EvalError, match="no class labels"):
         train_feature_net(unlabelled, FeatureNetSpec(), TINY)
 

@@ -129,8 +129,8 @@ def test_real_features_are_cached_on_disk(tmp_path_factory: pytest.TempPathFacto
 
 
 def test_unknown_and_unlabelled_datasets_fail_fast(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="unknown dataset 'mnist'"):
-        Evaluator.for_dataset("mnist", cache_dir=tmp_path)
+    with pytest.raises(DatasetError, match="unknown dataset 'svhn'"):
+        Evaluator.for_dataset("svhn", cache_dir=tmp_path)
     with pytest.raises(EvalError, match="FID on celeba needs Inception features") as info:
         Evaluator.for_dataset("celeba", cache_dir=tmp_path)
     assert "\n" not in str(info.value)

@@ -4,15 +4,10 @@ import pytest
 import torch
 
 from ganfriends.blobs import InvalidBlob, encode
-from ganfriends.cluster.payload import (
-    collect_result,
-    decode_result,
-    encode_result,
-    encode_weights,
-    load_weights,
-    result_spec,
-)
+from ganfriends.classroom.payload import decode_result, encode_result, encode_weights, load_weights
 from ganfriends.models import ModelConfig, build_models
+from ganfriends.rules import result_spec
+from ganfriends.rules.sync import collect_gradients as collect_result
 from ganfriends.step import StepStats
 
 CONFIG = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
@@ -30,8 +25,8 @@ def test_result_round_trip() -> None:
     result = collect_result(g, d, StepStats(64, 80.0, 50.0, 32.0, 30.0))
     back = decode_result(encode_result(result), result_spec(g, d), max_images=64)
     assert back.images == 64 and back.stats.d_loss == pytest.approx(80.0 / 64)
-    for name, tensor in result.gradients.items():
-        assert torch.equal(back.gradients[name], tensor)
+    for name, tensor in result.parameters.items():
+        assert torch.equal(back.parameters[name], tensor)
     assert set(back.buffers) == set(result.buffers)
 
 
@@ -55,7 +50,7 @@ def test_result_without_statistics_is_refused() -> None:
     g, d = build_models(CONFIG, seed=0)
     fill_grads(g, d)
     tensors = collect_result(g, d, StepStats(64, 1.0, 1.0, 1.0, 1.0))
-    data = encode({**tensors.gradients, **tensors.buffers}, {"images": 64})
+    data = encode({**tensors.parameters, **tensors.buffers}, {"images": 64})
     with pytest.raises(InvalidBlob, match="statistic"):
         decode_result(data, result_spec(g, d), max_images=64)
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganfriends.cluster.plan import RunPlan
+from ganfriends.rules.sync import SyncPlan
 
 
-def plan(**overrides: int) -> RunPlan:
+def plan(**overrides: int) -> SyncPlan:
     values = {"dataset_size": 1000, "seed": 3, "images_per_unit": 100, "units_per_update": 3,
               "micro_batch": 32, "epochs": 2}  # fmt: skip
     values.update(overrides)
-    return RunPlan(**values)
+    return SyncPlan(**values)
 
 
 def test_an_epoch_covers_the_dataset_once_in_units() -> None:

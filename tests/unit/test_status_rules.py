@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ganfriends.cluster.status import activity
+from ganfriends.classroom.status import activity
 
 
 @pytest.mark.parametrize(

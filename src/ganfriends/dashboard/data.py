@@ -2,8 +2,8 @@
 
 Everything is read-only: :func:`open_database` connects with ``default_transaction_read_only``,
 so a query that tried to write would fail rather than touch the class run. The leaderboard,
-activity and throughput rules are those of ``ganfriends status`` (``cluster.status``); the run's
-length and epochs come from its stored plan (``cluster.state.plan_of``).
+activity and throughput rules are those of ``ganfriends status`` (``classroom.status``); the run's
+length and epochs come from its stored plan (``rules.plan_from_dict``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ganfriends.cluster.state import plan_of
-from ganfriends.cluster.status import (
+from ganfriends.classroom.status import (
     ACTIVE_SECONDS,
     THROUGHPUT_WINDOW,
     RunStatus,
@@ -25,6 +24,7 @@ from ganfriends.cluster.status import (
 )
 from ganfriends.db import Database, sql
 from ganfriends.db.errors import DatabaseError
+from ganfriends.rules import plan_from_dict
 
 APPLICATION_NAME = "ganfriends-dashboard"
 READ_ONLY = "-c default_transaction_read_only=on"
@@ -126,7 +126,7 @@ def snapshot(db: Database, run_id: int) -> Snapshot | None:
     run = db.fetch_one("dashboard_run", run_id=run_id)
     if run is None:
         return None
-    plan = plan_of(run)
+    plan = plan_from_dict(run["mode"], run["plan"])
     version = int(run["version"])
     units = db.fetch_one("status_units", run_id=run_id, version=version) or {}
     speed = db.fetch_one("throughput", run_id=run_id, window=THROUGHPUT_WINDOW) or {}
@@ -137,7 +137,8 @@ def snapshot(db: Database, run_id: int) -> Snapshot | None:
         name=run["name"],
         state=run["state"],
         version=version,
-        total_updates=plan.total_updates,
+        mode=str(run["mode"]),
+        total_updates=plan.total_versions,
         epoch=plan.epochs_done(version),
         epochs=plan.epochs,
         images_seen=int(run["images_seen"]),
@@ -149,11 +150,11 @@ def snapshot(db: Database, run_id: int) -> Snapshot | None:
         d_fake=latest.get("d_fake"),
         workers=workers,
     )
-    complete = run["state"] == "complete" or version >= plan.total_updates
-    per_update = plan.units_per_update * plan.images_per_unit
+    complete = run["state"] == "complete" or version >= plan.total_versions
+    per_update = plan.images_per_version
     eta = None
     if run["state"] == "running" and not complete and status.images_per_second > 0:
-        eta = (plan.total_updates - version) * per_update / status.images_per_second
+        eta = (plan.total_versions - version) * per_update / status.images_per_second
     # 2.25 epochs done is 25% into the third epoch; a run that ends on an epoch's last update
     # shows that epoch full, not the next one empty.
     fraction = status.epoch - math.floor(status.epoch)
@@ -163,7 +164,7 @@ def snapshot(db: Database, run_id: int) -> Snapshot | None:
         status=status,
         images_per_update=per_update,
         epoch_percent=100.0 * fraction,
-        run_percent=100.0 * version / max(1, plan.total_updates),
+        run_percent=100.0 * version / max(1, plan.total_versions),
         eta_seconds=eta,
     )
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
 
+import numpy as np
 import torch
 
 from ganfriends.errors import DatasetError
@@ -103,6 +104,18 @@ class ImageDataset(abc.ABC):
     @abc.abstractmethod
     def fingerprint(self) -> DatasetFingerprint:
         """The identity of this data (content, order, size, channels), without local paths."""
+
+    def labels(self) -> np.ndarray | None:
+        """The class of each image, an int64 array of ``len(self)``, or None when it has no labels.
+
+        Labels are ``0 .. num_classes() - 1`` and follow the image order, so ``labels()[i]`` is the
+        class of image ``i``.
+        """
+        return None
+
+    def num_classes(self) -> int | None:
+        """How many classes :meth:`labels` draws from, or None when the dataset has no labels."""
+        return None
 
     def get_batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, int]:
         """The readable images of ``indices`` as ``(N_ok, C, H, W)``, and how many were skipped."""

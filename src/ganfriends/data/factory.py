@@ -6,13 +6,21 @@ import os
 
 from ganfriends.data.base import ImageDataset
 from ganfriends.data.celeba import open_celeba
+from ganfriends.data.cifar10 import open_cifar10
 from ganfriends.data.fashion_mnist import open_fashion_mnist
 from ganfriends.data.folder import open_folder
+from ganfriends.data.mnist import open_mnist
 from ganfriends.errors import DatasetError
 
-DATASET_NAMES = ("fashion-mnist", "celeba", "folder")
+DATASET_NAMES = ("fashion-mnist", "mnist", "cifar10", "celeba", "folder")
 # The natural output size of each dataset, in pixels (height == width).
-DEFAULT_IMAGE_SIZES: dict[str, int] = {"fashion-mnist": 32, "celeba": 64, "folder": 64}
+DEFAULT_IMAGE_SIZES: dict[str, int] = {
+    "fashion-mnist": 32,
+    "mnist": 32,
+    "cifar10": 32,
+    "celeba": 64,
+    "folder": 64,
+}
 _FOLDER_SPLITS = ("train", "all")
 
 
@@ -36,6 +44,12 @@ def make_dataset(
         raise DatasetError(f"image size must be a positive number of pixels, got {image_size!r}")
     if name == "fashion-mnist":
         return open_fashion_mnist(
+            path, image_size=size, split=split, data_dir=data_dir, download=download
+        )
+    if name == "mnist":
+        return open_mnist(path, image_size=size, split=split, data_dir=data_dir, download=download)
+    if name == "cifar10":
+        return open_cifar10(
             path, image_size=size, split=split, data_dir=data_dir, download=download
         )
     if name == "celeba":

@@ -108,7 +108,7 @@ def _threads(count: int) -> Iterator[None]:
 
 def labels_of(dataset: ImageDataset) -> torch.Tensor:
     """The dataset's class labels (int64); EvalError when it has none."""
-    labels = getattr(dataset, "labels", None)
+    labels = dataset.labels()
     if labels is None:
         raise EvalError(
             f"{dataset.name} has no class labels: ganfriends' feature classifier cannot be "

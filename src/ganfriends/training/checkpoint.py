@@ -22,7 +22,13 @@ from typing import Any
 import torch
 
 from ganfriends.errors import CheckpointError
-from ganfriends.models import Discriminator, Generator, ModelConfig
+from ganfriends.models import (
+    Discriminator,
+    Generator,
+    ModelConfig,
+    make_discriminator,
+    make_generator,
+)
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = (
@@ -52,14 +58,14 @@ class Checkpoint:
     run_config: dict[str, Any]
 
     def build_generator(self, device: torch.device | str = "cpu") -> Generator:
-        """A generator with this checkpoint's architecture and weights, in eval mode."""
-        generator = Generator(self.model_config)
+        """A generator with this checkpoint's architecture (any arch) and weights, in eval mode."""
+        generator = make_generator(self.model_config)
         generator.load_state_dict(self.generator_state_dict)
         return generator.to(device).eval()
 
     def build_discriminator(self, device: torch.device | str = "cpu") -> Discriminator:
         """A discriminator with this checkpoint's architecture and weights, in eval mode."""
-        discriminator = Discriminator(self.model_config)
+        discriminator = make_discriminator(self.model_config)
         discriminator.load_state_dict(self.discriminator_state_dict)
         return discriminator.to(device).eval()
 

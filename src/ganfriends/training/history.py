@@ -24,7 +24,13 @@ class HistoryWriter:
     truncating keeps exactly one row per step.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, resume_step: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        resume_step: int | None = None,
+        extra_columns: Sequence[str] = (),
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept: list[dict[str, str]] = []
@@ -33,7 +39,9 @@ class HistoryWriter:
                 row for row in read_history(self.path) if int(float(row["step"])) <= resume_step
             ]
         self._file: IO[str] = self.path.open("w", newline="", encoding="utf-8")
-        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
+        self._writer = csv.DictWriter(
+            self._file, fieldnames=(*COLUMNS, *extra_columns), extrasaction="ignore"
+        )
         self._writer.writeheader()
         self._writer.writerows(kept)
         self._file.flush()

@@ -59,13 +59,17 @@ class LocalRunResult:
 
 def model_config_for(config: Config, dataset: ImageDataset) -> ModelConfig:
     """A run's architecture: the dataset fixes image size and channels, the config the rest."""
-    return ModelConfig(
-        image_size=dataset.image_size,
-        channels=dataset.channels,
-        latent_dim=config.training.latent_dim,
-        g_features=config.training.g_features,
-        d_features=config.training.d_features,
-    )
+    try:
+        return ModelConfig(
+            image_size=dataset.image_size,
+            channels=dataset.channels,
+            latent_dim=config.training.latent_dim,
+            g_features=config.training.g_features,
+            d_features=config.training.d_features,
+            arch=config.training.model,
+        )
+    except ValueError as exc:  # e.g. --model lsgan on 64x64 images: say which option to change
+        raise ConfigError(f"--model {config.training.model}: {exc} (see --image-size)") from exc
 
 
 def _adopt_checkpoint_settings(config: Config, checkpoint: Checkpoint, console: Console) -> None:
@@ -82,6 +86,7 @@ def _adopt_checkpoint_settings(config: Config, checkpoint: Checkpoint, console: 
             )
             setattr(getattr(config, section), name, old)
     model = checkpoint.model_config
+    config.training.model = model.arch
     config.training.latent_dim = model.latent_dim
     config.training.g_features = model.g_features
     config.training.d_features = model.d_features
@@ -236,15 +241,16 @@ def train_local(
                         real.shape[0], model_config.latent_dim, training.seed, rng.NOISE, step
                     )
                     mid_step = True
-                    stats = train_step(
-                        generator,
-                        discriminator,
-                        loss,
-                        [MicroBatch(real.to(device, non_blocking=True), z.to(device))],
-                        training.update_rule,
-                        optimizer_g=optimizer_g,
-                        optimizer_d=optimizer_d,
-                    )
+                    with rng.seeded_global_rng(device, training.seed, rng.DROPOUT, step):
+                        stats = train_step(
+                            generator,
+                            discriminator,
+                            loss,
+                            [MicroBatch(real.to(device, non_blocking=True), z.to(device))],
+                            training.update_rule,
+                            optimizer_g=optimizer_g,
+                            optimizer_d=optimizer_d,
+                        )
                     step += 1
                     images_seen += stats.images
                     mid_step = False

@@ -25,6 +25,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("GANFRIENDS_DATA_DIR", str(tmp_path / "data-dir"))
     monkeypatch.delenv("GANFRIENDS_FASHION_MNIST_URL", raising=False)
+    monkeypatch.delenv("GANFRIENDS_MNIST_URL", raising=False)
+    monkeypatch.delenv("GANFRIENDS_CIFAR10_URL", raising=False)
     monkeypatch.delenv("GANFRIENDS_CELEBA_URL", raising=False)
 
 

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import struct
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -94,3 +95,55 @@ def partition_txt(n: int = N_CELEBA) -> bytes:
 
 def partition_csv(n: int = N_CELEBA) -> bytes:
     return b"image_id,partition\n" + partition_txt(n).replace(b" ", b",")
+
+
+def write_mnist(
+    directory: Path, n_train: int = 6, n_test: int = 4, *, gz: bool = True, seed: int = 0
+) -> dict[str, bytes]:
+    """A small random MNIST: the same four file names and format as Fashion-MNIST's."""
+    return write_fashion_mnist(directory, n_train, n_test, gz=gz, seed=seed)
+
+
+CIFAR_RECORD_BYTES = 1 + 3 * 32 * 32
+CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+
+
+def cifar_batch(labels: np.ndarray, pixels: np.ndarray) -> bytes:
+    """CIFAR-10 binary records: per image, its label byte then its (3, 32, 32) uint8 pixels."""
+    records = np.concatenate([labels.reshape(-1, 1), pixels.reshape(len(labels), -1)], axis=1)
+    return records.astype(np.uint8).tobytes()
+
+
+def make_cifar10(n_per_batch: int = 3, n_test: int = 2, seed: int = 0) -> dict[str, bytes]:
+    """{batch file name: bytes} of a small random CIFAR-10: five train batches and the test one."""
+    rng = np.random.default_rng(seed)
+    sizes = {**dict.fromkeys(CIFAR_TRAIN_BATCHES, n_per_batch), "test_batch.bin": n_test}
+    return {
+        name: cifar_batch(
+            rng.integers(0, 10, size=(n,), dtype=np.uint8),
+            rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8),
+        )
+        for name, n in sizes.items()
+    }
+
+
+def cifar_records(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (N,), pixels (N, 3, 32, 32)) decoded from CIFAR-10 binary records."""
+    records = np.frombuffer(data, np.uint8).reshape(-1, CIFAR_RECORD_BYTES)
+    return records[:, 0], records[:, 1:].reshape(-1, 3, 32, 32)
+
+
+def write_tar_gz(path: Path, members: dict[str, bytes]) -> Path:
+    """A .tar.gz of ``members`` ({member name: bytes}) as regular files, names kept as given."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def write_cifar10_archive(path: Path, batches: dict[str, bytes]) -> Path:
+    """``batches`` packed as cifar-10-binary.tar.gz packs them, under cifar-10-batches-bin/."""
+    return write_tar_gz(path, {f"cifar-10-batches-bin/{n}": b for n, b in batches.items()})

@@ -11,15 +11,16 @@ from ganfriends.data import DATASET_NAMES, make_dataset
 from ganfriends.errors import DatasetError
 
 
-def test_dataset_names_are_the_three_supported_ones() -> None:
-    assert DATASET_NAMES == ("fashion-mnist", "celeba", "folder")
+def test_dataset_names_are_the_five_supported_ones() -> None:
+    assert DATASET_NAMES == ("fashion-mnist", "mnist", "cifar10", "celeba", "folder")
 
 
 def test_an_unknown_name_lists_the_choices() -> None:
     with pytest.raises(
-        DatasetError, match="unknown dataset 'mnist': choose one of fashion-mnist, celeba, folder"
+        DatasetError,
+        match="unknown dataset 'svhn': choose one of fashion-mnist, mnist, cifar10, celeba, folder",
     ):
-        make_dataset("mnist")
+        make_dataset("svhn")
 
 
 def test_folder_without_a_path_asks_for_dataset_path() -> None:

@@ -87,7 +87,8 @@ def test_generated_files_load_with_padding_and_labels(tmp_path: Path) -> None:
     raw = np.frombuffer(contents["train-images-idx3-ubyte"][16:], np.uint8).reshape(6, 28, 28)
     expected = torch.from_numpy(raw.astype(np.float32)) / 127.5 - 1.0
     assert torch.equal(ds[2][0, 2:30, 2:30], expected[2])
-    assert ds.labels.tolist() == list(contents["train-labels-idx1-ubyte"][8:])
+    labels = ds.labels()
+    assert labels is not None and labels.tolist() == list(contents["train-labels-idx1-ubyte"][8:])
 
 
 def test_image_and_label_counts_must_agree(tmp_path: Path) -> None:

@@ -65,8 +65,9 @@ def test_the_two_pixel_padding_is_background(train: FashionMNIST) -> None:
 
 
 def test_first_train_labels_are_the_published_ones(train: FashionMNIST) -> None:
-    assert train.labels[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
-    assert train.labels.dtype.name == "int64"
+    labels = train.labels()
+    assert labels is not None and labels[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+    assert labels.dtype.name == "int64"
 
 
 def test_get_batch_equals_stacked_getitem(train: FashionMNIST) -> None:

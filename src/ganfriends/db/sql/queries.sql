@@ -31,9 +31,6 @@ SELECT to_regclass('ganfriends.schema_migrations') IS NOT NULL AS present;
 -- name: applied_migrations
 SELECT version, name, applied_at FROM ganfriends.schema_migrations ORDER BY version;
 
--- name: schema_version
-SELECT coalesce(max(version), 0) AS version FROM ganfriends.schema_migrations;
-
 -- name: record_migration
 INSERT INTO ganfriends.schema_migrations (version, name) VALUES (%(version)s, %(name)s);
 
@@ -44,12 +41,10 @@ DROP SCHEMA IF EXISTS ganfriends CASCADE;
 -- ===================================================================== runs (coordinator)
 
 -- name: create_run
-INSERT INTO runs (name, config, model_config, fingerprint, seed, epochs, max_updates,
-                  images_per_unit, units_per_update, micro_batch, units_per_epoch, total_units,
+INSERT INTO runs (name, mode, plan, total_versions, config, model_config, fingerprint,
                   lease_seconds, max_backups)
-VALUES (%(name)s, %(config)s, %(model_config)s, %(fingerprint)s, %(seed)s, %(epochs)s,
-        %(max_updates)s, %(images_per_unit)s, %(units_per_update)s, %(micro_batch)s,
-        %(units_per_epoch)s, %(total_units)s, %(lease_seconds)s, %(max_backups)s)
+VALUES (%(name)s, %(mode)s, %(plan)s, %(total_versions)s, %(config)s, %(model_config)s,
+        %(fingerprint)s, %(lease_seconds)s, %(max_backups)s)
 RETURNING *;
 
 -- name: latest_running_run
@@ -114,14 +109,12 @@ SELECT version, generator, discriminator FROM optimizer_states WHERE run_id = %(
 -- ===================================================================== work units
 
 -- name: insert_units
-INSERT INTO work_units (run_id, version, unit_index)
-SELECT %(run_id)s, %(version)s, i
-FROM generate_series(%(first_index)s::bigint, %(last_index)s::bigint) AS i
+-- The units of a version, as the rule lists them: parallel arrays of unit indices and devices
+-- (NULL devices for modes without).
+INSERT INTO work_units (run_id, version, unit_index, device)
+SELECT %(run_id)s, %(version)s, u.unit_index, u.device
+FROM unnest(%(unit_indices)s::bigint[], %(devices)s::int[]) AS u (unit_index, device)
 ON CONFLICT (run_id, unit_index) DO NOTHING;
-
--- name: units_of_version
-SELECT id, unit_index, state FROM work_units
-WHERE run_id = %(run_id)s AND version = %(version)s ORDER BY unit_index;
 
 -- name: count_units
 SELECT count(*) FILTER (WHERE state = 'done') AS done, count(*) AS total
@@ -145,7 +138,7 @@ WITH run AS (
         lease_expires_at = now() + make_interval(secs => run.lease_seconds)
     FROM picked, run
     WHERE u.id = picked.id
-    RETURNING u.id, u.version, u.unit_index, u.lease_expires_at
+    RETURNING u.id, u.version, u.unit_index, u.device, u.lease_expires_at
 ), expired AS (
     UPDATE leases SET state = 'expired', finished_at = now()
     WHERE unit_id IN (SELECT id FROM claimed) AND state = 'active'
@@ -154,7 +147,7 @@ WITH run AS (
     SELECT id, %(worker_id)s, lease_expires_at FROM claimed
     RETURNING token, unit_id, expires_at
 )
-SELECT claimed.id AS unit_id, claimed.version, claimed.unit_index, lease.token,
+SELECT claimed.id AS unit_id, claimed.version, claimed.unit_index, claimed.device, lease.token,
        lease.expires_at, false AS backup
 FROM claimed JOIN lease ON lease.unit_id = claimed.id;
 
@@ -183,14 +176,14 @@ WITH run AS (
         lease_expires_at = greatest(u.lease_expires_at, now() + make_interval(secs => run.lease_seconds))
     FROM picked, run
     WHERE u.id = picked.id AND u.state = 'claimed'
-    RETURNING u.id, u.version, u.unit_index
+    RETURNING u.id, u.version, u.unit_index, u.device
 ), lease AS (
     INSERT INTO leases (unit_id, worker_id, expires_at)
     SELECT claimed.id, %(worker_id)s, now() + make_interval(secs => run.lease_seconds)
     FROM claimed, run
     RETURNING token, unit_id, expires_at
 )
-SELECT claimed.id AS unit_id, claimed.version, claimed.unit_index, lease.token,
+SELECT claimed.id AS unit_id, claimed.version, claimed.unit_index, claimed.device, lease.token,
        lease.expires_at, true AS backup
 FROM claimed JOIN lease ON lease.unit_id = claimed.id;
 
@@ -238,9 +231,9 @@ WITH lease AS (
     RETURNING u.id, u.version, u.unit_index
 ), stored AS (
     INSERT INTO results (unit_id, run_id, version, unit_index, worker_id, images, payload,
-                         compute_seconds)
+                         device_state, compute_seconds)
     SELECT done.id, %(run_id)s, done.version, done.unit_index, %(worker_id)s, %(images)s,
-           %(payload)s, %(compute_seconds)s
+           %(payload)s, %(device_state)s, %(compute_seconds)s
     FROM done
     RETURNING unit_id
 ), finished AS (
@@ -250,14 +243,17 @@ WITH lease AS (
 )
 SELECT unit_id FROM stored;
 
--- name: active_lease_of
-SELECT token FROM leases WHERE worker_id = %(worker_id)s AND state = 'active';
+-- name: get_device_state
+-- [worker] The local state a device's unit starts from (no row: the device has not trained yet).
+SELECT version, state FROM device_states WHERE run_id = %(run_id)s AND device = %(device)s;
 
 -- ===================================================================== results (coordinator)
 
 -- name: fetch_results
-SELECT unit_id, unit_index, worker_id, images, payload, compute_seconds FROM results
-WHERE run_id = %(run_id)s AND version = %(version)s ORDER BY unit_index;
+SELECT r.unit_id, r.unit_index, u.device, r.worker_id, r.images, r.payload, r.device_state,
+       r.compute_seconds
+FROM results r JOIN work_units u ON u.id = r.unit_id
+WHERE r.run_id = %(run_id)s AND r.version = %(version)s ORDER BY r.unit_index;
 
 -- name: reject_result
 -- A result that failed validation: drop it, put its unit back in the queue, blame its worker.
@@ -274,14 +270,27 @@ INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)
 SELECT run_id, worker_id, version, unit_index, %(reason)s FROM dropped;
 
 -- name: credit_workers
+-- Exactly the results the coordinator combined (%(unit_ids)s): one that arrived after it read
+-- them (a round closed by quorum) is deleted with its unit, never credited.
 UPDATE workers w
 SET units_done = w.units_done + c.units, images_done = w.images_done + c.images
 FROM (SELECT worker_id, count(*) AS units, sum(images) AS images FROM results
-      WHERE run_id = %(run_id)s AND version = %(version)s GROUP BY worker_id) AS c
+      WHERE unit_id = ANY(%(unit_ids)s::bigint[]) GROUP BY worker_id) AS c
 WHERE w.id = c.worker_id;
 
+-- name: save_device_states
+-- The local states carried by the combined results become their devices' states.
+INSERT INTO device_states (run_id, device, version, state)
+SELECT r.run_id, u.device, r.version, r.device_state
+FROM results r JOIN work_units u ON u.id = r.unit_id
+WHERE r.unit_id = ANY(%(unit_ids)s::bigint[]) AND r.device_state IS NOT NULL
+  AND u.device IS NOT NULL
+ON CONFLICT (run_id, device) DO UPDATE
+SET version = EXCLUDED.version, state = EXCLUDED.state, updated_at = now();
+
 -- name: delete_version_units
--- Consumed: results and leases go with their units (ON DELETE CASCADE).
+-- Consumed: results and leases go with their units (ON DELETE CASCADE), and so do the units a
+-- round closed by quorum left unfinished: their late uploads find no lease and are refused.
 DELETE FROM work_units WHERE run_id = %(run_id)s AND version = %(version)s;
 
 -- name: insert_update
@@ -364,7 +373,7 @@ SELECT pg_database_size(current_database())::bigint AS bytes;
 -- name: vacuum_blob_tables
 -- Run outside a transaction (VACUUM cannot run inside one): reclaims the dead TOAST space of
 -- consumed results and replaced weights/optimizer states so the next update reuses it.
-VACUUM results, weights, optimizer_states;
+VACUUM results, weights, optimizer_states, device_states;
 
 -- ===================================================================== evaluations
 

@@ -7,9 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ganfriends.db import Database
+from ganfriends.rules import plan_from_dict
 
 ACTIVE_SECONDS = 60  # heartbeat younger than this: Active (the seed's dashboard rule)
 IDLE_SECONDS = 300  # younger than this: Idle; older: Offline
@@ -54,6 +57,7 @@ class RunStatus:
     g_loss: float | None
     d_real: float | None
     d_fake: float | None
+    mode: str = "sync"  # the run's rule (ganfriends.rules)
     fid: float | None = None  # the latest recorded score (coordinator --eval-interval)
     fid_version: int | None = None
     workers: list[WorkerLine] = field(default_factory=list)
@@ -109,18 +113,17 @@ def read_status(db: Database) -> RunStatus | None:
     updates = int(speed.get("updates") or 0)
     # n updates span n-1 intervals: count the images after the first one.
     rate = (int(speed.get("images") or 0) * (updates - 1) / updates / span) if span > 0 else 0.0
-    plan_updates = -(-int(run["total_units"]) // int(run["units_per_update"]))
-    total_updates = min(plan_updates, int(run["max_updates"] or plan_updates))
+    plan = plan_from_dict(run["mode"], run["plan"])
     workers = read_leaderboard(db, run_id)
     return RunStatus(
         run_id=run_id,
         name=run["name"],
         state=run["state"],
         version=version,
-        total_updates=total_updates,
-        epoch=min(version * int(run["units_per_update"]), int(run["total_units"]))
-        / int(run["units_per_epoch"]),
-        epochs=int(run["epochs"]),
+        mode=str(run["mode"]),
+        total_updates=plan.total_versions,
+        epoch=plan.epochs_done(version),
+        epochs=plan.epochs,
         images_seen=int(run["images_seen"]),
         units={k: int(units.get(k) or 0) for k in ("pending", "claimed", "expired", "done")},
         images_per_second=rate,
@@ -155,7 +158,10 @@ def one_line(status: RunStatus) -> str:
 
 def render(status: RunStatus, console: Console) -> None:
     """Print the status as a human reads it."""
-    console.print(f"[bold]run {status.run_id}[/] {status.name}: {status.state}")
+    # Names come from students and instructors: print them as text, never as markup.
+    console.print(
+        f"[bold]run {status.run_id}[/] {escape(status.name)} ({status.mode}): {status.state}"
+    )
     console.print(one_line(status))
     u = status.units
     if status.fid is not None:
@@ -171,12 +177,12 @@ def render(status: RunStatus, console: Console) -> None:
         )
     for w in status.workers:
         table.add_row(
-            w.name,
+            Text(w.name),
             str(w.units),
             f"{w.images:,}",
             str(w.rejected),
             w.status,
             w.last_heartbeat,
-            w.hardware,
+            Text(w.hardware),
         )
     console.print(table)

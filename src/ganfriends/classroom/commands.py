@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ganfriends.cluster.connect import open_database, resolve_url
+from ganfriends.classroom.connect import open_database, resolve_url
 from ganfriends.config import Config
 from ganfriends.db import EmbeddedPostgres, default_data_dir, migrate, pending, reset
 from ganfriends.errors import GanError
@@ -72,7 +72,7 @@ def db_command(action: str, *, data_dir: str | None, listen: str | None, port: i
 
 def coordinator(config: Config) -> int:
     """Run (or resume) the class run."""
-    from ganfriends.cluster.coordinator import Coordinator
+    from ganfriends.classroom.coordinator import Coordinator
 
     console = _console()
     # One connection stays checked out for the run's advisory lock: the pool needs more.
@@ -85,7 +85,7 @@ def coordinator(config: Config) -> int:
 
 def worker(config: Config, *, max_units: int | None) -> int:
     """Contribute to the class run."""
-    from ganfriends.cluster.worker import Worker
+    from ganfriends.classroom.worker import Worker
 
     with open_database(config, start_embedded=False, max_size=3) as db, graceful_stop() as stop:
         summary = Worker(db, config, console=_console()).run(stop, max_units=max_units)
@@ -94,7 +94,7 @@ def worker(config: Config, *, max_units: int | None) -> int:
 
 def status(config: Config, *, as_json: bool) -> int:
     """Print where the run stands."""
-    from ganfriends.cluster.status import read_status, render
+    from ganfriends.classroom.status import read_status, render
 
     url = resolve_url(config, start_embedded=False)
     from ganfriends.db import Database
@@ -119,7 +119,7 @@ def dashboard(config: Config, *, port: int, address: str) -> int:
 
 def demo(args: Any) -> int:
     """A coordinator and N workers on this machine through the embedded PostgreSQL."""
-    from ganfriends.cluster.demo import DemoSettings, run_demo
+    from ganfriends.classroom.demo import DemoSettings, run_demo
 
     settings = DemoSettings(
         workdir=Path(args.workdir),

@@ -20,7 +20,7 @@ from typing import IO
 
 from rich.console import Console
 
-from ganfriends.cluster.status import one_line, read_status
+from ganfriends.classroom.status import one_line, read_status
 from ganfriends.db import Database, DatabaseError, EmbeddedPostgres, migrate
 from ganfriends.errors import GanError
 from ganfriends.signals import graceful_stop

@@ -1,0 +1,384 @@
+"""The coordinator: the server side of every mode, whose only channel is PostgreSQL.
+
+For version v it waits until the run's rule says v's units may be combined (sync: all K of them;
+federated: all chosen devices, or a quorum after the round timeout), validates every result
+against the rule's spec, lets the rule combine them (``rules.*.combine``), and then — in ONE
+transaction (``queue.publish``) — credits the workers, deletes the consumed units and results,
+publishes weights v+1 with the optimizer states that go with them, records the losses, advances the
+run and queues the units of v+1. A crash at any instant therefore leaves v or v+1, never a mix,
+and a restarted coordinator resumes from the database with no flag: results not yet consumed are
+still there and give the same v+1 again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from rich.console import Console
+from rich.markup import escape
+
+from ganfriends import rng
+from ganfriends.blobs import InvalidBlob
+from ganfriends.classroom import queue
+from ganfriends.classroom.payload import decode_device_state, decode_result
+from ganfriends.classroom.queue import Consumed, Retention, Upload
+from ganfriends.classroom.state import RunState, create_run, load_run_state, server_blobs
+from ganfriends.config import Config
+from ganfriends.data import ImageDataset, make_dataset
+from ganfriends.db import Database, DatabaseUnavailable
+from ganfriends.errors import GanError
+from ganfriends.grid import save_grid
+from ganfriends.models import ModelConfig
+from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config, result_spec
+from ganfriends.rules.base import Unit, UnitResult, total_stats
+from ganfriends.signals import StopRequest
+from ganfriends.training.checkpoint import save_checkpoint
+
+if TYPE_CHECKING:
+    from ganfriends.evaluation import Evaluator
+
+NUM_SAMPLES = 64  # images per sample grid
+
+
+class RunLocked(GanError):
+    """Another coordinator is already running this run."""
+
+
+@dataclass
+class CoordinatorResult:
+    """Where the coordinator stopped."""
+
+    run_id: int
+    version: int
+    complete: bool
+
+
+@dataclass(frozen=True)
+class _Valid:
+    """An upload that passed validation."""
+
+    upload: Upload
+    result: UnitResult
+
+
+class Coordinator:
+    """Runs (or resumes) the latest class run in a database."""
+
+    def __init__(self, db: Database, config: Config, *, console: Console | None = None) -> None:
+        self.db = db
+        self.config = config
+        self.console = console or Console(soft_wrap=True)
+        self.output_dir = Path(config.coordinator.output_dir)
+
+    # ------------------------------------------------------------------ set-up
+
+    def _open_dataset(self, name: str, image_size: int | None) -> ImageDataset:
+        data = self.config.data
+        return make_dataset(
+            name,
+            path=data.dataset_path,
+            image_size=image_size,
+            data_dir=data.data_dir,
+            download=data.download,
+        )
+
+    def _create_run(self) -> int:
+        cfg = self.config
+        mode = cfg.coordinator.mode
+        if mode not in MODES:
+            raise GanError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+        dataset = self._open_dataset(cfg.data.dataset, cfg.training.image_size)
+        fingerprint = dataset.fingerprint()
+        model_config = ModelConfig(
+            image_size=dataset.image_size,
+            channels=dataset.channels,
+            latent_dim=cfg.training.latent_dim,
+            g_features=cfg.training.g_features,
+            d_features=cfg.training.d_features,
+            arch=cfg.training.model,
+        )
+        plan = plan_from_config(mode, cfg, dataset)
+        with self.db.transaction() as tx:
+            run_id = create_run(
+                tx,
+                name=cfg.coordinator.run_name or f"{fingerprint.name}-{mode}-seed{plan.seed}",
+                mode=mode,
+                plan=plan,
+                config=cfg.to_dict(),
+                model_config=model_config,
+                fingerprint=fingerprint.to_dict(),
+                lease_seconds=cfg.training.work_unit_timeout,
+                max_backups=cfg.coordinator.max_backups,
+                dataset=dataset,
+            )
+        self.console.print(f"new run {run_id} ({mode}): {fingerprint.short()}, {plan.describe()}")
+        return run_id
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, stop: StopRequest | None = None) -> CoordinatorResult:
+        """Drive the run until it completes or ``stop`` is requested."""
+        stop = stop or StopRequest()
+        running = queue.latest_running_run(self.db)
+        if running is None:
+            return self._drive(self._create_run(), stop)
+        with self.db.advisory_lock("lock_run", "unlock_run", run_id=running.id) as locked:
+            if not locked:
+                raise RunLocked(f"another coordinator is already running run {running.id}")
+            if not self.config.coordinator.new_run:
+                self.console.print(
+                    f"resuming run {running.id} ({running.name}) at version {running.version}"
+                )
+                return self._loop(self._load(running.id), stop)
+            # --new-run stops the live run only under its lock: a second terminal's
+            # --new-run cannot stop a run another coordinator is driving.
+            self.db.execute("stop_run", run_id=running.id)
+            self.console.print(f"stopped run {running.id}; starting a new one")
+        return self._drive(self._create_run(), stop)
+
+    def _drive(self, run_id: int, stop: StopRequest) -> CoordinatorResult:
+        with self.db.advisory_lock("lock_run", "unlock_run", run_id=run_id) as locked:
+            if not locked:
+                raise RunLocked(f"another coordinator is already running run {run_id}")
+            return self._loop(self._load(run_id), stop)
+
+    def _load(self, run_id: int) -> RunState:
+        """The run's state; per-device modes also get the run's dataset, checked against it."""
+        run = queue.get_run(self.db, run_id)
+        dataset = None
+        if run.mode in NEEDS_DATASET:
+            dataset = self._open_dataset(
+                str(run.fingerprint["name"]), int(run.model_config.image_size)
+            )
+            if dataset.fingerprint().to_dict() != run.fingerprint:
+                raise GanError(
+                    f"this machine's dataset {dataset.fingerprint().short()} is not run "
+                    f"{run_id}'s: point --dataset-path at the data the run was created with"
+                )
+        return load_run_state(self.db, run_id, dataset)
+
+    def _loop(self, state: RunState, stop: StopRequest) -> CoordinatorResult:
+        fixed_noise = rng.latent_noise(
+            NUM_SAMPLES, state.run.model_config.latent_dim, state.plan.seed, rng.FIXED_NOISE
+        )
+        interval = self.config.coordinator.sample_interval
+        eval_interval = self.config.coordinator.eval_interval
+        evaluator = self._make_evaluator(state) if eval_interval else None
+        published_at = time.monotonic()
+        total = state.plan.total_versions
+        while state.version < total and not stop.requested:
+            results = self._wait_for_results(state, stop, published_at)
+            if results is None:
+                break
+            wait_seconds = time.monotonic() - published_at
+            try:
+                self.apply_update(state, results, wait_seconds)
+            except DatabaseUnavailable:
+                # The commit may or may not have happened: rebuild from what the database holds.
+                self.console.print("[yellow]database unreachable during an update; reloading[/]")
+                state = self._reload(state.run_id, stop)
+                continue
+            published_at = time.monotonic()
+            if state.version % interval == 0 or state.version == total:
+                self._write_outputs(state, fixed_noise)
+            if evaluator is not None and eval_interval and state.version % eval_interval == 0:
+                self._evaluate(state, evaluator)
+        complete = state.version >= total
+        if complete:
+            self.console.print(f"run {state.run_id} complete at version {state.version}")
+        else:
+            self._write_outputs(state, fixed_noise)
+            self.console.print(
+                f"coordinator stopped at version {state.version}; run it again to resume"
+            )
+        return CoordinatorResult(state.run_id, state.version, complete)
+
+    def _reload(self, run_id: int, stop: StopRequest) -> RunState:
+        delay = 0.5
+        while True:
+            try:
+                return self._load(run_id)
+            except DatabaseUnavailable:
+                if stop.event.wait(delay):
+                    raise
+                delay = min(delay * 2, 30.0)
+
+    def _wait_for_results(
+        self, state: RunState, stop: StopRequest, published_at: float
+    ) -> list[_Valid] | None:
+        """Poll until the rule may combine this version's valid results; None if asked to stop."""
+        poll = self.config.coordinator.poll_interval
+        while not stop.requested:
+            try:
+                counts = queue.count_units(self.db, state.run_id, state.version)
+            except DatabaseUnavailable as exc:
+                self.console.print(f"[yellow]database unreachable ({exc}); retrying[/]")
+                stop.event.wait(min(5.0, poll * 4))
+                continue
+            if counts.total == 0:
+                raise GanError(
+                    f"run {state.run_id} has no work units for version {state.version}: "
+                    "the database was changed under the coordinator"
+                )
+            waited = time.monotonic() - published_at
+            if counts.done > 0 and state.rule.ready(counts.done, counts.total, waited):
+                valid = self.validated_results(state)
+                if valid is not None and state.rule.ready(len(valid), counts.total, waited):
+                    if len(valid) < counts.total:
+                        self.console.print(
+                            f"version {state.version}: closing with {len(valid)} of "
+                            f"{counts.total} units after {waited:.0f}s (quorum)"
+                        )
+                    return valid
+                if valid is None:
+                    continue  # a result was rejected and its unit requeued: keep waiting
+            stop.event.wait(poll)
+        return None
+
+    def validated_results(self, state: RunState) -> list[_Valid] | None:
+        """Every upload of this version that passes validation, in unit order; None after
+        rejecting (and requeueing) bad ones."""
+        server = state.server
+        spec = result_spec(server.generator, server.discriminator)
+        state_spec = state.rule.device_state_spec(server.generator, server.discriminator)
+        valid: list[_Valid] = []
+        rejected = False
+        for upload in queue.uploads(self.db, state.run_id, state.version):
+            try:
+                result = decode_result(
+                    upload.payload, spec, max_images=state.rule.max_images(upload.unit)
+                )
+                if result.images != upload.images:
+                    # The leaderboard credits the row's count: it must be the validated one.
+                    raise InvalidBlob(
+                        f"upload claims {upload.images} images, its blob {result.images}"
+                    )
+                if (state_spec is None) != (upload.device_state is None):
+                    raise InvalidBlob(
+                        "upload has no device state" if state_spec else "unexpected device state"
+                    )
+                if state_spec is not None and upload.device_state is not None:
+                    result.device_state = decode_device_state(upload.device_state, state_spec)
+                valid.append(_Valid(upload, result))
+            except InvalidBlob as exc:
+                rejected = True
+                queue.reject(self.db, upload.unit_id, str(exc))
+                # The reason may quote a student's text: never let it be read as markup.
+                self.console.print(
+                    f"[red]rejected[/] unit {upload.unit.index} "
+                    f"from worker {upload.worker_id}: {escape(str(exc))}",
+                    highlight=False,
+                )
+        return None if rejected else valid
+
+    def apply_update(self, state: RunState, valid: list[_Valid], wait_seconds: float) -> None:
+        """Combine with the run's rule, then publish v+1 in one transaction."""
+        units: list[Unit] = [v.upload.unit for v in valid]
+        results = [v.result for v in valid]
+        state.rule.combine(state.server, units, results)
+        stats = total_stats(results)
+        new_version = state.version + 1
+        plan = state.plan
+        next_units = state.rule.units_of(new_version) if new_version < plan.total_versions else []
+        weights, optimizer_states = server_blobs(state.server)
+        keep = self.config.coordinator
+        contributors = len({v.upload.worker_id for v in valid})
+        with self.db.transaction() as tx:
+            queue.publish(
+                tx,
+                state.run,
+                new_version,
+                weights=weights,
+                optimizer_states=optimizer_states,
+                units=next_units,
+                consumed=Consumed(
+                    unit_ids=[v.upload.unit_id for v in valid],
+                    stats=stats,
+                    epoch=plan.epochs_done(new_version),
+                    contributors=contributors,
+                    wait_seconds=wait_seconds,
+                ),
+                retention=Retention(keep.keep_last_versions, keep.keep_every_versions),
+            )
+        state.server.version = new_version
+        state.server.images_seen += stats.images
+        state.advanced()
+        # The update left tens of MB of dead blobs: reclaim them now, while the workers compute
+        # v+1 (see migration 0002). Storage then stays flat instead of growing per update.
+        self.db.execute("vacuum_blob_tables")
+        self.console.print(
+            f"version {new_version}/{plan.total_versions} "
+            f"epoch {plan.epochs_done(new_version):.2f} "
+            f"D {stats.d_loss:.3f} G {stats.g_loss:.3f} D(x) {stats.d_real:.2f} "
+            f"D(G(z)) {stats.d_fake:.2f} ({contributors} workers, {wait_seconds:.1f}s)"
+        )
+
+    def _make_evaluator(self, state: RunState) -> Evaluator:
+        """Scores the run's generator against its dataset's held-out images (prepared once)."""
+        from ganfriends.evaluation import Evaluator
+
+        return Evaluator.for_dataset(
+            state.run.config.data.dataset,
+            dataset_path=self.config.data.dataset_path,
+            data_dir=self.config.data.data_dir,
+            image_size=state.run.model_config.image_size,
+            num_samples=self.config.training.eval_samples,
+            seed=state.plan.seed,
+            device="cpu",
+            progress=self.console.print,
+        )
+
+    def _evaluate(self, state: RunState, evaluator: Evaluator) -> None:
+        """Score the current version and record it in the database."""
+        scores = evaluator.evaluate(state.server.generator)
+        self.db.execute(
+            "insert_evaluation",
+            run_id=state.run_id,
+            version=state.version,
+            images_seen=state.server.images_seen,
+            fid=scores["fid"],
+            kid_mean=scores["kid_mean"],
+            kid_std=scores["kid_std"],
+            precision=scores["precision"],
+            recall=scores["recall"],
+            num_samples=int(scores["num_samples"]),
+        )
+        self.console.print(
+            f"version {state.version}: FID {scores['fid']:.2f}, KID {scores['kid_mean']:.3f}, "
+            f"precision {scores['precision']:.2f}, recall {scores['recall']:.2f}"
+        )
+
+    def _write_outputs(self, state: RunState, fixed_noise: torch.Tensor) -> None:
+        """Sample grid and a train-local-format checkpoint."""
+        server = state.server
+        generator = server.generator
+        generator.eval()
+        with torch.no_grad():
+            fakes = generator(fixed_noise)
+        generator.train()
+        samples = self.output_dir / "samples"
+        grid = save_grid(fakes, samples / f"version_{state.version:06d}.png", nrow=8)
+        save_grid(fakes, samples / "latest.png", nrow=8)
+        try:
+            # The same PNG in the database: the dashboard runs on any machine that reaches it.
+            self.db.execute(
+                "insert_sample", run_id=state.run_id, version=state.version, png=grid.read_bytes()
+            )
+        except GanError as exc:  # a DatabaseError: a grid the dashboard misses must not stop us
+            self.console.print(f"[yellow]sample grid not stored in the database: {exc}[/]")
+        save_checkpoint(
+            self.output_dir / "checkpoints" / "latest.pt",
+            generator=server.generator,
+            discriminator=server.discriminator,
+            optimizer_g=server.optimizer_g,
+            optimizer_d=server.optimizer_d,
+            epoch=int(state.plan.epochs_done(state.version)),
+            step=state.version,
+            images_seen=state.server.images_seen,
+            model_config=state.run.model_config,
+            run_config=state.run.stored_config,
+        )

@@ -1,0 +1,80 @@
+"""What crosses the database between coordinator and workers, as validated safetensors blobs.
+
+- weights: a model's ``state_dict()`` (parameters and BatchNorm buffers), one blob per network;
+- a unit result (:class:`ganfriends.rules.base.UnitResult`): the per-parameter tensors of G and D
+  (``g.*``, ``d.*``: mean gradients or weight deltas, as the mode's rule defines), the BN buffers
+  each network ended the unit with (``gbuf.*``, ``dbuf.*``), and the unit's loss statistics as
+  metadata;
+- a device's local optimizer state (per-device modes): its per-parameter tensors only, in a blob
+  of its own; the hyper-parameters always come from the run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ganfriends.blobs import InvalidBlob, TensorSpec, decode, encode
+from ganfriends.rules.base import UnitResult
+from ganfriends.step import StepStats
+
+STAT_KEYS = ("d_loss_sum", "g_loss_sum", "d_real_sum", "d_fake_sum")
+
+
+def encode_weights(module: nn.Module) -> bytes:
+    """A network's parameters and buffers."""
+    return encode(module.state_dict())
+
+
+def load_weights(module: nn.Module, data: bytes) -> None:
+    """Validate a weights blob against ``module``'s own state and load it."""
+    tensors, _ = decode(data, TensorSpec.of(module.state_dict()))
+    module.load_state_dict(tensors)
+
+
+def encode_result(result: UnitResult) -> bytes:
+    """One blob for the whole result."""
+    stats = {key: getattr(result.stats, key) for key in STAT_KEYS} | {"images": result.stats.images}
+    return encode({**result.parameters, **result.buffers}, stats)
+
+
+def decode_result(data: bytes, spec: TensorSpec, *, max_images: int) -> UnitResult:
+    """Validate and parse a result blob; ``max_images`` is the unit's size (a worker may not claim
+    more images than the unit has, which would inflate its weight in the average)."""
+    tensors, meta = decode(data, spec)
+    images = meta.get("images")
+    if not isinstance(images, int) or isinstance(images, bool) or not 0 < images <= max_images:
+        raise InvalidBlob(f"result claims {images!r} images; the unit has {max_images}")
+    values = {}
+    for key in STAT_KEYS:
+        value = meta.get(key)
+        if (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+        ):
+            raise InvalidBlob(f"result statistic {key} is missing or not a finite number")
+        values[key] = float(value)
+    parameters = {k: v for k, v in tensors.items() if k.startswith(("g.", "d."))}
+    buffers = {k: v for k, v in tensors.items() if k.startswith(("gbuf.", "dbuf."))}
+    return UnitResult(parameters, buffers, StepStats(images=images, **values))
+
+
+def encode_device_state(state: dict[str, torch.Tensor]) -> bytes:
+    """A device's local optimizer state (tensors only)."""
+    return encode(state)
+
+
+def decode_device_state(data: bytes, spec: TensorSpec) -> dict[str, torch.Tensor]:
+    """Validate a device-state blob against the spec of an honest state and parse it.
+
+    Beyond names, shapes and finiteness: Adam's second moments and step counts are never
+    negative (a negative ``exp_avg_sq`` would make the next device's step NaN).
+    """
+    tensors, _ = decode(data, spec)
+    for name, tensor in tensors.items():
+        if name.endswith((".exp_avg_sq", ".step")) and bool((tensor < 0).any()):
+            raise InvalidBlob(f"tensor {name} holds negative values")
+    return tensors

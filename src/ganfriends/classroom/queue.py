@@ -1,0 +1,391 @@
+"""The typed queue layer between the coordinator/worker loops and the SQL of ``queries.sql``.
+
+Rows become frozen dataclasses here, at the boundary (as procrastinate's manager does), so the
+loops never index dicts; and publishing a version — v0 at creation, v+1 after each combine — is
+one function, :func:`publish`, whose statements all run in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from ganfriends.config import Config, config_from_stored
+from ganfriends.db import Database, Tx
+from ganfriends.errors import GanError
+from ganfriends.models import ModelConfig
+from ganfriends.rules import Plan, Unit, plan_from_dict
+from ganfriends.step import StepStats
+
+
+@dataclass(frozen=True)
+class Run:
+    """A ``runs`` row."""
+
+    id: int
+    name: str
+    state: str
+    mode: str
+    plan: Plan
+    total_versions: int
+    stored_config: dict[str, Any]
+    model_config: ModelConfig
+    fingerprint: dict[str, Any]
+    lease_seconds: float
+    max_backups: int
+    version: int
+    images_seen: int
+
+    @property
+    def config(self) -> Config:
+        """The run's settings, typed (secrets masked)."""
+        return config_from_stored(self.stored_config)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Run:
+        """Parse a ``runs`` row."""
+        return cls(
+            id=int(row["id"]),
+            name=str(row["name"]),
+            state=str(row["state"]),
+            mode=str(row["mode"]),
+            plan=plan_from_dict(str(row["mode"]), dict(row["plan"])),
+            total_versions=int(row["total_versions"]),
+            stored_config=dict(row["config"]),
+            model_config=ModelConfig.from_dict(row["model_config"]),
+            fingerprint=dict(row["fingerprint"]),
+            lease_seconds=float(row["lease_seconds"]),
+            max_backups=int(row["max_backups"]),
+            version=int(row["version"]),
+            images_seen=int(row["images_seen"]),
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A unit leased to a worker: the lease ``token`` is its right to upload."""
+
+    unit_id: int
+    version: int
+    unit: Unit
+    token: UUID
+    expires_at: datetime
+    backup: bool
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Claim:
+        """Parse a ``claim_unit`` / ``claim_backup_unit`` row."""
+        device = row["device"]
+        return cls(
+            unit_id=int(row["unit_id"]),
+            version=int(row["version"]),
+            unit=Unit(int(row["unit_index"]), None if device is None else int(device)),
+            token=row["token"],
+            expires_at=row["expires_at"],
+            backup=bool(row["backup"]),
+        )
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A worker's accepted upload, not yet validated by the coordinator."""
+
+    unit_id: int
+    unit: Unit
+    worker_id: int
+    images: int
+    payload: bytes
+    device_state: bytes | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Upload:
+        """Parse a ``fetch_results`` row."""
+        device = row["device"]
+        return cls(
+            unit_id=int(row["unit_id"]),
+            unit=Unit(int(row["unit_index"]), None if device is None else int(device)),
+            worker_id=int(row["worker_id"]),
+            images=int(row["images"]),
+            payload=bytes(row["payload"]),
+            device_state=None if row["device_state"] is None else bytes(row["device_state"]),
+        )
+
+
+@dataclass(frozen=True)
+class UnitCounts:
+    """Units of one version: how many have a result, out of how many."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Blobs:
+    """The encoded networks (or optimizer states) of one version: G's and D's."""
+
+    generator: bytes
+    discriminator: bytes
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """What the update that publishes a version consumed: the previous version's results."""
+
+    unit_ids: Sequence[int]
+    stats: StepStats
+    epoch: float
+    contributors: int
+    wait_seconds: float
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Which weight versions stay in the database."""
+
+    keep_last: int
+    keep_every: int
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def create_run(
+    tx: Tx,
+    *,
+    name: str,
+    mode: str,
+    plan: Plan,
+    config: dict[str, Any],
+    model_config: ModelConfig,
+    fingerprint: dict[str, Any],
+    lease_seconds: float,
+    max_backups: int,
+) -> Run:
+    """Insert a run row (its version 0 is published separately, in the same transaction)."""
+    row = tx.fetch_one(
+        "create_run",
+        name=name,
+        mode=mode,
+        plan=json.dumps(plan.to_dict()),
+        total_versions=plan.total_versions,
+        config=json.dumps(config),
+        model_config=json.dumps(model_config.to_dict()),
+        fingerprint=json.dumps(fingerprint),
+        lease_seconds=lease_seconds,
+        max_backups=max_backups,
+    )
+    assert row is not None
+    return Run.from_row(row)
+
+
+def latest_running_run(db: Database) -> Run | None:
+    """The run a coordinator resumes and a worker joins."""
+    row = db.fetch_one("latest_running_run")
+    return None if row is None else Run.from_row(row)
+
+
+def get_run(db: Database, run_id: int) -> Run:
+    """A run by id."""
+    row = db.fetch_one("get_run", run_id=run_id)
+    if row is None:
+        raise GanError(f"run {run_id} does not exist")
+    return Run.from_row(row)
+
+
+# ----------------------------------------------------------------------------- publishing
+
+
+def publish(
+    tx: Tx,
+    run: Run,
+    version: int,
+    *,
+    weights: Blobs,
+    optimizer_states: Blobs,
+    units: Sequence[Unit],
+    consumed: Consumed | None,
+    retention: Retention | None = None,
+) -> None:
+    """Publish weights ``version`` of ``run`` with the optimizer states that go with them and
+    the units to compute on them — in the caller's transaction, so a crash leaves v or v+1.
+
+    For v+1 (``consumed`` given), the same transaction credits the workers whose results were
+    combined, keeps the device states they carried, deletes the consumed version's units (their
+    results and leases go too), records the update and advances the run, guarded by its version.
+    """
+    if consumed is not None:
+        unit_ids = list(consumed.unit_ids)
+        tx.execute("credit_workers", unit_ids=unit_ids)
+        tx.execute("save_device_states", unit_ids=unit_ids)
+        tx.execute("delete_version_units", run_id=run.id, version=version - 1)
+        stats = consumed.stats
+        tx.execute(
+            "insert_update",
+            run_id=run.id,
+            version=version,
+            epoch=consumed.epoch,
+            images=stats.images,
+            images_seen=run.images_seen + stats.images,
+            d_loss=stats.d_loss,
+            g_loss=stats.g_loss,
+            d_real=stats.d_real,
+            d_fake=stats.d_fake,
+            contributors=consumed.contributors,
+            wait_seconds=consumed.wait_seconds,
+        )
+        advanced = tx.execute(
+            "advance_run",
+            run_id=run.id,
+            new_version=version,
+            images=stats.images,
+            complete=not units,
+        )
+        if advanced != 1:
+            raise GanError(f"run {run.id} was advanced by someone else; stopping")
+    tx.execute(
+        "insert_weights",
+        run_id=run.id,
+        version=version,
+        generator=weights.generator,
+        discriminator=weights.discriminator,
+    )
+    tx.execute(
+        "upsert_optimizer_states",
+        run_id=run.id,
+        version=version,
+        generator=optimizer_states.generator,
+        discriminator=optimizer_states.discriminator,
+    )
+    if units:
+        tx.execute(
+            "insert_units",
+            run_id=run.id,
+            version=version,
+            unit_indices=[u.index for u in units],
+            devices=[u.device for u in units],
+        )
+    if retention is not None:
+        tx.execute(
+            "prune_weights",
+            run_id=run.id,
+            newest=version,
+            keep_last=retention.keep_last,
+            keep_every=retention.keep_every,
+        )
+
+
+def weights(db: Database, run_id: int, version: int) -> Blobs | None:
+    """The published networks of ``version`` (None once pruned)."""
+    row = db.fetch_one("get_weights", run_id=run_id, version=version)
+    return None if row is None else Blobs(row["generator"], row["discriminator"])
+
+
+def optimizer_states(db: Database, run_id: int) -> tuple[int, Blobs] | None:
+    """The coordinator's optimizer states and the version they go with."""
+    row = db.fetch_one("get_optimizer_states", run_id=run_id)
+    if row is None:
+        return None
+    return int(row["version"]), Blobs(row["generator"], row["discriminator"])
+
+
+def device_state(db: Database, run_id: int, device: int) -> bytes | None:
+    """A device's local state blob, or None before its first published unit."""
+    row = db.fetch_one("get_device_state", run_id=run_id, device=device)
+    return None if row is None else bytes(row["state"])
+
+
+# ----------------------------------------------------------------------------- the coordinator
+
+
+def count_units(db: Database, run_id: int, version: int) -> UnitCounts:
+    """How far a version's units are."""
+    row = db.fetch_one("count_units", run_id=run_id, version=version)
+    assert row is not None
+    return UnitCounts(done=int(row["done"]), total=int(row["total"]))
+
+
+def uploads(db: Database, run_id: int, version: int) -> list[Upload]:
+    """A version's uploads in unit order."""
+    return [
+        Upload.from_row(r) for r in db.fetch_all("fetch_results", run_id=run_id, version=version)
+    ]
+
+
+def reject(db: Database, unit_id: int, reason: str) -> None:
+    """Drop an invalid upload, requeue its unit and record it against its worker."""
+    db.execute("reject_result", unit_id=unit_id, reason=reason)
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What a worker reports about its machine (shown on the leaderboard)."""
+
+    device: str
+    gpu_name: str | None
+    gpu_vram_gb: float | None
+    cpu_cores: int
+    ram_gb: float | None
+
+
+def register_worker(db: Database, run_id: int, name: str, hostname: str, hw: Hardware) -> int:
+    """Put a worker on the run's leaderboard; returns its id."""
+    row = db.fetch_one(
+        "register_worker",
+        run_id=run_id,
+        name=name,
+        hostname=hostname,
+        device=hw.device,
+        gpu_name=hw.gpu_name,
+        gpu_vram_gb=hw.gpu_vram_gb,
+        cpu_cores=hw.cpu_cores,
+        ram_gb=hw.ram_gb,
+    )
+    assert row is not None
+    return int(row["id"])
+
+
+def claim(db: Database, run_id: int, worker_id: int) -> Claim | None:
+    """The next unit for this worker: a pending one, else a backup copy of a straggler's."""
+    with db.transaction() as tx:
+        row = tx.fetch_one("claim_unit", run_id=run_id, worker_id=worker_id)
+        if row is None:
+            row = tx.fetch_one("claim_backup_unit", run_id=run_id, worker_id=worker_id)
+    return None if row is None else Claim.from_row(row)
+
+
+def submit(
+    db: Database,
+    run_id: int,
+    worker_id: int,
+    claimed: Claim,
+    *,
+    images: int,
+    payload: bytes,
+    device_state: bytes | None,
+    compute_seconds: float,
+) -> bool:
+    """Upload a result under a claim's lease; False when refused (late, duplicate, foreign)."""
+    row = db.fetch_one(
+        "submit_result",
+        run_id=run_id,
+        worker_id=worker_id,
+        token=claimed.token,
+        images=images,
+        payload=payload,
+        device_state=device_state,
+        compute_seconds=compute_seconds,
+    )
+    return row is not None
+
+
+def run_state(db: Database, run_id: int) -> str | None:
+    """A run's state ('running', 'complete', 'stopped'), or None when it is gone."""
+    row = db.fetch_one("run_state", run_id=run_id)
+    return None if row is None else str(row["state"])

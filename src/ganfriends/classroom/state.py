@@ -1,0 +1,127 @@
+"""A class run as the coordinator holds it: the run row, its rule, and the server state.
+
+``load_run_state`` rebuilds everything from the run's rows — weights and BatchNorm buffers of the
+published version, the optimizer states stored with it, and the plan — so a restarted coordinator
+continues exactly where the last committed update left off, with no flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ganfriends import rng
+from ganfriends.blobs import decode_optimizer_state, encode_optimizer_state
+from ganfriends.classroom import queue
+from ganfriends.classroom.payload import encode_weights, load_weights
+from ganfriends.classroom.queue import Blobs, Run
+from ganfriends.data import ImageDataset
+from ganfriends.db import Database, Tx
+from ganfriends.errors import GanError
+from ganfriends.models import ModelConfig, build_models
+from ganfriends.rules import Plan, Rule, ServerState, make_rule
+
+
+@dataclass
+class RunState:
+    """One run's row, rule and server state at the published version."""
+
+    run: Run
+    rule: Rule
+    server: ServerState
+
+    @property
+    def run_id(self) -> int:
+        """The run's database id."""
+        return self.run.id
+
+    @property
+    def version(self) -> int:
+        """The published version the server state holds."""
+        return self.server.version
+
+    @property
+    def plan(self) -> Plan:
+        """The run's plan."""
+        return self.rule.plan
+
+    def advanced(self) -> None:
+        """Mirror a committed publish of ``server.version`` in the cached run row."""
+        self.run = replace(
+            self.run, version=self.server.version, images_seen=self.server.images_seen
+        )
+
+
+def server_blobs(server: ServerState) -> tuple[Blobs, Blobs]:
+    """The encoded networks and optimizer states of a server state."""
+    return (
+        Blobs(encode_weights(server.generator), encode_weights(server.discriminator)),
+        Blobs(
+            encode_optimizer_state(server.optimizer_g.state_dict()),
+            encode_optimizer_state(server.optimizer_d.state_dict()),
+        ),
+    )
+
+
+def create_run(
+    tx: Tx,
+    *,
+    name: str,
+    mode: str,
+    plan: Plan,
+    config: dict[str, Any],
+    model_config: ModelConfig,
+    fingerprint: dict[str, Any],
+    lease_seconds: float,
+    max_backups: int,
+    dataset: ImageDataset | None = None,
+) -> int:
+    """Insert a run and publish its version 0: seeded initial weights, fresh optimizer states
+    and the first units."""
+    run = queue.create_run(
+        tx,
+        name=name,
+        mode=mode,
+        plan=plan,
+        config=config,
+        model_config=model_config,
+        fingerprint=fingerprint,
+        lease_seconds=lease_seconds,
+        max_backups=max_backups,
+    )
+    rule = make_rule(mode, plan, run.config, model_config, dataset)
+    generator, discriminator = build_models(model_config, seed=rng.derive_seed(plan.seed, rng.INIT))
+    optimizer_g, optimizer_d = rule.server_optimizers(generator, discriminator)
+    weights, states = server_blobs(ServerState(generator, discriminator, optimizer_g, optimizer_d))
+    queue.publish(
+        tx,
+        run,
+        0,
+        weights=weights,
+        optimizer_states=states,
+        units=rule.units_of(0),
+        consumed=None,
+    )
+    return run.id
+
+
+def load_run_state(db: Database, run_id: int, dataset: ImageDataset | None = None) -> RunState:
+    """Rebuild the coordinator's view of a run at its published version."""
+    run = queue.get_run(db, run_id)
+    rule = make_rule(run.mode, run.plan, run.config, run.model_config, dataset)
+    generator, discriminator = build_models(run.model_config)
+    published = queue.weights(db, run_id, run.version)
+    states = queue.optimizer_states(db, run_id)
+    if published is None or states is None or states[0] != run.version:
+        raise GanError(
+            f"run {run_id} is inconsistent: version {run.version} has no weights or optimizer state"
+        )
+    load_weights(generator, published.generator)
+    load_weights(discriminator, published.discriminator)
+    optimizer_g, optimizer_d = rule.server_optimizers(generator, discriminator)
+    optimizer_g.load_state_dict(decode_optimizer_state(states[1].generator))
+    optimizer_d.load_state_dict(decode_optimizer_state(states[1].discriminator))
+    server = ServerState(
+        generator, discriminator, optimizer_g, optimizer_d, run.version, run.images_seen
+    )
+    return RunState(run=run, rule=rule, server=server)

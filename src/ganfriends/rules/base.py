@@ -1,0 +1,211 @@
+"""What a training mode is: a *plan* (its schedule, stored as data) and a *rule* (how one unit is
+computed and how a version's units are combined into the next version).
+
+Every mode runs on the same loop, whoever drives it — the PostgreSQL transport (``classroom/``)
+or the in-process simulator (``simulate.py``):
+
+    version v published -> units = rule.units_of(v) -> each unit: rule.compute(...) on v's weights
+    -> once rule.ready(done, total, waited): rule.combine(server, results) -> publish v+1
+
+The transport owns leases, uploads, validation against ``rule.result_spec``, crash safety and
+storage; the rule owns the science. A rule never touches the database, and the transport never
+looks inside a result beyond its spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+from ganfriends.blobs import TensorSpec, buffer_spec, parameter_spec
+from ganfriends.data import ImageDataset
+from ganfriends.step import StepStats
+
+
+class Plan(Protocol):
+    """A mode's schedule: everything that fixes which units exist, stored in ``runs.plan``."""
+
+    @property
+    def seed(self) -> int:
+        """The seed every random draw of the run derives from."""
+        ...
+
+    @property
+    def epochs(self) -> int:
+        """Passes over the data the run aims at (nominal for federated rounds)."""
+        ...
+
+    @property
+    def total_versions(self) -> int:
+        """Versions the run publishes after version 0 (optimizer steps / rounds)."""
+        ...
+
+    @property
+    def images_per_version(self) -> int:
+        """Images trained per version when every unit reports (for ETAs)."""
+        ...
+
+    def epochs_done(self, version: int) -> float:
+        """Fractional epochs completed once ``version`` is published."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON stored in ``runs.plan``."""
+        ...
+
+    def describe(self) -> str:
+        """One line for the coordinator's log."""
+        ...
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of work of a version: its run-wide index and, for per-device modes, its device."""
+
+    index: int
+    device: int | None = None
+
+
+@dataclass
+class UnitResult:
+    """What a worker sends back for one unit.
+
+    ``parameters`` holds one float32 tensor per parameter of G (``g.<name>``) and D
+    (``d.<name>``) — a mean gradient or a weight delta, as the rule defines; ``buffers`` the
+    BatchNorm buffers each network ended the unit with (``gbuf.*``, ``dbuf.*``). Per-device modes
+    also return the device's new local optimizer state (``device_state``, per-parameter tensors
+    only: hyper-parameters always come from the run, never from a student).
+    """
+
+    parameters: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]
+    stats: StepStats
+    device_state: dict[str, torch.Tensor] | None = field(default=None)
+
+    @property
+    def images(self) -> int:
+        """Images the unit was computed on."""
+        return self.stats.images
+
+
+@dataclass
+class ServerState:
+    """The coordinator's side of a run at weights version ``version``: the published networks
+    and the optimizers that turn combined results into the next version."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    optimizer_g: torch.optim.Optimizer
+    optimizer_d: torch.optim.Optimizer
+    version: int = 0
+    images_seen: int = 0
+
+
+def result_spec(generator: nn.Module, discriminator: nn.Module) -> TensorSpec:
+    """Exactly the tensors an honest unit result holds (both modes ship per-parameter tensors)."""
+    return (
+        parameter_spec(generator, "g.")
+        .merged(parameter_spec(discriminator, "d."))
+        .merged(buffer_spec(generator, "gbuf."))
+        .merged(buffer_spec(discriminator, "dbuf."))
+    )
+
+
+def network_buffers(generator: nn.Module, discriminator: nn.Module) -> dict[str, torch.Tensor]:
+    """Both networks' buffers on the CPU, named as in a result (``gbuf.*``, ``dbuf.*``)."""
+    return {
+        prefix + name: b.detach().to("cpu")
+        for prefix, module in (("gbuf.", generator), ("dbuf.", discriminator))
+        for name, b in module.named_buffers()
+    }
+
+
+def load_buffers(module: nn.Module, buffers: dict[str, torch.Tensor], prefix: str) -> None:
+    """Set ``module``'s buffers from ``prefix``-named tensors (parameters untouched)."""
+    module.load_state_dict(
+        {n: buffers[prefix + n] for n, _ in module.named_buffers()}, strict=False
+    )
+
+
+def apply_pseudo_gradients(
+    state: ServerState, gradients: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]
+) -> None:
+    """Hand combined per-parameter tensors to the server optimizers as ``.grad`` and step; then
+    set the combined BatchNorm buffers. The one place a combined result becomes a new version."""
+    for prefix, model, optimizer in (
+        ("g.", state.generator, state.optimizer_g),
+        ("d.", state.discriminator, state.optimizer_d),
+    ):
+        optimizer.zero_grad(set_to_none=True)
+        for name, p in model.named_parameters():
+            p.grad = gradients[prefix + name].to(p.dtype)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    load_buffers(state.generator, buffers, "gbuf.")
+    load_buffers(state.discriminator, buffers, "dbuf.")
+
+
+def total_stats(results: Sequence[UnitResult]) -> StepStats:
+    """The summed statistics of a version's results."""
+    total = StepStats()
+    for r in results:
+        total += r.stats
+    return total
+
+
+class Rule(Protocol):
+    """A mode's science, behind the loop described in the module docstring."""
+
+    mode: ClassVar[str]
+
+    @property
+    def plan(self) -> Plan:
+        """The run's schedule."""
+        ...
+
+    def units_of(self, version: int) -> list[Unit]:
+        """The units computed on weights ``version`` (empty once the run is done)."""
+        ...
+
+    def max_images(self, unit: Unit) -> int:
+        """The most images an honest result of ``unit`` can claim (its weight in a mean)."""
+        ...
+
+    def device_state_spec(
+        self, generator: nn.Module, discriminator: nn.Module
+    ) -> TensorSpec | None:
+        """The tensors of a device's local optimizer state, or None for stateless units."""
+        ...
+
+    def server_optimizers(
+        self, generator: nn.Module, discriminator: nn.Module
+    ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        """The coordinator's optimizers for G and D, fresh."""
+        ...
+
+    def ready(self, done: int, total: int, waited_seconds: float) -> bool:
+        """Whether a version with ``done`` of ``total`` units reported may be combined now."""
+        ...
+
+    def compute(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        dataset: ImageDataset,
+        unit: Unit,
+        *,
+        device: torch.device,
+        device_state: dict[str, torch.Tensor] | None,
+    ) -> UnitResult:
+        """A worker's job: ``unit`` on the published weights the networks hold."""
+        ...
+
+    def combine(
+        self, state: ServerState, units: Sequence[Unit], results: Sequence[UnitResult]
+    ) -> None:
+        """Turn a version's results (in unit order) into the next version, in place."""
+        ...

@@ -1,0 +1,201 @@
+"""``ganfriends simulate``: a distributed mode in one process, for research.
+
+The same rule code as the class run (``ganfriends.rules``) drives every unit one after another,
+with no database: the version loop of ``rules.base`` with an in-memory transport. Each unit starts
+from the published weights (as a worker that downloaded them would), per-device states live in a
+dict, and the bytes the class transport would move are counted from the tensors that would cross
+it. Outputs are train-local's: sample grids, ``history.csv`` (one row per version, with bytes
+moved and FID), ``curves.png`` and a checkpoint that ``generate``, ``eval`` and ``--resume`` of
+train-local read.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from ganfriends import rng
+from ganfriends.config import Config
+from ganfriends.data import make_dataset
+from ganfriends.device import describe_device, resolve_device
+from ganfriends.errors import ConfigError
+from ganfriends.grid import save_grid
+from ganfriends.models import build_models, count_parameters
+from ganfriends.rules import ServerState, make_rule, plan_from_config, result_spec
+from ganfriends.rules.base import UnitResult, total_stats
+from ganfriends.signals import graceful_stop
+from ganfriends.training.checkpoint import save_checkpoint
+from ganfriends.training.history import HistoryWriter, plot_curves
+from ganfriends.training.local import NUM_SAMPLES, model_config_for
+from ganfriends.training.progress import TrainingProgress
+
+BYTES_COLUMNS = ("bytes_down", "bytes_up")
+
+
+def tensor_bytes(tensors: dict[str, torch.Tensor] | None) -> int:
+    """Raw bytes of a set of tensors (what a safetensors blob of them carries, less its header)."""
+    if not tensors:
+        return 0
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+@dataclass
+class SimulationResult:
+    """Where a simulation stopped."""
+
+    version: int
+    images_seen: int
+    bytes_moved: int
+    output_dir: Path
+    latest_checkpoint: Path
+    stopped_early: bool
+
+
+def simulate(config: Config, *, console: Console | None = None) -> SimulationResult:
+    """Run ``config.coordinator.mode``'s rule in this process, as ``config`` says."""
+    console = console or Console(soft_wrap=True)
+    training, mode = config.training, config.coordinator.mode
+    out_dir = Path(training.output_dir)
+    latest = out_dir / "checkpoints" / "latest.pt"
+    if latest.exists():
+        raise ConfigError(f"{out_dir} already holds a run: choose another --output-dir")
+    device = resolve_device(training.device)
+    dataset = make_dataset(
+        config.data.dataset,
+        path=config.data.dataset_path,
+        image_size=training.image_size,
+        data_dir=config.data.data_dir,
+        download=config.data.download,
+    )
+    model_config = model_config_for(config, dataset)
+    plan = plan_from_config(mode, config, dataset)
+    rule = make_rule(mode, plan, config, model_config, dataset)
+
+    # The server's networks stay on the CPU like the coordinator's; the "worker" uses the device.
+    generator, discriminator = build_models(model_config, seed=rng.derive_seed(plan.seed, rng.INIT))
+    optimizer_g, optimizer_d = rule.server_optimizers(generator, discriminator)
+    server = ServerState(generator, discriminator, optimizer_g, optimizer_d)
+    worker_g, worker_d = build_models(model_config)
+    worker_g, worker_d = worker_g.to(device), worker_d.to(device)
+    weights_bytes = tensor_bytes(generator.state_dict()) + tensor_bytes(discriminator.state_dict())
+    result_bytes = result_spec(generator, discriminator).nbytes
+    device_states: dict[int, dict[str, torch.Tensor]] = {}
+
+    evaluator = None
+    if training.eval_interval is not None:
+        from ganfriends.evaluation import Evaluator
+
+        evaluator = Evaluator.for_dataset(
+            config.data.dataset,
+            dataset_path=config.data.dataset_path,
+            data_dir=config.data.data_dir,
+            image_size=dataset.image_size,
+            num_samples=training.eval_samples,
+            seed=plan.seed,
+            device=str(device),
+            progress=console.print,
+        )
+    fixed_noise = rng.latent_noise(NUM_SAMPLES, model_config.latent_dim, plan.seed, rng.FIXED_NOISE)
+    console.print(
+        f"[bold]simulate {mode}[/] {dataset.fingerprint().short()} on {describe_device(device)} | "
+        f"G {count_parameters(generator):,} params, D {count_parameters(discriminator):,} | "
+        f"{plan.describe()}"
+    )
+
+    history = HistoryWriter(out_dir / "history.csv", extra_columns=BYTES_COLUMNS)
+    samples_dir = out_dir / "samples"
+    bytes_moved = 0
+    start_time = time.monotonic()
+
+    def write_outputs(tag: str) -> None:
+        history.flush()
+        generator.eval()
+        with torch.no_grad():
+            fakes = generator(fixed_noise)
+        generator.train()
+        save_grid(fakes, samples_dir / f"{tag}.png", nrow=8)
+        save_grid(fakes, samples_dir / "latest.png", nrow=8)
+        plot_curves(out_dir / "history.csv", out_dir / "curves.png")
+        save_checkpoint(
+            latest,
+            generator=generator,
+            discriminator=discriminator,
+            optimizer_g=optimizer_g,
+            optimizer_d=optimizer_d,
+            epoch=int(plan.epochs_done(server.version)),
+            step=server.version,
+            images_seen=server.images_seen,
+            model_config=model_config,
+            run_config=config.to_dict(),
+        )
+
+    progress = TrainingProgress(console, total_steps=plan.total_versions)
+    try:
+        with graceful_stop() as stop, progress:
+            while server.version < plan.total_versions and not stop.requested:
+                units = rule.units_of(server.version)
+                published = (
+                    {k: v.detach().clone() for k, v in generator.state_dict().items()},
+                    {k: v.detach().clone() for k, v in discriminator.state_dict().items()},
+                )
+                results: list[UnitResult] = []
+                down = up = 0
+                for unit in units:
+                    worker_g.load_state_dict(published[0])
+                    worker_d.load_state_dict(published[1])
+                    state = device_states.get(unit.device) if unit.device is not None else None
+                    result = rule.compute(
+                        worker_g, worker_d, dataset, unit, device=device, device_state=state
+                    )
+                    results.append(result)
+                    down += weights_bytes + tensor_bytes(state)
+                    up += result_bytes + tensor_bytes(result.device_state)
+                # States become the devices' only once the version is combined, as in a class run.
+                for unit, result in zip(units, results, strict=True):
+                    if unit.device is not None and result.device_state is not None:
+                        device_states[unit.device] = result.device_state
+                rule.combine(server, units, results)
+                stats = total_stats(results)
+                server.version += 1
+                server.images_seen += stats.images
+                bytes_moved += down + up
+                row: dict[str, float | int] = {
+                    "step": server.version,
+                    "epoch": round(plan.epochs_done(server.version), 4),
+                    "images_seen": server.images_seen,
+                    "d_loss": stats.d_loss,
+                    "g_loss": stats.g_loss,
+                    "d_real": stats.d_real,
+                    "d_fake": stats.d_fake,
+                    "elapsed_s": round(time.monotonic() - start_time, 3),
+                    "bytes_down": down,
+                    "bytes_up": up,
+                }
+                if evaluator is not None and server.version % (training.eval_interval or 1) == 0:
+                    scores = evaluator.evaluate(generator)
+                    row.update({k: v for k, v in scores.items() if k != "num_samples"})
+                    progress.note(f"version {server.version}: FID {scores['fid']:.2f}")
+                history.append(row)
+                progress.update(server.version, stats)
+                if server.version % config.coordinator.sample_interval == 0:
+                    write_outputs(f"version_{server.version:06d}")
+    finally:
+        # Keep every finished version, Ctrl+C included: combine() is never interrupted midway
+        # by a signal (the stop request is only read between versions).
+        if server.version > 0:
+            write_outputs(f"version_{server.version:06d}")
+        history.close()
+    stopped = server.version < plan.total_versions
+    console.print(
+        f"{'stopped' if stopped else 'done'} at version {server.version}/{plan.total_versions}: "
+        f"{server.images_seen:,} images, {bytes_moved / 1e6:,.1f} MB would cross the database "
+        f"({bytes_moved / max(1, server.images_seen) / 1e3:,.1f} kB per image); "
+        f"samples in {samples_dir}, checkpoint {latest}"
+    )
+    return SimulationResult(
+        server.version, server.images_seen, bytes_moved, out_dir, latest, stopped
+    )

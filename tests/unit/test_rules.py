@@ -1,0 +1,282 @@
+"""The rule contract: each rule's combine of hand-made results, its schedule and its unit work."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+import torch
+
+from ganfriends.config import Config
+from ganfriends.data import DatasetFingerprint, ImageDataset
+from ganfriends.errors import GanError
+from ganfriends.models import ModelConfig, build_models
+from ganfriends.rules import ServerState, SyncPlan, Unit, make_rule, plan_from_dict
+from ganfriends.rules.base import UnitResult
+from ganfriends.rules.federated import FederatedPlan, FederatedRule
+from ganfriends.step import StepStats
+
+MODEL = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
+CPU = torch.device("cpu")
+
+
+class Labelled(ImageDataset):
+    """``n`` fixed random images, labels 0..9 in turn (or none)."""
+
+    name, channels, image_size, in_memory = "labelled", 1, 32, True
+
+    def __init__(self, n: int = 400, *, labelled: bool = True) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.images = torch.rand(n, 1, 32, 32, generator=gen) * 2 - 1
+        self._labels = np.arange(n, dtype=np.int64) % 10 if labelled else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+    def get_batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, int]:
+        return self.images[list(indices)], 0
+
+    def fingerprint(self) -> DatasetFingerprint:
+        return DatasetFingerprint("labelled", len(self), 32, 1, "0" * 64)
+
+    def labels(self) -> np.ndarray | None:
+        return self._labels
+
+    def num_classes(self) -> int | None:
+        return None if self._labels is None else 10
+
+
+def federated_config(**federated: object) -> Config:
+    config = Config()
+    config.training.seed = 3
+    config.federated.devices = 4
+    config.federated.fraction = 0.5
+    config.federated.local_steps = 3
+    config.federated.batch_size = 8
+    config.federated.rounds = 5
+    for key, value in federated.items():
+        setattr(config.federated, key, value)
+    return config
+
+
+def federated_rule(dataset: ImageDataset | None = None, **federated: object) -> FederatedRule:
+    dataset = dataset or Labelled()
+    config = federated_config(**federated)
+    plan = FederatedPlan.from_config(config, dataset)
+    rule = make_rule("federated", plan, config, MODEL, dataset)
+    assert isinstance(rule, FederatedRule)
+    return rule
+
+
+def sgd_server(lr: float = 1.0) -> ServerState:
+    g, d = build_models(MODEL, seed=0)
+    return ServerState(
+        g, d, torch.optim.SGD(g.parameters(), lr=lr), torch.optim.SGD(d.parameters(), lr=lr)
+    )
+
+
+def constant_result(server: ServerState, value: float, images: int) -> UnitResult:
+    """Every parameter tensor ``value``; buffers those of the server's networks, shifted."""
+    parameters = {
+        prefix + n: torch.full_like(p, value)
+        for prefix, m in (("g.", server.generator), ("d.", server.discriminator))
+        for n, p in m.named_parameters()
+    }
+    buffers = {
+        prefix + n: (b + value if b.is_floating_point() else b.clone())
+        for prefix, m in (("gbuf.", server.generator), ("dbuf.", server.discriminator))
+        for n, b in m.named_buffers()
+    }
+    return UnitResult(parameters, buffers, StepStats(images=images))
+
+
+# ------------------------------------------------------------------------------------ sync
+
+
+def test_sync_combine_steps_by_the_image_weighted_mean_gradient() -> None:
+    rule = make_rule("sync", SyncPlan(400, 0, 100, 2, 50, 1), Config(), MODEL)
+    server = sgd_server(lr=0.5)
+    before = [p.detach().clone() for p in server.generator.parameters()]
+    results = [constant_result(server, 1.0, 100), constant_result(server, 4.0, 300)]
+
+    rule.combine(server, [Unit(0), Unit(1)], results)
+
+    # mean gradient (1*100 + 4*300) / 400 = 3.25; SGD lr 0.5 moves every weight by -1.625.
+    for p, p0 in zip(server.generator.parameters(), before, strict=True):
+        torch.testing.assert_close(p, p0 - 1.625)
+
+
+def test_sync_plan_survives_its_stored_form() -> None:
+    plan = SyncPlan(640, 7, 64, 3, 32, 2, max_updates=5)
+    assert plan_from_dict("sync", plan.to_dict()) == plan
+
+
+# ------------------------------------------------------------------------------------ federated
+
+
+def test_federated_combine_adds_the_fedavg_weighted_delta_with_sgd_lr_1() -> None:
+    rule = federated_rule()
+    server = sgd_server(lr=1.0)
+    before = [p.detach().clone() for p in server.discriminator.parameters()]
+    units = rule.units_of(0)[:2]
+    sizes = rule.partition.sizes()
+    n0, n1 = (int(sizes[u.device]) for u in units if u.device is not None)
+    results = [constant_result(server, 0.1, 10), constant_result(server, 0.4, 10)]
+
+    rule.combine(server, units, results)
+
+    expected = (0.1 * n0 + 0.4 * n1) / (n0 + n1)  # McMahan's weights: shard sizes
+    for p, p0 in zip(server.discriminator.parameters(), before, strict=True):
+        torch.testing.assert_close(p, p0 + expected)
+
+
+def test_federated_combine_weights_buffers_like_deltas() -> None:
+    rule = federated_rule(weighting="uniform")
+    server = sgd_server()
+    mean = dict(server.generator.named_buffers())["main.1.running_mean"].clone()
+    units = rule.units_of(0)[:2]
+    results = [constant_result(server, 0.2, 10), constant_result(server, 0.6, 10)]
+
+    rule.combine(server, units, results)
+
+    torch.testing.assert_close(
+        dict(server.generator.named_buffers())["main.1.running_mean"], mean + 0.4
+    )
+
+
+def test_federated_round_has_device_0_and_ceil_c_n_clients_with_encoded_indices() -> None:
+    rule = federated_rule()
+
+    units = rule.units_of(2)
+
+    devices = [u.device for u in units]
+    assert devices[0] == 0 and len(devices) == 1 + 2  # ceil(0.5 * 4) clients
+    assert len(set(devices)) == len(devices)
+    assert [u.index for u in units] == [2 * 5 + d for d in devices if d is not None]
+
+
+def test_federated_run_ends_after_its_rounds() -> None:
+    rule = federated_rule()
+    assert rule.units_of(5) == [] and rule.plan.total_versions == 5
+
+
+def test_federated_unit_is_the_same_whoever_computes_it() -> None:
+    rule = federated_rule()
+    unit = rule.units_of(1)[1]
+    outcomes = []
+    for _ in range(2):
+        g, d = build_models(MODEL, seed=9)
+        outcomes.append(rule.compute(g, d, rule.dataset, unit, device=CPU, device_state=None))
+
+    a, b = outcomes
+    for name in a.parameters:
+        assert torch.equal(a.parameters[name], b.parameters[name]), name
+    assert a.device_state is not None and b.device_state is not None
+    for name in a.device_state:
+        assert torch.equal(a.device_state[name], b.device_state[name]), name
+
+
+def test_federated_unit_returns_the_delta_of_its_local_steps() -> None:
+    rule = federated_rule()
+    unit = rule.units_of(0)[0]
+    g, d = build_models(MODEL, seed=9)
+    start = {n: p.detach().clone() for n, p in g.named_parameters()}
+
+    result = rule.compute(g, d, rule.dataset, unit, device=CPU, device_state=None)
+
+    for n, p in g.named_parameters():
+        torch.testing.assert_close(result.parameters["g." + n], p.detach() - start[n])
+    assert result.images == 3 * 8  # E steps of B images
+
+
+def test_federated_device_state_carries_adam_across_rounds() -> None:
+    rule = federated_rule()
+    g, d = build_models(MODEL, seed=9)
+    unit = rule.units_of(0)[0]
+    first = rule.compute(g, d, rule.dataset, unit, device=CPU, device_state=None)
+    assert first.device_state is not None
+    assert float(first.device_state["g.0.step"]) == 3.0
+
+    second = rule.compute(
+        g, d, rule.dataset, Unit(unit.index + 5, 0), device=CPU, device_state=first.device_state
+    )
+
+    assert second.device_state is not None
+    assert float(second.device_state["g.0.step"]) == 6.0
+
+
+def test_weak_client_runs_half_the_local_steps() -> None:
+    rule = federated_rule(weak_fraction=1.0)
+    client = next(u for u in rule.units_of(0) if u.device)
+    g, d = build_models(MODEL, seed=9)
+
+    result = rule.compute(g, d, rule.dataset, client, device=CPU, device_state=None)
+
+    assert result.images == 1 * 8  # max(1, 3 // 2) steps
+    assert rule.max_images(client) == 8
+
+
+def test_shard_smaller_than_a_batch_gives_batches_of_the_whole_shard() -> None:
+    rule = federated_rule(Labelled(n=20), devices=4, batch_size=8)  # shards of 4 images
+
+    batches = rule.batches(0, 3)
+
+    shard = set(rule.partition.shards[3].tolist())
+    assert [len(b) for b in batches] == [4, 4, 4]
+    assert all(set(b) == shard for b in batches)
+
+
+def test_round_closes_early_only_after_the_timeout_with_half_its_members() -> None:
+    rule = federated_rule(round_timeout=10.0)
+    assert rule.ready(3, 3, 0.0)
+    assert not rule.ready(2, 3, 9.0)
+    assert rule.ready(2, 3, 10.0)
+    assert not rule.ready(1, 3, 1000.0)
+
+
+def test_round_without_timeout_waits_for_every_member() -> None:
+    rule = federated_rule()
+    assert not rule.ready(2, 3, 1e9)
+
+
+def test_label_needing_options_are_refused_for_an_unlabelled_dataset() -> None:
+    with pytest.raises(GanError, match="no class labels"):
+        FederatedPlan.from_config(
+            federated_config(non_iid=True, magic_num=30), Labelled(labelled=False)
+        )
+
+
+def test_federated_plan_survives_its_stored_form() -> None:
+    plan = FederatedPlan.from_config(federated_config(non_iid=True, magic_num=30), Labelled())
+    assert plan_from_dict("federated", plan.to_dict()) == plan
+
+
+def test_rounds_derive_from_epochs_when_not_given() -> None:
+    config = federated_config(rounds=None)
+    config.training.epochs = 2
+    plan = FederatedPlan.from_config(config, Labelled(n=400))
+    # 3 members x 3 steps x 8 images = 72 images a round; 800 images need 12 rounds.
+    assert plan.rounds == 12
+
+
+def test_lsgan_unit_does_not_depend_on_the_global_random_state() -> None:
+    # FeGAN's discriminator has dropout, which draws from torch's global generator.
+    lsgan = ModelConfig(image_size=32, channels=1, latent_dim=8, arch="lsgan")
+    dataset = Labelled()
+    config = federated_config()
+    rule = make_rule(
+        "federated", FederatedPlan.from_config(config, dataset), config, lsgan, dataset
+    )
+    unit = rule.units_of(0)[1]
+    outcomes = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        g, d = build_models(lsgan, seed=9)
+        outcomes.append(rule.compute(g, d, dataset, unit, device=CPU, device_state=None))
+
+    for name, tensor in outcomes[0].parameters.items():
+        assert torch.equal(tensor, outcomes[1].parameters[name]), name
