@@ -265,7 +265,7 @@ class FederatedConfig:
     )
     weighting: str = option(
         "fedavg",
-        "how deltas are weighted: fedavg (by images), uniform, or FeGAN's kl-exp, kl-linear, "
+        "how deltas are weighted: fedavg (by shard size), uniform, or FeGAN's kl-exp, kl-linear, "
         "kl-dirac",
         flag="--weighting",
         choices=("fedavg", "uniform", "kl-exp", "kl-linear", "kl-dirac"),

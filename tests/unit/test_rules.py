@@ -280,3 +280,16 @@ def test_lsgan_unit_does_not_depend_on_the_global_random_state() -> None:
 
     for name, tensor in outcomes[0].parameters.items():
         assert torch.equal(tensor, outcomes[1].parameters[name]), name
+
+
+def test_a_result_does_not_change_when_the_networks_are_reused() -> None:
+    rule = federated_rule()
+    unit = rule.units_of(0)[0]
+    g, d = build_models(MODEL, seed=9)
+    result = rule.compute(g, d, rule.dataset, unit, device=CPU, device_state=None)
+    kept = {k: v.clone() for k, v in result.buffers.items()}
+
+    rule.compute(g, d, rule.dataset, rule.units_of(0)[1], device=CPU, device_state=None)
+
+    for name, tensor in kept.items():
+        assert torch.equal(result.buffers[name], tensor), name

@@ -116,9 +116,14 @@ def result_spec(generator: nn.Module, discriminator: nn.Module) -> TensorSpec:
 
 
 def network_buffers(generator: nn.Module, discriminator: nn.Module) -> dict[str, torch.Tensor]:
-    """Both networks' buffers on the CPU, named as in a result (``gbuf.*``, ``dbuf.*``)."""
+    """Copies of both networks' buffers on the CPU, named as in a result (``gbuf.*``, ``dbuf.*``).
+
+    Copies: on the CPU ``.to("cpu")`` would alias the live buffers, which the next unit's
+    weight load overwrites in place (a result kept in memory, as ``simulate`` keeps it, would
+    silently change).
+    """
     return {
-        prefix + name: b.detach().to("cpu")
+        prefix + name: b.detach().to("cpu", copy=True)
         for prefix, module in (("gbuf.", generator), ("dbuf.", discriminator))
         for name, b in module.named_buffers()
     }

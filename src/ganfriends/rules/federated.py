@@ -194,7 +194,7 @@ def export_local_state(
             for key in OPTIMIZER_STATE_KEYS:
                 value = entries[key]
                 tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-                out[f"{prefix}{index}.{key}"] = tensor.detach().to("cpu", torch.float32)
+                out[f"{prefix}{index}.{key}"] = tensor.detach().to("cpu", torch.float32, copy=True)
     return out
 
 

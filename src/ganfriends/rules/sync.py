@@ -145,7 +145,7 @@ def collect_gradients(generator: nn.Module, discriminator: nn.Module, stats: Any
     for prefix, module in (("g.", generator), ("d.", discriminator)):
         for name, p in module.named_parameters():
             grad = p.grad if p.grad is not None else torch.zeros_like(p)
-            gradients[prefix + name] = grad.detach().to("cpu", torch.float32)
+            gradients[prefix + name] = grad.detach().to("cpu", torch.float32, copy=True)
     return UnitResult(gradients, network_buffers(generator, discriminator), stats)
 
 
