@@ -288,6 +288,14 @@ class FederatedConfig:
         flag="--round-timeout",
         minimum=1,
     )
+    local_state: str = option(
+        "keep",
+        "keep: a device's local Adam moments carry over between its rounds (FeGAN; they cross "
+        "the database both ways); reset: a fresh local Adam each round (nothing but the model "
+        "and its delta crosses)",
+        flag="--local-state",
+        choices=("keep", "reset"),
+    )
     server_optimizer: str = option(
         "sgd",
         "the server's outer optimizer on the combined delta: sgd (lr 1 = FedAvg), nesterov, adam",

@@ -293,3 +293,18 @@ def test_a_result_does_not_change_when_the_networks_are_reused() -> None:
 
     for name, tensor in kept.items():
         assert torch.equal(result.buffers[name], tensor), name
+
+
+def test_reset_local_state_sends_no_device_state_and_ignores_a_stored_one() -> None:
+    keep, reset = federated_rule(), federated_rule(local_state="reset")
+    g, d = build_models(MODEL, seed=9)
+    unit = reset.units_of(0)[0]
+    stale = keep.compute(g, d, keep.dataset, unit, device=CPU, device_state=None).device_state
+    fresh = [build_models(MODEL, seed=9) for _ in range(2)]
+
+    with_state = reset.compute(*fresh[0], reset.dataset, unit, device=CPU, device_state=stale)
+    without = reset.compute(*fresh[1], reset.dataset, unit, device=CPU, device_state=None)
+
+    assert reset.device_state_spec(g, d) is None and with_state.device_state is None
+    for name, tensor in without.parameters.items():
+        assert torch.equal(with_state.parameters[name], tensor), name

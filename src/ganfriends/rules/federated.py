@@ -49,6 +49,11 @@ from ganfriends.federated import (
     round_members,
     weak_devices,
 )
+from ganfriends.federated.local_state import (
+    export_local_state,
+    import_local_state,
+    local_state_spec,
+)
 from ganfriends.losses import GanLoss
 from ganfriends.rules.base import (
     ServerState,
@@ -62,7 +67,6 @@ from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
 SERVER_OPTIMIZERS = ("sgd", "nesterov", "adam")
 NESTEROV_MOMENTUM = 0.9  # DiLoCo's outer Nesterov momentum
 SERVER_ADAM_BETAS = (0.9, 0.99)  # FedAdam's (Reddi et al. 2021)
-OPTIMIZER_STATE_KEYS = ("exp_avg", "exp_avg_sq", "step")  # Adam's per-parameter state
 
 
 @dataclass(frozen=True)
@@ -84,10 +88,13 @@ class FederatedPlan:
     balanced_sampling: bool = False
     weak_fraction: float = 0.0
     round_timeout: float | None = None
+    local_state: str = "keep"  # "reset": a fresh local Adam every round, no state on the wire
     server_optimizer: str = "sgd"
     server_lr: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.local_state not in ("keep", "reset"):
+            raise ValueError(f"unknown local state policy {self.local_state!r}")
         if self.server_optimizer not in SERVER_OPTIMIZERS:
             raise ValueError(f"unknown server optimizer {self.server_optimizer!r}")
         if self.clients < 1 or self.rounds < 1 or self.local_steps < 1 or self.batch_size < 1:
@@ -128,6 +135,7 @@ class FederatedPlan:
             balanced_sampling=fed.balanced_sampling,
             weak_fraction=fed.weak_fraction,
             round_timeout=fed.round_timeout,
+            local_state=fed.local_state,
             server_optimizer=fed.server_optimizer,
             server_lr=fed.server_lr,
         )
@@ -173,42 +181,6 @@ class FederatedPlan:
         )
 
 
-def local_state_spec(generator: nn.Module, discriminator: nn.Module) -> TensorSpec:
-    """Adam's per-parameter state for G (``g.<i>.*``) and D (``d.<i>.*``), as a device keeps it."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for prefix, module in (("g.", generator), ("d.", discriminator)):
-        for i, p in enumerate(module.parameters()):
-            shapes[f"{prefix}{i}.exp_avg"] = tuple(p.shape)
-            shapes[f"{prefix}{i}.exp_avg_sq"] = tuple(p.shape)
-            shapes[f"{prefix}{i}.step"] = ()
-    return TensorSpec(shapes, dict.fromkeys(shapes, torch.float32))
-
-
-def export_local_state(
-    optimizer_g: torch.optim.Optimizer, optimizer_d: torch.optim.Optimizer
-) -> dict[str, torch.Tensor]:
-    """The local optimizers' moments and step counts (never their hyper-parameters)."""
-    out: dict[str, torch.Tensor] = {}
-    for prefix, optimizer in (("g.", optimizer_g), ("d.", optimizer_d)):
-        for index, entries in optimizer.state_dict()["state"].items():
-            for key in OPTIMIZER_STATE_KEYS:
-                value = entries[key]
-                tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-                out[f"{prefix}{index}.{key}"] = tensor.detach().to("cpu", torch.float32, copy=True)
-    return out
-
-
-def import_local_state(
-    optimizer: torch.optim.Optimizer, state: dict[str, torch.Tensor], prefix: str
-) -> None:
-    """Load a device's moments into a fresh local optimizer built from the run's settings."""
-    current = optimizer.state_dict()
-    per_param: dict[int, dict[str, Any]] = {}
-    for index in range(len(current["param_groups"][0]["params"])):
-        per_param[index] = {key: state[f"{prefix}{index}.{key}"] for key in OPTIMIZER_STATE_KEYS}
-    optimizer.load_state_dict({"state": per_param, "param_groups": current["param_groups"]})
-
-
 class FederatedRule:
     """FeGAN rounds: local alternating steps per device, weighted deltas, a server step."""
 
@@ -245,16 +217,19 @@ class FederatedRule:
     def partition(self) -> Partition:
         """Which images each device holds (a pure function of the plan and the labels)."""
         plan = self.plan
-        if not plan.non_iid:
-            return iid_partition(plan.dataset_size, plan.clients, plan.seed)
-        assert self._labels is not None and plan.num_classes is not None
-        return non_iid_partition(
-            self._labels,
-            plan.clients,
-            magic_num=plan.magic_num,
-            seed=plan.seed,
-            num_classes=plan.num_classes,
-        )
+        try:
+            if not plan.non_iid:
+                return iid_partition(plan.dataset_size, plan.clients, plan.seed)
+            assert self._labels is not None and plan.num_classes is not None
+            return non_iid_partition(
+                self._labels,
+                plan.clients,
+                magic_num=plan.magic_num,
+                seed=plan.seed,
+                num_classes=plan.num_classes,
+            )
+        except ValueError as exc:  # e.g. a device whose classes the data lacks
+            raise GanError(f"cannot split the data over {plan.clients + 1} devices: {exc}") from exc
 
     @cached_property
     def histograms(self) -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -313,7 +288,9 @@ class FederatedRule:
     def device_state_spec(
         self, generator: nn.Module, discriminator: nn.Module
     ) -> TensorSpec | None:
-        """A device's local Adam moments."""
+        """A device's local Adam moments (None when every round starts a fresh local Adam)."""
+        if self.plan.local_state == "reset":
+            return None
         return local_state_spec(generator, discriminator)
 
     def batches(self, round_index: int, device: int) -> list[list[int]]:
@@ -362,7 +339,8 @@ class FederatedRule:
         optimizer_g, optimizer_d = make_optimizers(
             generator, discriminator, self.learning_rate, self.betas
         )
-        if device_state is not None:
+        keep = self.plan.local_state == "keep"
+        if keep and device_state is not None:
             import_local_state(optimizer_g, device_state, "g.")
             import_local_state(optimizer_d, device_state, "d.")
         stats = StepStats()
@@ -391,7 +369,7 @@ class FederatedRule:
             deltas,
             network_buffers(generator, discriminator),
             stats,
-            device_state=export_local_state(optimizer_g, optimizer_d),
+            device_state=export_local_state(optimizer_g, optimizer_d) if keep else None,
         )
 
     # ------------------------------------------------------------------ server side

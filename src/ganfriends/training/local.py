@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
@@ -28,6 +29,9 @@ from ganfriends.step import MicroBatch, make_optimizers, train_step
 from ganfriends.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ganfriends.training.history import HistoryWriter, plot_curves
 from ganfriends.training.progress import TrainingProgress
+
+if TYPE_CHECKING:
+    from ganfriends.evaluation import Evaluator
 
 NUM_SAMPLES = 64  # images in each sample grid (8 x 8)
 
@@ -70,6 +74,26 @@ def model_config_for(config: Config, dataset: ImageDataset) -> ModelConfig:
         )
     except ValueError as exc:  # e.g. --model lsgan on 64x64 images: say which option to change
         raise ConfigError(f"--model {config.training.model}: {exc} (see --image-size)") from exc
+
+
+def scoring_evaluator(
+    config: Config, dataset: ImageDataset, device: torch.device, console: Console
+) -> Evaluator | None:
+    """The evaluator that scores a run during training (``--eval-interval``), or None."""
+    if config.training.eval_interval is None:
+        return None
+    from ganfriends.evaluation import Evaluator
+
+    return Evaluator.for_dataset(
+        config.data.dataset,
+        dataset_path=config.data.dataset_path,
+        data_dir=config.data.data_dir,
+        image_size=dataset.image_size,
+        num_samples=config.training.eval_samples,
+        seed=config.training.seed,
+        device=str(device),
+        progress=console.print,
+    )
 
 
 def _adopt_checkpoint_settings(config: Config, checkpoint: Checkpoint, console: Console) -> None:
@@ -162,20 +186,7 @@ def train_local(
         NUM_SAMPLES, model_config.latent_dim, training.seed, rng.FIXED_NOISE
     ).to(device)
 
-    evaluator = None
-    if training.eval_interval is not None:
-        from ganfriends.evaluation import Evaluator
-
-        evaluator = Evaluator.for_dataset(
-            config.data.dataset,
-            dataset_path=config.data.dataset_path,
-            data_dir=config.data.data_dir,
-            image_size=dataset.image_size,
-            num_samples=training.eval_samples,
-            seed=training.seed,
-            device=str(device),
-            progress=console.print,
-        )
+    evaluator = scoring_evaluator(config, dataset, device, console)
 
     fingerprint = dataset.fingerprint()
     console.print(

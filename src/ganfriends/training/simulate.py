@@ -30,7 +30,7 @@ from ganfriends.rules.base import UnitResult, total_stats
 from ganfriends.signals import graceful_stop
 from ganfriends.training.checkpoint import save_checkpoint
 from ganfriends.training.history import HistoryWriter, plot_curves
-from ganfriends.training.local import NUM_SAMPLES, model_config_for
+from ganfriends.training.local import NUM_SAMPLES, model_config_for, scoring_evaluator
 from ganfriends.training.progress import TrainingProgress
 
 BYTES_COLUMNS = ("bytes_down", "bytes_up")
@@ -85,20 +85,7 @@ def simulate(config: Config, *, console: Console | None = None) -> SimulationRes
     result_bytes = result_spec(generator, discriminator).nbytes
     device_states: dict[int, dict[str, torch.Tensor]] = {}
 
-    evaluator = None
-    if training.eval_interval is not None:
-        from ganfriends.evaluation import Evaluator
-
-        evaluator = Evaluator.for_dataset(
-            config.data.dataset,
-            dataset_path=config.data.dataset_path,
-            data_dir=config.data.data_dir,
-            image_size=dataset.image_size,
-            num_samples=training.eval_samples,
-            seed=plan.seed,
-            device=str(device),
-            progress=console.print,
-        )
+    evaluator = scoring_evaluator(config, dataset, device, console)
     fixed_noise = rng.latent_noise(NUM_SAMPLES, model_config.latent_dim, plan.seed, rng.FIXED_NOISE)
     console.print(
         f"[bold]simulate {mode}[/] {dataset.fingerprint().short()} on {describe_device(device)} | "
