@@ -308,3 +308,9 @@ def test_reset_local_state_sends_no_device_state_and_ignores_a_stored_one() -> N
     assert reset.device_state_spec(g, d) is None and with_state.device_state is None
     for name, tensor in without.parameters.items():
         assert torch.equal(with_state.parameters[name], tensor), name
+
+
+def test_given_rounds_set_the_epochs_progress_displays_show() -> None:
+    plan = FederatedPlan.from_config(federated_config(rounds=12), Labelled(n=400))
+    # 12 rounds of 72 images are 864 images: 2.16 passes over 400, shown as 3 epochs.
+    assert plan.epochs == 3 and plan.epochs_done(12) == pytest.approx(2.16)

@@ -130,8 +130,9 @@ class Coordinator:
             if not locked:
                 raise RunLocked(f"another coordinator is already running run {running.id}")
             if not self.config.coordinator.new_run:
+                name = escape(running.name)
                 self.console.print(
-                    f"resuming run {running.id} ({running.name}) at version {running.version}"
+                    f"resuming run {running.id} ({name}) at version {running.version}"
                 )
                 return self._loop(self._load(running.id), stop)
             # --new-run stops the live run only under its lock: a second terminal's

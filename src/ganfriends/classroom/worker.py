@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from torch import nn
 
 from ganfriends.blobs import InvalidBlob
@@ -227,7 +228,7 @@ class Worker:
         )
         self.console.print(
             f"Worker {self.worker_id} initialized successfully!\n"
-            f"Name: {self.name}\nDevice: {describe_device(self.device)}\n"
+            f"Name: {escape(self.name)}\nDevice: {describe_device(self.device)}\n"
             f"Mode: {run.mode}, {run.plan.describe()} (set by the run)\n"
             f"CPU cores: {hardware.cpu_cores}\n"
             + (f"RAM: {hardware.ram_gb:.1f} GB\n" if hardware.ram_gb else "")

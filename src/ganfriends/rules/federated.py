@@ -118,7 +118,12 @@ class FederatedPlan:
             )
         members = members_per_round(fed.devices, fed.fraction) + 1
         per_round = members * fed.local_steps * fed.batch_size
-        rounds = fed.rounds or max(1, math.ceil(training.epochs * len(dataset) / per_round))
+        if fed.rounds is None:
+            epochs = training.epochs
+            rounds = max(1, math.ceil(epochs * len(dataset) / per_round))
+        else:  # the passes the given rounds make, for progress displays
+            rounds = fed.rounds
+            epochs = max(1, math.ceil(rounds * per_round / len(dataset)))
         return cls(
             dataset_size=len(dataset),
             seed=training.seed,
@@ -127,7 +132,7 @@ class FederatedPlan:
             local_steps=fed.local_steps,
             batch_size=fed.batch_size,
             rounds=rounds,
-            epochs=training.epochs,
+            epochs=epochs,
             non_iid=fed.non_iid,
             magic_num=fed.magic_num,
             num_classes=dataset.num_classes(),
