@@ -190,6 +190,7 @@ SIMULATE_OPTIONS = (
     "coordinator.sample_interval",
     "coordinator.max_iterations",
     "federated",
+    "mdgan",
 )
 SIMULATE_EXCLUDED = (
     "training.batch_size",  # --batch-size is the federated B (sync uses --micro-batch)
@@ -209,6 +210,7 @@ COORDINATOR_OPTIONS = (
     "data",
     "coordinator",
     "federated",
+    "mdgan",
 )
 COORDINATOR_EXCLUDED = (
     "training.device",  # the coordinator's Adam step runs on the CPU

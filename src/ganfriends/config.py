@@ -199,9 +199,10 @@ class CoordinatorConfig:
     mode: str = option(
         "sync",
         "sync: one optimizer step from K units of gradients per version; "
-        "federated: FeGAN rounds of local steps on device shards, combined by weights",
+        "federated: FeGAN rounds of local steps on device shards, combined by weights; "
+        "md-gan: one generator at the coordinator, a discriminator per device",
         flag="--mode",
-        choices=("sync", "federated"),
+        choices=("sync", "federated", "md-gan"),
     )
     output_dir: str = option(
         "outputs", "where sample grids and checkpoints go", flag="--output-dir"
@@ -244,7 +245,10 @@ class FederatedConfig:
     local steps from the round's model and the coordinator combines their deltas."""
 
     devices: int = option(
-        10, "client devices N (plus device 0, FeGAN's server shard)", flag="--devices", minimum=1
+        10,
+        "devices N: federated clients (plus device 0, FeGAN's server shard); md-gan discriminators",
+        flag="--devices",
+        minimum=1,
     )
     fraction: float = option(
         0.2, "fraction C of the clients chosen per round", flag="--fraction", minimum=0, maximum=1
@@ -252,7 +256,12 @@ class FederatedConfig:
     local_steps: int = option(
         30, "local alternating steps E per device and round", flag="--local-steps", minimum=1
     )
-    batch_size: int = option(50, "images per local step B", flag="--batch-size", minimum=1)
+    batch_size: int = option(
+        50,
+        "images per local step B (md-gan: per device and batch b)",
+        flag="--batch-size",
+        minimum=1,
+    )
     rounds: int | None = option(
         None, "rounds R (default: enough rounds for --epochs passes)", flag="--rounds", minimum=1
     )
@@ -308,6 +317,35 @@ class FederatedConfig:
 
 
 @dataclass
+class MdganConfig:
+    """MD-GAN (Hardy, Le Merrer, Sericola 2019): the generator stays at the coordinator; each
+    device trains its own discriminator on generated batches and returns per-image feedback.
+    Shares --devices, --batch-size and --non-iid with the federated mode."""
+
+    k: int | None = option(
+        None,
+        "generated batches per iteration (default ceil(log2 N), as the paper)",
+        flag="--k",
+        minimum=1,
+    )
+    disc_steps: int = option(
+        1, "discriminator steps L per device and iteration", flag="--disc-steps", minimum=1
+    )
+    swap_epochs: int = option(
+        1,
+        "swap the devices' discriminators along a seeded permutation every E local epochs",
+        flag="--swap-epochs",
+        minimum=1,
+    )
+    iterations: int | None = option(
+        None,
+        "generator updates I (default: enough for --epochs passes)",
+        flag="--iterations",
+        minimum=1,
+    )
+
+
+@dataclass
 class HuggingFaceConfig:
     """Publishing checkpoints and samples to the Hugging Face Hub (not available yet)."""
 
@@ -329,6 +367,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     coordinator: CoordinatorConfig = field(default_factory=CoordinatorConfig)
     federated: FederatedConfig = field(default_factory=FederatedConfig)
+    mdgan: MdganConfig = field(default_factory=MdganConfig)
     huggingface: HuggingFaceConfig = field(default_factory=HuggingFaceConfig)
 
     def to_dict(self, *, redact: bool = True) -> dict[str, dict[str, Any]]:

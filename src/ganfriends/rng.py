@@ -26,6 +26,9 @@ SAMPLING = 6
 FED_DATA_ORDER = 7  # a federated device's batches in one round: (seed, 7, round, device, pass)
 FED_NOISE = 8  # its noise: (seed, 8, round, device, step)
 DROPOUT = 9  # dropout: (seed, 9, round, device) federated, (seed, 9, unit) sync, (seed, 9, step)
+MD_DATA_ORDER = 10  # an MD-GAN device's real batches: (seed, 10, device, pass)
+MD_NOISE = 11  # the k generated batches of an MD-GAN iteration: (seed, 11, iteration, batch)
+MD_SWAP = 12  # the discriminator swap after an MD-GAN iteration: (seed, 12, iteration)
 
 
 def derive_seed(*key: int) -> int:

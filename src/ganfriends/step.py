@@ -138,6 +138,24 @@ def generator_backward(discriminator: nn.Module, loss: GanLoss, fake: torch.Tens
     return float(g_loss.item()) * n
 
 
+def discriminator_feedback(
+    discriminator: nn.Module, loss: GanLoss, fake: torch.Tensor
+) -> tuple[torch.Tensor, float]:
+    """MD-GAN's feedback: n * dL_G/dx for each generated image x (D frozen, so D gets nothing).
+
+    ``fake`` is a batch of generated images *without* G's graph (G lives elsewhere); the returned
+    tensor has its shape, and back-propagating it through G (``G(z).backward(feedback)``) gives
+    exactly the G gradient :func:`generator_backward` leaves, summed like it: n * mean.
+    Returns (feedback, summed G loss).
+    """
+    n = fake.shape[0]
+    x = fake.detach().requires_grad_(True)
+    with frozen(discriminator):
+        g_loss = loss.generator(discriminator(x))
+        (feedback,) = torch.autograd.grad(g_loss * n, x)
+    return feedback, float(g_loss.item()) * n
+
+
 def _divide_grads(module: nn.Module, total: int) -> None:
     for p in module.parameters():
         if p.grad is not None:

@@ -201,7 +201,7 @@ def test_a_run_created_before_the_modes_migration_resumes_as_a_sync_run(
         applied = migrate(blank_db)
 
         # Assert: mode and plan rebuilt from the old columns.
-        assert applied == ["0005_modes"]
+        assert applied[0] == "0005_modes"
         run = queue.latest_running_run(blank_db)
         assert run is not None and run.mode == "sync"
         assert run.plan.to_dict() == {

@@ -24,7 +24,7 @@ from rich.markup import escape
 from ganfriends import rng
 from ganfriends.blobs import InvalidBlob
 from ganfriends.classroom import queue
-from ganfriends.classroom.payload import decode_device_state, decode_result
+from ganfriends.classroom.payload import decode_device_state, decode_result, encode_inputs
 from ganfriends.classroom.queue import Consumed, Retention, Upload
 from ganfriends.classroom.state import RunState, create_run, load_run_state, server_blobs
 from ganfriends.config import Config
@@ -33,7 +33,7 @@ from ganfriends.db import Database, DatabaseUnavailable
 from ganfriends.errors import GanError
 from ganfriends.grid import save_grid
 from ganfriends.models import ModelConfig
-from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config, result_spec
+from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config
 from ganfriends.rules.base import Unit, UnitResult, total_stats
 from ganfriends.signals import StopRequest
 from ganfriends.training.checkpoint import save_checkpoint
@@ -244,7 +244,7 @@ class Coordinator:
         """Every upload of this version that passes validation, in unit order; None after
         rejecting (and requeueing) bad ones."""
         server = state.server
-        spec = result_spec(server.generator, server.discriminator)
+        spec = state.rule.result_spec(server.generator, server.discriminator)
         state_spec = state.rule.device_state_spec(server.generator, server.discriminator)
         valid: list[_Valid] = []
         rejected = False
@@ -285,6 +285,7 @@ class Coordinator:
         new_version = state.version + 1
         plan = state.plan
         next_units = state.rule.units_of(new_version) if new_version < plan.total_versions else []
+        inputs = state.rule.inputs_of(state.server, new_version)  # before encoding the weights
         weights, optimizer_states = server_blobs(state.server)
         keep = self.config.coordinator
         contributors = len({v.upload.worker_id for v in valid})
@@ -304,6 +305,8 @@ class Coordinator:
                     wait_seconds=wait_seconds,
                 ),
                 retention=Retention(keep.keep_last_versions, keep.keep_every_versions),
+                inputs=None if inputs is None else encode_inputs(inputs),
+                device_moves=state.rule.device_moves(new_version),
             )
         state.server.version = new_version
         state.server.images_seen += stats.images

@@ -21,6 +21,7 @@ from ganfriends.rules.base import UnitResult
 from ganfriends.step import StepStats
 
 STAT_KEYS = ("d_loss_sum", "g_loss_sum", "d_real_sum", "d_fake_sum")
+NON_NEGATIVE = (".exp_avg_sq", ".step", ".running_var")  # device-state tensors that are >= 0
 
 
 def encode_weights(module: nn.Module) -> bytes:
@@ -57,8 +58,9 @@ def decode_result(data: bytes, spec: TensorSpec, *, max_images: int) -> UnitResu
         ):
             raise InvalidBlob(f"result statistic {key} is missing or not a finite number")
         values[key] = float(value)
-    parameters = {k: v for k, v in tensors.items() if k.startswith(("g.", "d."))}
+    # The spec fixed the names: buffers are the networks' (gbuf./dbuf.), the rest is the rule's.
     buffers = {k: v for k, v in tensors.items() if k.startswith(("gbuf.", "dbuf."))}
+    parameters = {k: v for k, v in tensors.items() if k not in buffers}
     return UnitResult(parameters, buffers, StepStats(images=images, **values))
 
 
@@ -67,14 +69,30 @@ def encode_device_state(state: dict[str, torch.Tensor]) -> bytes:
     return encode(state)
 
 
+def encode_inputs(inputs: dict[str, torch.Tensor]) -> dict[str, bytes]:
+    """A version's published inputs, one blob per tensor (a worker fetches only its own)."""
+    return {name: encode({name: tensor}) for name, tensor in inputs.items()}
+
+
+def decode_inputs(blobs: dict[str, bytes], spec: TensorSpec) -> dict[str, torch.Tensor]:
+    """Validate and parse the input blobs a worker fetched (each against its name's spec)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, data in blobs.items():
+        if name not in spec.shapes:
+            raise InvalidBlob(f"unexpected input {name!r}")
+        one = TensorSpec({name: spec.shapes[name]}, {name: spec.dtypes[name]})
+        out[name] = decode(data, one)[0][name]
+    return out
+
+
 def decode_device_state(data: bytes, spec: TensorSpec) -> dict[str, torch.Tensor]:
     """Validate a device-state blob against the spec of an honest state and parse it.
 
-    Beyond names, shapes and finiteness: Adam's second moments and step counts are never
-    negative (a negative ``exp_avg_sq`` would make the next device's step NaN).
+    Beyond names, shapes and finiteness: Adam's second moments, step counts and BatchNorm
+    variances are never negative (a negative one makes the next device's step NaN).
     """
     tensors, _ = decode(data, spec)
     for name, tensor in tensors.items():
-        if name.endswith((".exp_avg_sq", ".step")) and bool((tensor < 0).any()):
+        if name.endswith(NON_NEGATIVE) and bool((tensor < 0).any()):
             raise InvalidBlob(f"tensor {name} holds negative values")
     return tensors

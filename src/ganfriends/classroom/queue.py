@@ -209,19 +209,31 @@ def publish(
     units: Sequence[Unit],
     consumed: Consumed | None,
     retention: Retention | None = None,
+    inputs: dict[str, bytes] | None = None,
+    device_moves: Sequence[int] | None = None,
 ) -> None:
     """Publish weights ``version`` of ``run`` with the optimizer states that go with them and
     the units to compute on them — in the caller's transaction, so a crash leaves v or v+1.
 
     For v+1 (``consumed`` given), the same transaction credits the workers whose results were
-    combined, keeps the device states they carried, deletes the consumed version's units (their
-    results and leases go too), records the update and advances the run, guarded by its version.
+    combined, keeps the device states they carried (then moves them by ``device_moves``: device
+    n's becomes ``device_moves[n]``'s), deletes the consumed version's units (their results and
+    leases go too) and inputs, records the update and advances the run, guarded by its version.
+    ``inputs`` are what the version publishes besides weights, one blob per name.
     """
     if consumed is not None:
         unit_ids = list(consumed.unit_ids)
         tx.execute("credit_workers", unit_ids=unit_ids)
         tx.execute("save_device_states", unit_ids=unit_ids)
+        if device_moves is not None:
+            tx.execute(
+                "permute_device_states",
+                run_id=run.id,
+                sources=list(range(len(device_moves))),
+                targets=list(device_moves),
+            )
         tx.execute("delete_version_units", run_id=run.id, version=version - 1)
+        tx.execute("delete_inputs", run_id=run.id, version=version - 1)
         stats = consumed.stats
         tx.execute(
             "insert_update",
@@ -260,6 +272,14 @@ def publish(
         generator=optimizer_states.generator,
         discriminator=optimizer_states.discriminator,
     )
+    if inputs:
+        tx.execute(
+            "insert_inputs",
+            run_id=run.id,
+            version=version,
+            names=list(inputs),
+            blobs=list(inputs.values()),
+        )
     if units:
         tx.execute(
             "insert_units",
@@ -290,6 +310,12 @@ def optimizer_states(db: Database, run_id: int) -> tuple[int, Blobs] | None:
     if row is None:
         return None
     return int(row["version"]), Blobs(row["generator"], row["discriminator"])
+
+
+def inputs(db: Database, run_id: int, version: int, names: Sequence[str]) -> dict[str, bytes]:
+    """The named inputs of a version (missing names are simply absent)."""
+    rows = db.fetch_all("get_inputs", run_id=run_id, version=version, names=list(names))
+    return {str(r["name"]): bytes(r["blob"]) for r in rows}
 
 
 def device_state(db: Database, run_id: int, device: int) -> bytes | None:

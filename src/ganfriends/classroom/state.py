@@ -13,7 +13,7 @@ from typing import Any
 from ganfriends import rng
 from ganfriends.blobs import decode_optimizer_state, encode_optimizer_state
 from ganfriends.classroom import queue
-from ganfriends.classroom.payload import encode_weights, load_weights
+from ganfriends.classroom.payload import encode_inputs, encode_weights, load_weights
 from ganfriends.classroom.queue import Blobs, Run
 from ganfriends.data import ImageDataset
 from ganfriends.db import Database, Tx
@@ -92,7 +92,9 @@ def create_run(
     rule = make_rule(mode, plan, run.config, model_config, dataset)
     generator, discriminator = build_models(model_config, seed=rng.derive_seed(plan.seed, rng.INIT))
     optimizer_g, optimizer_d = rule.server_optimizers(generator, discriminator)
-    weights, states = server_blobs(ServerState(generator, discriminator, optimizer_g, optimizer_d))
+    server = ServerState(generator, discriminator, optimizer_g, optimizer_d)
+    inputs = rule.inputs_of(server, 0)  # before encoding: it may move BN statistics
+    weights, states = server_blobs(server)
     queue.publish(
         tx,
         run,
@@ -101,6 +103,7 @@ def create_run(
         optimizer_states=states,
         units=rule.units_of(0),
         consumed=None,
+        inputs=None if inputs is None else encode_inputs(inputs),
     )
     return run.id
 

@@ -27,6 +27,7 @@ from ganfriends.blobs import InvalidBlob
 from ganfriends.classroom import queue
 from ganfriends.classroom.payload import (
     decode_device_state,
+    decode_inputs,
     encode_device_state,
     encode_result,
     load_weights,
@@ -251,6 +252,19 @@ class Worker:
         except InvalidBlob as exc:  # the coordinator validated it; say so rather than crash
             raise GanError(f"device {claim.unit.device}'s stored state is invalid: {exc}") from exc
 
+    def _inputs(self, session: _Session, claim: Claim) -> dict[str, torch.Tensor]:
+        """The published inputs the claimed unit reads (MD-GAN: its two generated batches)."""
+        spec = session.rule.inputs_spec(session.generator, session.discriminator)
+        assert spec is not None
+        names = session.rule.inputs_needed(claim.unit)
+        blobs = queue.inputs(self.db, session.run_id, claim.version, names)
+        if set(blobs) != set(names):
+            raise GanError(f"the inputs of version {claim.version} are missing from the database")
+        try:
+            return decode_inputs(blobs, spec)
+        except InvalidBlob as exc:  # written by the coordinator: say so rather than crash
+            raise GanError(f"the inputs of version {claim.version} are invalid: {exc}") from exc
+
     def _process(self, session: _Session, claim: Claim, stop: StopRequest) -> bool:
         """Compute a claimed unit and upload it; True if the upload was accepted."""
         unit = claim.unit
@@ -260,7 +274,11 @@ class Worker:
             + (", backup copy" if claim.backup else "")
             + ")"
         )
-        self._retry(stop, session.published.load, self.db, session.run_id, claim.version)
+        inputs = None
+        if session.rule.publishes_weights:
+            self._retry(stop, session.published.load, self.db, session.run_id, claim.version)
+        else:
+            inputs = self._retry(stop, self._inputs, session, claim)
         device_state = self._retry(stop, self._device_state, session, claim)
         started = time.monotonic()
         try:
@@ -271,6 +289,7 @@ class Worker:
                 unit,
                 device=self.device,
                 device_state=device_state,
+                inputs=inputs,
             )
         except torch.cuda.OutOfMemoryError as exc:
             raise GanError(

@@ -1,7 +1,9 @@
 """Training modes as rules behind one loop (see :mod:`ganfriends.rules.base`).
 
 ``sync`` — K units of mean gradients, one optimizer step per version (:mod:`.sync`);
-``federated`` — FeGAN rounds of local steps on device shards, combined deltas (:mod:`.federated`).
+``federated`` — FeGAN rounds of local steps on device shards, combined deltas (:mod:`.federated`);
+``md-gan`` — one generator at the server, a discriminator per device, per-image feedback
+(:mod:`.mdgan`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from ganfriends.models import ModelConfig
 from ganfriends.rules.base import Plan, Rule, ServerState, Unit, UnitResult, result_spec
 from ganfriends.rules.sync import SyncPlan, SyncRule
 
-MODES = ("sync", "federated")
+MODES = ("sync", "federated", "md-gan")
 # Modes whose rule reads the dataset's labels (to place images on devices) at the coordinator.
 NEEDS_DATASET = frozenset({"federated"})
 
@@ -45,6 +47,10 @@ def plan_from_dict(mode: str, data: dict[str, Any]) -> Plan:
         from ganfriends.rules.federated import FederatedPlan
 
         return FederatedPlan.from_dict(data)
+    if mode == "md-gan":
+        from ganfriends.rules.mdgan import MdganPlan
+
+        return MdganPlan.from_dict(data)
     raise GanError(f"this version of ganfriends cannot run mode {mode!r}: upgrade it")
 
 
@@ -66,6 +72,10 @@ def plan_from_config(mode: str, config: Config, dataset: ImageDataset) -> Plan:
             from ganfriends.rules.federated import FederatedPlan
 
             return FederatedPlan.from_config(config, dataset)
+        if mode == "md-gan":
+            from ganfriends.rules.mdgan import MdganPlan
+
+            return MdganPlan.from_config(config, dataset)
     except ValueError as exc:
         raise GanError(str(exc)) from exc
     raise GanError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
@@ -103,6 +113,17 @@ def make_rule(
             dataset,
             loss=loss,
             latent_dim=model_config.latent_dim,
+            learning_rate=training.learning_rate,
+            betas=betas,
+        )
+    if mode == "md-gan":
+        from ganfriends.rules.mdgan import MdganPlan, MdganRule
+
+        assert isinstance(plan, MdganPlan)
+        return MdganRule(
+            plan,
+            model_config=model_config,
+            loss=loss,
             learning_rate=training.learning_rate,
             betas=betas,
         )

@@ -5,7 +5,9 @@ Every mode runs on the same loop, whoever drives it — the PostgreSQL transport
 or the in-process simulator (``simulate.py``):
 
     version v published -> units = rule.units_of(v) -> each unit: rule.compute(...) on v's weights
+    (or, for modes whose generator never leaves the server, on v's published inputs)
     -> once rule.ready(done, total, waited): rule.combine(server, results) -> publish v+1
+    (with rule.inputs_of(server, v+1), and the device states moved by rule.device_moves(v+1))
 
 The transport owns leases, uploads, validation against ``rule.result_spec``, crash safety and
 storage; the rule owns the science. A rule never touches the database, and the transport never
@@ -162,10 +164,15 @@ def total_stats(results: Sequence[UnitResult]) -> StepStats:
     return total
 
 
+Inputs = dict[str, torch.Tensor]  # what a version publishes besides weights (MD-GAN's batches)
+
+
 class Rule(Protocol):
     """A mode's science, behind the loop described in the module docstring."""
 
     mode: ClassVar[str]
+    # True: workers compute on the published G and D; False: on the version's published inputs.
+    publishes_weights: ClassVar[bool]
 
     @property
     def plan(self) -> Plan:
@@ -178,6 +185,31 @@ class Rule(Protocol):
 
     def max_images(self, unit: Unit) -> int:
         """The most images an honest result of ``unit`` can claim (its weight in a mean)."""
+        ...
+
+    def result_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec:
+        """Exactly the tensors an honest result holds."""
+        ...
+
+    def inputs_of(self, state: ServerState, version: int) -> Inputs | None:
+        """What version ``version`` publishes for the workers besides weights (None: nothing).
+
+        Called once per version, right after the version's weights are final and before they
+        are stored (it may move BatchNorm running statistics, as a training forward does).
+        """
+        ...
+
+    def inputs_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec | None:
+        """The tensors of :meth:`inputs_of`, for validation on arrival."""
+        ...
+
+    def inputs_needed(self, unit: Unit) -> tuple[str, ...]:
+        """The names of the published inputs ``unit`` reads (all a worker has to download)."""
+        ...
+
+    def device_moves(self, version: int) -> list[int] | None:
+        """A permutation applied to the device states when publishing ``version``: the state of
+        device n becomes device ``moves[n]``'s (MD-GAN's discriminator swaps); None: no move."""
         ...
 
     def device_state_spec(
@@ -205,6 +237,7 @@ class Rule(Protocol):
         *,
         device: torch.device,
         device_state: dict[str, torch.Tensor] | None,
+        inputs: Inputs | None = None,
     ) -> UnitResult:
         """A worker's job: ``unit`` on the published weights the networks hold."""
         ...

@@ -56,11 +56,13 @@ from ganfriends.federated.local_state import (
 )
 from ganfriends.losses import GanLoss
 from ganfriends.rules.base import (
+    Inputs,
     ServerState,
     Unit,
     UnitResult,
     apply_pseudo_gradients,
     network_buffers,
+    result_spec,
 )
 from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
 
@@ -190,6 +192,7 @@ class FederatedRule:
     """FeGAN rounds: local alternating steps per device, weighted deltas, a server step."""
 
     mode: ClassVar[str] = "federated"
+    publishes_weights: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -290,6 +293,26 @@ class FederatedRule:
 
     # ------------------------------------------------------------------ worker side
 
+    def result_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec:
+        """Per-parameter tensors of G and D and both networks' buffers."""
+        return result_spec(generator, discriminator)
+
+    def inputs_of(self, state: ServerState, version: int) -> Inputs | None:
+        """Workers compute on the published weights: nothing else is published."""
+        return None
+
+    def inputs_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec | None:
+        """Nothing besides weights is published."""
+        return None
+
+    def inputs_needed(self, unit: Unit) -> tuple[str, ...]:
+        """Nothing besides weights."""
+        return ()
+
+    def device_moves(self, version: int) -> list[int] | None:
+        """Device states never move."""
+        return None
+
     def device_state_spec(
         self, generator: nn.Module, discriminator: nn.Module
     ) -> TensorSpec | None:
@@ -327,6 +350,7 @@ class FederatedRule:
         *,
         device: torch.device,
         device_state: dict[str, torch.Tensor] | None,
+        inputs: Inputs | None = None,
     ) -> UnitResult:
         """E local alternating steps from the round's model; returns the delta and new state."""
         assert unit.device is not None

@@ -25,7 +25,7 @@ from ganfriends.device import describe_device, resolve_device
 from ganfriends.errors import ConfigError
 from ganfriends.grid import save_grid
 from ganfriends.models import build_models, count_parameters
-from ganfriends.rules import ServerState, make_rule, plan_from_config, result_spec
+from ganfriends.rules import ServerState, make_rule, plan_from_config
 from ganfriends.rules.base import UnitResult, total_stats
 from ganfriends.signals import graceful_stop
 from ganfriends.training.checkpoint import save_checkpoint
@@ -82,8 +82,9 @@ def simulate(config: Config, *, console: Console | None = None) -> SimulationRes
     worker_g, worker_d = build_models(model_config)
     worker_g, worker_d = worker_g.to(device), worker_d.to(device)
     weights_bytes = tensor_bytes(generator.state_dict()) + tensor_bytes(discriminator.state_dict())
-    result_bytes = result_spec(generator, discriminator).nbytes
+    result_bytes = rule.result_spec(generator, discriminator).nbytes
     device_states: dict[int, dict[str, torch.Tensor]] = {}
+    inputs = rule.inputs_of(server, 0)
 
     evaluator = scoring_evaluator(config, dataset, device, console)
     fixed_noise = rng.latent_noise(NUM_SAMPLES, model_config.latent_dim, plan.seed, rng.FIXED_NOISE)
@@ -132,14 +133,20 @@ def simulate(config: Config, *, console: Console | None = None) -> SimulationRes
                 results: list[UnitResult] = []
                 down = up = 0
                 for unit in units:
-                    worker_g.load_state_dict(published[0])
-                    worker_d.load_state_dict(published[1])
+                    if rule.publishes_weights:
+                        worker_g.load_state_dict(published[0])
+                        worker_d.load_state_dict(published[1])
+                        down += weights_bytes
+                    needed = rule.inputs_needed(unit)
+                    if inputs is not None:
+                        down += tensor_bytes({name: inputs[name] for name in needed})
                     state = device_states.get(unit.device) if unit.device is not None else None
                     result = rule.compute(
-                        worker_g, worker_d, dataset, unit, device=device, device_state=state
-                    )
+                        worker_g, worker_d, dataset, unit, device=device, device_state=state,
+                        inputs=inputs,
+                    )  # fmt: skip
                     results.append(result)
-                    down += weights_bytes + tensor_bytes(state)
+                    down += tensor_bytes(state)
                     up += result_bytes + tensor_bytes(result.device_state)
                 # States become the devices' only once the version is combined, as in a class run.
                 for unit, result in zip(units, results, strict=True):
@@ -148,6 +155,10 @@ def simulate(config: Config, *, console: Console | None = None) -> SimulationRes
                 rule.combine(server, units, results)
                 stats = total_stats(results)
                 server.version += 1
+                moves = rule.device_moves(server.version)
+                if moves is not None:  # MD-GAN's swap: device n's state becomes moves[n]'s
+                    device_states = {moves[n]: s for n, s in device_states.items()}
+                inputs = rule.inputs_of(server, server.version)
                 server.images_seen += stats.images
                 bytes_moved += down + up
                 row: dict[str, float | int] = {

@@ -243,6 +243,33 @@ WITH lease AS (
 )
 SELECT unit_id FROM stored;
 
+-- name: insert_inputs
+-- A version's published inputs (MD-GAN's generated batches): parallel arrays of names and blobs.
+INSERT INTO version_inputs (run_id, version, name, blob)
+SELECT %(run_id)s, %(version)s, i.name, i.blob
+FROM unnest(%(names)s::text[], %(blobs)s::bytea[]) AS i (name, blob);
+
+-- name: get_inputs
+-- [worker] The inputs a unit reads, by name (only those: a worker never downloads the rest).
+SELECT name, blob FROM version_inputs
+WHERE run_id = %(run_id)s AND version = %(version)s AND name = ANY(%(names)s::text[])
+ORDER BY name;
+
+-- name: delete_inputs
+DELETE FROM version_inputs WHERE run_id = %(run_id)s AND version = %(version)s;
+
+-- name: permute_device_states
+-- MD-GAN's swap: device %(sources)s[i]'s state becomes device %(targets)s[i]'s, all at once.
+-- Deleting and re-inserting in one statement never meets the primary key half-way (an UPDATE of
+-- the key row by row would collide with a row not yet moved).
+WITH moved AS (
+    DELETE FROM device_states WHERE run_id = %(run_id)s RETURNING device, version, state
+)
+INSERT INTO device_states (run_id, device, version, state)
+SELECT %(run_id)s, m.target, moved.version, moved.state
+FROM moved JOIN unnest(%(sources)s::int[], %(targets)s::int[]) AS m (source, target)
+    ON m.source = moved.device;
+
 -- name: get_device_state
 -- [worker] The local state a device's unit starts from (no row: the device has not trained yet).
 SELECT version, state FROM device_states WHERE run_id = %(run_id)s AND device = %(device)s;
@@ -373,7 +400,7 @@ SELECT pg_database_size(current_database())::bigint AS bytes;
 -- name: vacuum_blob_tables
 -- Run outside a transaction (VACUUM cannot run inside one): reclaims the dead TOAST space of
 -- consumed results and replaced weights/optimizer states so the next update reuses it.
-VACUUM results, weights, optimizer_states, device_states;
+VACUUM results, weights, optimizer_states, device_states, version_inputs;
 
 -- ===================================================================== evaluations
 
