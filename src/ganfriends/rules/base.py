@@ -167,6 +167,34 @@ def total_stats(results: Sequence[UnitResult]) -> StepStats:
 Inputs = dict[str, torch.Tensor]  # what a version publishes besides weights (MD-GAN's batches)
 
 
+class PublishesWeights:
+    """What the rules whose workers compute on the published G and D share (sync, federated):
+    results of per-parameter tensors and buffers, nothing published besides the weights, device
+    states that never move."""
+
+    publishes_weights: ClassVar[bool] = True
+
+    def result_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec:
+        """Per-parameter tensors of G and D and both networks' buffers."""
+        return result_spec(generator, discriminator)
+
+    def inputs_of(self, state: ServerState, version: int) -> Inputs | None:
+        """Workers compute on the published weights: nothing else is published."""
+        return None
+
+    def inputs_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec | None:
+        """Nothing besides weights is published."""
+        return None
+
+    def inputs_needed(self, unit: Unit) -> tuple[str, ...]:
+        """Nothing besides weights."""
+        return ()
+
+    def device_moves(self, version: int) -> list[int] | None:
+        """Device states never move."""
+        return None
+
+
 class Rule(Protocol):
     """A mode's science, behind the loop described in the module docstring."""
 

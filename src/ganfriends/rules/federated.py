@@ -57,12 +57,12 @@ from ganfriends.federated.local_state import (
 from ganfriends.losses import GanLoss
 from ganfriends.rules.base import (
     Inputs,
+    PublishesWeights,
     ServerState,
     Unit,
     UnitResult,
     apply_pseudo_gradients,
     network_buffers,
-    result_spec,
 )
 from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
 
@@ -188,11 +188,10 @@ class FederatedPlan:
         )
 
 
-class FederatedRule:
+class FederatedRule(PublishesWeights):
     """FeGAN rounds: local alternating steps per device, weighted deltas, a server step."""
 
     mode: ClassVar[str] = "federated"
-    publishes_weights: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -292,26 +291,6 @@ class FederatedRule:
         return timeout is not None and waited_seconds >= timeout and 2 * done >= total
 
     # ------------------------------------------------------------------ worker side
-
-    def result_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec:
-        """Per-parameter tensors of G and D and both networks' buffers."""
-        return result_spec(generator, discriminator)
-
-    def inputs_of(self, state: ServerState, version: int) -> Inputs | None:
-        """Workers compute on the published weights: nothing else is published."""
-        return None
-
-    def inputs_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec | None:
-        """Nothing besides weights is published."""
-        return None
-
-    def inputs_needed(self, unit: Unit) -> tuple[str, ...]:
-        """Nothing besides weights."""
-        return ()
-
-    def device_moves(self, version: int) -> list[int] | None:
-        """Device states never move."""
-        return None
 
     def device_state_spec(
         self, generator: nn.Module, discriminator: nn.Module

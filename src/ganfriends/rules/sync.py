@@ -28,12 +28,12 @@ from ganfriends.data import ImageDataset
 from ganfriends.losses import GanLoss
 from ganfriends.rules.base import (
     Inputs,
+    PublishesWeights,
     ServerState,
     Unit,
     UnitResult,
     apply_pseudo_gradients,
     network_buffers,
-    result_spec,
 )
 from ganfriends.step import MicroBatch, make_optimizers, train_step
 
@@ -151,11 +151,10 @@ def collect_gradients(generator: nn.Module, discriminator: nn.Module, stats: Any
     return UnitResult(gradients, network_buffers(generator, discriminator), stats)
 
 
-class SyncRule:
+class SyncRule(PublishesWeights):
     """K units of mean gradients -> their image-weighted mean -> one Adam step for G and D."""
 
     mode: ClassVar[str] = "sync"
-    publishes_weights: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -179,26 +178,6 @@ class SyncRule:
     def max_images(self, unit: Unit) -> int:
         """A unit's slice of the permutation."""
         return self.plan.images_per_unit
-
-    def result_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec:
-        """Per-parameter tensors of G and D and both networks' buffers."""
-        return result_spec(generator, discriminator)
-
-    def inputs_of(self, state: ServerState, version: int) -> Inputs | None:
-        """Workers compute on the published weights: nothing else is published."""
-        return None
-
-    def inputs_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec | None:
-        """Nothing besides weights is published."""
-        return None
-
-    def inputs_needed(self, unit: Unit) -> tuple[str, ...]:
-        """Nothing besides weights."""
-        return ()
-
-    def device_moves(self, version: int) -> list[int] | None:
-        """Device states never move."""
-        return None
 
     def device_state_spec(
         self, generator: nn.Module, discriminator: nn.Module
