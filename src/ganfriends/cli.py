@@ -67,6 +67,38 @@ def cmd_train_local(args: argparse.Namespace) -> int:
     return 130 if result.stopped_early else 0
 
 
+def cmd_slurm(args: argparse.Namespace) -> int:
+    """Write an sbatch script that runs train-local with torchrun on SLURM nodes (a c10d
+    rendezvous on the first node); --submit also submits it, --no-submit only prints it."""
+    from pathlib import Path
+
+    from ganfriends.cluster.slurm import check_train_args, render_script, submit
+
+    rest = list(args.train)
+    rest = rest[1:] if rest[:1] == ["--"] else rest
+    if rest[:1] != ["train-local"]:
+        raise GanError(
+            "say what the job trains: ganfriends slurm [options] -- train-local [its options]"
+        )
+    # Check the train-local command here, not after a wait in the queue.
+    train = build_parser().parse_args(rest)
+    config = _config_from(args)
+    if train.resume is None:
+        check_train_args(rest[1:], _config_from(train).training.batch_size, config.slurm)
+    script = render_script(config.slurm, rest[1:])
+    if args.no_submit:
+        print(script, end="")
+        return 0
+    path = Path(config.slurm.script)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(script, encoding="utf-8")
+    if args.submit:
+        print(f"submitted {path} as job {submit(path)}")
+    else:
+        print(f"wrote {path}; submit it with: sbatch {path}")
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Run a distributed mode (sync or federated) in this process, with the class run's rules."""
     from ganfriends.training.simulate import simulate
@@ -123,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on this machine",
         description=cmd_train_local.__doc__,
     )
-    _add_config_flags(train, "training", "data", exclude=CLASS_RUN_OPTIONS)
+    _add_config_flags(train, "training", "data", "local", exclude=CLASS_RUN_OPTIONS)
     train.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
     train.set_defaults(func=cmd_train_local)
 
@@ -155,6 +187,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_eval_arguments(evaluate)
     evaluate.set_defaults(func=run_eval)
+
+    slurm = commands.add_parser(
+        "slurm",
+        parents=[verbose],
+        help="an sbatch script for train-local under torchrun (SLURM clusters)",
+        description=cmd_slurm.__doc__,
+        usage="ganfriends slurm [options] -- train-local [train-local options]",
+    )
+    _add_config_flags(slurm, "slurm")
+    submit = slurm.add_mutually_exclusive_group()
+    submit.add_argument("--submit", action="store_true", help="also submit it with sbatch")
+    submit.add_argument(
+        "--no-submit", action="store_true", help="preview: print the script, write nothing"
+    )
+    slurm.add_argument(
+        "train", nargs=argparse.REMAINDER, help="-- train-local and its options, as on one machine"
+    )
+    slurm.set_defaults(func=cmd_slurm)
 
     sim = commands.add_parser(
         "simulate",

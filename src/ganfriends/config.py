@@ -358,6 +358,64 @@ class HuggingFaceConfig:
 
 
 @dataclass
+class LocalConfig:
+    """Options of train-local alone: micro-batching and its torchrun (data-parallel) branch."""
+
+    micro_batch: int | None = option(
+        None,
+        "images per forward pass (default: the whole batch, or each process's share under "
+        "torchrun); BatchNorm makes it a run setting",
+        flag="--micro-batch",
+        minimum=1,
+    )
+    dist_backend: str = option(
+        "auto",
+        "torch.distributed backend under torchrun: auto (nccl on CUDA, gloo otherwise), gloo, nccl",
+        flag="--dist-backend",
+        choices=("auto", "gloo", "nccl"),
+    )
+
+
+@dataclass
+class SlurmConfig:
+    """``ganfriends slurm``: the sbatch script that runs train-local with torchrun on a cluster."""
+
+    nodes: int = option(1, "nodes to allocate (one torchrun per node)", flag="--nodes", minimum=1)
+    gpus_per_node: int = option(
+        0, "GPUs per node (0: a CPU job)", flag="--gpus-per-node", minimum=0
+    )
+    nproc_per_node: int | None = option(
+        None,
+        "training processes per node (default: --gpus-per-node, or 1 without GPUs)",
+        flag="--nproc-per-node",
+        minimum=1,
+    )
+    cpus_per_task: int | None = option(
+        None, "CPU cores for each node's torchrun task", flag="--cpus-per-task", minimum=1
+    )
+    time: str = option("01:00:00", "wall-clock limit ([D-]HH:MM:SS)", flag="--time")
+    partition: str | None = option(None, "SLURM partition", flag="--partition")
+    account: str | None = option(None, "account (project) to charge", flag="--account")
+    job_name: str = option("ganfriends", "job name", flag="--job-name")
+    modules: str | None = option(
+        None,
+        "environment modules to load, space-separated (e.g. 'Python CUDA/12')",
+        flag="--modules",
+    )
+    venv: str | None = option(
+        None, "virtualenv to activate on the nodes (e.g. .venv)", flag="--venv"
+    )
+    rdzv_port: int = option(
+        29500,
+        "TCP port of the c10d rendezvous on the first node",
+        flag="--rdzv-port",
+        minimum=1,
+        maximum=65535,
+    )
+    script: str = option("ganfriends.sbatch", "where the sbatch script is written", flag="--script")
+
+
+@dataclass
 class Config:
     """All options, by section."""
 
@@ -369,6 +427,8 @@ class Config:
     federated: FederatedConfig = field(default_factory=FederatedConfig)
     mdgan: MdganConfig = field(default_factory=MdganConfig)
     huggingface: HuggingFaceConfig = field(default_factory=HuggingFaceConfig)
+    local: LocalConfig = field(default_factory=LocalConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     def to_dict(self, *, redact: bool = True) -> dict[str, dict[str, Any]]:
         """Plain nested dict for checkpoints and logs; secrets masked unless ``redact=False``."""

@@ -21,7 +21,7 @@ G's loss is back-propagated through D with D's parameters frozen, so it never le
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -31,6 +31,15 @@ from torch import nn
 from ganfriends.losses import GanLoss
 
 UPDATE_RULES = ("alternating", "simultaneous")
+
+# A per-phase reduce hook, ``reduce(network, images) -> images``: it is handed a network whose
+# ``.grad`` hold *sums* (n * mean gradient) over this process's ``images`` images, must turn them
+# into sums over every process, and returns how many images the new sums cover; the step then
+# divides by that count, so the mean is exact even for uneven shares. It runs on D between D's
+# backward and D's optimizer step, and on G likewise (stylegan3 training_loop.py:274-293 does the
+# same per phase, with no DDP wrapper: pytorch#175024, two BatchNorm-D forwards before one
+# backward, cannot bite). ``ganfriends.cluster.distributed.GradientReducer`` is the torchrun one.
+GradReduce = Callable[[nn.Module, int], int]
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,11 @@ def _divide_grads(module: nn.Module, total: int) -> None:
             p.grad.div_(total)
 
 
+def _reduced(module: nn.Module, images: int, reduce: GradReduce | None) -> int:
+    # Every process calls the hook, even one with no images, so that none waits forever.
+    return images if reduce is None else reduce(module, images)
+
+
 def train_step(
     generator: nn.Module,
     discriminator: nn.Module,
@@ -171,11 +185,14 @@ def train_step(
     *,
     optimizer_g: torch.optim.Optimizer | None = None,
     optimizer_d: torch.optim.Optimizer | None = None,
+    reduce: GradReduce | None = None,
 ) -> StepStats:
     """One GAN step over ``batches`` (micro-batches of one logical batch).
 
     With optimizers, D and G take one step each. Without (``simultaneous`` only), the step leaves
-    the mean gradients of G and D in ``.grad`` for the caller to ship elsewhere.
+    the mean gradients of G and D in ``.grad`` for the caller to ship elsewhere. ``reduce`` (see
+    :data:`GradReduce`) makes the means span every process of a data-parallel job; the returned
+    stats stay this process's own.
     """
     if rule not in UPDATE_RULES:
         raise ValueError(f"unknown update rule {rule!r}: choose one of {', '.join(UPDATE_RULES)}")
@@ -195,10 +212,12 @@ def train_step(
             fake = generator(batch.z)
             stats += discriminator_backward(discriminator, loss, batch.real, fake)
             stats.g_loss_sum += generator_backward(discriminator, loss, fake)
-        if stats.images == 0:
+        total_d = _reduced(discriminator, stats.images, reduce)
+        total_g = _reduced(generator, stats.images, reduce)
+        if total_d == 0:
             return stats
-        _divide_grads(discriminator, stats.images)
-        _divide_grads(generator, stats.images)
+        _divide_grads(discriminator, total_d)
+        _divide_grads(generator, total_g)
         if optimizer_d is not None and optimizer_g is not None:
             optimizer_d.step()
             optimizer_g.step()
@@ -212,13 +231,14 @@ def train_step(
         fake = generator(batch.z)
         fakes.append(fake)
         stats += discriminator_backward(discriminator, loss, batch.real, fake)
-    if stats.images == 0:
+    total = _reduced(discriminator, stats.images, reduce)
+    if total == 0:
         return stats
-    _divide_grads(discriminator, stats.images)
+    _divide_grads(discriminator, total)
     optimizer_d.step()
     for fake in fakes:
         stats.g_loss_sum += generator_backward(discriminator, loss, fake)
-    _divide_grads(generator, stats.images)
+    _divide_grads(generator, _reduced(generator, stats.images, reduce))
     optimizer_g.step()
     return stats
 

@@ -4,6 +4,11 @@ The run is a pure function of its config: the data order of epoch e is a permuta
 (seed, e), the noise of step s from (seed, s), the initial weights from the seed. A checkpoint holds
 the step, so ``--resume`` rebuilds the exact position in the exact same order, and an interrupted
 run ends where an uninterrupted one would.
+
+Under torchrun the same trainer runs in every process (nanoGPT train.py's environment-detected
+branch): ``ganfriends.cluster.distributed`` gives each process its share of every batch and sums
+the gradients between each backward and its optimizer step, and :class:`RunOutputs` is the one
+place that lets only rank 0 print and write.
 """
 
 from __future__ import annotations
@@ -11,15 +16,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
 
 from ganfriends import rng
+from ganfriends.cluster.distributed import Cluster, joined
 from ganfriends.config import Config
 from ganfriends.data import BatchLoader, ImageDataset, make_dataset
-from ganfriends.device import describe_device, resolve_device
+from ganfriends.device import describe_device
 from ganfriends.errors import CheckpointError, ConfigError, DatasetError
 from ganfriends.grid import save_grid
 from ganfriends.losses import make_loss
@@ -46,6 +52,7 @@ RUN_DEFINING = (
     ("training", "update_rule"),
     ("training", "seed"),
     ("data", "dataset"),
+    ("local", "micro_batch"),  # BatchNorm normalises over each micro-batch
 )
 
 
@@ -103,12 +110,12 @@ def _adopt_checkpoint_settings(config: Config, checkpoint: Checkpoint, console: 
         if name not in saved.get(section, {}):
             continue
         old, current = saved[section][name], getattr(getattr(config, section), name)
-        if old != current:
+        if old != current and current is not None:
             console.print(
                 f"[yellow]resume:[/] using the checkpoint's {section}.{name} = {old!r} "
                 f"(not {current!r})"
             )
-            setattr(getattr(config, section), name, old)
+        setattr(getattr(config, section), name, old)
     model = checkpoint.model_config
     config.training.model = model.arch
     config.training.latent_dim = model.latent_dim
@@ -117,15 +124,110 @@ def _adopt_checkpoint_settings(config: Config, checkpoint: Checkpoint, console: 
     config.training.image_size = model.image_size
 
 
+def micro_batches(real: torch.Tensor, z: torch.Tensor, size: int) -> list[MicroBatch]:
+    """Split a batch (or this process's share of it) into micro-batches of ``size`` images."""
+    pairs = zip(torch.split(real, size), torch.split(z, size), strict=True)
+    return [MicroBatch(r, n) for r, n in pairs]
+
+
+@dataclass
+class RunOutputs:
+    """Everything a run writes: history, sample grids, curves and checkpoints.
+
+    On every process but rank 0 of a torchrun job it writes nothing: the one place where a job's
+    files are gated (nanoGPT's ``master_process``).
+    """
+
+    enabled: bool
+    out_dir: Path
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    optimizer_g: torch.optim.Optimizer
+    optimizer_d: torch.optim.Optimizer
+    model_config: ModelConfig
+    run_config: dict[str, Any]
+    fixed_noise: torch.Tensor
+    resume_step: int | None
+
+    def __post_init__(self) -> None:
+        self.history = (
+            HistoryWriter(self.out_dir / "history.csv", resume_step=self.resume_step)
+            if self.enabled
+            else None
+        )
+
+    def append(self, row: dict[str, float | int]) -> None:
+        """One history row (a finished step)."""
+        if self.history is not None:
+            self.history.append(row)
+
+    def save(self, path: Path, *, epoch: int, step: int, images_seen: int) -> None:
+        """A checkpoint of the run as it stands (plain tensors, no DDP ``module.`` prefix)."""
+        if self.history is None:
+            return
+        self.history.flush()
+        save_checkpoint(
+            path,
+            generator=self.generator,
+            discriminator=self.discriminator,
+            optimizer_g=self.optimizer_g,
+            optimizer_d=self.optimizer_d,
+            epoch=epoch,
+            step=step,
+            images_seen=images_seen,
+            model_config=self.model_config,
+            run_config=self.run_config,
+        )
+
+    def samples(self, tag: str) -> None:
+        """A sample grid from the fixed noise (also ``latest.png``) and the curves so far."""
+        if self.history is None:
+            return
+        self.history.flush()  # the curves are drawn from the file
+        self.generator.eval()
+        with torch.no_grad():
+            fakes = self.generator(self.fixed_noise)
+        self.generator.train()
+        save_grid(fakes, self.out_dir / "samples" / f"{tag}.png", nrow=8)
+        save_grid(fakes, self.out_dir / "samples" / "latest.png", nrow=8)
+        plot_curves(self.out_dir / "history.csv", self.out_dir / "curves.png")
+
+    def close(self) -> None:
+        """Flush and close the history."""
+        if self.history is not None:
+            self.history.close()
+
+
 def train_local(
     config: Config, *, resume: str | Path | None = None, console: Console | None = None
 ) -> LocalRunResult:
-    """Run (or resume) local training as ``config`` says; returns where it stopped."""
-    console = console or Console(soft_wrap=True)
+    """Run (or resume) local training as ``config`` says; returns where it stopped.
+
+    Under torchrun this is one process's part of the job; only rank 0 prints and writes.
+    """
+    with joined(config.training.device, config.local.dist_backend) as cluster:
+        if not cluster.is_main:
+            console = Console(quiet=True)
+        return _train(config, cluster, resume, console or Console(soft_wrap=True))
+
+
+def _train(
+    config: Config, cluster: Cluster, resume: str | Path | None, console: Console
+) -> LocalRunResult:
     training = config.training
     checkpoint = load_checkpoint(resume) if resume else None
     if checkpoint is not None:
         _adopt_checkpoint_settings(config, checkpoint, console)
+    share = cluster.share(training.batch_size)
+    share_size = share.stop - share.start
+    micro = config.local.micro_batch or share_size
+    if micro > share_size:
+        console.print(
+            f"[yellow]note:[/] micro-batch {micro} exceeds each process's {share_size} images: "
+            f"using {share_size}"
+        )
+        micro = share_size
+    config.local.micro_batch = micro  # stored in checkpoints: a resume continues with it
 
     out_dir = Path(training.output_dir)
     latest = out_dir / "checkpoints" / "latest.pt"
@@ -135,7 +237,7 @@ def train_local(
             "or choose another --output-dir"
         )
 
-    device = resolve_device(training.device)
+    device = cluster.device
     dataset = make_dataset(
         config.data.dataset,
         path=config.data.dataset_path,
@@ -185,83 +287,79 @@ def train_local(
     fixed_noise = rng.latent_noise(
         NUM_SAMPLES, model_config.latent_dim, training.seed, rng.FIXED_NOISE
     ).to(device)
-
-    evaluator = scoring_evaluator(config, dataset, device, console)
+    # Built after loading: every process then starts from the same weights and statistics.
+    reducer = cluster.reducer(generator, discriminator)
+    evaluator = scoring_evaluator(config, dataset, device, console) if cluster.is_main else None
 
     fingerprint = dataset.fingerprint()
     console.print(
-        f"[bold]train-local[/] {fingerprint.short()} on {describe_device(device)} | "
+        f"[bold]train-local[/] {fingerprint.short()} on {describe_device(device)}"
+        f"{cluster.describe()} | "
         f"G {count_parameters(generator):,} params, D {count_parameters(discriminator):,} | "
-        f"batch {training.batch_size}, {steps_per_epoch} steps/epoch, "
-        f"rule {training.update_rule}, loss {loss.name}"
+        f"batch {training.batch_size}"
+        f"{f' (micro-batch {micro})' if micro < training.batch_size else ''}, "
+        f"{steps_per_epoch} steps/epoch, rule {training.update_rule}, loss {loss.name}"
     )
     if step >= total_steps:
         console.print(f"nothing to do: the run is already at step {step} of {total_steps}")
 
-    samples_dir = out_dir / "samples"
-    history = HistoryWriter(out_dir / "history.csv", resume_step=step if checkpoint else None)
-    run_config = config.to_dict()
+    outputs = RunOutputs(
+        enabled=cluster.is_main,
+        out_dir=out_dir,
+        generator=generator,
+        discriminator=discriminator,
+        optimizer_g=optimizer_g,
+        optimizer_d=optimizer_d,
+        model_config=model_config,
+        run_config=config.to_dict(),
+        fixed_noise=fixed_noise,
+        resume_step=step if checkpoint else None,
+    )
 
-    def save(path: Path) -> Path:
-        history.flush()
-        return save_checkpoint(
-            path,
-            generator=generator,
-            discriminator=discriminator,
-            optimizer_g=optimizer_g,
-            optimizer_d=optimizer_d,
-            epoch=step // steps_per_epoch,
-            step=step,
-            images_seen=images_seen,
-            model_config=model_config,
-            run_config=run_config,
-        )
-
-    def write_samples(tag: str) -> Path:
-        history.flush()  # the curves are drawn from the file
-        generator.eval()
-        with torch.no_grad():
-            fakes = generator(fixed_noise)
-        generator.train()
-        path = save_grid(fakes, samples_dir / f"{tag}.png", nrow=8)
-        save_grid(fakes, samples_dir / "latest.png", nrow=8)
-        plot_curves(out_dir / "history.csv", out_dir / "curves.png")
-        return path
+    def save(path: Path) -> None:
+        outputs.save(path, epoch=step // steps_per_epoch, step=step, images_seen=images_seen)
 
     start_time = time.monotonic()
-    stopped_early = False
+    stopping = False
     skipped_total = 0
     saved_step = step if checkpoint is not None else -1
     mid_step = False  # True while D may be updated and G not yet: such a state is never saved
     progress = TrainingProgress(console, total_steps=total_steps, start_step=step)
     try:
         with graceful_stop() as stop, progress:
-            while step < total_steps and not stop.requested:
+            while step < total_steps and not stopping:
                 epoch, first_batch = divmod(step, steps_per_epoch)
                 order = rng.permutation(len(dataset), training.seed, rng.DATA_ORDER, epoch)
                 last_batch = min(steps_per_epoch, first_batch + total_steps - step)
+                # This process's share of each global batch (all of it in a world of one).
                 batches = [
-                    order[i * training.batch_size : (i + 1) * training.batch_size].tolist()
+                    order[i * training.batch_size : (i + 1) * training.batch_size][share].tolist()
                     for i in range(first_batch, last_batch)
                 ]
                 for real, skipped in BatchLoader(
                     dataset, batches, num_workers=config.data.num_workers
                 ):
                     skipped_total += skipped
+                    # The step's noise is drawn for the global batch; image i gets row i.
                     z = rng.latent_noise(
-                        real.shape[0], model_config.latent_dim, training.seed, rng.NOISE, step
-                    )
+                        training.batch_size, model_config.latent_dim, training.seed, rng.NOISE, step
+                    )[share][: real.shape[0]]
                     mid_step = True
-                    with rng.seeded_global_rng(device, training.seed, rng.DROPOUT, step):
-                        stats = train_step(
+                    if reducer is not None:
+                        reducer.begin_step()
+                    key = (training.seed, rng.DROPOUT, step, *cluster.rng_key)
+                    with rng.seeded_global_rng(device, *key):
+                        local_stats = train_step(
                             generator,
                             discriminator,
                             loss,
-                            [MicroBatch(real.to(device, non_blocking=True), z.to(device))],
+                            micro_batches(real.to(device, non_blocking=True), z.to(device), micro),
                             training.update_rule,
                             optimizer_g=optimizer_g,
                             optimizer_d=optimizer_d,
+                            reduce=reducer,
                         )
+                    stats, stopping = cluster.merge(local_stats, stop.requested)
                     step += 1
                     images_seen += stats.images
                     mid_step = False
@@ -279,28 +377,28 @@ def train_local(
                         scores = evaluator.evaluate(generator)
                         row.update({k: v for k, v in scores.items() if k != "num_samples"})
                         progress.note(f"step {step}: FID {scores['fid']:.2f}")
-                    history.append(row)
+                    outputs.append(row)
                     progress.update(step, stats, skipped_total)
-                    if stop.requested:
+                    if stopping:
                         break
-                if step % steps_per_epoch == 0 and not stop.requested:
+                if step % steps_per_epoch == 0 and not stopping:
                     finished_epoch = step // steps_per_epoch
                     if finished_epoch % training.sample_interval == 0:
-                        write_samples(f"epoch_{finished_epoch:04d}")
+                        outputs.samples(f"epoch_{finished_epoch:04d}")
                     save(latest)
                     saved_step = step
                     if finished_epoch % training.checkpoint_interval == 0:
                         save(out_dir / "checkpoints" / f"epoch_{finished_epoch:04d}.pt")
                     progress.epoch_done(finished_epoch, training.epochs)
-            stopped_early = stop.requested and step < total_steps
+            stopped_early = stopping and step < total_steps
     finally:
         # Whatever happened (Ctrl+C included), keep every finished step: checkpoint, history,
         # samples.
         # An abort in the middle of a step leaves the models half-updated: keep the last save then.
         if not mid_step and step > saved_step:
             save(latest)
-            write_samples(f"final_step_{step:07d}")
-        history.close()
+            outputs.samples(f"final_step_{step:07d}")
+        outputs.close()
 
     if skipped_total:
         console.print(f"[yellow]skipped {skipped_total} unreadable images[/]")
@@ -311,7 +409,7 @@ def train_local(
     else:
         console.print(
             f"done: step {step}, {images_seen:,} images; "
-            f"samples in {samples_dir}, checkpoint {latest}"
+            f"samples in {out_dir / 'samples'}, checkpoint {latest}"
         )
     return LocalRunResult(
         step=step,

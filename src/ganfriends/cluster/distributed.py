@@ -1,0 +1,293 @@
+"""train-local under torchrun: one trainer whose processes each compute a share of every batch.
+
+The trainer detects torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) and joins its
+process group, as nanoGPT's train.py:82-100 does; without torchrun it is a world of one and every
+collective here is skipped. There is no ``DistributedDataParallel`` wrapper. Instead:
+
+- **Gradients** go through :class:`GradientReducer`, the per-phase hook of
+  :func:`ganfriends.step.train_step` (stylegan3 training_loop.py:274-293): between a network's
+  backward and its optimizer step, the *summed* gradients (n * mean) and the image counts are
+  all-reduced, and the step divides by the global count. The mean is exact whatever the shares,
+  and G's loss through a frozen BatchNorm D with two D forwards per step (pytorch#175024 breaks
+  that under DDP) needs no special setting.
+- **BatchNorm running statistics** are not gradients: each process moves them with its own share
+  only. At each hook they are replaced by what one process running all the shares' forwards one
+  after another, in rank order, would hold (:func:`chain_running_stats`). So every process keeps
+  identical weights *and* buffers, and N processes equal one process whose micro-batches are the
+  N shares, buffers included.
+- **Data and noise**: rank r takes slice r of every global batch and of its noise
+  (:meth:`Cluster.share`), both drawn from (seed, epoch, step) as in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ganfriends.device import resolve_device
+from ganfriends.errors import ConfigError
+from ganfriends.step import StepStats
+
+BACKENDS = ("auto", "gloo", "nccl")
+
+
+def torchrun_place(env: Mapping[str, str]) -> tuple[int, int, int] | None:
+    """(rank, world size, local rank) from torchrun's variables, or None outside torchrun."""
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return None
+    try:
+        rank, world_size = int(env["RANK"]), int(env["WORLD_SIZE"])
+        local_rank = int(env.get("LOCAL_RANK", env["RANK"]))
+    except ValueError as exc:
+        raise ConfigError(
+            f"RANK/WORLD_SIZE/LOCAL_RANK must be whole numbers ({exc}): launch with torchrun"
+        ) from exc
+    if not 0 <= rank < world_size:
+        raise ConfigError(f"RANK {rank} is outside WORLD_SIZE {world_size}: launch with torchrun")
+    return rank, world_size, local_rank
+
+
+@dataclass
+class Cluster:
+    """This process's place in a torchrun job; a world of one (no process group) without it."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    backend: str | None = None  # None: no process group
+
+    @property
+    def distributed(self) -> bool:
+        """True when this process belongs to a torch.distributed process group."""
+        return self.backend is not None
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that prints and writes files."""
+        return self.rank == 0
+
+    @property
+    def rng_key(self) -> tuple[int, ...]:
+        """Extra key for this process's dropout stream; empty on rank 0, as in one process."""
+        return (self.rank,) if self.rank else ()
+
+    def describe(self) -> str:
+        """'' alone, else e.g. ' | 2 processes (gloo)' for the start line."""
+        return f" | {self.world_size} processes ({self.backend})" if self.distributed else ""
+
+    def share(self, batch_size: int) -> slice:
+        """The images of a global batch this process computes: [r*B/N, (r+1)*B/N)."""
+        if batch_size % self.world_size:
+            raise ConfigError(
+                f"--batch-size {batch_size} (the global batch) does not split evenly over the "
+                f"{self.world_size} processes of this job: choose a multiple of {self.world_size}"
+            )
+        size = batch_size // self.world_size
+        return slice(self.rank * size, (self.rank + 1) * size)
+
+    def reducer(self, *networks: nn.Module) -> GradientReducer | None:
+        """The reduce hook for these networks, or None in a world of one (nothing to reduce)."""
+        return GradientReducer(self, networks) if self.distributed else None
+
+    def merge(self, stats: StepStats, stop: bool) -> tuple[StepStats, bool]:
+        """The step's stats summed over every process, and whether any process must stop.
+
+        A stop (Ctrl+C) seen by one process stops all of them after the same step, so none waits
+        forever in a collective the others left.
+        """
+        if not self.distributed:
+            return stats, stop
+        sums = torch.tensor(
+            [
+                stats.images,
+                stats.d_loss_sum,
+                stats.g_loss_sum,
+                stats.d_real_sum,
+                stats.d_fake_sum,
+                float(stop),
+            ],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        dist.all_reduce(sums)
+        images, d_loss, g_loss, d_real, d_fake, stops = sums.tolist()
+        return StepStats(int(images), d_loss, g_loss, d_real, d_fake), stops > 0
+
+
+@contextmanager
+def joined(
+    device_name: str = "auto", backend: str = "auto", env: Mapping[str, str] | None = None
+) -> Iterator[Cluster]:
+    """This process's :class:`Cluster`: under torchrun, a member of its process group (left on
+    exit), computing on ``cuda:LOCAL_RANK`` or the CPU; otherwise a world of one on the device."""
+    place = torchrun_place(os.environ if env is None else env)
+    device = resolve_device(device_name)
+    if place is None:
+        yield Cluster(device=device)
+        return
+    rank, world_size, local_rank = place
+    if not dist.is_available():
+        raise ConfigError("this torch build has no torch.distributed: run without torchrun")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"torchrun training runs on cpu or cuda, not {device.type}: set --device")
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"LOCAL_RANK {local_rank} but {torch.cuda.device_count()} GPUs on this node: "
+                "lower torchrun's --nproc-per-node"
+            )
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown --dist-backend {backend!r}: choose {', '.join(BACKENDS)}")
+    chosen = ("nccl" if device.type == "cuda" else "gloo") if backend == "auto" else backend
+    if chosen == "nccl" and device.type != "cuda":
+        raise ConfigError("--dist-backend nccl needs CUDA GPUs: use gloo (or auto) on CPUs")
+    dist.init_process_group(backend=chosen)
+    try:
+        yield Cluster(rank, world_size, local_rank, device, chosen)
+    finally:
+        dist.destroy_process_group()
+
+
+def chain_running_stats(
+    start: torch.Tensor, ends: Sequence[torch.Tensor], decay: float
+) -> torch.Tensor:
+    """The running statistic one process reaches by running N processes' forwards in turn.
+
+    BatchNorm's update ``r <- (1 - m) r + m s`` is affine, so T forwards from ``start`` give
+    ``decay * start + c`` with ``decay = (1 - m) ** T`` and a term c that depends on the batches
+    only. Process i reached ``ends[i]`` from the shared ``start``; chaining their c in rank order
+    gives ``decay**N * start + sum_i decay**(N-1-i) c_i``. Computed in float64, then cast back.
+    """
+    origin = start.double()
+    result = origin
+    for end in ends:
+        result = decay * result + (end.double() - decay * origin)
+    return result.to(start.dtype)
+
+
+def batchnorm_layers(network: nn.Module) -> list[_BatchNorm]:
+    """The BatchNorm layers of ``network`` that keep running statistics."""
+    layers = [m for m in network.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    for layer in layers:
+        if layer.momentum is None:
+            # A cumulative average (momentum=None) is not one affine map per forward.
+            raise ConfigError("BatchNorm with momentum=None cannot be trained under torchrun")
+    return layers
+
+
+class GradientReducer:
+    """The torchrun reduce hook of :func:`ganfriends.step.train_step` (``step.GradReduce``).
+
+    Called on a network, it sums that network's gradients and image counts over every process.
+    It also brings the BatchNorm running statistics of that network, and of those hooked before
+    it in this step, to their chained value (see the module docstring): D's statistics move again
+    in G's phase of the alternating rule, so they are chained at D's hook (a phase boundary) and
+    again at G's. A network is never touched before its own hook, while autograd may still hold
+    its graph (an in-place change there fails G's backward). Call :meth:`begin_step` first.
+    """
+
+    def __init__(self, cluster: Cluster, networks: Sequence[nn.Module]) -> None:
+        self.cluster = cluster
+        self._networks = list(networks)
+        self._layers = [
+            (i, layer) for i, net in enumerate(networks) for layer in batchnorm_layers(net)
+        ]
+        self._start: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+        self._hooked: set[int] = set()
+        self.begin_step()
+
+    def begin_step(self) -> None:
+        """Remember the running statistics every process starts this step from."""
+        self._start = [_running_state(layer) for _, layer in self._layers]
+        self._hooked = set()
+
+    def __call__(self, network: nn.Module, images: int) -> int:
+        """Sum ``network``'s gradients (n * mean each) over all processes; returns all images."""
+        owner = next((i for i, net in enumerate(self._networks) if net is network), None)
+        if owner is None:
+            raise ValueError("this reducer was built for other networks")
+        self._hooked.add(owner)
+        params = list(network.parameters())
+        # One flat all-reduce rather than one per tensor (stylegan3 flattens likewise).
+        flat = torch.cat(
+            [(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params]
+        )
+        count = torch.tensor([images], dtype=torch.int64, device=flat.device)
+        dist.all_reduce(flat)
+        dist.all_reduce(count)
+        offset = 0
+        for p in params:
+            summed = flat[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+            if p.grad is None:
+                p.grad = summed.clone()
+            else:
+                p.grad.copy_(summed)
+        self._sync_running_stats()
+        return int(count.item())
+
+    def _sync_running_stats(self) -> None:
+        """Chain the hooked networks' statistics over the processes, in rank order."""
+        chosen = [
+            (j, layer) for j, (owner, layer) in enumerate(self._layers) if owner in self._hooked
+        ]
+        if not chosen:
+            return
+        world = self.cluster.world_size
+        local = torch.cat(
+            [torch.cat([_buffer(layer, "mean"), _buffer(layer, "var")]) for _, layer in chosen]
+        )
+        counts = torch.tensor(
+            [_tracked(layer) for _, layer in chosen], dtype=torch.int64, device=local.device
+        )
+        values = [torch.empty_like(local) for _ in range(world)]
+        tracked = [torch.empty_like(counts) for _ in range(world)]
+        dist.all_gather(values, local)
+        dist.all_gather(tracked, counts)
+        offset = 0
+        for k, (j, layer) in enumerate(chosen):
+            mean0, var0, tracked0 = self._start[j]
+            size = mean0.numel()
+            forwards = {int(t[k]) - tracked0 for t in tracked}
+            if len(forwards) != 1:
+                raise RuntimeError(f"processes ran different BatchNorm forward counts: {forwards}")
+            steps = forwards.pop()
+            if steps:
+                decay = (1.0 - float(layer.momentum or 0.0)) ** steps
+                means = [v[offset : offset + size] for v in values]
+                variances = [v[offset + size : offset + 2 * size] for v in values]
+                with torch.no_grad():
+                    _buffer(layer, "mean").copy_(chain_running_stats(mean0, means, decay))
+                    _buffer(layer, "var").copy_(chain_running_stats(var0, variances, decay))
+                    layer.num_batches_tracked.fill_(tracked0 + world * steps)  # type: ignore[union-attr]
+            offset += 2 * size
+            self._start[j] = _running_state(layer)
+
+
+def _buffer(layer: _BatchNorm, which: str) -> torch.Tensor:
+    buffer = layer.running_mean if which == "mean" else layer.running_var
+    assert buffer is not None  # batchnorm_layers keeps layers that track running stats
+    return buffer
+
+
+def _tracked(layer: _BatchNorm) -> int:
+    assert layer.num_batches_tracked is not None
+    return int(layer.num_batches_tracked)
+
+
+def _running_state(layer: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor, int]:
+    return (
+        _buffer(layer, "mean").detach().clone(),
+        _buffer(layer, "var").detach().clone(),
+        _tracked(layer),
+    )

@@ -1,0 +1,92 @@
+"""``ganfriends slurm``: the sbatch scripts it writes, against golden files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ganfriends.cli import main
+from ganfriends.cluster.slurm import render_script
+from ganfriends.config import SlurmConfig
+
+GOLDEN = Path(__file__).parent / "golden"
+TWO_NODES = [
+    "--nodes", "2", "--gpus-per-node", "4", "--cpus-per-task", "32", "--time", "01:59:00",
+    "--partition", "batch", "--account", "intertwin", "--job-name", "gan-celeba",
+    "--modules", "Stages/2024 GCC OpenMPI CUDA/12 Python", "--venv", "/p/project/me/.venv",
+]  # fmt: skip
+TRAIN = ["--", "train-local", "--dataset", "celeba", "--dataset-path", "/p/data/celeba",
+         "--batch-size", "256", "--epochs", "15"]  # fmt: skip
+
+
+def preview(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["slurm", *args, "--no-submit", *TRAIN]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("golden", "args"),
+    [("slurm_1node.sbatch", []), ("slurm_2nodes.sbatch", TWO_NODES)],
+)
+def test_the_script_matches_its_golden_file(
+    golden: str,
+    args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no config.yaml of the developer's
+    script = preview(args, capsys)
+    if os.environ.get("UPDATE_GOLDEN"):  # regenerate: UPDATE_GOLDEN=1 pytest ...
+        (GOLDEN / golden).write_text(script)
+    assert script == (GOLDEN / golden).read_text()
+    assert not (tmp_path / "ganfriends.sbatch").exists()  # a preview writes nothing
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_the_script_is_valid_bash() -> None:
+    script = render_script(SlurmConfig(nodes=2, venv="my env"), ["--epochs", "1"])
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    assert "source 'my env/bin/activate'" in script
+
+
+def test_the_slurm_section_of_a_config_file_is_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("slurm:\n  nodes: 2\n  partition: gpu\n")
+    script = preview(["--partition", "cpu"], capsys)
+    assert "#SBATCH --nodes=2\n" in script and "#SBATCH --partition=cpu\n" in script
+
+
+def test_without_no_submit_the_script_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["slurm", "--script", "jobs/train.sbatch", *TRAIN]) == 0
+    assert "sbatch jobs/train.sbatch" in capsys.readouterr().out
+    assert (tmp_path / "jobs" / "train.sbatch").read_text().startswith("#!/bin/bash\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--nodes", "3", "--", "train-local", "--batch-size", "128"], "choose a multiple of 3"),
+        (["--", "generate"], "-- train-local [its options]"),
+        ([], "-- train-local [its options]"),
+    ],
+)
+def test_a_job_that_cannot_run_is_refused_before_the_queue(
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["slurm", "--no-submit", *args]) == 1
+    assert message in capsys.readouterr().err
