@@ -34,7 +34,7 @@ from ganfriends.config import Config
 from ganfriends.data import ImageDataset
 from ganfriends.errors import GanError
 from ganfriends.federated import Partition, iid_partition
-from ganfriends.federated.local_state import OPTIMIZER_STATE_KEYS
+from ganfriends.federated.local_state import export_moments, import_local_state, moments_spec
 from ganfriends.losses import GanLoss
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules.base import Inputs, ServerState, Unit, UnitResult
@@ -216,11 +216,7 @@ class MdganRule:
         dtypes: dict[str, torch.dtype] = {}
         for name, tensor in discriminator.state_dict().items():
             shapes[WEIGHTS + name], dtypes[WEIGHTS + name] = tuple(tensor.shape), tensor.dtype
-        for i, p in enumerate(discriminator.parameters()):
-            for key in OPTIMIZER_STATE_KEYS:
-                shapes[f"d.{i}.{key}"] = () if key == "step" else tuple(p.shape)
-                dtypes[f"d.{i}.{key}"] = torch.float32
-        return TensorSpec(shapes, dtypes)
+        return TensorSpec(shapes, dtypes).merged(moments_spec(discriminator, "d."))
 
     # ------------------------------------------------------------------ server side
 
@@ -293,12 +289,7 @@ class MdganRule:
         discriminator.load_state_dict(
             {k[len(WEIGHTS) :]: v for k, v in device_state.items() if k.startswith(WEIGHTS)}
         )
-        current = optimizer.state_dict()
-        per_param = {
-            i: {key: device_state[f"d.{i}.{key}"].clone() for key in OPTIMIZER_STATE_KEYS}
-            for i in range(len(current["param_groups"][0]["params"]))
-        }
-        optimizer.load_state_dict({"state": per_param, "param_groups": current["param_groups"]})
+        import_local_state(optimizer, device_state, "d.")
 
     def real_batch(self, version: int, device: int) -> list[int]:
         """Device n's b real images of iteration ``version``: seeded passes over its shard."""
@@ -366,11 +357,7 @@ class MdganRule:
         )
         new_state = {WEIGHTS + k: v.detach().to("cpu", copy=True)
                      for k, v in discriminator.state_dict().items()}  # fmt: skip
-        for i, entries in optimizer.state_dict()["state"].items():
-            for key in OPTIMIZER_STATE_KEYS:
-                value = entries[key]
-                tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-                new_state[f"d.{i}.{key}"] = tensor.detach().to("cpu", torch.float32, copy=True)
+        new_state |= export_moments(optimizer, "d.")
         return UnitResult(
             {"feedback": feedback.detach().to("cpu", torch.float32, copy=True)},
             {},
