@@ -154,6 +154,10 @@ def joined(
     dist.init_process_group(backend=chosen)
     try:
         yield Cluster(rank, world_size, local_rank, device, chosen)
+        # Leave together: a rank that tears gloo down while rank 0 still writes its checkpoint
+        # and samples can abort in gloo's C++ teardown ("terminate called without an active
+        # exception", seen under CPU load). On an error we skip the barrier: peers may be gone.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
