@@ -6,7 +6,12 @@ machine, and has a :class:`DatasetFingerprint` that lets a worker prove it holds
 
 from __future__ import annotations
 
-from ganfriends.data.base import DatasetFingerprint, ImageDataset, load_batch
+from ganfriends.data.base import (
+    DatasetFingerprint,
+    ImageDataset,
+    fingerprint_mismatch,
+    load_batch,
+)
 from ganfriends.data.celeba import CELEBA_SPLITS, default_celeba_dirs, open_celeba
 from ganfriends.data.cifar10 import (
     CIFAR10,
@@ -80,6 +85,7 @@ __all__ = [
     "find_cifar10",
     "find_fashion_mnist",
     "find_mnist",
+    "fingerprint_mismatch",
     "image_to_tensor",
     "load_batch",
     "make_dataset",

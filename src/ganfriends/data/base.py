@@ -105,6 +105,10 @@ class ImageDataset(abc.ABC):
     def fingerprint(self) -> DatasetFingerprint:
         """The identity of this data (content, order, size, channels), without local paths."""
 
+    def legacy_digests(self) -> tuple[str, ...]:
+        """Digests an older ganfriends gave this same data (none unless its digest changed)."""
+        return ()
+
     def labels(self) -> np.ndarray | None:
         """The class of each image, an int64 array of ``len(self)``, or None when it has no labels.
 
@@ -158,6 +162,30 @@ class ImageDataset(abc.ABC):
             f"<{type(self).__name__} {self.name}: {len(self)} images, "
             f"{self.channels}x{self.image_size}x{self.image_size}>"
         )
+
+
+def fingerprint_mismatch(dataset: ImageDataset, theirs: Mapping[str, object]) -> str | None:
+    """None when ``dataset`` is the data of the fingerprint ``theirs`` (a run's stored dict), else
+    one line saying why not, e.g. for a coordinator's or a worker's refusal.
+
+    A run created by an older ganfriends stores a digest of another kind: when it is this data's
+    old digest, the line says so (a new run is needed) instead of calling the files different.
+    """
+    mine = dataset.fingerprint()
+    if mine.to_dict() == dict(theirs):
+        return None
+    try:
+        other = DatasetFingerprint.from_dict(theirs)
+    except DatasetError as exc:
+        return f"the run's dataset fingerprint is unusable ({exc}): start a new run"
+    same_shape = dataclasses.replace(other, digest=mine.digest) == mine
+    if same_shape and other.digest in dataset.legacy_digests():
+        return (
+            f"the run's dataset fingerprint {other.short()} was made by an older ganfriends that "
+            "checked only file names and sizes, not contents: this copy matches it, but the "
+            "instructor must start a new run (ganfriends coordinator --new-run)"
+        )
+    return f"this dataset {mine.short()} is not the run's {other.short()}"
 
 
 def load_batch(dataset: ImageDataset, indices: Sequence[int]) -> tuple[torch.Tensor, int]:

@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from ganfriends.data.digests import default_cache_dir
 from ganfriends.data.files import (
     DirectorySource,
     FileDataset,
@@ -72,7 +73,14 @@ def open_celeba(
         raise DatasetError(f"CelebA not found at {where}: {_NOT_FOUND_HELP}")
     if split in _PARTITION_CODE:
         source = _select_split(source, load_partitions(), split)
-    return FileDataset("celeba", source, image_size=image_size, channels=3)
+    # The digest cache lives in the data dir that was asked for, like the data itself.
+    return FileDataset(
+        "celeba",
+        source,
+        image_size=image_size,
+        channels=3,
+        digest_cache=default_cache_dir(data_dir),
+    )
 
 
 def _has_images(directory: Path) -> bool:

@@ -58,4 +58,4 @@ def make_dataset(
         raise DatasetError("the folder dataset needs a folder of images: pass --dataset-path DIR")
     if split not in _FOLDER_SPLITS:
         raise DatasetError(f"the folder dataset has no {split!r} split: it uses every image")
-    return open_folder(path, image_size=size)
+    return open_folder(path, image_size=size, data_dir=data_dir)

@@ -1,21 +1,25 @@
 """File-backed datasets: a sorted list of image files in a folder or a zip, decoded on demand.
 
 CelebA and the generic folder dataset are both a :class:`FileDataset` over a :class:`FileSource`;
-they differ only in how they find their files.
+they differ only in how they find their files. The fingerprint covers every file's bytes
+(:mod:`ganfriends.data.digests`), and is the same for a folder and a zip of the same files.
 """
 
 from __future__ import annotations
 
 import abc
+import itertools
 import logging
 import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import torch
 
 from ganfriends.data.base import DatasetFingerprint, ImageDataset, make_digest
+from ganfriends.data.digests import FileStamp, cached_digests, default_cache_dir
 from ganfriends.data.images import IMAGE_EXTENSIONS, decode_image
 from ganfriends.errors import DatasetError
 
@@ -23,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 # Directories macOS adds to zips and folders; their "._x.jpg" entries are metadata, not images.
 _JUNK_DIRS = frozenset({"__MACOSX"})
+# The first chunk of a file dataset's digest: says what each line holds. Version 1 (before this
+# marker) hashed only "name\tsize" lines, so a copy with damaged bytes passed for the run's data.
+_CONTENT_FORMAT = b"files-v2: name, size, sha256 of the bytes\n"
 
 
 def _is_image_name(name: str, extensions: Sequence[str]) -> bool:
@@ -88,8 +95,21 @@ class FileSource(abc.ABC):
         """The encoded bytes of file ``index``."""
 
     @abc.abstractmethod
+    def open(self, index: int) -> IO[bytes]:
+        """File ``index`` opened for streaming its (decompressed) bytes."""
+
+    @abc.abstractmethod
     def sizes(self) -> list[int]:
         """The size in bytes of every file, in ``names`` order."""
+
+    @abc.abstractmethod
+    def stamps(self) -> list[FileStamp]:
+        """Every file's size and version, in ``names`` order: a cached digest with the same stamp
+        is the file's digest."""
+
+    @abc.abstractmethod
+    def cache_key(self) -> str:
+        """What names this folder or zip in the digest cache (an absolute path, with its kind)."""
 
     @abc.abstractmethod
     def location(self, index: int | None = None) -> str:
@@ -114,12 +134,25 @@ class DirectorySource(FileSource):
         """The bytes of file ``index``."""
         return (self.root / self.names[index]).read_bytes()
 
+    def open(self, index: int) -> IO[bytes]:
+        """The file, opened for reading."""
+        return (self.root / self.names[index]).open("rb")
+
     def sizes(self) -> list[int]:
         """File sizes from ``stat``."""
+        return [stamp.size for stamp in self.stamps()]
+
+    def stamps(self) -> list[FileStamp]:
+        """Size and modification time (ns) from ``stat``."""
         try:
-            return [(self.root / n).stat().st_size for n in self.names]
+            stats = [(self.root / n).stat() for n in self.names]
         except OSError as exc:
             raise DatasetError(f"cannot read the image files in {self.root}: {exc}") from None
+        return [FileStamp(st.st_size, str(st.st_mtime_ns)) for st in stats]
+
+    def cache_key(self) -> str:
+        """``dir`` and the resolved root."""
+        return f"dir\t{self.root.resolve()}"
 
     def location(self, index: int | None = None) -> str:
         """The root, or the file's path."""
@@ -165,9 +198,30 @@ class ZipSource(FileSource):
         """The decompressed bytes of member ``index`` (CRC-checked by zipfile)."""
         return self.handle().read(self.prefix + self.names[index])
 
+    def open(self, index: int) -> IO[bytes]:
+        """The member, decompressed as it is read; zipfile checks its CRC at the end."""
+        return self.handle().open(self.prefix + self.names[index])
+
     def sizes(self) -> list[int]:
         """Uncompressed member sizes, which equal the extracted files' sizes."""
         return list(self._sizes)
+
+    def stamps(self) -> list[FileStamp]:
+        """Member size and CRC, plus the zip's size and modification time: a rewritten zip is
+        hashed again even where its directory claims the same CRCs."""
+        try:
+            st = self.zip_path.stat()
+        except OSError as exc:
+            raise DatasetError(f"cannot read {self.zip_path}: {exc}") from None
+        zf = self.handle()
+        return [
+            FileStamp(size, f"{zf.getinfo(self.prefix + n).CRC:08x}:{st.st_size}:{st.st_mtime_ns}")
+            for n, size in zip(self.names, self._sizes, strict=True)
+        ]
+
+    def cache_key(self) -> str:
+        """``zip``, the resolved zip path and the member prefix."""
+        return f"zip\t{self.zip_path.resolve()}\t{self.prefix}"
 
     def location(self, index: int | None = None) -> str:
         """The zip, or ``zip:member``."""
@@ -209,13 +263,26 @@ def open_zip(zip_path: Path) -> zipfile.ZipFile:
 
 
 class FileDataset(ImageDataset):
-    """Images decoded on demand from a :class:`FileSource`; unreadable files come back as None."""
+    """Images decoded on demand from a :class:`FileSource`; unreadable files come back as None.
 
-    def __init__(self, name: str, source: FileSource, image_size: int, channels: int = 3) -> None:
+    ``digest_cache`` is where the per-file digests of :meth:`fingerprint` are cached (None: the
+    default data dir's ``cache/file-digests``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        source: FileSource,
+        image_size: int,
+        channels: int = 3,
+        *,
+        digest_cache: Path | None = None,
+    ) -> None:
         self.name = name
         self.source = source
         self.image_size = image_size
         self.channels = channels
+        self.digest_cache = digest_cache
         self._fingerprint: DatasetFingerprint | None = None
         self._reported: set[int] = set()
 
@@ -236,18 +303,50 @@ class FileDataset(ImageDataset):
             return None
 
     def fingerprint(self) -> DatasetFingerprint:
-        """Digest of the sorted (relative name, size) list: cheap, and equal for folder and zip."""
+        """Digest of the sorted (relative name, size, sha256 of the bytes) list; equal for a folder
+        and a zip of the same files. The first call on a copy hashes every file (CelebA: see
+        ``benchmarks/fingerprint.py``); later ones reuse the digest cache.
+
+        DatasetError when a file cannot be read at all (a damaged zip member, an I/O error): such a
+        copy is not the data. A file that reads but does not decode is hashed like any other, so
+        every machine with the same bytes skips the same images.
+        """
         if self._fingerprint is None:
-            sizes = self.source.sizes()
-            lines = (f"{n}\t{s}\n".encode() for n, s in zip(self.source.names, sizes, strict=True))
+            source = self.source
+            stamps = source.stamps()
+            digests = cached_digests(
+                source.cache_key(),
+                source.names,
+                stamps,
+                source.open,
+                source.location,
+                label=source.location(),
+                cache_dir=self.digest_cache or default_cache_dir(),
+            )
+            lines = (
+                f"{n}\t{st.size}\t{d}\n".encode()
+                for n, st, d in zip(source.names, stamps, digests, strict=True)
+            )
             self._fingerprint = DatasetFingerprint(
                 name=self.name,
                 size=len(self),
                 image_size=self.image_size,
                 channels=self.channels,
-                digest=make_digest(self.name, self.image_size, self.channels, lines),
+                digest=make_digest(
+                    self.name,
+                    self.image_size,
+                    self.channels,
+                    itertools.chain([_CONTENT_FORMAT], lines),
+                ),
             )
         return self._fingerprint
+
+    def legacy_digests(self) -> tuple[str, ...]:
+        """The digest of names and sizes only, which runs created before fingerprints covered
+        file contents hold: tells "a run of an older ganfriends" from "other data"."""
+        sizes = self.source.sizes()
+        lines = (f"{n}\t{s}\n".encode() for n, s in zip(self.source.names, sizes, strict=True))
+        return (make_digest(self.name, self.image_size, self.channels, lines),)
 
     def close(self) -> None:
         """Close the source's open files."""
