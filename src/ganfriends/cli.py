@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ganfriends import __version__
+from ganfriends.children import bind_to_parent
 from ganfriends.config import env_name, flag_options, is_switch, load_config
 from ganfriends.errors import GanError
 
@@ -276,6 +277,7 @@ COORDINATOR_EXCLUDED = (
 WORKER_OPTIONS = (
     "database.url",
     "worker.name",
+    "worker.stop_grace",
     "training.device",
     "data.dataset_path",
     "data.data_dir",
@@ -387,6 +389,8 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
+    # Started by a ganfriends command (demo, dashboard)? Never outlive it, even a SIGKILLed one.
+    bind_to_parent()
     # The pool reports each connection it drops after a server restart; our commands already say
     # "database unreachable, retrying" in one line, so keep its warnings out of the console.
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

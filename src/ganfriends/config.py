@@ -166,6 +166,13 @@ class WorkerConfig:
     heartbeat_interval: float = option(
         30.0, "seconds between heartbeats while computing", minimum=0.1
     )
+    # Docker's stop waits 10 s before SIGKILL, Colab and systemd about as long: 5 s leaves room.
+    stop_grace: float = option(
+        5.0,
+        "seconds a stopped worker may spend finishing its unit before it gives the unit back",
+        flag="--stop-grace",
+        minimum=0.0,
+    )
 
 
 @dataclass

@@ -199,29 +199,6 @@ def test_coordinator_and_worker_ride_out_a_database_restart(tmp_path: Path) -> N
         server.stop()
 
 
-def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    workdir = tmp_path / "demo"
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "ganfriends", "demo", "--workers", "2", "--workdir", str(workdir)],
-        env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert demo.stdout is not None
-    for line in demo.stdout:
-        if "started a coordinator" in line:
-            break
-    time.sleep(3)
-    demo.send_signal(signal.SIGINT)
-    output = demo.communicate(timeout=120)[0]
-    assert demo.returncode == 130, output
-    assert "everything stopped" in output
-    leftovers = [
-        p.info["cmdline"]
-        for p in psutil.process_iter(["cmdline"])
-        if p.info["cmdline"] and any(str(workdir) in part for part in p.info["cmdline"])
-    ]
-    assert leftovers == []
-
-
 def test_a_second_coordinator_for_the_same_run_is_refused(room: ClassRoom) -> None:
     first = room.coordinator("run", *RUN, "--max-iterations", "200")
     first.wait_for("new run")

@@ -15,6 +15,7 @@ import torch
 
 from ganfriends.training.history import read_history
 from tests.acceptance.conftest import TINY_MODEL, cli_env, run_cli
+from tests.acceptance.test_stopping import assert_nothing_left, tagged, wait_for_line
 from tests.conftest import requires_fashion_mnist
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -176,3 +177,21 @@ def test_ctrl_c_to_torchrun_stops_every_process_after_one_step_and_rank_0_saves(
     )
     rows = read_history(history)
     assert saved["step"] >= 2 and int(rows[-1]["step"]) == saved["step"]
+
+
+def test_ranks_do_not_outlive_a_killed_torchrun(workdir: Path) -> None:
+    env, tag = tagged(cli_env(workdir))
+    launcher = subprocess.Popen(
+        [str(TORCHRUN), "--standalone", "--nnodes", "1", "--nproc-per-node", "2",
+         "-m", "ganfriends", *RUN, "--max-steps", "100000", "--output-dir", "killed"],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_line(launcher, "2 processes (gloo)")
+        launcher.send_signal(signal.SIGKILL)
+        launcher.communicate(timeout=30)
+        # Each rank got SIGTERM from the kernel: a warm stop, then exit.
+        assert_nothing_left(tag, workdir / "killed", timeout=30)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()

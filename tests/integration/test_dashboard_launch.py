@@ -14,8 +14,9 @@ SECRET_URL = "postgresql://ganfriends:s3cret@db.example:5433/ganfriends"
 
 def test_the_command_is_headless_offline_and_carries_no_secret() -> None:
     command = streamlit_command(8599)
-    assert command[1:5] == ["-m", "streamlit", "run", str(APP)]
-    flags = dict(zip(command[5::2], command[6::2], strict=True))
+    # Through ganfriends.children, so that the server dies with the command that starts it.
+    assert command[1:6] == ["-m", "ganfriends.children", "streamlit", "run", str(APP)]
+    flags = dict(zip(command[6::2], command[7::2], strict=True))
     assert flags["--server.port"] == "8599"
     assert flags["--server.address"] == "127.0.0.1"
     assert flags["--server.headless"] == "true"

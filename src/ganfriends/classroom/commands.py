@@ -87,7 +87,10 @@ def worker(config: Config, *, max_units: int | None) -> int:
     """Contribute to the class run."""
     from ganfriends.classroom.worker import Worker
 
-    with open_database(config, start_embedded=False, max_size=3) as db, graceful_stop() as stop:
+    with (
+        graceful_stop(config.worker.stop_grace) as stop,
+        open_database(config, start_embedded=False, max_size=3) as db,
+    ):
         summary = Worker(db, config, console=_console()).run(stop, max_units=max_units)
     return 130 if stop.requested and summary.reason == "stopped" else 0
 

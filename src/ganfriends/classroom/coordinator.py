@@ -28,7 +28,7 @@ from ganfriends.classroom.payload import decode_device_state, decode_result, enc
 from ganfriends.classroom.queue import Consumed, Retention, Upload
 from ganfriends.classroom.state import RunState, create_run, load_run_state, server_blobs
 from ganfriends.config import Config
-from ganfriends.data import ImageDataset, make_dataset
+from ganfriends.data import ImageDataset, fingerprint_mismatch, make_dataset
 from ganfriends.db import Database, DatabaseUnavailable
 from ganfriends.errors import GanError
 from ganfriends.grid import save_grid
@@ -155,10 +155,11 @@ class Coordinator:
             dataset = self._open_dataset(
                 str(run.fingerprint["name"]), int(run.model_config.image_size)
             )
-            if dataset.fingerprint().to_dict() != run.fingerprint:
+            reason = fingerprint_mismatch(dataset, run.fingerprint)
+            if reason is not None:
                 raise GanError(
-                    f"this machine's dataset {dataset.fingerprint().short()} is not run "
-                    f"{run_id}'s: point --dataset-path at the data the run was created with"
+                    f"{reason} (run {run_id}): point --dataset-path at the data the run was "
+                    "created with"
                 )
         return load_run_state(self.db, run_id, dataset)
 

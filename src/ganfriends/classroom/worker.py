@@ -3,8 +3,10 @@
 The loop is synchronous (register -> claim -> compute -> submit), with a heartbeat thread that
 keeps the worker on the leaderboard and extends its lease while it computes. Leases are judged by
 the database clock; an upload is accepted only while the lease is live (see ``submit_result``).
-First Ctrl+C: finish the current unit, then exit. Second: give the unit back at once and exit.
-A database restart or network drop is waited out with backoff.
+SIGINT, SIGTERM and SIGHUP stop it warmly (:mod:`ganfriends.signals`): the current unit is finished
+and uploaded if that takes less than ``worker.stop_grace`` seconds, else it is given back; a second
+signal gives it back at once. A database restart or network drop is waited out with backoff, and
+a stop ends that wait at once.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ganfriends.classroom.payload import (
 )
 from ganfriends.classroom.queue import Claim, Hardware, Run
 from ganfriends.config import Config
-from ganfriends.data import ImageDataset, make_dataset
+from ganfriends.data import ImageDataset, fingerprint_mismatch, make_dataset
 from ganfriends.db import Database, DatabaseUnavailable
 from ganfriends.device import describe_device, resolve_device
 from ganfriends.errors import GanError
@@ -49,6 +51,10 @@ RETRY_CAP = 30.0  # seconds: longest wait between reconnection attempts
 
 class DatasetMismatch(GanError):
     """This worker's dataset is not the run's."""
+
+
+class StoppedWaiting(Exception):
+    """A stop was requested while the database was unreachable."""
 
 
 def detect_hardware(device: torch.device) -> Hardware:
@@ -138,17 +144,23 @@ class Worker:
     # ---------------------------------------------------------------- database calls with retry
 
     def _retry(self, stop: StopRequest, call: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a database call, waiting out outages with exponential backoff."""
+        """Run a database call, waiting out outages with exponential backoff.
+
+        A stop during an outage ends the wait at once (:class:`StoppedWaiting`): nothing can be
+        handed back to a database we cannot reach, and the lease expires by itself.
+        """
         delay = 0.5
         while True:
             try:
                 return call(*args, **kwargs)
             except DatabaseUnavailable as exc:
+                if stop.requested:
+                    raise StoppedWaiting(str(exc)) from exc
                 self.console.print(
                     f"[yellow]database unreachable ({exc}); retrying in {delay:.0f}s[/]"
                 )
-                if stop.event.wait(delay) and stop.signals > 1:
-                    raise
+                if stop.event.wait(delay):
+                    raise StoppedWaiting(str(exc)) from exc
                 delay = min(delay * 2, RETRY_CAP)
 
     # ---------------------------------------------------------------- set-up
@@ -175,14 +187,14 @@ class Worker:
             data_dir=data.data_dir,
             download=data.download,
         )
-        mine, theirs = dataset.fingerprint(), run.fingerprint
-        if mine.to_dict() != theirs:
-            raise DatasetMismatch(
-                f"this worker's dataset {mine.short()} is not the run's "
-                f"{theirs['name']}/{theirs['size']}@{theirs['image_size']}x{theirs['channels']}:"
-                f"{str(theirs['digest'])[:8]}: get the same files as the instructor "
-                "(same images, same names) and point --dataset-path at them"
-            )
+        reason = fingerprint_mismatch(dataset, run.fingerprint)
+        if reason is not None:
+            if reason.startswith("this dataset"):  # other files, not an old or broken run
+                reason += (
+                    ": get the same files as the instructor (same images, same names) "
+                    "and point --dataset-path at them"
+                )
+            raise DatasetMismatch(reason)
         return dataset
 
     # ---------------------------------------------------------------- heartbeat
@@ -333,10 +345,14 @@ class Worker:
         """Work until the run completes, ``stop`` is requested, or ``max_units`` are done."""
         stop = stop or StopRequest()
         self.console.print("Initializing worker...")
-        run = self._wait_for_run(stop)
-        if run is None:
-            return WorkerSummary(None, 0, 0, "stopped before a run started")
-        session = self._join(run, stop)
+        try:
+            run = self._wait_for_run(stop)
+            if run is None:
+                return WorkerSummary(None, 0, 0, "stopped before a run started")
+            session = self._join(run, stop)
+        except StoppedWaiting:
+            self.console.print("Stopped while the database was unreachable.")
+            return WorkerSummary(self.worker_id, 0, 0, "stopped")
         halt = threading.Event()
         # At least three beats per lease, so one lost beat never costs a unit.
         interval = min(self.config.worker.heartbeat_interval, run.lease_seconds / 3)
@@ -369,6 +385,12 @@ class Worker:
             else:
                 if max_units is not None and units >= max_units:
                     reason = f"did {units} units"
+        except StoppedWaiting:
+            self.console.print(
+                "Stopped while the database was unreachable"
+                + (" (the unit's lease expires by itself)." if claim is not None else ".")
+            )
+            return WorkerSummary(self.worker_id, units, refused, "stopped")
         except KeyboardInterrupt:
             reason = "aborted"
             if claim is not None:

@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ganfriends.children import die_with_parent
 from ganfriends.device import resolve_device
 from ganfriends.errors import ConfigError
 from ganfriends.step import StepStats
@@ -134,6 +135,8 @@ def joined(
         yield Cluster(device=device)
         return
     rank, world_size, local_rank = place
+    # torchrun stops its ranks on SIGINT/SIGTERM/SIGHUP; if it is SIGKILLed, they follow it.
+    die_with_parent()
     if not dist.is_available():
         raise ConfigError("this torch build has no torch.distributed: run without torchrun")
     if device.type not in ("cpu", "cuda"):

@@ -7,11 +7,9 @@ only the same user can read, never on its command line, which every user of the 
 from __future__ import annotations
 
 import importlib.util
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +17,9 @@ import webbrowser
 from pathlib import Path
 from typing import IO
 
+from ganfriends.children import child_env, tied_module_command
 from ganfriends.errors import GanError
+from ganfriends.signals import StopRequest, graceful_stop
 
 DB_URL_ENV = "GANFRIENDS_DASHBOARD_DB_URL"
 APP = Path(__file__).with_name("app.py")
@@ -49,8 +49,9 @@ def dashboard_url(port: int, address: str = DEFAULT_ADDRESS) -> str:
 
 def streamlit_command(port: int, address: str = DEFAULT_ADDRESS) -> list[str]:
     """The child's command line (no secret in it)."""
-    return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
+    # Through ganfriends.children: the server dies with the command that started it.
+    return tied_module_command(
+        "streamlit", "run", str(APP),
         "--server.port", str(port),
         "--server.address", address,
         "--server.headless", "true",
@@ -59,7 +60,7 @@ def streamlit_command(port: int, address: str = DEFAULT_ADDRESS) -> list[str]:
         # An installed app, not one being edited: no file watcher, no "rerun on save".
         "--server.fileWatcherType", "none",
         "--client.toolbarMode", "minimal",
-    ]  # fmt: skip
+    )  # fmt: skip
 
 
 def ensure_port_free(port: int, address: str = DEFAULT_ADDRESS) -> None:
@@ -92,7 +93,7 @@ def start_dashboard(
     # Checked here, not left to Streamlit: its "port not available" comes seconds later, while
     # the server already on that port would answer wait_until_ready's health check for it.
     ensure_port_free(port, address)
-    env = dict(os.environ)
+    env = child_env()
     env.update(
         {
             DB_URL_ENV: url,
@@ -117,8 +118,12 @@ def wait_until_ready(
     *,
     address: str = DEFAULT_ADDRESS,
     timeout: float = STARTUP_TIMEOUT,
+    stop: StopRequest | None = None,
 ) -> None:
-    """Block until the server answers its health check; raise if it exits or times out."""
+    """Block until the server answers its health check; raise if it exits or times out.
+
+    Returns early, without raising, when ``stop`` is requested.
+    """
     host = "127.0.0.1" if address in ("", "0.0.0.0") else address
     host = "[::1]" if host == "::" else host
     health = f"http://{host}:{port}/_stcore/health"
@@ -126,6 +131,8 @@ def wait_until_ready(
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stop is not None and stop.requested:
+            return
         code = proc.poll()
         if code is not None:
             raise DashboardError(f"the dashboard exited with status {code} while starting")
@@ -135,7 +142,10 @@ def wait_until_ready(
                     return
         except (urllib.error.URLError, OSError):
             pass  # not listening yet
-        time.sleep(0.25)
+        if stop is not None:
+            stop.event.wait(0.25)
+        else:
+            time.sleep(0.25)
     raise DashboardError(f"the dashboard did not answer on port {port} within {timeout:.0f} s")
 
 
@@ -157,26 +167,30 @@ def run_dashboard(
     open_browser: bool = False,
     address: str = DEFAULT_ADDRESS,
 ) -> int:
-    """``ganfriends dashboard``: serve the dashboard until Ctrl+C; the exit status (130 on Ctrl+C).
+    """``ganfriends dashboard``: serve until a stop signal; the exit status (130 when stopped).
 
-    Streamlit's own output (its address, errors such as a port in use) goes to the terminal.
+    SIGINT, SIGTERM and SIGHUP stop the server warmly (:func:`stop_dashboard`); the server also
+    dies with this command if it is SIGKILLed (:mod:`ganfriends.children`). Streamlit's own
+    output (its address, errors such as a port in use) goes to the terminal.
     """
-    proc = start_dashboard(url, port, address=address)
-    try:
+    with graceful_stop() as stop:
+        proc = start_dashboard(url, port, address=address)
         try:
-            wait_until_ready(proc, port, address=address)
-        except DashboardError:
-            if proc.poll() is not None:
-                return proc.returncode or 1  # it said why on the terminal
-            raise
-        link = dashboard_url(port, address)
-        print(f"ganfriends dashboard: {link}  (Ctrl+C stops it)", flush=True)
-        if open_browser:
-            webbrowser.open(link)
-        return proc.wait()
-    except KeyboardInterrupt:
-        stop_dashboard(proc)
-        return 130
-    finally:
-        if proc.poll() is None:
+            try:
+                wait_until_ready(proc, port, address=address, stop=stop)
+            except DashboardError:
+                if proc.poll() is not None:
+                    return proc.returncode or 1  # it said why on the terminal
+                raise
+            if not stop.requested:
+                link = dashboard_url(port, address)
+                print(f"ganfriends dashboard: {link}  (Ctrl+C stops it)", flush=True)
+                if open_browser:
+                    webbrowser.open(link)
+            while not stop.requested and proc.poll() is None:
+                stop.event.wait(0.5)
+            if not stop.requested:
+                return proc.returncode or 0
+            return 130
+        finally:
             stop_dashboard(proc)

@@ -1,0 +1,214 @@
+"""The stop policy, with real processes: SIGINT, SIGTERM and SIGHUP stop every long-running
+command warmly; after any of them, and after SIGKILL, nothing it started is left running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.acceptance.class_harness import ClassRoom
+from tests.acceptance.conftest import cli_env
+from tests.conftest import requires_fashion_mnist
+
+WARM = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+ALL = [*WARM, signal.SIGKILL]
+TAG_ENV = "GF_STOP_TEST_TAG"  # not GANFRIENDS_*: the config would read it
+LEFTOVER_WAIT = 15.0  # seconds: a warm stop of the children (worker grace 5 s) fits easily
+
+
+def tagged(env: dict[str, str]) -> tuple[dict[str, str], str]:
+    """``env`` plus a tag that every descendant inherits, so that leftovers can be found."""
+    tag = uuid.uuid4().hex
+    return {**env, TAG_ENV: tag}, tag
+
+
+def descendants_left(tag: str, workdir: Path) -> list[str]:
+    """Processes carrying ``tag`` or naming ``workdir`` (PostgreSQL runs as another user as root
+    and may not keep our environment; its command line names its data directory)."""
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        if p.info["pid"] == os.getpid():
+            continue
+        try:
+            cmdline = p.info["cmdline"] or []
+            environ = p.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if p.status() == psutil.STATUS_ZOMBIE:
+            continue
+        if environ.get(TAG_ENV) == tag or any(str(workdir) in part for part in cmdline):
+            found.append(" ".join(cmdline))
+    return found
+
+
+def assert_nothing_left(tag: str, workdir: Path, timeout: float = LEFTOVER_WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    left = descendants_left(tag, workdir)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.25)
+        left = descendants_left(tag, workdir)
+    assert left == []
+
+
+def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 120) -> list[str]:
+    """Lines of ``proc``'s output up to the first containing ``text``."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        lines.append(line)
+        if text in line:
+            return lines
+        assert time.monotonic() < deadline, "".join(lines)
+    raise AssertionError(f"exited before printing {text!r}:\n{''.join(lines)}")
+
+
+# ------------------------------------------------------------------------------------ demo
+
+
+@requires_fashion_mnist
+@pytest.mark.parametrize("sig", ALL, ids=lambda s: signal.Signals(s).name)
+def test_demo_leaves_nothing_behind_after(sig: signal.Signals, tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    env, tag = tagged(cli_env(tmp_path))
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "ganfriends", "demo", "--workers", "2", "--workdir", str(workdir)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_line(demo, "started a coordinator")
+        time.sleep(2)  # the workers are up and claiming
+        demo.send_signal(sig)
+        output = demo.communicate(timeout=60)[0]
+        if sig == signal.SIGKILL:
+            assert demo.returncode == -signal.SIGKILL
+        else:
+            assert demo.returncode == 130, output
+            assert "everything stopped" in output
+        assert_nothing_left(tag, workdir)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+
+
+# ------------------------------------------------------------------------------- dashboard
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("sig", ALL, ids=lambda s: signal.Signals(s).name)
+def test_dashboard_leaves_no_server_behind_after(
+    sig: signal.Signals, db_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env, tag = tagged(cli_env(tmp_path))
+    board = subprocess.Popen(
+        [sys.executable, "-m", "ganfriends", "dashboard", "--db", db_url, "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_line(board, "ganfriends dashboard:")
+        board.send_signal(sig)
+        board.communicate(timeout=20)
+        if sig != signal.SIGKILL:
+            assert board.returncode == 130
+        assert_nothing_left(tag, tmp_path)
+        with socket.socket() as s:  # the next dashboard can take the port
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+    finally:
+        if board.poll() is None:
+            board.kill()
+
+
+# ------------------------------------------------------------------ worker and coordinator
+
+# Full-width model and big units: a unit is still computing when the signal lands.
+SLOW_RUN = [
+    "coordinator", "--output-dir", "run", "--images-per-work-unit", "2048",
+    "--workunits-per-update", "1", "--micro-batch", "64", "--max-iterations", "3",
+    "--work-unit-timeout", "600",
+]  # fmt: skip
+
+
+@pytest.fixture
+def room(db_url: str, tmp_path: Path) -> Iterator[ClassRoom]:
+    classroom = ClassRoom(db_url, tmp_path)
+    yield classroom
+    classroom.close()
+
+
+def unit_counts(room: ClassRoom) -> dict[str, int]:
+    import json
+
+    result = subprocess.run(
+        [sys.executable, "-m", "ganfriends", "status", "--json", "--db", room.db_url],
+        capture_output=True, text=True, env=room._env(), check=True,
+    )  # fmt: skip
+    units: dict[str, int] = json.loads(result.stdout)["units"]
+    return units
+
+
+@requires_fashion_mnist
+@pytest.mark.parametrize("sig", WARM, ids=lambda s: signal.Signals(s).name)
+def test_a_stopped_worker_gives_its_unit_back_within_the_grace(
+    sig: signal.Signals, room: ClassRoom
+) -> None:
+    room.start("coordinator", SLOW_RUN).wait_for("new run")
+    worker = room.worker("carol", "--stop-grace", "1")
+    worker.wait_for("Processing work unit 0")
+    sent = time.monotonic()
+    worker.popen.send_signal(sig)
+    assert worker.finish(timeout=30) == 130
+    assert time.monotonic() - sent < 10  # docker stop's SIGKILL comes after 10 s
+    assert "giving the unit back" in worker.output
+    assert "completed successfully" not in worker.output
+    assert unit_counts(room)["pending"] == 1  # claimable at once, not after a 600 s lease
+
+
+def test_a_worker_waiting_for_an_unreachable_database_stops_on_the_first_signal(
+    tmp_path: Path,
+) -> None:
+    room = ClassRoom(f"postgresql:///ganfriends?host={tmp_path / 'no-server'}", tmp_path)
+    try:
+        worker = room.worker("dave")
+        worker.wait_for("database unreachable")
+        sent = time.monotonic()
+        worker.popen.send_signal(signal.SIGINT)
+        assert worker.finish(timeout=30) == 130
+        assert time.monotonic() - sent < 8
+        assert "Stopped while the database was unreachable" in worker.output
+    finally:
+        room.close()
+
+
+@requires_fashion_mnist
+@pytest.mark.parametrize("sig", WARM, ids=lambda s: signal.Signals(s).name)
+def test_a_stopped_coordinator_exits_at_a_consistent_point_and_resumes(
+    sig: signal.Signals, room: ClassRoom
+) -> None:
+    run = ["--images-per-work-unit", "64", "--workunits-per-update", "1", "--micro-batch", "32",
+           "--max-iterations", "4", "--seed", "3"]  # fmt: skip
+    first = room.coordinator("run", *run, "--new-run")
+    room.worker("erin")
+    first.wait_for(r"version 1/")
+    first.popen.send_signal(sig)
+    assert first.finish(timeout=30) == 130, first.output
+    second = room.coordinator("run", *run)
+    assert second.finish(timeout=180) == 0, second.output
+    assert "version 4/4" in second.output
