@@ -73,3 +73,64 @@ def merge_buffers(contributions: Sequence[Contribution]) -> dict[str, torch.Tens
         if not tensor.is_floating_point():
             out[name] = torch.stack([c.tensors[name] for c in contributions]).max(dim=0).values
     return out
+
+
+# ---------------------------------------------------------------------------- screening
+#
+# One hostile upload can steer a mean: a gradient 1000x the honest size dominates the average and
+# fills Adam's second moments, shrinking every later step. Each contribution's tensors are
+# grouped by network ("g.*", "d.*", MD-GAN's "feedback") and a group whose L2 norm exceeds
+# ``factor`` times the median of that group's norms across the version's contributions is scaled
+# down to that bound (norm clipping, as in centred clipping / DP-FedAvg, around a robust centre).
+# Honest contributions of one version have norms within a small factor of each other, so a
+# generous factor never touches them: an honest run keeps its exact aggregation. The median is
+# the lower one for an even count, so with two contributions the smaller one sets the bound.
+
+
+def tensor_group(name: str) -> str:
+    """The group a result tensor belongs to: its prefix (``g``, ``d``) or its whole name."""
+    return name.split(".", 1)[0]
+
+
+def group_norms(tensors: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """L2 norm of each group of ``tensors`` (see :func:`tensor_group`), in float64."""
+    squares: dict[str, float] = {}
+    for name, tensor in tensors.items():
+        group = tensor_group(name)
+        value = float(tensor.detach().to(torch.float64).square().sum())
+        squares[group] = squares.get(group, 0.0) + value
+    return {group: math.sqrt(total) for group, total in squares.items()}
+
+
+def lower_median(values: Sequence[float]) -> float:
+    """The median, the lower of the two middle values for an even count."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def norm_scales(norms: Sequence[Mapping[str, float]], factor: float) -> list[dict[str, float]]:
+    """Per contribution and group, the factor (<= 1) that brings its norm within ``factor`` times
+    the group's lower median across ``norms``; 1.0 where it already is. ``factor <= 0``: no
+    screening (all 1.0)."""
+    scales: list[dict[str, float]] = [dict.fromkeys(n, 1.0) for n in norms]
+    if factor <= 0 or not norms:
+        return scales
+    for group in norms[0]:
+        bound = factor * lower_median([n[group] for n in norms])
+        for i, n in enumerate(norms):
+            if n[group] > bound:
+                scales[i][group] = bound / n[group]
+    return scales
+
+
+def scale_groups(
+    tensors: Mapping[str, torch.Tensor], scales: Mapping[str, float]
+) -> dict[str, torch.Tensor]:
+    """``tensors`` with each group multiplied by its scale (groups at 1.0 are passed through)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in tensors.items():
+        scale = scales.get(tensor_group(name), 1.0)
+        out[name] = tensor if scale == 1.0 else tensor * scale
+    return out

@@ -240,6 +240,7 @@ SIMULATE_OPTIONS = (
     "coordinator.mode",
     "coordinator.sample_interval",
     "coordinator.max_iterations",
+    "coordinator.clip_factor",
     "federated",
     "mdgan",
 )
@@ -403,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if verbose:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -235,6 +235,13 @@ class CoordinatorConfig:
         flag="--max-backups",
         minimum=0,
     )
+    clip_factor: float = option(
+        10.0,
+        "scale a result's G, D or feedback tensors down to this many times the version's median "
+        "norm (a hostile upload cannot steer the mean; 0 turns it off)",
+        flag="--clip-factor",
+        minimum=0.0,
+    )
     keep_last_versions: int = option(3, "newest weight versions kept in the database", minimum=1)
     keep_every_versions: int = option(100, "also keep every Nth weight version", minimum=1)
     poll_interval: float = option(0.1, "seconds between checks for finished units", minimum=0.01)

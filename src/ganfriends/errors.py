@@ -10,6 +10,8 @@ from __future__ import annotations
 class GanError(Exception):
     """Something went wrong in ganfriends."""
 
+    exit_status = 1  # what the CLI exits with after printing the message
+
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
 

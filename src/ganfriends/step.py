@@ -70,9 +70,11 @@ class StepStats:
     g_loss_sum: float = 0.0
     d_real_sum: float = 0.0  # sum of D's "realness" score on real images: D(x)
     d_fake_sum: float = 0.0  # ... on fakes, before D's update: D(G(z))
+    skipped: int = 0  # unreadable images left out (counted by the caller that loads batches)
 
     def __iadd__(self, other: StepStats) -> StepStats:
         self.images += other.images
+        self.skipped += other.skipped
         self.d_loss_sum += other.d_loss_sum
         self.g_loss_sum += other.g_loss_sum
         self.d_real_sum += other.d_real_sum

@@ -67,6 +67,30 @@ def wrong_shape() -> bytes:
     return _with_result(change)
 
 
+def huge_finite_gradient() -> bytes:
+    # Finite, but its square overflows Adam's second moment to inf for the rest of the run.
+    def change(gradients: dict[str, torch.Tensor]) -> None:
+        gradients[_first(gradients)].view(-1)[0] = 3e38
+
+    return _with_result(change)
+
+
+def all_zero_gradients() -> bytes:
+    # A free-rider: no work done, full credit claimed.
+    def change(gradients: dict[str, torch.Tensor]) -> None:
+        for tensor in gradients.values():
+            tensor.zero_()
+
+    return _with_result(change)
+
+
+def _with_running_var(value: float) -> bytes:
+    result = random_result(*tiny_models())
+    name = next(k for k in sorted(result.buffers) if k.endswith(".running_var"))
+    result.buffers[name].view(-1)[0] = value
+    return encode_result(result)
+
+
 def too_many_images() -> bytes:
     return encode_result(random_result(*tiny_models(), images=IMAGES_PER_UNIT + 1))
 
@@ -104,6 +128,10 @@ BAD_UPLOADS: dict[str, tuple[Callable[[], bytes], str]] = {
     "wrong shape": (wrong_shape, "shape"),
     "more images than the unit": (too_many_images, "images"),
     "nan loss statistic": (nan_loss, "d_loss_sum"),
+    "huge finite gradient": (huge_finite_gradient, "beyond"),
+    "all-zero gradients": (all_zero_gradients, "zero"),
+    "negative running variance": (lambda: _with_running_var(-1.0), "not positive"),
+    "zero running variance": (lambda: _with_running_var(0.0), "not positive"),
 }
 
 # Headers crafted to make a parser raise something other than a validation error.
@@ -211,3 +239,40 @@ def test_an_upload_cannot_credit_more_images_than_its_unit_holds(db: Database, r
 
     # Assert
     assert raw.worker(cheat)["images_done"] <= IMAGES_PER_UNIT
+
+
+def update_second_moments(db: Database, factor: float, outlier: float) -> tuple[float, str]:
+    """Publish one update of 3 units, unit 2 scaled by ``outlier``; the sum of G's Adam second
+    moments afterwards, and the coordinator's output."""
+    run_id = new_run(db, units_per_update=3)
+    workers = [register(db, run_id, name) for name in ("a", "b", "mallory")]
+    for i, worker in enumerate(workers):
+        result = random_result(*tiny_models(), seed=i)
+        if i == 2:
+            result.parameters = {k: v * outlier for k, v in result.parameters.items()}
+        upload(db, run_id, worker, encode_result(result))
+    config = Config()
+    config.coordinator.clip_factor = factor
+    out = io.StringIO()
+    coord = Coordinator(db, config, console=Console(file=out, width=200))
+    state = load_run_state(db, run_id)
+    valid = coord.validated_results(state)
+    assert valid is not None
+    coord.apply_update(state, valid, 0.0)
+    moments = sum(float(s["exp_avg_sq"].sum()) for s in state.server.optimizer_g.state.values())
+    return moments, out.getvalue()
+
+
+def test_an_outlying_gradient_is_clipped_to_the_versions_median_norm(db: Database) -> None:
+    honest, _ = update_second_moments(db, factor=10.0, outlier=1.0)
+    attacked, output = update_second_moments(db, factor=10.0, outlier=1000.0)
+    assert "clipped unit 2" in output
+    # The mean gradient is at most (1 + 1 + 10) / 3 = 4x an honest one: squares 16x.
+    assert attacked < 20 * honest
+
+
+def test_without_clipping_one_outlier_fills_adams_second_moments(db: Database) -> None:
+    honest, _ = update_second_moments(db, factor=0.0, outlier=1.0)
+    attacked, output = update_second_moments(db, factor=0.0, outlier=1000.0)
+    assert "clipped" not in output
+    assert attacked > 1e4 * honest  # what the clipping above prevents

@@ -38,6 +38,22 @@ def test_result_claiming_more_images_than_the_unit_is_refused() -> None:
         decode_result(data, result_spec(g, d), max_images=64)
 
 
+def test_unreadable_images_skipped_by_a_unit_travel_with_its_result() -> None:
+    g, d = build_models(CONFIG, seed=0)
+    fill_grads(g, d)
+    result = collect_result(g, d, StepStats(60, 1.0, 1.0, 1.0, 1.0, skipped=4))
+    back = decode_result(encode_result(result), result_spec(g, d), max_images=64)
+    assert (back.images, back.stats.skipped) == (60, 4)
+
+
+def test_more_skipped_images_than_the_unit_left_are_refused() -> None:
+    g, d = build_models(CONFIG, seed=0)
+    fill_grads(g, d)
+    data = encode_result(collect_result(g, d, StepStats(60, 1.0, 1.0, 1.0, 1.0, skipped=5)))
+    with pytest.raises(InvalidBlob, match="unreadable"):
+        decode_result(data, result_spec(g, d), max_images=64)
+
+
 def test_result_with_non_finite_statistics_is_refused() -> None:
     g, d = build_models(CONFIG, seed=0)
     fill_grads(g, d)

@@ -314,3 +314,34 @@ def test_given_rounds_set_the_epochs_progress_displays_show() -> None:
     plan = FederatedPlan.from_config(federated_config(rounds=12), Labelled(n=400))
     # 12 rounds of 72 images are 864 images: 2.16 passes over 400, shown as 3 epochs.
     assert plan.epochs == 3 and plan.epochs_done(12) == pytest.approx(2.16)
+
+
+class WithUnreadable(Labelled):
+    """Labelled images of which every 10th cannot be read."""
+
+    def get_batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, int]:
+        ok = [i for i in indices if i % 10 != 0]
+        return self.images[ok], len(indices) - len(ok)
+
+
+def test_a_sync_unit_counts_the_images_it_could_not_read() -> None:
+    plan = SyncPlan(dataset_size=400, seed=1, images_per_unit=40, units_per_update=1,
+                    micro_batch=20, epochs=1)  # fmt: skip
+    dataset = WithUnreadable()
+    rule = make_rule("sync", plan, Config(), MODEL, dataset)
+    g, d = build_models(MODEL, seed=0)
+    unreadable = sum(1 for i in plan.unit_images(0) if i % 10 == 0)
+    assert unreadable > 0  # the unit does meet some
+
+    result = rule.compute(g, d, dataset, Unit(0), device=CPU, device_state=None)
+
+    assert (result.images, result.stats.skipped) == (40 - unreadable, unreadable)
+
+
+def test_a_federated_unit_counts_the_images_it_could_not_read() -> None:
+    dataset = WithUnreadable()
+    rule = federated_rule(dataset)
+    g, d = build_models(MODEL, seed=9)
+    result = rule.compute(g, d, dataset, rule.units_of(0)[0], device=CPU, device_state=None)
+    assert result.images + result.stats.skipped == 3 * 8
+    assert result.stats.skipped > 0

@@ -35,6 +35,7 @@ from ganfriends.grid import save_grid
 from ganfriends.models import ModelConfig
 from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config
 from ganfriends.rules.base import Unit, UnitResult, total_stats
+from ganfriends.rules.screening import clip_results, first_non_finite, is_all_zero
 from ganfriends.signals import StopRequest
 from ganfriends.training.checkpoint import save_checkpoint
 
@@ -46,6 +47,13 @@ NUM_SAMPLES = 64  # images per sample grid
 
 class RunLocked(GanError):
     """Another coordinator is already running this run."""
+
+
+class NonFiniteUpdate(GanError):
+    """Combining a version's results produced NaN or inf: nothing may be published."""
+
+
+MAX_NON_FINITE = 3  # consecutive non-finite updates of one version before the coordinator stops
 
 
 @dataclass
@@ -172,6 +180,7 @@ class Coordinator:
         evaluator = self._make_evaluator(state) if eval_interval else None
         published_at = time.monotonic()
         total = state.plan.total_versions
+        non_finite = 0
         while state.version < total and not stop.requested:
             results = self._wait_for_results(state, stop, published_at)
             if results is None:
@@ -179,6 +188,21 @@ class Coordinator:
             wait_seconds = time.monotonic() - published_at
             try:
                 self.apply_update(state, results, wait_seconds)
+                non_finite = 0
+            except NonFiniteUpdate as exc:
+                # Nothing was published; the in-memory state is spoiled: take the last good
+                # version from the database again and have the units computed anew.
+                non_finite += 1
+                self.console.print(f"[red]{escape(str(exc))}: nothing published[/]")
+                if non_finite >= MAX_NON_FINITE:
+                    raise GanError(
+                        f"{exc}, {non_finite} times in a row: stopping with version "
+                        f"{state.version} as the last good one (the run resumes from it)"
+                    ) from exc
+                for v in results:
+                    queue.reject(self.db, v.upload.unit_id, "the combined update was not finite")
+                state = self._reload(state.run_id, stop)
+                continue
             except DatabaseUnavailable:
                 # The commit may or may not have happened: rebuild from what the database holds.
                 self.console.print("[yellow]database unreachable during an update; reloading[/]")
@@ -265,6 +289,8 @@ class Coordinator:
                     )
                 if state_spec is not None and upload.device_state is not None:
                     result.device_state = decode_device_state(upload.device_state, state_spec)
+                if is_all_zero(result):  # a free-rider's upload must not earn credit
+                    raise InvalidBlob("every tensor of the result is zero: no work was done")
                 valid.append(_Valid(upload, result))
             except InvalidBlob as exc:
                 rejected = True
@@ -280,8 +306,28 @@ class Coordinator:
     def apply_update(self, state: RunState, valid: list[_Valid], wait_seconds: float) -> None:
         """Combine with the run's rule, then publish v+1 in one transaction."""
         units: list[Unit] = [v.upload.unit for v in valid]
-        results = [v.result for v in valid]
+        for v in valid:
+            if v.result.stats.skipped:  # the same files everywhere: every copy lacks them
+                self.console.print(
+                    f"[yellow]unit {v.upload.unit.index}[/]: {v.result.stats.skipped} unreadable "
+                    f"images skipped (worker {v.upload.worker_id}); the unit trained on "
+                    f"{v.result.images}"
+                )
+        factor = self.config.coordinator.clip_factor
+        results, clipped = clip_results([v.result for v in valid], factor)
+        for c in clipped:
+            upload = valid[c.index].upload
+            self.console.print(
+                f"[yellow]clipped[/] unit {upload.unit.index} from worker {upload.worker_id}: "
+                f"{c.group} norm {c.norm:.3g} scaled to {c.bound:.3g} "
+                f"({factor:g}x the version's median)"
+            )
         state.rule.combine(state.server, units, results)
+        bad = first_non_finite(state.server)
+        if bad is not None:
+            raise NonFiniteUpdate(
+                f"combining version {state.version}'s results made {bad} non-finite"
+            )
         stats = total_stats(results)
         new_version = state.version + 1
         plan = state.plan

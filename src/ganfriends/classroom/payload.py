@@ -22,6 +22,21 @@ from ganfriends.step import StepStats
 
 STAT_KEYS = ("d_loss_sum", "g_loss_sum", "d_real_sum", "d_fake_sum")
 NON_NEGATIVE = (".exp_avg_sq", ".step", ".running_var")  # device-state tensors that are >= 0
+# No honest gradient, weight delta, feedback, BatchNorm statistic or Adam moment comes near this;
+# a finite 3e38 does, and its square overflows Adam's second moment to inf for good.
+MAX_MAGNITUDE = 1e6
+
+
+def _check_magnitudes(tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse values beyond :data:`MAX_MAGNITUDE` and BatchNorm variances that are not > 0
+    (a zero or negative variance makes every sample NaN or inf)."""
+    for name, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            continue
+        if bool((tensor.abs() > MAX_MAGNITUDE).any()):
+            raise InvalidBlob(f"tensor {name} holds values beyond {MAX_MAGNITUDE:g}")
+        if name.endswith(".running_var") and bool((tensor <= 0).any()):
+            raise InvalidBlob(f"tensor {name} holds variances that are not positive")
 
 
 def encode_weights(module: nn.Module) -> bytes:
@@ -37,7 +52,10 @@ def load_weights(module: nn.Module, data: bytes) -> None:
 
 def encode_result(result: UnitResult) -> bytes:
     """One blob for the whole result."""
-    stats = {key: getattr(result.stats, key) for key in STAT_KEYS} | {"images": result.stats.images}
+    stats = {key: getattr(result.stats, key) for key in STAT_KEYS} | {
+        "images": result.stats.images,
+        "skipped": result.stats.skipped,
+    }
     return encode({**result.parameters, **result.buffers}, stats)
 
 
@@ -45,9 +63,16 @@ def decode_result(data: bytes, spec: TensorSpec, *, max_images: int) -> UnitResu
     """Validate and parse a result blob; ``max_images`` is the unit's size (a worker may not claim
     more images than the unit has, which would inflate its weight in the average)."""
     tensors, meta = decode(data, spec)
-    images = meta.get("images")
+    _check_magnitudes(tensors)
+    images, skipped = meta.get("images"), meta.get("skipped", 0)
     if not isinstance(images, int) or isinstance(images, bool) or not 0 < images <= max_images:
         raise InvalidBlob(f"result claims {images!r} images; the unit has {max_images}")
+    if (
+        not isinstance(skipped, int)
+        or isinstance(skipped, bool)
+        or not 0 <= skipped <= max_images - images
+    ):
+        raise InvalidBlob(f"result claims {skipped!r} unreadable images besides its {images}")
     values = {}
     for key in STAT_KEYS:
         value = meta.get(key)
@@ -61,7 +86,7 @@ def decode_result(data: bytes, spec: TensorSpec, *, max_images: int) -> UnitResu
     # The spec fixed the names: buffers are the networks' (gbuf./dbuf.), the rest is the rule's.
     buffers = {k: v for k, v in tensors.items() if k.startswith(("gbuf.", "dbuf."))}
     parameters = {k: v for k, v in tensors.items() if k not in buffers}
-    return UnitResult(parameters, buffers, StepStats(images=images, **values))
+    return UnitResult(parameters, buffers, StepStats(images=images, skipped=skipped, **values))
 
 
 def encode_device_state(state: dict[str, torch.Tensor]) -> bytes:
@@ -95,4 +120,5 @@ def decode_device_state(data: bytes, spec: TensorSpec) -> dict[str, torch.Tensor
     for name, tensor in tensors.items():
         if name.endswith(NON_NEGATIVE) and bool((tensor < 0).any()):
             raise InvalidBlob(f"tensor {name} holds negative values")
+    _check_magnitudes(tensors)
     return tensors

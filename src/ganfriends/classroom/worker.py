@@ -310,6 +310,11 @@ class Worker:
             ) from exc
         seconds = time.monotonic() - started
         stats = result.stats
+        if stats.skipped:
+            self.console.print(
+                f"[yellow]unit {unit.index}: {stats.skipped} of {stats.images + stats.skipped} "
+                "images are unreadable in this copy of the data and were skipped[/]"
+            )
         self.console.print(
             f"Completed {stats.images} images in {seconds:.1f}s\n"
             f"G_loss: {stats.g_loss:.3f} | D_loss: {stats.d_loss:.3f} | "

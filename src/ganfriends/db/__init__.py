@@ -7,11 +7,17 @@ at import time: a process creates its :class:`Database` after fork/spawn.
 from __future__ import annotations
 
 from ganfriends.db.connection import Database, Tx, retrying
-from ganfriends.db.errors import DatabaseError, DatabaseUnavailable, UnknownQueryError
+from ganfriends.db.errors import (
+    AccessRefused,
+    DatabaseError,
+    DatabaseUnavailable,
+    UnknownQueryError,
+)
 from ganfriends.db.migrations import current_version, migrate, pending, reset
 from ganfriends.db.server import EmbeddedPostgres, ServerInfo, default_data_dir
 
 __all__ = [
+    "AccessRefused",
     "Database",
     "DatabaseError",
     "DatabaseUnavailable",

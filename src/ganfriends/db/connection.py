@@ -19,7 +19,12 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ganfriends.db import sql
-from ganfriends.db.errors import DatabaseError, DatabaseUnavailable, UnknownQueryError
+from ganfriends.db.errors import (
+    AccessRefused,
+    DatabaseError,
+    DatabaseUnavailable,
+    UnknownQueryError,
+)
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -35,6 +40,34 @@ RETRY_MAX_DELAY = 30.0  # seconds
 # connection exceptions; 57P01-57P03 are admin/crash shutdown and "starting up"; 53300 is
 # too_many_connections (a class full of workers reconnecting at once).
 _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+# libpq reports a refused login without a SQLSTATE (the server's FATAL message is all we get):
+# these are the server's English texts for a wrong password, an unknown role or database and a
+# pg_hba.conf refusal. A server speaking another language falls back to "unreachable, retrying".
+_REFUSALS = (
+    "password authentication failed",
+    "authentication failed for user",
+    "no password supplied",
+    "no pg_hba.conf entry",
+    "does not exist",
+    "permission denied for database",
+)
+PROBE_TIMEOUT = 5  # seconds for the one direct connection that explains a pool timeout
+
+
+def login_refusal(conninfo: str) -> AccessRefused | None:
+    """Connect once, directly: an :class:`AccessRefused` if the server refuses this login, None
+    if it accepts it or cannot be reached (the pool's timeout then means an outage)."""
+    try:
+        psycopg.connect(conninfo, connect_timeout=PROBE_TIMEOUT, autocommit=True).close()
+    except psycopg.OperationalError as exc:
+        message = " ".join(str(exc).split())
+        if any(text in message for text in _REFUSALS):
+            reason = message[message.find("FATAL:") :] if "FATAL:" in message else message
+            return AccessRefused(
+                f"the database refused this login ({reason}): check the URL "
+                "(the instructor's `ganfriends db url` prints the right one)"
+            )
+    return None
 
 
 def translate_error(exc: psycopg.Error) -> DatabaseError:
@@ -153,11 +186,12 @@ class Database:
     ) -> None:
         self._queries: Mapping[str, str] = queries if queries is not None else sql.queries()
         self._pid = os.getpid()
+        self._conninfo = _conninfo(url, application_name)
         # check_connection runs on every checkout, so a connection broken by a server restart is
         # discarded and replaced instead of failing the caller's first statement. Autocommit:
         # single statements commit at once; transaction() opens an explicit BEGIN/COMMIT block.
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            _conninfo(url, application_name),
+            self._conninfo,
             min_size=min_size,
             max_size=max_size,
             open=True,
@@ -183,8 +217,16 @@ class Database:
             # A pool's sockets and threads do not survive fork: sharing them would interleave
             # two processes' traffic on one connection.
             raise DatabaseError("a Database cannot be used across fork; create one per process")
-        with self._pool.connection() as conn:
-            yield conn
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            # The pool cannot say why it has no connection: a refused login is not an outage,
+            # and retrying it forever would hide a wrong password or database name.
+            refusal = login_refusal(self._conninfo)
+            if refusal is not None:
+                raise refusal from exc
+            raise
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

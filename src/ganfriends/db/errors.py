@@ -19,6 +19,12 @@ class DatabaseUnavailable(DatabaseError):
     """The database server cannot be reached; retry later."""
 
 
+class AccessRefused(DatabaseError):
+    """The database server refused this login (wrong password, unknown role or database)."""
+
+    exit_status = 2  # not worth retrying: the URL itself is wrong
+
+
 class UnknownQueryError(DatabaseError):
     """No named query has this name."""
 

@@ -354,7 +354,8 @@ class FederatedRule(PublishesWeights):
         stats = StepStats()
         with rng.seeded_global_rng(device, self.plan.seed, rng.DROPOUT, round_index, d):
             for step, indices in enumerate(self.batches(round_index, d)):
-                real, _skipped = dataset.get_batch(indices)
+                real, missing = dataset.get_batch(indices)
+                stats.skipped += missing
                 if real.shape[0] == 0:
                     continue
                 z = rng.latent_noise(

@@ -216,10 +216,13 @@ class SyncRule(PublishesWeights):
         generator.train()
         discriminator.train()
         images = plan.unit_images(unit.index)
+        skipped = 0
 
         def batches() -> Iterator[MicroBatch]:
+            nonlocal skipped
             for micro_index, indices in enumerate(plan.micro_batches(images)):
-                real, _skipped = dataset.get_batch(indices)
+                real, missing = dataset.get_batch(indices)
+                skipped += missing
                 if real.shape[0] == 0:
                     continue
                 z = plan.noise(unit.index, micro_index, real.shape[0], self.latent_dim)
@@ -227,6 +230,7 @@ class SyncRule(PublishesWeights):
 
         with rng.seeded_global_rng(device, plan.seed, rng.DROPOUT, unit.index):
             stats = train_step(generator, discriminator, self.loss, batches(), "simultaneous")
+        stats.skipped = skipped
         if stats.images == 0:
             raise ValueError(f"unit {unit.index} has no readable image")
         return collect_gradients(generator, discriminator, stats)

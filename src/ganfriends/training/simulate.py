@@ -12,6 +12,7 @@ train-local read.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from ganfriends.errors import ConfigError
 from ganfriends.grid import save_grid
 from ganfriends.models import build_models, count_parameters
 from ganfriends.rules import ServerState, make_rule, plan_from_config
-from ganfriends.rules.base import UnitResult, total_stats
+from ganfriends.rules.base import Unit, UnitResult, total_stats
+from ganfriends.rules.screening import clip_results
 from ganfriends.signals import graceful_stop
 from ganfriends.training.checkpoint import save_checkpoint
 from ganfriends.training.history import HistoryWriter, plot_curves
@@ -55,8 +57,17 @@ class SimulationResult:
     stopped_early: bool
 
 
-def simulate(config: Config, *, console: Console | None = None) -> SimulationResult:
-    """Run ``config.coordinator.mode``'s rule in this process, as ``config`` says."""
+Tamper = Callable[[Unit, UnitResult], UnitResult]
+
+
+def simulate(
+    config: Config, *, console: Console | None = None, tamper: Tamper | None = None
+) -> SimulationResult:
+    """Run ``config.coordinator.mode``'s rule in this process, as ``config`` says.
+
+    ``tamper`` (research): called on each unit's result before it is combined, as a hostile
+    worker would change it (``benchmarks/robustness.py`` measures the screening with it).
+    """
     console = console or Console(soft_wrap=True)
     training, mode = config.training, config.coordinator.mode
     out_dir = Path(training.output_dir)
@@ -145,13 +156,20 @@ def simulate(config: Config, *, console: Console | None = None) -> SimulationRes
                         worker_g, worker_d, dataset, unit, device=device, device_state=state,
                         inputs=inputs,
                     )  # fmt: skip
-                    results.append(result)
+                    results.append(result if tamper is None else tamper(unit, result))
                     down += tensor_bytes(state)
                     up += result_bytes + tensor_bytes(result.device_state)
                 # States become the devices' only once the version is combined, as in a class run.
                 for unit, result in zip(units, results, strict=True):
                     if unit.device is not None and result.device_state is not None:
                         device_states[unit.device] = result.device_state
+                # The class run's screening too, so that both runs combine the same tensors.
+                results, clipped = clip_results(results, config.coordinator.clip_factor)
+                for c in clipped:
+                    progress.note(
+                        f"version {server.version}: unit {units[c.index].index}'s {c.group} norm "
+                        f"{c.norm:.3g} clipped to {c.bound:.3g}"
+                    )
                 rule.combine(server, units, results)
                 stats = total_stats(results)
                 server.version += 1

@@ -1,0 +1,197 @@
+"""One hostile worker of five: where the class run ends, with and without screening.
+
+Setting: the class mode's rule (``sync``: K = 5 units of 64 images per update, micro-batch 64),
+ganfriends' DCGAN ``--features`` wide, Fashion-MNIST, CPU, run in one process by ``simulate`` —
+which screens each version's results exactly as the coordinator does (``rules/screening.py``).
+Units go to five workers in turn (unit i to worker i mod 5); worker 4 is hostile and changes every
+result it uploads, staying inside what validation on arrival accepts (finite, |x| <= 1e6):
+
+- ``scale``: every gradient x1000 (the issue's upload "of norm 1, 1000x honest");
+- ``flip``: every gradient x-10 (it pulls the mean backwards);
+- ``zero``: all-zero gradients: without screening it earns credit and drags the mean 20% to zero
+  (the coordinator refuses it before screening; here it shows what that refusal is worth).
+
+Each attack runs with screening off (``--clip-factor 0``) and at each ``--factors`` value; the
+honest run (default factor 10) is the reference. One markdown table goes to stdout: final FID and
+KID (one evaluator, ``--eval-samples`` generated vs held-out test images), groups clipped, and the
+largest ratio of an honest result's norm to its version's median seen in the honest run (how far
+honest results stay from the bound).
+
+    python benchmarks/robustness.py [--updates 150] [--features 16] [--factors 10 3]
+        [--eval-samples 1000] [--seed 0] [--threads 1] [--workdir DIR] [--quick]
+
+``--quick`` (20 updates, 256 samples) checks the script end to end in a minute or two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from ganfriends.aggregate import group_norms, lower_median
+from ganfriends.config import load_config
+from ganfriends.evaluation import Evaluator
+from ganfriends.evaluation.checkpoints import evaluate_checkpoint
+from ganfriends.rules.base import Unit, UnitResult
+from ganfriends.training.simulate import simulate
+
+DATASET = "fashion-mnist"
+WORKERS = 5
+HOSTILE = WORKERS - 1
+UNITS_PER_UPDATE = 5
+IMAGES_PER_UNIT = 64
+NEVER = 10**9
+ATTACKS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "scale": lambda t: t * 1000,
+    "flip": lambda t: t * -10,
+    "zero": torch.zeros_like,
+}
+
+
+@dataclass
+class Outcome:
+    label: str
+    attack: str
+    factor: float
+    seconds: float
+    clipped: int
+    checkpoint: Path
+    fid: float = float("nan")
+    kid: float = float("nan")
+    worst_honest_ratio: float = float("nan")
+
+
+@dataclass
+class Recorder:
+    """The tamper hook: attacks worker 4's results and records honest norms per version."""
+
+    attack: str | None
+    norms: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+
+    def __call__(self, unit: Unit, result: UnitResult) -> UnitResult:
+        if self.attack is None or unit.index % WORKERS != HOSTILE:
+            version = unit.index // UNITS_PER_UPDATE
+            self.norms.setdefault(version, []).append(group_norms(result.parameters))
+            return result
+        change = ATTACKS[self.attack]
+        return replace(result, parameters={k: change(v) for k, v in result.parameters.items()})
+
+    def worst_ratio(self) -> float:
+        """The largest norm / lower median of any group in any version (honest results only)."""
+        worst = 0.0
+        for norms in self.norms.values():
+            for group in norms[0]:
+                values = [n[group] for n in norms]
+                worst = max(worst, max(values) / lower_median(values))
+        return worst
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, help="updates per run (default 150)")
+    parser.add_argument("--features", type=int, default=16, help="G and D width (default 16)")
+    parser.add_argument("--factors", type=float, nargs="+", default=[10.0, 3.0],
+                        help="clip factors to try against each attack (default 10 3)")  # fmt: skip
+    parser.add_argument("--attacks", nargs="+", choices=list(ATTACKS), default=list(ATTACKS))
+    parser.add_argument("--eval-samples", type=int, help="images per score (default 1000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 on a shared machine)")
+    parser.add_argument("--data-dir", help="datasets and feature cache (default: ganfriends')")
+    parser.add_argument("--workdir", type=Path, help="keep the runs here (default: a temp dir)")
+    parser.add_argument("--quick", action="store_true", help="20 updates, 256 samples")
+    args = parser.parse_args()
+    args.updates = args.updates or (20 if args.quick else 150)
+    args.eval_samples = args.eval_samples or (256 if args.quick else 1000)
+    return args
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_one(args: argparse.Namespace, root: Path, attack: str | None, factor: float) -> Outcome:
+    label = f"{attack or 'honest'}, clip {factor:g}" if factor else f"{attack or 'honest'}, off"
+    out = root / label.replace(", ", "-").replace(" ", "")
+    overrides: dict[str, Any] = {
+        "coordinator.mode": "sync",
+        "coordinator.clip_factor": factor,
+        "coordinator.max_iterations": args.updates,
+        "coordinator.sample_interval": NEVER,
+        "training.images_per_work_unit": IMAGES_PER_UNIT,
+        "training.workunits_per_update": UNITS_PER_UPDATE,
+        "training.micro_batch": IMAGES_PER_UNIT,
+        "training.g_features": args.features,
+        "training.d_features": args.features,
+        "training.seed": args.seed,
+        "training.device": "cpu",
+        "training.output_dir": str(out),
+        "data.dataset": DATASET,
+        "data.data_dir": args.data_dir,
+        "data.download": False,
+    }
+    config = load_config(overrides=overrides, env={}, default_file=None)
+    recorder = Recorder(attack)
+    log = io.StringIO()
+    start = time.monotonic()
+    result = simulate(config, console=Console(file=log, width=200), tamper=recorder)
+    seconds = time.monotonic() - start
+    if result.version != args.updates:
+        raise SystemExit(f"{label}: stopped at version {result.version}")
+    clipped = sum("clipped" in line for line in log.getvalue().splitlines())
+    outcome = Outcome(label, attack or "none", factor, seconds, clipped, result.latest_checkpoint)
+    if attack is None:
+        outcome.worst_honest_ratio = recorder.worst_ratio()
+    progress(f"{label}: {args.updates} updates in {seconds:.0f} s, {clipped} groups clipped")
+    return outcome
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.workdir or Path(tmp)
+        runs = [run_one(args, root, None, 10.0)]
+        for attack in args.attacks:
+            # Zeros are never clipped (norm 0): the coordinator refuses them before screening.
+            for factor in (0.0,) if attack == "zero" else (0.0, *args.factors):
+                runs.append(run_one(args, root, attack, factor))
+        evaluator = Evaluator.for_dataset(
+            DATASET, data_dir=args.data_dir, image_size=32, num_samples=args.eval_samples,
+            seed=0, device="cpu", download=False, progress=progress,
+        )  # fmt: skip
+        for run in runs:
+            report = evaluate_checkpoint(
+                run.checkpoint, evaluator=evaluator, num_samples=args.eval_samples
+            )
+            run.fid, run.kid = report.metrics["fid"], report.metrics["kid_mean"]
+    images = args.updates * UNITS_PER_UPDATE * IMAGES_PER_UNIT
+    print(
+        f"One hostile worker of {WORKERS} (every 5th unit), sync rule, K={UNITS_PER_UPDATE} x "
+        f"{IMAGES_PER_UNIT} images, {args.updates} updates ({images:,} images), DCGAN "
+        f"{args.features} wide, seed {args.seed}, FID/KID on {args.eval_samples} samples\n"
+    )
+    print("| attack | screening | FID | KID | groups clipped | seconds |")
+    print("|---|---|---:|---:|---:|---:|")
+    for run in runs:
+        screening = f"clip {run.factor:g}x median" if run.factor else "off"
+        print(f"| {run.attack} | {screening} | {run.fid:.1f} | {run.kid:.4f} | {run.clipped} "
+              f"| {run.seconds:.0f} |")  # fmt: skip
+    print(
+        f"\nHonest run: the largest norm / version median of any group was "
+        f"{runs[0].worst_honest_ratio:.2f} (the bound is the clip factor)."
+    )
+
+
+if __name__ == "__main__":
+    main()
