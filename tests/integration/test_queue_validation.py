@@ -267,8 +267,10 @@ def test_an_outlying_gradient_is_clipped_to_the_versions_median_norm(db: Databas
     honest, _ = update_second_moments(db, factor=10.0, outlier=1.0)
     attacked, output = update_second_moments(db, factor=10.0, outlier=1000.0)
     assert "clipped unit 2" in output
-    # The mean gradient is at most (1 + 1 + 10) / 3 = 4x an honest one: squares 16x.
-    assert attacked < 20 * honest
+    # Three independent random results: the honest mean's square is ~1/3 of one result's; with
+    # the outlier clipped to 10x it is ~(1 + 1 + 100) / 9: ~34x the honest one. Unclipped it
+    # would be ~(1 + 1 + 1000**2) / 9: ~3e5x (the next test).
+    assert attacked < 100 * honest
 
 
 def test_without_clipping_one_outlier_fills_adams_second_moments(db: Database) -> None:
