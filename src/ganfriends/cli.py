@@ -12,7 +12,7 @@ from typing import Any
 
 from ganfriends import __version__
 from ganfriends.children import bind_to_parent
-from ganfriends.config import env_name, flag_options, is_switch, load_config
+from ganfriends.config import env_name, flag_options, is_switch, load_config, redact_url
 from ganfriends.errors import GanError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -57,6 +57,13 @@ def _add_config_flags(
 
 def _config_from(args: argparse.Namespace) -> Any:
     overrides = {k: v for k, v in vars(args).items() if "." in k}
+    url = overrides.get("database.url")
+    if url and redact_url(url) != url:
+        print(
+            "warning: this --db URL holds a password, which any user of this machine can read "
+            "(ps, shell history): pass it in GANFRIENDS_DATABASE_URL or config.yaml instead",
+            file=sys.stderr,
+        )
     return load_config(args.config, overrides=overrides)
 
 

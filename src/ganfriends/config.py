@@ -24,6 +24,8 @@ import yaml
 
 from ganfriends.errors import ConfigError
 
+REDACTED = "***"  # what a secret reads as in runs.config, checkpoints and logs
+
 ENV_PREFIX = "GANFRIENDS_"
 DEFAULT_CONFIG_FILE = "config.yaml"
 
@@ -37,6 +39,7 @@ def option(
     minimum: float | None = None,
     maximum: float | None = None,
     secret: bool = False,
+    holds_password: bool = False,
 ) -> Any:
     """A config field: its default, its help text, and how it is checked and exposed."""
     meta = {
@@ -46,6 +49,7 @@ def option(
         "minimum": minimum,
         "maximum": maximum,
         "secret": secret,
+        "holds_password": holds_password,  # a URL whose password part is masked when stored
     }
     return field(default=default, metadata=meta)
 
@@ -58,6 +62,7 @@ class DatabaseConfig:
         None,
         "libpq URL (postgresql://user:pw@host:port/db); overrides the fields below",
         flag="--db",
+        holds_password=True,
     )
     host: str | None = option(None, "database host (none and no url: the embedded server)")
     port: int = option(5432, "database port", minimum=1, maximum=65535)
@@ -452,10 +457,26 @@ class Config:
             for f in dataclasses.fields(getattr(self, section.name)):
                 value = getattr(getattr(self, section.name), f.name)
                 if redact and f.metadata["secret"] and value is not None:
-                    value = "***"
+                    value = REDACTED
+                elif redact and f.metadata["holds_password"] and value is not None:
+                    value = redact_url(value)
                 values[f.name] = value
             out[section.name] = values
         return out
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***`` (runs.config, checkpoints, logs)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:  # not a URL libpq reads: nothing of it is worth keeping
+        return REDACTED
+    if not parts.get("password"):
+        return url
+    parts["password"] = REDACTED
+    return make_conninfo("", **parts)
 
 
 def config_from_stored(data: Mapping[str, Any]) -> Config:
@@ -470,7 +491,8 @@ def config_from_stored(data: Mapping[str, Any]) -> Config:
         raw = data.get(section) or {}
         values: dict[str, Any] = {}
         for name, f in option_fields(section).items():
-            if name in raw and not (f.metadata["secret"] and raw[name] == "***"):
+            masked = f.metadata["secret"] or f.metadata["holds_password"]
+            if name in raw and not (masked and REDACTED in str(raw[name])):
                 values[name] = _convert(f"{section}.{name}", raw[name], "the stored run config")
         sections[section] = SECTIONS[section](**values)
     return Config(**sections)

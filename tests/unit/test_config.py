@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ganfriends.config import Config, env_name, load_config
+from ganfriends.config import Config, config_from_stored, env_name, load_config
 from ganfriends.errors import ConfigError
 
 TEMPLATE = Path(__file__).parents[2] / "config.yaml.template"
@@ -113,6 +113,23 @@ def test_secrets_are_masked_in_the_dict_form() -> None:
     config = load_config(env={"GANFRIENDS_DATABASE_PASSWORD": "hunter2"}, default_file=None)
     assert config.to_dict()["database"]["password"] == "***"
     assert config.to_dict(redact=False)["database"]["password"] == "hunter2"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://ganfriends:hunter2@db.example:5433/ganfriends",
+     "host=db.example dbname=ganfriends user=ganfriends password=hunter2"],
+)  # fmt: skip
+def test_a_password_inside_the_database_url_is_masked_in_the_dict_form(url: str) -> None:
+    config = load_config(overrides={"database.url": url}, env={})
+    stored = config.to_dict()["database"]["url"]
+    assert "hunter2" not in stored and "db.example" in stored
+    assert config_from_stored(config.to_dict()).database.url is None  # never used masked
+
+
+def test_a_url_without_a_password_is_stored_as_it_is() -> None:
+    url = "postgresql:///ganfriends?host=/run/pg"
+    assert load_config(overrides={"database.url": url}, env={}).to_dict()["database"]["url"] == url
 
 
 def test_env_names_follow_section_and_option() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ganfriends.classroom.connect import open_database, resolve_url
+from ganfriends.classroom.connect import configured_url, embedded_url, open_database, resolve_url
 from ganfriends.config import Config
 from ganfriends.db import EmbeddedPostgres, default_data_dir, migrate, pending, reset
 from ganfriends.errors import GanError
@@ -53,7 +54,8 @@ def db_command(action: str, *, data_dir: str | None, listen: str | None, port: i
     if action == "start":
         info = server.start()
         print(f"PostgreSQL is running (data in {info.data_dir})")
-        print(f"students connect with: ganfriends worker --db '{info.url()}'")
+        # In the environment, not on the command line, where ps shows the password to everyone.
+        print(f"students connect with: GANFRIENDS_DATABASE_URL='{info.url()}' ganfriends worker")
         return 0
     if action == "stop":
         print("stopped" if server.stop() else "it was not running")
@@ -87,12 +89,15 @@ def worker(config: Config, *, max_units: int | None) -> int:
     """Contribute to the class run."""
     from ganfriends.classroom.worker import Worker
 
+    if configured_url(config) is None and embedded_url(start=False) is None and sys.stdin.isatty():
+        # No URL anywhere: ask, without echo, rather than have it typed on the command line.
+        config.database.url = getpass.getpass("Database URL from your instructor: ").strip()
     with (
         graceful_stop(config.worker.stop_grace) as stop,
         open_database(config, start_embedded=False, max_size=3) as db,
     ):
-        summary = Worker(db, config, console=_console()).run(stop, max_units=max_units)
-    return 130 if stop.requested and summary.reason == "stopped" else 0
+        Worker(db, config, console=_console()).run(stop, max_units=max_units)
+    return 130 if stop.requested else 0
 
 
 def status(config: Config, *, as_json: bool) -> int:
