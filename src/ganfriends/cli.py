@@ -75,6 +75,20 @@ def cmd_train_local(args: argparse.Namespace) -> int:
     return 130 if result.stopped_early else 0
 
 
+def _students(args: argparse.Namespace) -> int:
+    from ganfriends.classroom import commands as classroom
+
+    if args.action in ("add", "revoke") and not args.name:
+        raise GanError(f"students {args.action} needs the student's name")
+    return classroom.students(
+        _config_from(args),
+        action=args.action,
+        name=args.name,
+        max_connections=args.max_connections,
+        output=args.output,
+    )
+
+
 def cmd_slurm(args: argparse.Namespace) -> int:
     """Write an sbatch script that runs train-local with torchrun on SLURM nodes (a c10d
     rendezvous on the first node); --submit also submits it, --no-submit only prints it."""
@@ -328,6 +342,21 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
             a.action, data_dir=a.data_dir, listen=a.listen, port=a.port
         )
     )
+
+    pupils = commands.add_parser(
+        "students",
+        parents=[verbose],
+        help="per-student database logins: add, list, revoke",
+        description=classroom.students.__doc__,
+    )
+    pupils.add_argument("action", choices=("add", "list", "revoke"))
+    pupils.add_argument("name", nargs="?", help="the student (add, revoke): a-z, 0-9, _")
+    _add_config_flags(pupils, "database.url")
+    pupils.add_argument(
+        "--max-connections", type=int, default=4, help="the student's connections (default: 4)"
+    )
+    pupils.add_argument("--output", metavar="FILE", help="also write the student's URL to FILE")
+    pupils.set_defaults(func=_students)
 
     coord = commands.add_parser(
         "coordinator",

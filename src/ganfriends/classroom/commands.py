@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from psycopg.conninfo import make_conninfo
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from ganfriends.classroom.connect import configured_url, embedded_url, open_database, resolve_url
 from ganfriends.config import Config
@@ -140,3 +143,72 @@ def demo(args: Any) -> int:
     if settings.workers < 1:
         raise GanError("--workers must be at least 1")
     return run_demo(settings, _console())
+
+
+def students(
+    config: Config,
+    *,
+    action: str,
+    name: str | None,
+    max_connections: int,
+    output: str | None,
+) -> int:
+    """``ganfriends students add|list|revoke``: per-student login roles for the class database.
+
+    On the embedded server the commands act through its superuser (over the socket, which only
+    this machine's owner reaches); with ``--db`` they act as that role, which needs CREATEROLE.
+    """
+    from ganfriends.db import Database
+    from ganfriends.db import students as roles
+    from ganfriends.db.server import APP_DATABASE
+
+    url = configured_url(config)
+    info = None
+    if url is None:
+        info = EmbeddedPostgres(default_data_dir()).start()
+        url, admin_url = info.local_url(), info.admin_url(APP_DATABASE)
+    else:
+        admin_url = url
+    with Database(url, max_size=1) as db:
+        migrate(db)  # the worker functions the grants name
+    console = _console()
+    if action == "list":
+        table = Table("student", "login", "sessions", "connection limit", "workers", "units",
+                      "last seen")  # fmt: skip
+        for s in roles.list_students(admin_url):
+            table.add_row(
+                Text(s.name), "yes" if s.can_login else "revoked", str(s.sessions),
+                str(s.connection_limit), str(s.workers), str(s.units),
+                s.last_seen.strftime("%Y-%m-%d %H:%M:%S") if s.last_seen else "-",
+            )  # fmt: skip
+        console.print(table)
+        return 0
+    assert name is not None
+    if action == "revoke":
+        released = roles.revoke_student(admin_url, name)
+        console.print(f"revoked {name}: sessions ended, {released} unit(s) back in the queue")
+        return 0
+    locked = ("postgres", "template1") if info is not None else ()
+    password = roles.add_student(
+        admin_url, name, max_connections=max_connections, lock_databases=locked
+    )
+    student_url = (
+        info.role_url(name, password) if info is not None
+        else make_conninfo(url, user=name, password=password)
+    )  # fmt: skip
+    if info is not None and info.host is None:
+        console.print(
+            "[yellow]the embedded server is not listening on the network: this URL works on "
+            "this machine only (ganfriends db start --listen ADDRESS serves the class)[/]"
+        )
+    if output:
+        path = Path(output)
+        path.write_text(student_url + "\n", encoding="utf-8")
+        path.chmod(0o600)
+        console.print(f"{name}'s URL written to {path}")
+    console.print(
+        f"student {name} added ({max_connections} connections); they run: "
+        "GANFRIENDS_DATABASE_URL='<the URL below>' ganfriends worker"
+    )
+    print(student_url)  # the last line: easy to copy or to pipe
+    return 0

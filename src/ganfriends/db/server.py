@@ -64,13 +64,17 @@ class ServerInfo:
 
     def url(self, database: str = APP_DATABASE) -> str:
         """The app role's libpq URL: TCP with the password when listening, else the socket."""
+        return self.role_url(self.user, self.password, database)
+
+    def role_url(self, user: str, password: str | None, database: str = APP_DATABASE) -> str:
+        """``user``'s libpq URL: TCP with ``password`` when listening, else the socket."""
         if self.host is None:
-            return self.local_url(database)
+            return self.local_url(database, user=user)
         host = _advertised_host(self.host)
         if ":" in host:  # IPv6 literal
             host = f"[{host}]"
-        password = quote(self.password or "", safe="")
-        return f"postgresql://{self.user}:{password}@{host}:{self.port}/{quote(database)}"
+        secret = quote(password or "", safe="")
+        return f"postgresql://{quote(user)}:{secret}@{host}:{self.port}/{quote(database)}"
 
     def local_url(self, database: str = APP_DATABASE, *, user: str | None = None) -> str:
         """A libpq URL over the unix socket (only usable on this machine, by its owner or root)."""

@@ -28,3 +28,85 @@ DROP DATABASE IF EXISTS {name} WITH (FORCE);
 
 -- name: current_user
 SELECT current_user AS name;
+
+-- ===================================================================== students
+-- Run by the instructor's role (it needs CREATEROLE) or, on the embedded server, its superuser.
+-- {group} is the class's group role, "<database>_students": every student role is a member.
+
+-- name: group_exists
+SELECT 1 AS present FROM pg_roles WHERE rolname = %(group)s;
+
+-- name: create_group
+CREATE ROLE {group} NOLOGIN;
+
+-- name: grant_class_access
+-- What a worker needs and nothing more, re-applied on every `students add` (idempotent; a newer
+-- migration's functions get their grant the next time). PUBLIC loses its defaults: connecting,
+-- temporary tables, the public schema. The owner keeps its own rights.
+REVOKE ALL ON DATABASE {database} FROM PUBLIC;
+GRANT CONNECT ON DATABASE {database} TO {group};
+REVOKE ALL ON SCHEMA public FROM PUBLIC;
+REVOKE ALL ON SCHEMA ganfriends FROM PUBLIC;
+GRANT USAGE ON SCHEMA ganfriends TO {group};
+REVOKE ALL ON ALL TABLES IN SCHEMA ganfriends FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA ganfriends FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA ganfriends FROM PUBLIC;
+-- Read: what a worker downloads and what `status` and the dashboard show. Never leases (their
+-- tokens), results (others' uploads) or optimizer_states.
+GRANT SELECT ON ganfriends.runs, ganfriends.weights, ganfriends.version_inputs,
+    ganfriends.device_states, ganfriends.workers, ganfriends.work_units, ganfriends.updates,
+    ganfriends.samples, ganfriends.evaluations, ganfriends.rejections TO {group};
+-- Write: only through the worker functions (migration 0007), each acting as the caller.
+GRANT EXECUTE ON FUNCTION
+    ganfriends.worker_register(bigint, text, text, text, text, real, int, real),
+    ganfriends.worker_heartbeat(bigint), ganfriends.worker_extend_leases(bigint),
+    ganfriends.worker_claim_unit(bigint, bigint), ganfriends.worker_claim_backup_unit(bigint, bigint),
+    ganfriends.worker_submit_result(bigint, bigint, uuid, int, bytea, bytea, real),
+    ganfriends.worker_release_lease(uuid, bigint), ganfriends.worker_stop(bigint)
+TO {group};
+
+-- name: create_student
+-- {password} is a SCRAM verifier computed by the client (see create_role).
+CREATE ROLE {role} LOGIN PASSWORD {password} CONNECTION LIMIT {limit} IN ROLE {group}
+    INHERIT NOCREATEDB NOCREATEROLE NOREPLICATION;
+
+-- name: student_roles
+-- Each student of the class, whether they may log in, and their open sessions.
+SELECT r.rolname AS name, r.rolcanlogin AS can_login, r.rolconnlimit AS connection_limit,
+       (SELECT count(*) FROM pg_stat_activity a WHERE a.usename = r.rolname) AS sessions
+FROM pg_roles r
+JOIN pg_auth_members m ON m.member = r.oid
+JOIN pg_roles g ON g.oid = m.roleid AND g.rolname = %(group)s
+ORDER BY r.rolname;
+
+-- name: student_workers
+-- The workers each role registered (in the class database).
+SELECT role_name, count(*) AS workers, coalesce(sum(units_done), 0) AS units,
+       max(last_heartbeat) AS last_seen
+FROM ganfriends.workers GROUP BY role_name;
+
+-- name: disable_student
+ALTER ROLE {role} NOLOGIN;
+
+-- name: end_student_sessions
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %(role)s;
+
+-- name: release_student_leases
+-- A revoked student's units go back to the queue at once instead of waiting out their leases.
+WITH released AS (
+    UPDATE ganfriends.leases l SET state = 'released', finished_at = now()
+    FROM ganfriends.workers w
+    WHERE w.id = l.worker_id AND w.role_name = %(role)s AND l.state = 'active'
+    RETURNING l.unit_id
+)
+UPDATE ganfriends.work_units u SET state = 'pending', lease_expires_at = NULL
+FROM released
+WHERE u.id = released.unit_id AND u.state = 'claimed'
+  -- (the statement sees the leases as they were: the student's own still look active)
+  AND NOT EXISTS (SELECT 1 FROM ganfriends.leases l JOIN ganfriends.workers w ON w.id = l.worker_id
+                  WHERE l.unit_id = u.id AND l.state = 'active' AND l.expires_at > now()
+                    AND w.role_name <> %(role)s);
+
+-- name: revoke_connect
+-- The embedded server's other databases (postgres, template1): no student connects there.
+REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC;

@@ -121,127 +121,28 @@ SELECT count(*) FILTER (WHERE state = 'done') AS done, count(*) AS total
 FROM work_units WHERE run_id = %(run_id)s AND version = %(version)s;
 
 -- name: claim_unit
--- [worker] Take the lowest pending unit of the current version, or one whose leases have all
--- expired (by the database clock). FOR UPDATE SKIP LOCKED: concurrent claimers never wait for
--- each other and never take the same row; the row update re-checks the state under the lock.
-WITH run AS (
-    SELECT id, version, lease_seconds FROM runs WHERE id = %(run_id)s AND state = 'running'
-), picked AS (
-    SELECT u.id FROM work_units u JOIN run ON u.run_id = run.id AND u.version = run.version
-    WHERE u.state = 'pending' OR (u.state = 'claimed' AND u.lease_expires_at < now())
-    ORDER BY u.unit_index
-    LIMIT 1
-    FOR UPDATE OF u SKIP LOCKED
-), claimed AS (
-    UPDATE work_units u
-    SET state = 'claimed', attempts = u.attempts + 1,
-        lease_expires_at = now() + make_interval(secs => run.lease_seconds)
-    FROM picked, run
-    WHERE u.id = picked.id
-    RETURNING u.id, u.version, u.unit_index, u.device, u.lease_expires_at
-), expired AS (
-    UPDATE leases SET state = 'expired', finished_at = now()
-    WHERE unit_id IN (SELECT id FROM claimed) AND state = 'active'
-), lease AS (
-    INSERT INTO leases (unit_id, worker_id, expires_at)
-    SELECT id, %(worker_id)s, lease_expires_at FROM claimed
-    RETURNING token, unit_id, expires_at
-)
-SELECT claimed.id AS unit_id, claimed.version, claimed.unit_index, claimed.device, lease.token,
-       lease.expires_at, false AS backup
-FROM claimed JOIN lease ON lease.unit_id = claimed.id;
+-- [worker] The lowest pending unit of the current version, or one whose leases all expired
+-- (worker_claim_unit: FOR UPDATE SKIP LOCKED, by the database clock).
+SELECT * FROM worker_claim_unit(%(run_id)s::bigint, %(worker_id)s::bigint);
 
 -- name: claim_backup_unit
--- [worker] Nothing is pending but the update still waits on a slow worker: hand one of its units
--- to this idle worker as well; the first valid result wins (see submit_result).
-WITH run AS (
-    SELECT id, version, lease_seconds, max_backups FROM runs
-    WHERE id = %(run_id)s AND state = 'running'
-), picked AS (
-    SELECT u.id FROM work_units u JOIN run ON u.run_id = run.id AND u.version = run.version
-    WHERE u.state = 'claimed' AND u.backups < run.max_backups
-      AND NOT EXISTS (SELECT 1 FROM leases l
-                      WHERE l.unit_id = u.id AND l.worker_id = %(worker_id)s AND l.state = 'active')
-      -- only when no unit of this version waits for a first worker
-      AND NOT EXISTS (SELECT 1 FROM work_units p
-                      WHERE p.run_id = run.id AND p.version = run.version
-                        AND (p.state = 'pending'
-                             OR (p.state = 'claimed' AND p.lease_expires_at < now())))
-    ORDER BY u.backups, u.unit_index
-    LIMIT 1
-    FOR UPDATE OF u SKIP LOCKED
-), claimed AS (
-    UPDATE work_units u
-    SET backups = u.backups + 1, attempts = u.attempts + 1,
-        lease_expires_at = greatest(u.lease_expires_at, now() + make_interval(secs => run.lease_seconds))
-    FROM picked, run
-    WHERE u.id = picked.id AND u.state = 'claimed'
-    RETURNING u.id, u.version, u.unit_index, u.device
-), lease AS (
-    INSERT INTO leases (unit_id, worker_id, expires_at)
-    SELECT claimed.id, %(worker_id)s, now() + make_interval(secs => run.lease_seconds)
-    FROM claimed, run
-    RETURNING token, unit_id, expires_at
-)
-SELECT claimed.id AS unit_id, claimed.version, claimed.unit_index, claimed.device, lease.token,
-       lease.expires_at, true AS backup
-FROM claimed JOIN lease ON lease.unit_id = claimed.id;
+-- [worker] A copy of a straggler's unit for an idle worker (worker_claim_backup_unit).
+SELECT * FROM worker_claim_backup_unit(%(run_id)s::bigint, %(worker_id)s::bigint);
 
 -- name: extend_leases
--- [worker] Heartbeat: push back the expiry of this worker's live leases. An expired lease is not
--- revived (its unit may already be someone else's).
-WITH extended AS (
-    UPDATE leases l
-    SET expires_at = now() + make_interval(secs => r.lease_seconds)
-    FROM work_units u JOIN runs r ON r.id = u.run_id
-    WHERE l.worker_id = %(worker_id)s AND l.state = 'active' AND l.expires_at > now()
-      AND u.id = l.unit_id
-    RETURNING l.unit_id, l.expires_at
-)
-UPDATE work_units u SET lease_expires_at = greatest(u.lease_expires_at, extended.expires_at)
-FROM extended WHERE u.id = extended.unit_id;
+-- [worker] Heartbeat: push back the expiry of this worker's live leases (worker_extend_leases).
+SELECT worker_extend_leases(%(worker_id)s::bigint);
 
 -- name: release_lease
--- [worker] Give a unit back at once (second Ctrl+C): if no other copy is live, it is pending again.
-WITH released AS (
-    UPDATE leases SET state = 'released', finished_at = now()
-    WHERE token = %(token)s AND worker_id = %(worker_id)s AND state = 'active'
-    RETURNING unit_id
-)
-UPDATE work_units u SET state = 'pending', lease_expires_at = NULL
-FROM released
-WHERE u.id = released.unit_id AND u.state = 'claimed'
-  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.unit_id = u.id AND l.state = 'active'
-                  AND l.expires_at > now() AND l.token <> %(token)s);
+-- [worker] Give a unit back at once (worker_release_lease).
+SELECT worker_release_lease(%(token)s::uuid, %(worker_id)s::bigint);
 
 -- name: submit_result
 -- [worker] Upload and completion in one statement, accepted only while the lease is live and the
--- unit not done. FOR UPDATE OF u serialises competing copies of a unit: the loser waits, re-checks
--- u.state under the lock, finds 'done' and inserts nothing. Late, duplicate and foreign uploads
--- therefore return no row, and the results primary key is a second guard.
-WITH lease AS (
-    SELECT l.token, u.id AS unit_id, u.version, u.unit_index
-    FROM leases l JOIN work_units u ON u.id = l.unit_id
-    WHERE l.token = %(token)s AND l.worker_id = %(worker_id)s AND u.run_id = %(run_id)s
-      AND l.state = 'active' AND l.expires_at > now() AND u.state = 'claimed'
-    FOR UPDATE OF u
-), done AS (
-    UPDATE work_units u SET state = 'done', lease_expires_at = NULL
-    FROM lease WHERE u.id = lease.unit_id
-    RETURNING u.id, u.version, u.unit_index
-), stored AS (
-    INSERT INTO results (unit_id, run_id, version, unit_index, worker_id, images, payload,
-                         device_state, compute_seconds)
-    SELECT done.id, %(run_id)s, done.version, done.unit_index, %(worker_id)s, %(images)s,
-           %(payload)s, %(device_state)s, %(compute_seconds)s
-    FROM done
-    RETURNING unit_id
-), finished AS (
-    UPDATE leases
-    SET state = CASE WHEN token = %(token)s THEN 'done' ELSE 'superseded' END, finished_at = now()
-    WHERE unit_id IN (SELECT unit_id FROM stored) AND state = 'active'
-)
-SELECT unit_id FROM stored;
+-- unit not done (worker_submit_result): late, duplicate and foreign uploads return no row.
+SELECT * FROM worker_submit_result(%(run_id)s::bigint, %(worker_id)s::bigint, %(token)s::uuid,
+                                   %(images)s::int, %(payload)s::bytea, %(device_state)s::bytea,
+                                   %(compute_seconds)s::real);
 
 -- name: insert_inputs
 -- A version's published inputs (MD-GAN's generated batches): parallel arrays of names and blobs.
@@ -333,19 +234,18 @@ VALUES (%(run_id)s, %(worker_id)s, %(version)s, %(unit_index)s, %(reason)s);
 -- ===================================================================== workers
 
 -- name: register_worker
--- [worker]
-INSERT INTO workers (run_id, name, hostname, device, gpu_name, gpu_vram_gb, cpu_cores, ram_gb)
-VALUES (%(run_id)s, %(name)s, %(hostname)s, %(device)s, %(gpu_name)s, %(gpu_vram_gb)s,
-        %(cpu_cores)s, %(ram_gb)s)
-RETURNING id;
+-- [worker] As the calling role (workers.role_name): see migration 0007.
+SELECT worker_register(%(run_id)s::bigint, %(name)s::text, %(hostname)s::text,
+                       %(device)s::text, %(gpu_name)s::text, %(gpu_vram_gb)s::real,
+                       %(cpu_cores)s::int, %(ram_gb)s::real) AS id;
 
 -- name: heartbeat
 -- [worker]
-UPDATE workers SET last_heartbeat = now(), state = 'active' WHERE id = %(worker_id)s;
+SELECT worker_heartbeat(%(worker_id)s::bigint);
 
 -- name: worker_stopped
 -- [worker]
-UPDATE workers SET state = 'stopped', last_heartbeat = now() WHERE id = %(worker_id)s;
+SELECT worker_stop(%(worker_id)s::bigint);
 
 -- ===================================================================== status
 
