@@ -233,8 +233,9 @@ class Raw:
 
 
 def claim_until_empty(url: str, run_id: int, worker_id: int, start: Any, out: Any) -> None:
-    """Process target (spawn): own Database, wait for the start barrier, then ``claim_unit``
-    until nothing is left; puts (worker_id, [(unit_index, unit_id), ...]) or an error on ``out``."""
+    """Process target (spawn): own Database, wait for the start barrier, then ``claim_unit`` and
+    upload, as a worker does, until nothing is left; puts (worker_id, [(unit_index, unit_id),
+    ...]) or an error on ``out``."""
     try:
         claims: list[tuple[int, int]] = []
         with Database(url, min_size=1, max_size=1, timeout=10) as db:
@@ -242,6 +243,7 @@ def claim_until_empty(url: str, run_id: int, worker_id: int, start: Any, out: An
             start.wait(timeout=120)
             while (row := claim(db, run_id, worker_id)) is not None:
                 claims.append((int(row["unit_index"]), int(row["unit_id"])))
+                submit(db, run_id, worker_id, row["token"])
         out.put((worker_id, claims))
     except BaseException:
         out.put((worker_id, traceback.format_exc()))

@@ -8,7 +8,14 @@ from collections import Counter
 import pytest
 
 from ganfriends.db import Database
-from tests.integration.queue_helpers import Raw, claim, claim_until_empty, new_run, register
+from tests.integration.queue_helpers import (
+    Raw,
+    claim,
+    claim_until_empty,
+    new_run,
+    register,
+    submit,
+)
 
 CLAIMERS = 6
 UNITS = 40
@@ -54,11 +61,11 @@ def test_concurrent_claimers_get_every_unit_exactly_once_in_unit_order(
         assert indexes == sorted(indexes)
     assert sum(1 for claims in got.values() if claims) >= 2, "the claimers did not race"
     units = raw.units(run_id)
-    assert {u["state"] for u in units} == {"claimed"}
+    assert {u["state"] for u in units} == {"done"}  # each claimer uploads before its next claim
     assert {u["attempts"] for u in units} == {1}
     leases = raw.rows(
         "SELECT l.unit_id, l.worker_id FROM leases l JOIN work_units u ON u.id = l.unit_id"
-        " WHERE u.run_id = %(run_id)s AND l.state = 'active'",
+        " WHERE u.run_id = %(run_id)s AND l.state = 'done'",
         run_id=run_id,
     )
     owner = {unit_id: w for w, claims in got.items() for _, unit_id in claims}
@@ -75,6 +82,7 @@ def test_claims_hand_out_units_in_unit_index_order(db: Database) -> None:
     indexes = []
     while (row := claim(db, run_id, worker)) is not None:
         indexes.append(row["unit_index"])
+        submit(db, run_id, worker, row["token"])  # one live lease per worker: upload, go on
 
     # Assert
     assert indexes == [0, 1, 2, 3]
@@ -111,6 +119,7 @@ def test_claim_never_hands_out_units_of_another_run(db: Database, raw: Raw) -> N
     claims = []
     while (row := claim(db, run_a, worker_a)) is not None:
         claims.append(row)
+        submit(db, run_a, worker_a, row["token"])
 
     # Assert: only run A's units; run B's are untouched.
     a_units = {u["id"] for u in raw.units(run_a)}

@@ -216,8 +216,8 @@ def test_reject_result_drops_it_requeues_the_unit_and_blames_the_worker(
 ) -> None:
     # Prepare: an accepted upload for unit 1.
     run_id = new_run(db, units_per_update=2)
-    worker = register(db, run_id)
-    claim(db, run_id, worker)
+    worker, other = register(db, run_id), register(db, run_id, "other")
+    claim(db, run_id, other)  # unit 0 (one live lease per worker)
     lease = claim(db, run_id, worker)
     assert lease is not None and lease["unit_index"] == 1
     assert submit(db, run_id, worker, lease["token"]) is not None

@@ -26,7 +26,13 @@ from ganfriends.blobs import InvalidBlob
 from ganfriends.classroom import queue
 from ganfriends.classroom.payload import decode_device_state, decode_result, encode_inputs
 from ganfriends.classroom.queue import Consumed, Retention, Upload
-from ganfriends.classroom.state import RunState, create_run, load_run_state, server_blobs
+from ganfriends.classroom.state import (
+    RunState,
+    create_run,
+    load_run_state,
+    server_blobs,
+    upload_limit,
+)
 from ganfriends.config import Config
 from ganfriends.data import ImageDataset, fingerprint_mismatch, make_dataset
 from ganfriends.db import Database, DatabaseUnavailable
@@ -169,7 +175,13 @@ class Coordinator:
                     f"{reason} (run {run_id}): point --dataset-path at the data the run was "
                     "created with"
                 )
-        return load_run_state(self.db, run_id, dataset)
+        state = load_run_state(self.db, run_id, dataset)
+        # Runs created before the limit existed get it here (idempotent for the others).
+        queue.set_upload_limit(
+            self.db, run_id, upload_limit(state.rule, state.server.generator,
+                                          state.server.discriminator)
+        )  # fmt: skip
+        return state
 
     def _loop(self, state: RunState, stop: StopRequest) -> CoordinatorResult:
         fixed_noise = rng.latent_noise(

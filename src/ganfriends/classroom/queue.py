@@ -411,6 +411,11 @@ def submit(
     return row is not None
 
 
+def set_upload_limit(db: Database | Tx, run_id: int, max_upload_bytes: int) -> None:
+    """The most bytes (result plus device state) an upload of this run may carry."""
+    db.execute("set_upload_limit", run_id=run_id, max_upload_bytes=max_upload_bytes)
+
+
 def run_state(db: Database, run_id: int) -> str | None:
     """A run's state ('running', 'complete', 'stopped'), or None when it is gone."""
     row = db.fetch_one("run_state", run_id=run_id)

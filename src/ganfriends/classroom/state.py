@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from torch import nn
+
 from ganfriends import rng
 from ganfriends.blobs import decode_optimizer_state, encode_optimizer_state
 from ganfriends.classroom import queue
@@ -93,6 +95,7 @@ def create_run(
     generator, discriminator = build_models(model_config, seed=rng.derive_seed(plan.seed, rng.INIT))
     optimizer_g, optimizer_d = rule.server_optimizers(generator, discriminator)
     server = ServerState(generator, discriminator, optimizer_g, optimizer_d)
+    queue.set_upload_limit(tx, run.id, upload_limit(rule, generator, discriminator))
     inputs = rule.inputs_of(server, 0)  # before encoding: it may move BN statistics
     weights, states = server_blobs(server)
     queue.publish(
@@ -106,6 +109,21 @@ def create_run(
         inputs=None if inputs is None else encode_inputs(inputs),
     )
     return run.id
+
+
+# A safetensors header: per tensor its name, dtype, shape and offsets as JSON (well under 256
+# bytes for our names), plus the result's statistics.
+HEADER_BYTES_PER_TENSOR = 256
+HEADER_BYTES = 4096
+
+
+def upload_limit(rule: Rule, generator: nn.Module, discriminator: nn.Module) -> int:
+    """The most bytes an honest upload of this rule can take: its result and device state."""
+    specs = [rule.result_spec(generator, discriminator)]
+    state = rule.device_state_spec(generator, discriminator)
+    if state is not None:
+        specs.append(state)
+    return sum(s.nbytes + HEADER_BYTES + HEADER_BYTES_PER_TENSOR * len(s.shapes) for s in specs)
 
 
 def load_run_state(db: Database, run_id: int, dataset: ImageDataset | None = None) -> RunState:

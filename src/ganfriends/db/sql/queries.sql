@@ -40,6 +40,10 @@ DROP SCHEMA IF EXISTS ganfriends CASCADE;
 
 -- ===================================================================== runs (coordinator)
 
+-- name: set_upload_limit
+-- The largest upload worker_submit_result accepts for this run (migration 0008).
+UPDATE runs SET max_upload_bytes = %(max_upload_bytes)s WHERE id = %(run_id)s;
+
 -- name: create_run
 INSERT INTO runs (name, mode, plan, total_versions, config, model_config, fingerprint,
                   lease_seconds, max_backups)

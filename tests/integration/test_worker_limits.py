@@ -1,0 +1,46 @@
+"""Limits the worker statements enforce themselves (migration 0008), on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from ganfriends.classroom import queue
+from ganfriends.db import Database, DatabaseError
+from tests.integration.queue_helpers import Raw, claim, new_run, register, submit
+
+
+def test_a_worker_holding_a_live_lease_gets_no_second_unit(db: Database) -> None:
+    run_id = new_run(db, units_per_update=3)
+    worker = register(db, run_id)
+    first = claim(db, run_id, worker)
+    assert first is not None
+    assert claim(db, run_id, worker) is None  # one live lease per worker
+    assert submit(db, run_id, worker, first["token"]) is not None
+    assert claim(db, run_id, worker) is not None  # free again once it uploaded
+
+
+def test_a_worker_with_three_rejected_uploads_may_not_claim(db: Database, raw: Raw) -> None:
+    run_id = new_run(db, units_per_update=3)
+    worker = register(db, run_id, "mallory")
+    raw.rows("UPDATE workers SET rejected = 3 WHERE id = %(id)s RETURNING id", id=worker)
+    with pytest.raises(DatabaseError, match="3 uploads rejected"):
+        claim(db, run_id, worker)
+
+
+def test_a_role_registers_at_most_32_workers_per_run(db: Database) -> None:
+    run_id = new_run(db, units_per_update=1)
+    for i in range(32):
+        register(db, run_id, f"w{i}")
+    with pytest.raises(DatabaseError, match="32 workers"):
+        register(db, run_id, "one-too-many")
+
+
+def test_an_upload_above_the_runs_limit_is_refused_and_not_stored(db: Database, raw: Raw) -> None:
+    run_id = new_run(db, units_per_update=2)
+    queue.set_upload_limit(db, run_id, 1000)
+    worker = register(db, run_id)
+    lease = claim(db, run_id, worker)
+    assert lease is not None
+    assert submit(db, run_id, worker, lease["token"], b"x" * 1001) is None
+    assert raw.count("results") == 0
+    assert submit(db, run_id, worker, lease["token"], b"x" * 1000) is not None
