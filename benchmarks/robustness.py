@@ -12,10 +12,10 @@ result it uploads, staying inside what validation on arrival accepts (finite, |x
   (the coordinator refuses it before screening; here it shows what that refusal is worth).
 
 Each attack runs with screening off (``--clip-factor 0``) and at each ``--factors`` value; the
-honest run (default factor 10) is the reference. One markdown table goes to stdout: final FID and
-KID (one evaluator, ``--eval-samples`` generated vs held-out test images), groups clipped, and the
-largest ratio of an honest result's norm to its version's median seen in the honest run (how far
-honest results stay from the bound).
+honest run (at the default factor) is the reference. One markdown table goes to stdout: final
+FID and KID (one evaluator, ``--eval-samples`` generated vs held-out test images), groups clipped,
+and the largest ratio of an honest result's norm to its version's median seen in the honest run
+(how far honest results stay from the bound).
 
     python benchmarks/robustness.py [--updates 150] [--features 16] [--factors 10 3]
         [--eval-samples 1000] [--seed 0] [--threads 1] [--workdir DIR] [--quick]
@@ -39,7 +39,7 @@ import torch
 from rich.console import Console
 
 from ganfriends.aggregate import group_norms, lower_median
-from ganfriends.config import load_config
+from ganfriends.config import Config, load_config
 from ganfriends.evaluation import Evaluator
 from ganfriends.evaluation.checkpoints import evaluate_checkpoint
 from ganfriends.rules.base import Unit, UnitResult
@@ -161,7 +161,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.workdir or Path(tmp)
-        runs = [run_one(args, root, None, 10.0)]
+        runs = [run_one(args, root, None, Config().coordinator.clip_factor)]
         for attack in args.attacks:
             # Zeros are never clipped (norm 0): the coordinator refuses them before screening.
             for factor in (0.0,) if attack == "zero" else (0.0, *args.factors):

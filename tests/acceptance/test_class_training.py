@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import psycopg
 import pytest
 import torch
 
@@ -223,3 +224,12 @@ def test_coordinator_records_sample_quality_in_the_database(
         assert status["fid_version"] == 4 and isinstance(status["fid"], float)
     finally:
         room.close()
+
+
+def test_a_coordinator_notices_that_its_run_was_stopped_and_says_so(room: ClassRoom) -> None:
+    coordinator = room.coordinator("run", *RUN, "--max-iterations", "200")
+    coordinator.wait_for("new run")
+    with psycopg.connect(room.db_url, autocommit=True) as conn:
+        conn.execute("UPDATE ganfriends.runs SET state = 'stopped'")  # an operator, by hand
+    assert coordinator.finish(timeout=60) == 1
+    assert "is stopped in the database" in coordinator.output

@@ -111,3 +111,20 @@ def test_listening_server_requires_the_password(
         assert _whoami(info.local_url()) == ("ganfriends", "ganfriends")
     finally:
         server.stop()
+
+
+def test_a_restart_without_listen_keeps_serving_the_class(pg_dir: Path) -> None:
+    # The instructor started the class server; after `db stop`, the next instructor command
+    # starts it without --listen: the students' URLs must keep working.
+    port = free_port()
+    first = EmbeddedPostgres(pg_dir, listen="127.0.0.1", port=port, durable=False)
+    url = first.start().url()
+    first.stop()
+    again = EmbeddedPostgres(pg_dir, durable=False)
+    try:
+        info = again.start()
+        assert (info.host, info.port) == ("127.0.0.1", port)
+        assert info.url() == url
+        assert _whoami(url) == ("ganfriends", "ganfriends")
+    finally:
+        again.stop()

@@ -55,6 +55,13 @@ class RunLocked(GanError):
     """Another coordinator is already running this run."""
 
 
+class RunStopped(GanError):
+    """The run was stopped or removed in the database while this coordinator drove it."""
+
+
+RUN_CHECK_SECONDS = 2.0  # how often a waiting coordinator checks that its run still runs
+
+
 class NonFiniteUpdate(GanError):
     """Combining a version's results produced NaN or inf: nothing may be published."""
 
@@ -250,8 +257,12 @@ class Coordinator:
     ) -> list[_Valid] | None:
         """Poll until the rule may combine this version's valid results; None if asked to stop."""
         poll = self.config.coordinator.poll_interval
+        checked = time.monotonic()
         while not stop.requested:
             try:
+                if time.monotonic() - checked >= RUN_CHECK_SECONDS:
+                    self._check_still_running(state.run_id)
+                    checked = time.monotonic()
                 counts = queue.count_units(self.db, state.run_id, state.version)
             except DatabaseUnavailable as exc:
                 self.console.print(f"[yellow]database unreachable ({exc}); retrying[/]")
@@ -276,6 +287,15 @@ class Coordinator:
                     continue  # a result was rejected and its unit requeued: keep waiting
             stop.event.wait(poll)
         return None
+
+    def _check_still_running(self, run_id: int) -> None:
+        """Raise :class:`RunStopped` when the run is no longer running in the database."""
+        current = queue.run_state(self.db, run_id)
+        if current != "running":
+            raise RunStopped(
+                f"run {run_id} is {current or 'gone'} in the database: someone stopped it while "
+                "this coordinator was driving it (SQL, or an administrator); stopping here"
+            )
 
     def validated_results(self, state: RunState) -> list[_Valid] | None:
         """Every upload of this version that passes validation, in unit order; None after

@@ -165,17 +165,30 @@ class PgCtl:
             lines.append(f"{key} = {text}")
         self._write_private(self.pgdata / SETTINGS_FILE, "\n".join(lines) + "\n")
 
-    def remembered_port(self) -> int | None:
-        """The port of the previous start, so URLs handed to students stay valid."""
+    def remembered(self, setting: str) -> str | None:
+        """A setting of the previous start (``ganfriends.conf``), unquoted, or None."""
         try:
             text = (self.pgdata / SETTINGS_FILE).read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
         for line in text.splitlines():
             key, _, value = line.partition("=")
-            if key.strip() == "port" and value.strip().isdigit():
-                return int(value.strip())
+            if key.strip() == setting:
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == "'":
+                    value = value[1:-1].replace("''", "'")
+                return value
         return None
+
+    def remembered_port(self) -> int | None:
+        """The port of the previous start, so URLs handed to students stay valid."""
+        value = self.remembered("port")
+        return int(value) if value is not None and value.isdigit() else None
+
+    def remembered_listen(self) -> str | None:
+        """The TCP listen address of the previous start (None: the socket only), so that the
+        next start after a stop, by any instructor command, serves the class again."""
+        return self.remembered("listen_addresses") or None
 
     def _write_private(self, path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")

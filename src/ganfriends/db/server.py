@@ -246,12 +246,13 @@ class EmbeddedPostgres:
     def _settings(self) -> dict[str, str | int]:
         socket_dir = self._socket_dir()
         self._ctl.private_dir(socket_dir)
+        listen = self.listen if self.listen is not None else self._ctl.remembered_listen()
         port = self.port or self._ctl.remembered_port()
         if port is None:
-            port = LISTEN_PORT if self.listen is not None else _pgctl.free_port()
+            port = LISTEN_PORT if listen is not None else _pgctl.free_port()
         settings: dict[str, str | int] = {
             "port": port,
-            "listen_addresses": self.listen or "",
+            "listen_addresses": listen or "",
             "unix_socket_directories": str(socket_dir),
             "unix_socket_permissions": "0700",
             "password_encryption": "scram-sha-256",
