@@ -3,10 +3,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganfriends.blobs import InvalidBlob, encode
+from ganfriends.blobs import InvalidBlob, TensorSpec, encode
 from ganfriends.classroom.payload import decode_result, encode_result, encode_weights, load_weights
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import result_spec
+from ganfriends.rules.base import UnitResult
+from ganfriends.rules.screening import clip_results
 from ganfriends.rules.sync import collect_gradients as collect_result
 from ganfriends.step import StepStats
 
@@ -87,3 +89,27 @@ def test_weights_of_another_architecture_are_refused() -> None:
     )
     with pytest.raises(InvalidBlob):
         load_weights(bigger, encode_weights(g))
+
+
+FEEDBACK = TensorSpec({"feedback": (10, 1, 32, 32)}, {"feedback": torch.float32})
+
+
+def feedback_result(value: float) -> UnitResult:
+    """An MD-GAN unit result: the feedback dB/dx on b = 10 generated images."""
+    return UnitResult(
+        {"feedback": torch.full((10, 1, 32, 32), value)}, {}, StepStats(10, 1, 1, 1, 1)
+    )
+
+
+def test_md_gan_feedback_beyond_the_magnitude_bound_is_refused() -> None:
+    with pytest.raises(InvalidBlob, match="feedback holds values beyond"):
+        decode_result(encode_result(feedback_result(3e38)), FEEDBACK, max_images=10)
+
+
+def test_md_gan_feedback_far_above_the_versions_median_is_clipped() -> None:
+    honest = [feedback_result(1e-3), feedback_result(1.1e-3), feedback_result(0.9e-3)]
+    screened, clipped = clip_results([*honest, feedback_result(1.0)], factor=3.0)
+    assert [(c.index, c.group) for c in clipped] == [(3, "feedback")]
+    assert float(screened[3].parameters["feedback"].norm()) == pytest.approx(
+        3 * float(honest[0].parameters["feedback"].norm()), rel=1e-5
+    )
