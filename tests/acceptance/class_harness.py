@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -114,6 +116,15 @@ class ClassRoom:
 
     def worker(self, name: str, *args: str) -> Proc:
         return self.start(f"worker {name}", ["worker", "--name", name, "--device", "cpu", *args])
+
+    def status(self) -> dict[str, Any]:
+        """``ganfriends status --json`` on this room's database."""
+        result = subprocess.run(
+            [sys.executable, "-m", "ganfriends", "status", "--json", "--db", self.db_url],
+            capture_output=True, text=True, env=self._env(), check=True,
+        )  # fmt: skip
+        status: dict[str, Any] = json.loads(result.stdout)
+        return status
 
     def close(self) -> None:
         for proc in self.procs:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.acceptance.class_harness import ClassRoom
+
+# Real PostgreSQL for the class-training acceptance tests: the integration tier's fixtures.
+from tests.integration.conftest import db_url, pg_server, template_db  # noqa: F401
 
 TINY_MODEL = ["--g-features", "8", "--d-features", "8", "--latent-dim", "16"]
 
@@ -37,5 +43,9 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-# Real PostgreSQL for the class-training acceptance tests: the integration tier's fixtures.
-from tests.integration.conftest import db_url, pg_server, template_db  # noqa: E402, F401
+@pytest.fixture
+def room(db_url: str, tmp_path: Path) -> Iterator[ClassRoom]:  # noqa: F811 (the fixture)
+    """Coordinators and workers on this test's database; whatever is left is killed after."""
+    classroom = ClassRoom(db_url, tmp_path)
+    yield classroom
+    classroom.close()

@@ -1,18 +1,15 @@
 from __future__ import annotations
 
 import gzip
-import json
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import psutil
 import psycopg
-import pytest
 import torch
 
 from ganfriends.db import Database, EmbeddedPostgres, migrate
@@ -30,22 +27,6 @@ RUN = [
     "--micro-batch", "32", "--max-iterations", str(UPDATES), "--work-unit-timeout", "3",
     "--seed", "5", "--sample-interval", "100",
 ]  # fmt: skip
-
-
-@pytest.fixture
-def room(db_url: str, tmp_path: Path) -> Iterator[ClassRoom]:
-    classroom = ClassRoom(db_url, tmp_path)
-    yield classroom
-    classroom.close()
-
-
-def run_status(room: ClassRoom) -> dict[str, object]:
-    result = subprocess.run(
-        [sys.executable, "-m", "ganfriends", "status", "--json", "--db", room.db_url],
-        capture_output=True, text=True, env=room._env(), check=True,
-    )  # fmt: skip
-    status: dict[str, object] = json.loads(result.stdout)
-    return status
 
 
 def test_final_weights_do_not_depend_on_workers_or_crashes(room: ClassRoom) -> None:
@@ -84,7 +65,7 @@ def test_final_weights_do_not_depend_on_workers_or_crashes(room: ClassRoom) -> N
         torch.testing.assert_close(c[name], tensor, atol=1e-6, rtol=1e-5, msg=f"crashes: {name}")
 
     # No image was lost or counted twice, and only accepted units are credited.
-    status = run_status(room)
+    status = room.status()
     expected = UPDATES * PER_UPDATE * UNIT
     assert status["images_seen"] == expected
     workers_status = status["workers"]
@@ -103,7 +84,7 @@ def test_worker_killed_mid_unit_has_its_unit_redone(room: ClassRoom) -> None:
     survivor.wait_for(rf"Work unit {unit} completed successfully")
     assert coordinator.finish() == 0, coordinator.output
     assert survivor.finish() == 0
-    assert run_status(room)["images_seen"] == UPDATES * PER_UPDATE * UNIT
+    assert room.status()["images_seen"] == UPDATES * PER_UPDATE * UNIT
 
 
 def test_first_ctrl_c_finishes_the_unit_then_exits(room: ClassRoom) -> None:
@@ -136,7 +117,7 @@ def test_second_ctrl_c_gives_the_unit_back_at_once(room: ClassRoom) -> None:
     assert worker.finish(timeout=60) == 130
     assert "giving the unit back" in worker.output
     assert "completed successfully" not in worker.output
-    units = run_status(room)["units"]
+    units = room.status()["units"]
     assert isinstance(units, dict)
     assert units["pending"] == 1  # immediately claimable, no 600 s lease to wait out
 
@@ -220,7 +201,7 @@ def test_coordinator_records_sample_quality_in_the_database(
         room.worker("w")
         assert coordinator.finish(timeout=600) == 0, coordinator.output
         assert "version 2: FID" in coordinator.output and "version 4: FID" in coordinator.output
-        status = run_status(room)
+        status = room.status()
         assert status["fid_version"] == 4 and isinstance(status["fid"], float)
     finally:
         room.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,13 +50,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-@pytest.fixture
-def room(db_url: str, tmp_path: Path) -> Iterator[ClassRoom]:
-    classroom = ClassRoom(db_url, tmp_path)
-    yield classroom
-    classroom.close()
 
 
 def image_width(page: Page) -> int:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import torch
 
 from tests.acceptance.class_harness import TINY, ClassRoom, final_weights
@@ -24,13 +22,6 @@ FEDERATED = [
     "--weighting", "kl-exp", "--balanced-sampling", "--weak-fraction", "0.25", "--seed", "4",
     "--sample-interval", "100",
 ]  # fmt: skip
-
-
-@pytest.fixture
-def room(db_url: str, tmp_path: Path) -> Iterator[ClassRoom]:
-    classroom = ClassRoom(db_url, tmp_path)
-    yield classroom
-    classroom.close()
 
 
 def assert_same_weights(a: Path, b: Path) -> None:

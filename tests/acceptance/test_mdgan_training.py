@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +30,6 @@ def images(tmp_path: Path) -> Path:
         pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / f"{i:03d}.png")
     return folder
-
-
-@pytest.fixture
-def room(db_url: str, tmp_path: Path) -> Iterator[ClassRoom]:
-    classroom = ClassRoom(db_url, tmp_path)
-    yield classroom
-    classroom.close()
 
 
 def mdgan_flags(images: Path) -> list[str]:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -146,24 +145,6 @@ SLOW_RUN = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def room(db_url: str, tmp_path: Path) -> Iterator[ClassRoom]:
-    classroom = ClassRoom(db_url, tmp_path)
-    yield classroom
-    classroom.close()
-
-
-def unit_counts(room: ClassRoom) -> dict[str, int]:
-    import json
-
-    result = subprocess.run(
-        [sys.executable, "-m", "ganfriends", "status", "--json", "--db", room.db_url],
-        capture_output=True, text=True, env=room._env(), check=True,
-    )  # fmt: skip
-    units: dict[str, int] = json.loads(result.stdout)["units"]
-    return units
-
-
 @requires_fashion_mnist
 @pytest.mark.parametrize("sig", WARM, ids=lambda s: signal.Signals(s).name)
 def test_a_stopped_worker_gives_its_unit_back_within_the_grace(
@@ -178,7 +159,7 @@ def test_a_stopped_worker_gives_its_unit_back_within_the_grace(
     assert time.monotonic() - sent < 10  # docker stop's SIGKILL comes after 10 s
     assert "giving the unit back" in worker.output
     assert "completed successfully" not in worker.output
-    assert unit_counts(room)["pending"] == 1  # claimable at once, not after a 600 s lease
+    assert room.status()["units"]["pending"] == 1  # claimable at once, not after a 600 s lease
 
 
 def test_a_worker_waiting_for_an_unreachable_database_stops_on_the_first_signal(

@@ -1,4 +1,4 @@
-"""Limits the worker statements enforce themselves (migration 0008), on a real PostgreSQL."""
+"""Limits the worker statements enforce themselves (migration 0007), on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -44,3 +44,18 @@ def test_an_upload_above_the_runs_limit_is_refused_and_not_stored(db: Database, 
     assert submit(db, run_id, worker, lease["token"], b"x" * 1001) is None
     assert raw.count("results") == 0
     assert submit(db, run_id, worker, lease["token"], b"x" * 1000) is not None
+
+
+@pytest.mark.parametrize("field", ["name", "hostname", "device", "gpu_name"])
+def test_a_worker_cannot_register_a_huge_text(db: Database, raw: Raw, field: str) -> None:
+    # Shown on every leaderboard: 1 MB of name is refused by the statement, not stored.
+    values = {"name": "w", "hostname": "h", "device": "cpu", "gpu_name": None} | {
+        field: "x" * 2**20
+    }
+    run_id = new_run(db, units_per_update=1)
+    with pytest.raises(DatabaseError, match="too long"):
+        db.fetch_one(
+            "register_worker", run_id=run_id, gpu_vram_gb=None, cpu_cores=None, ram_gb=None,
+            **values,
+        )  # fmt: skip
+    assert raw.count("workers") == 0

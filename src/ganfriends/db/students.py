@@ -85,14 +85,15 @@ def _database(conn: psycopg.Connection[Any]) -> str:
 
 def grant_class_access(conn: psycopg.Connection[Any]) -> str:
     """Create the class's group role if needed and (re)apply its grants; the group's name."""
-    group = group_role(_database(conn))
+    database = _database(conn)
+    group = group_role(database)
     if conn.execute(admin_queries()["group_exists"], {"group": group}).fetchone() is None:
         _run(conn, "create_group", group=pgsql.Identifier(group))
     _run(
         conn,
         "grant_class_access",
         group=pgsql.Identifier(group),
-        database=pgsql.Identifier(_database(conn)),
+        database=pgsql.Identifier(database),
     )
     return group
 

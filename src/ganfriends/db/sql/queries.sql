@@ -41,7 +41,7 @@ DROP SCHEMA IF EXISTS ganfriends CASCADE;
 -- ===================================================================== runs (coordinator)
 
 -- name: set_upload_limit
--- The largest upload worker_submit_result accepts for this run (migration 0008).
+-- The largest upload worker_submit_result accepts for this run (migration 0007).
 UPDATE runs SET max_upload_bytes = %(max_upload_bytes)s WHERE id = %(run_id)s;
 
 -- name: create_run
