@@ -15,11 +15,13 @@ from ganfriends.db.connection import translate_error
 from ganfriends.db.sql import admin_queries
 
 
-def _compose(query: str, /, **parts: pgsql.Composable) -> pgsql.Composed:
+def compose(query: str, /, **parts: pgsql.Composable) -> pgsql.Composed:
+    """A statement of ``admin.sql`` with its identifiers and literals quoted by psycopg."""
     return pgsql.SQL(admin_queries()[query]).format(**parts)
 
 
-def _connect(url: str) -> psycopg.Connection[Any]:
+def connect(url: str) -> psycopg.Connection[Any]:
+    """An autocommit connection for administration; errors become :class:`DatabaseError`."""
     try:
         # Autocommit: CREATE/DROP DATABASE cannot run inside a transaction block.
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
@@ -29,7 +31,7 @@ def _connect(url: str) -> psycopg.Connection[Any]:
 
 def bootstrap(admin_url: str, role: str, password: str, database: str) -> None:
     """Ensure the login ``role`` (with ``password``) and ``database`` owned by it exist."""
-    with _connect(admin_url) as conn:
+    with connect(admin_url) as conn:
         try:
             # The server only ever sees a SCRAM verifier computed by libpq, never the password.
             verifier = conn.pgconn.encrypt_password(
@@ -37,11 +39,11 @@ def bootstrap(admin_url: str, role: str, password: str, database: str) -> None:
             ).decode()
             parts = {"role": pgsql.Identifier(role), "password": pgsql.Literal(verifier)}
             found = conn.execute(admin_queries()["role_exists"], {"role": role}).fetchone()
-            conn.execute(_compose("set_role_password" if found else "create_role", **parts))
+            conn.execute(compose("set_role_password" if found else "create_role", **parts))
             found = conn.execute(admin_queries()["database_exists"], {"name": database}).fetchone()
             if not found:
                 conn.execute(
-                    _compose(
+                    compose(
                         "create_database",
                         name=pgsql.Identifier(database),
                         owner=pgsql.Identifier(role),
@@ -60,25 +62,25 @@ def create_database(admin_url: str, name: str, *, owner: str, template: str | No
     if template is not None:
         parts["template"] = pgsql.Identifier(template)
     query = "create_database" if template is None else "create_database_from_template"
-    with _connect(admin_url) as conn:
+    with connect(admin_url) as conn:
         try:
-            conn.execute(_compose(query, **parts))
+            conn.execute(compose(query, **parts))
         except psycopg.Error as exc:
             raise translate_error(exc) from exc
 
 
 def drop_database(admin_url: str, name: str) -> None:
     """Drop a database if it exists, disconnecting its sessions."""
-    with _connect(admin_url) as conn:
+    with connect(admin_url) as conn:
         try:
-            conn.execute(_compose("drop_database", name=pgsql.Identifier(name)))
+            conn.execute(compose("drop_database", name=pgsql.Identifier(name)))
         except psycopg.Error as exc:
             raise translate_error(exc) from exc
 
 
 def current_user(url: str) -> str:
     """The role a URL logs in as."""
-    with _connect(url) as conn:
+    with connect(url) as conn:
         try:
             row = conn.execute(admin_queries()["current_user"]).fetchone()
         except psycopg.Error as exc:

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql as pgsql
 
+from ganfriends.db.admin import compose, connect
 from ganfriends.db.connection import translate_error
 from ganfriends.db.errors import DatabaseError
 from ganfriends.db.sql import admin_queries
@@ -67,14 +68,7 @@ def check_name(name: str) -> str:
 def _run(conn: psycopg.Connection[Any], query: str, /, **parts: pgsql.Composable) -> None:
     """Run a statement of ``admin.sql`` with its parts quoted by psycopg. Without parameters,
     the bytes go as one simple query, so a script of several statements runs whole."""
-    conn.execute(pgsql.SQL(admin_queries()[query]).format(**parts).as_bytes(conn))
-
-
-def _connect(admin_url: str) -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(admin_url, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise translate_error(exc) from exc
+    conn.execute(compose(query, **parts).as_bytes(conn))
 
 
 def _database(conn: psycopg.Connection[Any]) -> str:
@@ -114,7 +108,7 @@ def add_student(
     if max_connections < 1:
         raise StudentError("--max-connections must be at least 1")
     password = secrets.token_urlsafe(PASSWORD_BYTES)
-    with _connect(admin_url) as conn:
+    with connect(admin_url) as conn:
         try:
             if conn.execute(admin_queries()["role_exists"], {"role": name}).fetchone():
                 raise StudentError(f"a role named {name!r} already exists: choose another name")
@@ -140,7 +134,7 @@ def add_student(
 
 def list_students(admin_url: str) -> list[Student]:
     """Every student of the class, with their workers and open sessions."""
-    with _connect(admin_url) as conn:
+    with connect(admin_url) as conn:
         try:
             group = group_role(_database(conn))
             roles = conn.execute(admin_queries()["student_roles"], {"group": group}).fetchall()
@@ -167,7 +161,7 @@ def revoke_student(admin_url: str, name: str) -> int:
     (the leaderboard keeps their history).
     """
     check_name(name)
-    with _connect(admin_url) as conn:
+    with connect(admin_url) as conn:
         try:
             group = group_role(_database(conn))
             members = {r[0] for r in conn.execute(admin_queries()["student_roles"],
