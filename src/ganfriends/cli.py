@@ -337,9 +337,26 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
         help="also accept TCP connections on ADDR (e.g. 0.0.0.0), with password authentication",
     )
     db.add_argument("--port", type=int, help="TCP port with --listen (default: a free one)")
+    db.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="PEM certificate served with --listen (default: a generated self-signed one)",
+    )
+    db.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    db.add_argument(
+        "--insecure-plaintext",
+        action="store_true",
+        help="with --listen: no TLS (anyone on the network can read and hijack sessions)",
+    )
     db.set_defaults(
         func=lambda a: classroom.db_command(
-            a.action, data_dir=a.data_dir, listen=a.listen, port=a.port
+            a.action,
+            data_dir=a.data_dir,
+            listen=a.listen,
+            port=a.port,
+            tls_cert=a.tls_cert,
+            tls_key=a.tls_key,
+            plaintext=a.insecure_plaintext,
         )
     )
 

