@@ -14,6 +14,7 @@ import pytest
 
 from ganfriends.db import EmbeddedPostgres
 from ganfriends.db._pgctl import free_port
+from ganfriends.db.errors import DatabaseError
 
 
 @pytest.fixture
@@ -131,3 +132,12 @@ def test_a_restart_without_listen_keeps_serving_the_class(pg_dir: Path) -> None:
         assert _whoami(url) == ("ganfriends", "ganfriends")
     finally:
         again.stop()
+
+
+def test_a_cluster_of_another_postgresql_major_is_refused_with_one_line(pg_dir: Path) -> None:
+    server = EmbeddedPostgres(pg_dir, durable=False)
+    server.start()
+    server.stop()
+    (server.pgdata / "PG_VERSION").write_text("18\n")
+    with pytest.raises(DatabaseError, match="created by PostgreSQL 18 and this ganfriends runs"):
+        server.start()

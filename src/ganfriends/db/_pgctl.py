@@ -59,6 +59,18 @@ def bin_dir() -> Path:
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
+@functools.cache
+def server_major() -> str:
+    """The major version of the bundled server ("17"), as PG_VERSION files spell it."""
+    result = subprocess.run(
+        [str(bin_dir() / "postgres"), "--version"], capture_output=True, text=True, check=False
+    )
+    words = result.stdout.split()  # "postgres (PostgreSQL) 17.10"
+    if result.returncode != 0 or not words:
+        raise DatabaseError(f"cannot run {bin_dir() / 'postgres'}: {result.stderr.strip()}")
+    return words[-1].split(".")[0]
+
+
 def free_port() -> int:
     """A TCP port that was free a moment ago (the kernel's choice)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -147,8 +159,19 @@ class PgCtl:
     # -- configuration ---------------------------------------------------------------------
 
     def initialized(self) -> bool:
-        """True once initdb has created the cluster."""
-        return (self.pgdata / "PG_VERSION").exists()
+        """True once initdb has created the cluster (by the PostgreSQL major we run)."""
+        try:
+            made_by = (self.pgdata / "PG_VERSION").read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return False
+        if made_by != server_major():
+            # The server would refuse with a log line; say what happened and what to do.
+            raise DatabaseError(
+                f"the cluster in {self.pgdata} was created by PostgreSQL {made_by} and this "
+                f"ganfriends runs PostgreSQL {server_major()}: move it aside (or pg_dump it with "
+                f"PostgreSQL {made_by}) and start again"
+            )
+        return True
 
     def initdb(self, *, no_sync: bool) -> None:
         """Create the cluster: superuser ``postgres``, UTF-8, C collation."""
