@@ -172,6 +172,16 @@ def test_coordinator_and_worker_ride_out_a_database_restart(tmp_path: Path) -> N
         server.stop()
         time.sleep(5)  # longer than the processes' outage notice
         server.start()
+        # The restart ended the session that held the run's lock: the coordinator must hold it
+        # again (it checks every 2 s), so a second coordinator is still refused. The worker is
+        # paused meanwhile so that the run cannot finish under the second one's feet.
+        coordinator.wait_for(r"version [5-9]/")
+        worker.popen.send_signal(signal.SIGSTOP)
+        time.sleep(3)
+        second = room.coordinator("run2", *RUN)
+        assert second.finish() == 1, second.output
+        assert "another coordinator is already running run" in second.output
+        worker.popen.send_signal(signal.SIGCONT)
         assert coordinator.finish() == 0, coordinator.output
         assert worker.finish() == 0, worker.output
         assert "database unreachable" in coordinator.output + worker.output

@@ -14,11 +14,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ganfriends.db import Database, EmbeddedPostgres, admin, migrate
+from ganfriends.db.students import group_role
 from tests.integration.queue_helpers import Raw
+from tests.integration.student_helpers import Student, drop_roles, new_student
 
 TEST_URL_ENV = "GANFRIENDS_TEST_DATABASE_URL"
 POOL_TIMEOUT = 5.0  # seconds; a test waiting longer than this for a connection has failed
@@ -119,3 +122,25 @@ def raw(db_url: str) -> Iterator[Raw]:
         yield conn
     finally:
         conn.close()
+
+
+@pytest.fixture
+def class_admin(pg_server: PgServer, db_url: str) -> Iterator[str]:
+    """The superuser's URL to this test's class database; the class's roles dropped after."""
+    database = conninfo_to_dict(db_url)["dbname"]
+    admin_url = make_conninfo(pg_server.admin_url, dbname=database)
+    yield admin_url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        group = group_role(str(database))
+        rows = conn.execute(
+            "SELECT r.rolname FROM pg_roles r JOIN pg_auth_members m ON m.member = r.oid "
+            "JOIN pg_roles g ON g.oid = m.roleid WHERE g.rolname = %s",
+            (group,),
+        ).fetchall()
+        members = [r[0] for r in rows]
+    drop_roles(admin_url, *members, group)
+
+
+@pytest.fixture
+def student(db_url: str, class_admin: str) -> Student:
+    return new_student(db_url, class_admin)

@@ -156,7 +156,7 @@ def test_credit_goes_only_to_the_results_a_round_combined(
     second = compute_and_upload(db, run_id, b, dataset)
 
     with db.transaction() as tx:
-        tx.execute("credit_workers", unit_ids=[first.unit_id])
+        tx.execute("credit_workers", unit_ids=[first.unit_id], worker_ids=[a])
         tx.execute("delete_version_units", run_id=run_id, version=0)
 
     assert raw.worker(a)["units_done"] == 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime
 import io
+import threading
 import time
 
+import pytest
 from rich.console import Console
 
 from ganfriends.classroom.worker import Worker
@@ -283,3 +285,57 @@ def test_backup_copies_stop_at_max_backups(db: Database, raw: Raw) -> None:
     assert b_again is None
     assert raw.unit(primary["unit_id"])["backups"] == 2
     assert raw.count("leases", "state = 'active'") == 3
+
+
+# ---------------------------------------------------------------- lock order
+
+
+@pytest.mark.parametrize("statement", ["extend_leases", "release_lease"])
+def test_heartbeat_and_release_lock_the_unit_before_the_lease(
+    db: Database, db_url: str, raw: Raw, statement: str
+) -> None:
+    # An upload (worker_submit_result) locks the unit, then writes the lease. A heartbeat or a
+    # release that held the lease while it waited for the unit would deadlock with the worker's
+    # own upload: while they wait for the unit, the lease must still be free.
+    run_id = new_run(db, units_per_update=1)
+    worker = register(db, run_id)
+    lease = claim(db, run_id, worker)
+    assert lease is not None
+    outcome: dict[str, object] = {}
+
+    def call() -> None:
+        try:
+            if statement == "extend_leases":
+                db.execute("extend_leases", worker_id=worker)
+            else:
+                db.execute("release_lease", token=lease["token"], worker_id=worker)
+            outcome["done"] = True
+        except BaseException as exc:  # pragma: no cover - reported by the assertion
+            outcome["error"] = exc
+
+    holder = Raw(db_url)
+    thread = threading.Thread(target=call)
+    try:
+        with holder.conn.transaction():
+            holder.rows(
+                "SELECT id FROM work_units WHERE id = %(id)s FOR UPDATE", id=lease["unit_id"]
+            )
+            thread.start()
+            deadline = time.monotonic() + 10
+            while (
+                raw.count(
+                    "pg_stat_activity", "datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                < 1
+            ):
+                assert time.monotonic() < deadline, f"{statement} never waited for the unit"
+                time.sleep(0.01)
+            # What the upload does next; NOWAIT fails at once if the lease is held.
+            holder.rows(
+                "SELECT token FROM leases WHERE token = %(t)s FOR UPDATE NOWAIT", t=lease["token"]
+            )
+        thread.join(timeout=10)
+    finally:
+        holder.close()
+
+    assert outcome == {"done": True}

@@ -130,7 +130,7 @@ def test_delete_version_units_removes_only_that_versions_units_results_and_lease
 
     # Execute: the coordinator's consumption of run A's version 0.
     with db.transaction() as tx:
-        tx.execute("credit_workers", unit_ids=consumed)
+        tx.execute("credit_workers", unit_ids=consumed, worker_ids=[worker_a] * 2)
         tx.execute("delete_version_units", run_id=run_a, version=0)
 
     # Assert

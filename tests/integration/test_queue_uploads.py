@@ -133,7 +133,7 @@ def test_upload_with_a_token_of_another_run_is_refused(db: Database, raw: Raw) -
     assert raw.unit(lease["unit_id"])["state"] == "claimed"
 
 
-def test_racing_primary_and_backup_uploads_exactly_one_wins(
+def test_racing_primary_and_backup_uploads_are_both_stored_once(
     db: Database, db_url: str, raw: Raw
 ) -> None:
     # Prepare: A holds the unit, B a backup copy; both uploads will be in flight at once.
@@ -178,22 +178,18 @@ def test_racing_primary_and_backup_uploads_exactly_one_wins(
     finally:
         holder.close()
 
-    # Assert: one accepted, one refused; the loser's lease is superseded.
-    assert sorted(outcome) == [worker_a, worker_b]
-    winners = [w for w, got in outcome.items() if got == {"unit_id": unit_id}]
-    losers = [w for w, got in outcome.items() if got is None]
-    assert len(winners) == 1 and len(losers) == 1, outcome
-    (winner,), (loser,) = winners, losers
-    token = {worker_a: primary["token"], worker_b: backup["token"]}
-    assert raw.lease(token[winner])["state"] == "done"
-    assert raw.lease(token[loser])["state"] == "superseded"
-    result = raw.one("SELECT worker_id, payload FROM results")
-    assert result["worker_id"] == winner
-    assert bytes(result["payload"]) == f"from-{winner}".encode()
+    # Assert: the first copy does not cancel the other (it may turn out invalid): both are
+    # stored, once each, and both leases are done.
+    assert outcome == {worker_a: {"unit_id": unit_id}, worker_b: {"unit_id": unit_id}}
+    assert raw.lease(primary["token"])["state"] == "done"
+    assert raw.lease(backup["token"])["state"] == "done"
+    copies = {r["worker_id"]: bytes(r["payload"])
+              for r in raw.rows("SELECT worker_id, payload FROM results")}  # fmt: skip
+    assert copies == {worker_a: f"from-{worker_a}".encode(), worker_b: f"from-{worker_b}".encode()}
     assert raw.unit(unit_id)["state"] == "done"
 
 
-def test_backup_upload_after_the_primary_won_is_refused(db: Database, raw: Raw) -> None:
+def test_a_backup_copy_after_the_primarys_is_stored_beside_it(db: Database, raw: Raw) -> None:
     # Prepare: A and B hold copies of one unit; A uploads first.
     run_id = new_run(db, units_per_update=1)
     worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
@@ -205,10 +201,58 @@ def test_backup_upload_after_the_primary_won_is_refused(db: Database, raw: Raw) 
     # Execute
     second = submit(db, run_id, worker_b, backup["token"], b"b")
 
-    # Assert
-    assert second is None
-    assert raw.lease(backup["token"])["state"] == "superseded"
-    assert raw.count("results") == 1
+    # Assert: B's copy is kept for the coordinator to compare; B cannot upload twice.
+    assert second == {"unit_id": primary["unit_id"]}
+    assert raw.lease(backup["token"])["state"] == "done"
+    assert raw.count("results") == 2
+    assert submit(db, run_id, worker_b, backup["token"], b"b again") is None
+    assert raw.count("results") == 2
+
+
+def test_rejecting_the_first_copy_keeps_the_unit_done_when_another_copy_is_stored(
+    db: Database, raw: Raw
+) -> None:
+    # Prepare: A's and B's copies of one unit are stored.
+    run_id = new_run(db, units_per_update=1)
+    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
+    primary = claim(db, run_id, worker_a)
+    backup = claim_backup(db, run_id, worker_b)
+    assert primary is not None and backup is not None
+    assert submit(db, run_id, worker_a, primary["token"], b"bad") is not None
+    assert submit(db, run_id, worker_b, backup["token"], b"good") is not None
+
+    # Execute
+    db.execute("reject_result", unit_id=primary["unit_id"], worker_id=worker_a, reason="NaN")
+
+    # Assert: only A's copy went, A is blamed, the unit stays done with B's copy.
+    assert [r["worker_id"] for r in raw.rows("SELECT worker_id FROM results")] == [worker_b]
+    assert raw.unit(primary["unit_id"])["state"] == "done"
+    assert (raw.worker(worker_a)["rejected"], raw.worker(worker_b)["rejected"]) == (1, 0)
+
+
+def test_a_rejected_copy_does_not_cancel_a_copy_still_being_computed(
+    db: Database, raw: Raw
+) -> None:
+    # Prepare: A (fast, hostile) uploads; B's backup copy of the same unit is still computing.
+    run_id = new_run(db, units_per_update=1)
+    worker_a, worker_b, worker_c = (register(db, run_id, n) for n in "abc")
+    primary = claim(db, run_id, worker_a)
+    backup = claim_backup(db, run_id, worker_b)
+    assert primary is not None and backup is not None
+    assert submit(db, run_id, worker_a, primary["token"], b"garbage") is not None
+
+    # Execute: the coordinator rejects A's copy.
+    db.execute("reject_result", unit_id=primary["unit_id"], worker_id=worker_a, reason="bad")
+
+    # Assert: the unit waits for B (claimed until B's lease ends, not handed to an idle C), and
+    # B's copy is then accepted.
+    unit = raw.unit(primary["unit_id"])
+    assert unit["state"] == "claimed"
+    assert unit["lease_expires_at"] == raw.lease(backup["token"])["expires_at"]
+    assert claim(db, run_id, worker_c) is None
+    assert submit(db, run_id, worker_b, backup["token"], b"honest") is not None
+    assert raw.unit(primary["unit_id"])["state"] == "done"
+    assert [bytes(r["payload"]) for r in raw.rows("SELECT payload FROM results")] == [b"honest"]
 
 
 def test_reject_result_drops_it_requeues_the_unit_and_blames_the_worker(
@@ -223,7 +267,9 @@ def test_reject_result_drops_it_requeues_the_unit_and_blames_the_worker(
     assert submit(db, run_id, worker, lease["token"]) is not None
 
     # Execute
-    db.execute("reject_result", unit_id=lease["unit_id"], reason="tensor g.x holds NaN")
+    db.execute(
+        "reject_result", unit_id=lease["unit_id"], worker_id=worker, reason="tensor g.x holds NaN"
+    )
 
     # Assert
     assert raw.count("results") == 0
@@ -238,8 +284,9 @@ def test_reject_result_drops_it_requeues_the_unit_and_blames_the_worker(
     assert redo is not None and redo["unit_id"] == lease["unit_id"]
 
 
-def test_credit_workers_counts_each_consumed_unit_once(db: Database, raw: Raw) -> None:
-    # Prepare: three units; A does unit 0, B unit 1; unit 2 is C's, but A's backup copy wins it.
+def test_credit_workers_counts_each_consumed_copy_once(db: Database, raw: Raw) -> None:
+    # Prepare: three units; A does unit 0, B unit 1; unit 2 is C's, but A's backup copy of it
+    # arrives first and is the one the coordinator uses.
     run_id = new_run(db, units_per_update=3)
     a, b, c = (register(db, run_id, name) for name in "abc")
     lease_a, lease_b, lease_c = (claim(db, run_id, w) for w in (a, b, c))
@@ -249,14 +296,17 @@ def test_credit_workers_counts_each_consumed_unit_once(db: Database, raw: Raw) -
     backup_a = claim_backup(db, run_id, a)
     assert backup_a is not None and backup_a["unit_id"] == lease_c["unit_id"]
     assert submit(db, run_id, a, backup_a["token"], images=32) is not None
-    assert submit(db, run_id, c, lease_c["token"], images=64) is None
+    assert submit(db, run_id, c, lease_c["token"], images=64) is not None
 
     # Execute: consume the version as the coordinator does, then credit once more.
-    consumed = [lease["unit_id"] for lease in (lease_a, lease_b, lease_c)]
+    used = {
+        "unit_ids": [lease["unit_id"] for lease in (lease_a, lease_b, lease_c)],
+        "worker_ids": [a, b, a],
+    }
     with db.transaction() as tx:
-        tx.execute("credit_workers", unit_ids=consumed)
+        tx.execute("credit_workers", **used)
         tx.execute("delete_version_units", run_id=run_id, version=0)
-    db.execute("credit_workers", unit_ids=consumed)
+    db.execute("credit_workers", **used)
 
     # Assert
     done = {w: (raw.worker(w)["units_done"], raw.worker(w)["images_done"]) for w in (a, b, c)}
@@ -272,10 +322,10 @@ def test_credit_workers_ignores_rejected_results(db: Database, raw: Raw) -> None
         lease = claim(db, run_id, worker)
         assert lease is not None and submit(db, run_id, worker, lease["token"]) is not None
         unit_ids.append(lease["unit_id"])
-    db.execute("reject_result", unit_id=unit_ids[1], reason="bad")
+    db.execute("reject_result", unit_id=unit_ids[1], worker_id=worker, reason="bad")
 
     # Execute
-    db.execute("credit_workers", unit_ids=unit_ids)
+    db.execute("credit_workers", unit_ids=unit_ids, worker_ids=[worker, worker])
 
     # Assert
     row = raw.worker(worker)

@@ -23,6 +23,7 @@ from tests.integration.queue_helpers import (
     IMAGES_PER_UNIT,
     Raw,
     claim,
+    claim_backup,
     new_run,
     random_result,
     register,
@@ -235,7 +236,7 @@ def test_an_upload_cannot_credit_more_images_than_its_unit_holds(db: Database, r
 
     # Execute: validate and credit, as the coordinator does when it consumes the version.
     validate(db, run_id)
-    db.execute("credit_workers", unit_ids=[lease["unit_id"]])
+    db.execute("credit_workers", unit_ids=[lease["unit_id"]], worker_ids=[cheat])
 
     # Assert
     assert raw.worker(cheat)["images_done"] <= IMAGES_PER_UNIT
@@ -278,3 +279,65 @@ def test_without_clipping_one_outlier_fills_adams_second_moments(db: Database) -
     attacked, output = update_second_moments(db, factor=0.0, outlier=1000.0)
     assert "clipped" not in output
     assert attacked > 1e4 * honest  # what the clipping above prevents
+
+
+# ---------------------------------------------------------------- copies of one unit
+
+
+def two_copies(db: Database, first: bytes, second: bytes) -> tuple[int, int, int, int]:
+    """Run with one unit; A's copy (``first``) then B's backup copy (``second``) stored."""
+    run_id = new_run(db, units_per_update=1)
+    a, b = register(db, run_id, "a"), register(db, run_id, "b")
+    primary = claim(db, run_id, a)
+    backup = claim_backup(db, run_id, b)
+    assert primary is not None and backup is not None
+    assert submit(db, run_id, a, primary["token"], first) is not None
+    assert submit(db, run_id, b, backup["token"], second) is not None
+    return run_id, a, b, int(primary["unit_id"])
+
+
+def test_an_invalid_first_copy_gives_way_to_a_valid_second(db: Database, raw: Raw) -> None:
+    # Prepare: A's fast copy is garbage, B's backup copy is honest.
+    run_id, a, b, unit_id = two_copies(db, nan_gradient(), valid_blob())
+
+    # Execute: the coordinator's first pass rejects A's; its next pass finds B's.
+    first_pass = validate(db, run_id)
+    second_pass = validate(db, run_id)
+
+    # Assert
+    assert first_pass is None
+    assert second_pass is not None and [v.upload.worker_id for v in second_pass] == [b]
+    assert raw.unit(unit_id)["state"] == "done"
+    assert (raw.worker(a)["rejected"], raw.worker(b)["rejected"]) == (1, 0)
+
+
+def test_agreeing_copies_use_the_first_and_record_nothing(db: Database, raw: Raw) -> None:
+    # Prepare: two honest copies of the same computation.
+    run_id, a, _, _ = two_copies(db, valid_blob(3), valid_blob(3))
+
+    # Execute
+    valid = validate(db, run_id)
+
+    # Assert: A's copy stands for the unit, B's is dropped, nobody is blamed.
+    assert valid is not None and [v.upload.worker_id for v in valid] == [a]
+    assert raw.count("rejections") == 0
+    assert [r["worker_id"] for r in raw.rows("SELECT worker_id FROM results")] == [a]
+
+
+def test_disagreeing_copies_are_recorded_against_both_workers(db: Database, raw: Raw) -> None:
+    # Prepare: B sends a different computation than A (another batch, a stale model, a forgery).
+    run_id, a, b, _ = two_copies(db, valid_blob(3), valid_blob(4))
+
+    # Execute
+    valid = validate(db, run_id)
+
+    # Assert: the first valid copy is used; both workers carry the mismatch, which does not
+    # count towards the claim limit (one of the two was honest).
+    assert valid is not None and [v.upload.worker_id for v in valid] == [a]
+    rows = raw.rows("SELECT worker_id, reason FROM rejections ORDER BY worker_id")
+    assert [r["worker_id"] for r in rows] == [a, b]
+    assert all("copies of unit 0 disagree" in r["reason"] for r in rows)
+    assert (raw.worker(a)["rejected"], raw.worker(b)["rejected"]) == (0, 0)
+    # Recorded once: the dropped copy is not compared again on the next pass.
+    validate(db, run_id)
+    assert raw.count("rejections") == 2

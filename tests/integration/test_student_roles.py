@@ -6,72 +6,15 @@ Each statement of the matrix is what a hostile student tried with the owner's UR
 
 from __future__ import annotations
 
-import itertools
-import os
-from collections.abc import Iterator
-from dataclasses import dataclass
-
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from ganfriends.classroom import queue
-from ganfriends.classroom.queue import Hardware
 from ganfriends.db import Database
-from ganfriends.db.students import add_student, group_role, list_students, revoke_student
-from tests.integration.conftest import PgServer
+from ganfriends.db.students import add_student, list_students, revoke_student
 from tests.integration.queue_helpers import Raw, claim, new_run, register, submit
-
-_names = itertools.count()
-HARDWARE = Hardware("cpu", None, None, 2, 4.0)
-
-
-@dataclass(frozen=True)
-class Student:
-    name: str
-    url: str
-    admin_url: str
-
-
-def drop_roles(admin_url: str, *roles: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        for role in roles:
-            if (
-                conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-                is None
-            ):
-                continue
-            conn.execute(f'DROP OWNED BY "{role}"')  # test clean-up, not product SQL
-            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
-
-
-@pytest.fixture
-def class_admin(pg_server: PgServer, db_url: str) -> Iterator[str]:
-    """The superuser's URL to this test's class database; the class's roles dropped after."""
-    database = conninfo_to_dict(db_url)["dbname"]
-    admin_url = make_conninfo(pg_server.admin_url, dbname=database)
-    yield admin_url
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        group = group_role(str(database))
-        rows = conn.execute(
-            "SELECT r.rolname FROM pg_roles r JOIN pg_auth_members m ON m.member = r.oid "
-            "JOIN pg_roles g ON g.oid = m.roleid WHERE g.rolname = %s",
-            (group,),
-        ).fetchall()
-        members = [r[0] for r in rows]
-    drop_roles(admin_url, *members, group)
-
-
-def new_student(db_url: str, admin_url: str, **kwargs: int) -> Student:
-    name = f"student_{os.getpid()}_{next(_names)}"
-    password = add_student(admin_url, name, **kwargs)
-    return Student(name, make_conninfo(db_url, user=name, password=password), admin_url)
-
-
-@pytest.fixture
-def student(db_url: str, class_admin: str) -> Student:
-    return new_student(db_url, class_admin)
-
+from tests.integration.student_helpers import HARDWARE, Student, new_student
 
 # ------------------------------------------------------------------ what a worker needs
 

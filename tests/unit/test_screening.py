@@ -10,7 +10,12 @@ import torch
 from ganfriends.aggregate import group_norms, lower_median, norm_scales, scale_groups
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules.base import ServerState, UnitResult
-from ganfriends.rules.screening import clip_results, first_non_finite, is_all_zero
+from ganfriends.rules.screening import (
+    clip_results,
+    copies_differ,
+    first_non_finite,
+    is_all_zero,
+)
 from ganfriends.step import StepStats, make_optimizers
 
 
@@ -87,3 +92,19 @@ def test_non_finite_optimizer_state_is_found_before_publishing() -> None:
         p.grad = torch.full_like(p, 3e38)
     opt_g.step()  # 3e38 squared overflows the second moment
     assert first_non_finite(state) is not None
+
+
+def test_copies_within_rounding_agree() -> None:
+    assert copies_differ(result(1.0, 2.0), result(1.0 + 1e-4, 2.0 - 1e-4)) is None
+
+
+def test_copies_differ_in_the_group_that_moved_most() -> None:
+    # G: |(0.5,0.5)-(1,1)...| -> sqrt(2)*0.5 / sqrt(2) = 0.5; D: |2 - 2.4| / 2.4 = 1/6.
+    differs = copies_differ(result(1.0, 2.0), result(0.5, 2.4))
+    assert differs is not None
+    assert differs[0] == "g" and differs[1] == pytest.approx(0.5)
+
+
+def test_a_scaled_copy_differs_by_its_relative_change() -> None:
+    differs = copies_differ(result(1.0, 1.0), result(1.1, 1.0), tolerance=0.05)
+    assert differs is not None and differs[1] == pytest.approx(0.1 / 1.1)

@@ -1,14 +1,17 @@
 """The coordinator: the server side of every mode, whose only channel is PostgreSQL.
 
 For version v it waits until the run's rule says v's units may be combined (sync: all K of them;
-federated: all chosen devices, or a quorum after the round timeout), validates every result
-against the rule's spec, lets the rule combine them (``rules.*.combine``), and then — in ONE
-transaction (``queue.publish``) — credits the workers, deletes the consumed units and results,
-publishes weights v+1 with the optimizer states that go with them, records the losses, advances the
-run and queues the units of v+1. A crash at any instant therefore leaves v or v+1, never a mix,
-and a restarted coordinator resumes from the database with no flag: results not yet consumed are
-still there and give the same v+1 again.
-"""
+federated: all chosen devices, or a quorum after the round timeout), validates the copies that
+arrived (``intake``: the first valid copy of each unit counts), lets the rule combine them
+(``rules.*.combine``), and then — in ONE transaction (``queue.publish``) — credits the workers,
+deletes the consumed units and results, publishes weights v+1 with the optimizer states that go
+with them, records the losses, advances the run and queues the units of v+1. A crash at any
+instant therefore leaves v or v+1, never a mix, and a restarted coordinator resumes from the
+database with no flag: results not yet consumed are still there and give the same v+1 again.
+
+While it waits it checks, every RUN_CHECK_SECONDS, that it still holds the run's lock (re-taken
+after a database restart), that the run still runs, and that no student holds rows of the run in
+a transaction left open (``watchdog``)"""
 
 from __future__ import annotations
 
@@ -22,10 +25,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from ganfriends import rng
-from ganfriends.blobs import InvalidBlob
 from ganfriends.classroom import queue
-from ganfriends.classroom.payload import decode_device_state, decode_result, encode_inputs
-from ganfriends.classroom.queue import Consumed, Retention, Upload
+from ganfriends.classroom.intake import Valid, validated_results
+from ganfriends.classroom.payload import encode_inputs
+from ganfriends.classroom.queue import Consumed, Retention
 from ganfriends.classroom.state import (
     RunState,
     create_run,
@@ -33,15 +36,17 @@ from ganfriends.classroom.state import (
     server_blobs,
     upload_limit,
 )
+from ganfriends.classroom.watchdog import Watchdog
 from ganfriends.config import Config
 from ganfriends.data import ImageDataset, fingerprint_mismatch, make_dataset
-from ganfriends.db import Database, DatabaseUnavailable
+from ganfriends.db import Database, DatabaseError, DatabaseUnavailable
+from ganfriends.db.session_lock import LockLost, SessionLock
 from ganfriends.errors import GanError
 from ganfriends.grid import save_grid
 from ganfriends.models import ModelConfig
 from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config
-from ganfriends.rules.base import Unit, UnitResult, total_stats
-from ganfriends.rules.screening import clip_results, first_non_finite, is_all_zero
+from ganfriends.rules.base import Unit, total_stats
+from ganfriends.rules.screening import clip_results, first_non_finite
 from ganfriends.signals import StopRequest
 from ganfriends.training.checkpoint import save_checkpoint
 
@@ -60,6 +65,7 @@ class RunStopped(GanError):
 
 
 RUN_CHECK_SECONDS = 2.0  # how often a waiting coordinator checks that its run still runs
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a statement that hit lock_timeout
 
 
 class NonFiniteUpdate(GanError):
@@ -78,14 +84,6 @@ class CoordinatorResult:
     complete: bool
 
 
-@dataclass(frozen=True)
-class _Valid:
-    """An upload that passed validation."""
-
-    upload: Upload
-    result: UnitResult
-
-
 class Coordinator:
     """Runs (or resumes) the latest class run in a database."""
 
@@ -94,6 +92,7 @@ class Coordinator:
         self.config = config
         self.console = console or Console(soft_wrap=True)
         self.output_dir = Path(config.coordinator.output_dir)
+        self.watchdog = Watchdog(db, self.console)
 
     # ------------------------------------------------------------------ set-up
 
@@ -147,15 +146,15 @@ class Coordinator:
         running = queue.latest_running_run(self.db)
         if running is None:
             return self._drive(self._create_run(), stop)
-        with self.db.advisory_lock("lock_run", "unlock_run", run_id=running.id) as locked:
-            if not locked:
+        with self.db.advisory_lock("lock_run", "unlock_run", run_id=running.id) as lock:
+            if not lock.held:
                 raise RunLocked(f"another coordinator is already running run {running.id}")
             if not self.config.coordinator.new_run:
                 name = escape(running.name)
                 self.console.print(
                     f"resuming run {running.id} ({name}) at version {running.version}"
                 )
-                return self._loop(self._load(running.id), stop)
+                return self._loop(self._load(running.id), stop, lock)
             # --new-run stops the live run only under its lock: a second terminal's
             # --new-run cannot stop a run another coordinator is driving.
             self.db.execute("stop_run", run_id=running.id)
@@ -163,10 +162,10 @@ class Coordinator:
         return self._drive(self._create_run(), stop)
 
     def _drive(self, run_id: int, stop: StopRequest) -> CoordinatorResult:
-        with self.db.advisory_lock("lock_run", "unlock_run", run_id=run_id) as locked:
-            if not locked:
+        with self.db.advisory_lock("lock_run", "unlock_run", run_id=run_id) as lock:
+            if not lock.held:
                 raise RunLocked(f"another coordinator is already running run {run_id}")
-            return self._loop(self._load(run_id), stop)
+            return self._loop(self._load(run_id), stop, lock)
 
     def _load(self, run_id: int) -> RunState:
         """The run's state; per-device modes also get the run's dataset, checked against it."""
@@ -190,7 +189,7 @@ class Coordinator:
         )  # fmt: skip
         return state
 
-    def _loop(self, state: RunState, stop: StopRequest) -> CoordinatorResult:
+    def _loop(self, state: RunState, stop: StopRequest, lock: SessionLock) -> CoordinatorResult:
         fixed_noise = rng.latent_noise(
             NUM_SAMPLES, state.run.model_config.latent_dim, state.plan.seed, rng.FIXED_NOISE
         )
@@ -201,7 +200,7 @@ class Coordinator:
         total = state.plan.total_versions
         non_finite = 0
         while state.version < total and not stop.requested:
-            results = self._wait_for_results(state, stop, published_at)
+            results = self._wait_for_results(state, stop, published_at, lock)
             if results is None:
                 break
             wait_seconds = time.monotonic() - published_at
@@ -219,12 +218,24 @@ class Coordinator:
                         f"{state.version} as the last good one (the run resumes from it)"
                     ) from exc
                 for v in results:
-                    queue.reject(self.db, v.upload.unit_id, "the combined update was not finite")
+                    queue.reject(self.db, v.upload, "the combined update was not finite")
                 state = self._reload(state.run_id, stop)
                 continue
             except DatabaseUnavailable:
                 # The commit may or may not have happened: rebuild from what the database holds.
                 self.console.print("[yellow]database unreachable during an update; reloading[/]")
+                state = self._reload(state.run_id, stop)
+                continue
+            except DatabaseError as exc:
+                if exc.sqlstate != LOCK_NOT_AVAILABLE:
+                    raise
+                # Nothing was published (the transaction rolled back): end what holds the rows
+                # and redo the update from the database.
+                self.console.print(
+                    "[yellow]publishing waited 5 s for rows another session holds; "
+                    "redoing the update[/]"
+                )
+                self.watchdog.sweep()
                 state = self._reload(state.run_id, stop)
                 continue
             published_at = time.monotonic()
@@ -253,15 +264,15 @@ class Coordinator:
                 delay = min(delay * 2, 30.0)
 
     def _wait_for_results(
-        self, state: RunState, stop: StopRequest, published_at: float
-    ) -> list[_Valid] | None:
+        self, state: RunState, stop: StopRequest, published_at: float, lock: SessionLock
+    ) -> list[Valid] | None:
         """Poll until the rule may combine this version's valid results; None if asked to stop."""
         poll = self.config.coordinator.poll_interval
         checked = time.monotonic()
         while not stop.requested:
             try:
                 if time.monotonic() - checked >= RUN_CHECK_SECONDS:
-                    self._check_still_running(state.run_id)
+                    self._check_still_ours(state.run_id, lock)
                     checked = time.monotonic()
                 counts = queue.count_units(self.db, state.run_id, state.version)
             except DatabaseUnavailable as exc:
@@ -288,8 +299,17 @@ class Coordinator:
             stop.event.wait(poll)
         return None
 
-    def _check_still_running(self, run_id: int) -> None:
-        """Raise :class:`RunStopped` when the run is no longer running in the database."""
+    def _check_still_ours(self, run_id: int, lock: SessionLock) -> None:
+        """Raise :class:`RunLocked` when another coordinator took the run's lock while a server
+        restart had dropped ours, :class:`RunStopped` when the run no longer runs."""
+        try:
+            lock.ensure()
+        except LockLost as exc:
+            raise RunLocked(
+                f"run {run_id}'s lock went with a database restart and another coordinator "
+                "holds it now: stopping here (the run goes on under that coordinator)"
+            ) from exc
+        self.watchdog.sweep()
         current = queue.run_state(self.db, run_id)
         if current != "running":
             raise RunStopped(
@@ -297,45 +317,12 @@ class Coordinator:
                 "this coordinator was driving it (SQL, or an administrator); stopping here"
             )
 
-    def validated_results(self, state: RunState) -> list[_Valid] | None:
-        """Every upload of this version that passes validation, in unit order; None after
-        rejecting (and requeueing) bad ones."""
-        server = state.server
-        spec = state.rule.result_spec(server.generator, server.discriminator)
-        state_spec = state.rule.device_state_spec(server.generator, server.discriminator)
-        valid: list[_Valid] = []
-        rejected = False
-        for upload in queue.uploads(self.db, state.run_id, state.version):
-            try:
-                result = decode_result(
-                    upload.payload, spec, max_images=state.rule.max_images(upload.unit)
-                )
-                if result.images != upload.images:
-                    # The leaderboard credits the row's count: it must be the validated one.
-                    raise InvalidBlob(
-                        f"upload claims {upload.images} images, its blob {result.images}"
-                    )
-                if (state_spec is None) != (upload.device_state is None):
-                    raise InvalidBlob(
-                        "upload has no device state" if state_spec else "unexpected device state"
-                    )
-                if state_spec is not None and upload.device_state is not None:
-                    result.device_state = decode_device_state(upload.device_state, state_spec)
-                if is_all_zero(result):  # a free-rider's upload must not earn credit
-                    raise InvalidBlob("every tensor of the result is zero: no work was done")
-                valid.append(_Valid(upload, result))
-            except InvalidBlob as exc:
-                rejected = True
-                queue.reject(self.db, upload.unit_id, str(exc))
-                # The reason may quote a student's text: never let it be read as markup.
-                self.console.print(
-                    f"[red]rejected[/] unit {upload.unit.index} "
-                    f"from worker {upload.worker_id}: {escape(str(exc))}",
-                    highlight=False,
-                )
-        return None if rejected else valid
+    def validated_results(self, state: RunState) -> list[Valid] | None:
+        """This version's first valid copy of each unit (see :mod:`.intake`); None after
+        rejecting one."""
+        return validated_results(self.db, state, self.console)
 
-    def apply_update(self, state: RunState, valid: list[_Valid], wait_seconds: float) -> None:
+    def apply_update(self, state: RunState, valid: list[Valid], wait_seconds: float) -> None:
         """Combine with the run's rule, then publish v+1 in one transaction."""
         units: list[Unit] = [v.upload.unit for v in valid]
         for v in valid:
@@ -378,6 +365,7 @@ class Coordinator:
                 units=next_units,
                 consumed=Consumed(
                     unit_ids=[v.upload.unit_id for v in valid],
+                    worker_ids=[v.upload.worker_id for v in valid],
                     stats=stats,
                     epoch=plan.epochs_done(new_version),
                     contributors=contributors,

@@ -133,9 +133,11 @@ class Blobs:
 
 @dataclass(frozen=True)
 class Consumed:
-    """What the update that publishes a version consumed: the previous version's results."""
+    """What the update that publishes a version consumed: the previous version's results, as
+    the copy of unit ``unit_ids[i]`` uploaded by worker ``worker_ids[i]``."""
 
     unit_ids: Sequence[int]
+    worker_ids: Sequence[int]
     stats: StepStats
     epoch: float
     contributors: int
@@ -221,10 +223,11 @@ def publish(
     leases go too) and inputs, records the update and advances the run, guarded by its version.
     ``inputs`` are what the version publishes besides weights, one blob per name.
     """
+    tx.execute("publish_lock_timeout")
     if consumed is not None:
-        unit_ids = list(consumed.unit_ids)
-        tx.execute("credit_workers", unit_ids=unit_ids)
-        tx.execute("save_device_states", unit_ids=unit_ids)
+        used = {"unit_ids": list(consumed.unit_ids), "worker_ids": list(consumed.worker_ids)}
+        tx.execute("credit_workers", **used)
+        tx.execute("save_device_states", **used)
         if device_moves is not None:
             tx.execute(
                 "permute_device_states",
@@ -335,15 +338,51 @@ def count_units(db: Database, run_id: int, version: int) -> UnitCounts:
 
 
 def uploads(db: Database, run_id: int, version: int) -> list[Upload]:
-    """A version's uploads in unit order."""
+    """A version's uploads in unit order, the copies of a unit in order of arrival."""
     return [
         Upload.from_row(r) for r in db.fetch_all("fetch_results", run_id=run_id, version=version)
     ]
 
 
-def reject(db: Database, unit_id: int, reason: str) -> None:
-    """Drop an invalid upload, requeue its unit and record it against its worker."""
-    db.execute("reject_result", unit_id=unit_id, reason=reason)
+def reject(db: Database, upload: Upload, reason: str) -> None:
+    """Drop an invalid copy and record it against its worker; its unit is requeued unless
+    another copy is stored or still being computed."""
+    db.execute("reject_result", unit_id=upload.unit_id, worker_id=upload.worker_id, reason=reason)
+
+
+@dataclass(frozen=True)
+class EndedSession:
+    """A student's session the coordinator's watchdog ended."""
+
+    pid: int
+    role: str
+    seconds: float
+
+
+def end_stuck_student_sessions(db: Database, seconds: float) -> list[EndedSession]:
+    """End students' sessions whose transaction is older than ``seconds``; those it ended."""
+    rows = db.fetch_all("end_stuck_student_sessions", seconds=seconds)
+    return [
+        EndedSession(int(r["pid"]), str(r["role"]), float(r["seconds"])) for r in rows if r["ended"]
+    ]
+
+
+def drop_copy(db: Database, upload: Upload) -> None:
+    """Delete a valid copy that another copy of its unit stands for (neither used nor credited)."""
+    db.execute("drop_copy", unit_id=upload.unit_id, worker_id=upload.worker_id)
+
+
+def record_mismatch(db: Database, run_id: int, version: int, upload: Upload, reason: str) -> None:
+    """Note against ``upload``'s worker that its copy disagreed with another worker's (shown with
+    the rejections; it does not count towards the claim limit: one of the two was honest)."""
+    db.execute(
+        "record_rejection",
+        run_id=run_id,
+        worker_id=upload.worker_id,
+        version=version,
+        unit_index=upload.unit.index,
+        reason=reason,
+    )
 
 
 # ----------------------------------------------------------------------------- workers

@@ -40,6 +40,7 @@ def bootstrap(admin_url: str, role: str, password: str, database: str) -> None:
             parts = {"role": pgsql.Identifier(role), "password": pgsql.Literal(verifier)}
             found = conn.execute(admin_queries()["role_exists"], {"role": role}).fetchone()
             conn.execute(compose("set_role_password" if found else "create_role", **parts))
+            conn.execute(compose("grant_instructor_powers", role=pgsql.Identifier(role)))
             found = conn.execute(admin_queries()["database_exists"], {"name": database}).fetchone()
             if not found:
                 conn.execute(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
@@ -25,6 +25,7 @@ from ganfriends.db.errors import (
     DatabaseUnavailable,
     UnknownQueryError,
 )
+from ganfriends.db.session_lock import SessionLock
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -246,21 +247,23 @@ class Database:
             raise translate_error(exc) from exc
 
     @contextmanager
-    def advisory_lock(self, lock_query: str, unlock_query: str, /, **params: Any) -> Iterator[bool]:
-        """Hold a session-level advisory lock for the block, on a connection of its own.
+    def advisory_lock(
+        self, lock_query: str, unlock_query: str, /, **params: Any
+    ) -> Iterator[SessionLock]:
+        """Try to take a session-level advisory lock, on a connection of its own, for the block.
 
-        Yields whether the lock was obtained (``lock_query`` must return one boolean). The lock
-        lives as long as its connection, so a holder that is killed releases it at once.
+        Yields the :class:`SessionLock`: ``held`` says whether it was taken (``lock_query`` must
+        return one boolean); ``ensure()`` re-takes it after a server restart. The lock lives as
+        long as its connection, so a holder that is killed releases it at once.
         """
-        with self._autocommit() as runner:
-            row = runner.fetch_one(lock_query, **params)
-            locked = bool(row) and bool(next(iter(row.values())))  # type: ignore[union-attr]
-            try:
-                yield locked
-            finally:
-                if locked:
-                    with suppress(DatabaseError):
-                        runner.execute(unlock_query, **params)
+        if os.getpid() != self._pid:
+            raise DatabaseError("a Database cannot be used across fork; create one per process")
+        lock = SessionLock(self._pool, self._queries, lock_query, unlock_query, params)
+        lock.acquire()
+        try:
+            yield lock
+        finally:
+            lock.release()
 
     def fetch_one(self, query: str, /, **params: Any) -> Row | None:
         """Run a named query in its own transaction and return its first row, or None."""

@@ -51,6 +51,9 @@ START_TIMEOUT = 30.0  # seconds to wait for the server to accept connections
 STOP_TIMEOUT = 30  # seconds pg_ctl waits for a fast shutdown
 MAX_SOCKET_PATH = 100  # bytes; sun_path holds 108 (104 on macOS) including the NUL
 MAX_CONNECTIONS = 200  # a class of ~50 students x a few pooled connections each
+# Slots only the instructor's role may use (pg_use_reserved_connections): students filling the
+# server cannot lock the coordinator, `status` or `students revoke` out.
+RESERVED_CONNECTIONS = 10
 SHARED_BUFFERS_MB = 256  # MiB: blobs of GAN weights stay cached on a modest class machine
 WILDCARD_HOSTS = frozenset({"*", "0.0.0.0", "::"})
 
@@ -290,6 +293,7 @@ class EmbeddedPostgres:
             "unix_socket_permissions": "0700",
             "password_encryption": "scram-sha-256",
             "max_connections": MAX_CONNECTIONS,
+            "reserved_connections": RESERVED_CONNECTIONS,
             "shared_buffers": f"{SHARED_BUFFERS_MB}MB",
             # A laptop that vanishes (lid closed, Wi-Fi gone) is cut off in about 25 s instead of
             # the system's two hours, and a session left idle inside a transaction cannot hold

@@ -8,7 +8,10 @@ results, which only the driver sees together (the coordinator, or ``simulate``):
 - a group of tensors (G's, D's, MD-GAN's feedback) whose norm exceeds ``factor`` times the
   version's median for that group is scaled down to that bound (``aggregate.norm_scales``).
 
-And after combining, :func:`first_non_finite` guards what is about to be published.
+When two workers computed the same unit (a backup copy), :func:`copies_differ` compares their
+results: honest copies agree to rounding, so a difference above ``COPY_TOLERANCE`` means one of
+the two did not compute what it was given. And after combining, :func:`first_non_finite` guards
+what is about to be published.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ import torch
 
 from ganfriends.aggregate import group_norms, norm_scales, scale_groups
 from ganfriends.rules.base import ServerState, UnitResult
+
+# Relative L2 difference of one tensor group between two honest copies of a unit. Copies from a
+# CPU and a GPU differ by float rounding and non-deterministic kernels (TF32 matmuls on Ampere
+# and later reach ~1e-3); anything worth cheating with (zeros, scaling, another batch, a stale
+# model) moves a group by tens of percent or more.
+COPY_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,26 @@ class Clipped:
 def is_all_zero(result: UnitResult) -> bool:
     """True when every parameter tensor of ``result`` is zero: no honest unit sends that."""
     return all(not bool(t.any()) for t in result.parameters.values())
+
+
+def copies_differ(
+    first: UnitResult, second: UnitResult, tolerance: float = COPY_TOLERANCE
+) -> tuple[str, float] | None:
+    """The tensor group (and its relative L2 difference) where two copies of one unit disagree
+    by more than ``tolerance``, the largest one; None when they agree."""
+    differences = group_norms(
+        {
+            name: a.double() - second.parameters[name].double()
+            for name, a in first.parameters.items()
+        }
+    )
+    norms_a, norms_b = group_norms(first.parameters), group_norms(second.parameters)
+    worst: tuple[str, float] | None = None
+    for group, distance in differences.items():
+        difference = distance / max(norms_a[group], norms_b[group], 1e-30)
+        if difference > tolerance and (worst is None or difference > worst[1]):
+            worst = (group, difference)
+    return worst
 
 
 def clip_results(

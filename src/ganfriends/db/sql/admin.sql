@@ -14,6 +14,13 @@ CREATE ROLE {role} LOGIN PASSWORD {password};
 -- name: set_role_password
 ALTER ROLE {role} PASSWORD {password};
 
+-- name: grant_instructor_powers
+-- The embedded server's app role (the instructor's): it may see every session's state and end a
+-- student's session that holds the run up (the coordinator's watchdog, queries.sql
+-- end_stuck_student_sessions), and it may use the connection slots kept from students
+-- (reserved_connections).
+GRANT pg_read_all_stats, pg_signal_backend, pg_use_reserved_connections TO {role};
+
 -- name: database_exists
 SELECT 1 AS present FROM pg_database WHERE datname = %(name)s;
 

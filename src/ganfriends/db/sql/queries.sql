@@ -142,8 +142,8 @@ SELECT worker_extend_leases(%(worker_id)s::bigint);
 SELECT worker_release_lease(%(token)s::uuid, %(worker_id)s::bigint);
 
 -- name: submit_result
--- [worker] Upload and completion in one statement, accepted only while the lease is live and the
--- unit not done (worker_submit_result): late, duplicate and foreign uploads return no row.
+-- [worker] Upload (and completion) in one statement, accepted only while the lease is live
+-- (worker_submit_result): late, duplicate and foreign uploads return no row.
 SELECT * FROM worker_submit_result(%(run_id)s::bigint, %(worker_id)s::bigint, %(token)s::uuid,
                                    %(images)s::int, %(payload)s::bytea, %(device_state)s::bytea,
                                    %(compute_seconds)s::real);
@@ -182,41 +182,66 @@ SELECT version, state FROM device_states WHERE run_id = %(run_id)s AND device = 
 -- ===================================================================== results (coordinator)
 
 -- name: fetch_results
+-- Every stored copy of the version's units, in unit order and, per unit, in order of arrival.
 SELECT r.unit_id, r.unit_index, u.device, r.worker_id, r.images, r.payload, r.device_state,
        r.compute_seconds
 FROM results r JOIN work_units u ON u.id = r.unit_id
-WHERE r.run_id = %(run_id)s AND r.version = %(version)s ORDER BY r.unit_index;
+WHERE r.run_id = %(run_id)s AND r.version = %(version)s
+ORDER BY r.unit_index, r.created_at, r.worker_id;
 
 -- name: reject_result
--- A result that failed validation: drop it, put its unit back in the queue, blame its worker.
-WITH dropped AS (
-    DELETE FROM results WHERE unit_id = %(unit_id)s RETURNING unit_id, run_id, version,
-                                                              unit_index, worker_id
+-- A copy that failed validation: drop it and blame its worker. Its unit stays 'done' when another
+-- copy is stored, is 'claimed' while another copy is still being computed (until that lease
+-- ends), and is pending again otherwise. The unit's row is locked first (the lock order of
+-- migration 0008).
+WITH unit AS (
+    SELECT id FROM work_units WHERE id = %(unit_id)s FOR UPDATE
+), dropped AS (
+    DELETE FROM results r USING unit
+    WHERE r.unit_id = unit.id AND r.worker_id = %(worker_id)s
+    RETURNING r.unit_id, r.run_id, r.version, r.unit_index, r.worker_id
+), live AS (
+    SELECT max(l.expires_at) AS until FROM leases l JOIN dropped ON l.unit_id = dropped.unit_id
+    WHERE l.state = 'active' AND l.expires_at > now()
 ), requeued AS (
-    UPDATE work_units SET state = 'pending', lease_expires_at = NULL
-    WHERE id IN (SELECT unit_id FROM dropped)
+    UPDATE work_units u
+    SET state = CASE WHEN live.until IS NULL THEN 'pending' ELSE 'claimed' END,
+        lease_expires_at = live.until
+    FROM dropped, live
+    WHERE u.id = dropped.unit_id
+      AND NOT EXISTS (SELECT 1 FROM results o
+                      WHERE o.unit_id = u.id AND o.worker_id <> dropped.worker_id)
 ), blamed AS (
     UPDATE workers SET rejected = rejected + 1 WHERE id IN (SELECT worker_id FROM dropped)
 )
 INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)
 SELECT run_id, worker_id, version, unit_index, %(reason)s FROM dropped;
 
+-- name: drop_copy
+-- A valid copy of a unit that another copy already stands for: compared, then not kept.
+DELETE FROM results WHERE unit_id = %(unit_id)s AND worker_id = %(worker_id)s;
+
 -- name: credit_workers
--- Exactly the results the coordinator combined (%(unit_ids)s): one that arrived after it read
--- them (a round closed by quorum) is deleted with its unit, never credited.
+-- Exactly the copies the coordinator combined (unit %(unit_ids)s[i] from worker
+-- %(worker_ids)s[i]): another copy of the unit, and one that arrived after the coordinator read
+-- them (a round closed by quorum), is deleted with its unit, never credited.
 UPDATE workers w
 SET units_done = w.units_done + c.units, images_done = w.images_done + c.images
-FROM (SELECT worker_id, count(*) AS units, sum(images) AS images FROM results
-      WHERE unit_id = ANY(%(unit_ids)s::bigint[]) GROUP BY worker_id) AS c
+FROM (SELECT r.worker_id, count(*) AS units, sum(r.images) AS images
+      FROM results r
+      JOIN unnest(%(unit_ids)s::bigint[], %(worker_ids)s::bigint[]) AS used (unit_id, worker_id)
+        ON r.unit_id = used.unit_id AND r.worker_id = used.worker_id
+      GROUP BY r.worker_id) AS c
 WHERE w.id = c.worker_id;
 
 -- name: save_device_states
--- The local states carried by the combined results become their devices' states.
+-- The local states carried by the combined copies become their devices' states.
 INSERT INTO device_states (run_id, device, version, state)
 SELECT r.run_id, u.device, r.version, r.device_state
 FROM results r JOIN work_units u ON u.id = r.unit_id
-WHERE r.unit_id = ANY(%(unit_ids)s::bigint[]) AND r.device_state IS NOT NULL
-  AND u.device IS NOT NULL
+JOIN unnest(%(unit_ids)s::bigint[], %(worker_ids)s::bigint[]) AS used (unit_id, worker_id)
+  ON r.unit_id = used.unit_id AND r.worker_id = used.worker_id
+WHERE r.device_state IS NOT NULL AND u.device IS NOT NULL
 ON CONFLICT (run_id, device) DO UPDATE
 SET version = EXCLUDED.version, state = EXCLUDED.state, updated_at = now();
 
@@ -300,6 +325,32 @@ FROM updates WHERE run_id = %(run_id)s ORDER BY version;
 
 -- name: database_size
 SELECT pg_database_size(current_database())::bigint AS bytes;
+
+-- name: publish_lock_timeout
+-- First statement of the publishing transaction. Honest sessions hold a version's rows for
+-- milliseconds; a student's session that keeps a transaction open on them (its own
+-- idle_in_transaction_session_timeout SET to 0) would otherwise stall the coordinator for good:
+-- after 5 s the publish fails, the watchdog below ends that session, and the update is redone.
+SET LOCAL lock_timeout = '5s';
+
+-- name: end_stuck_student_sessions
+-- The coordinator's watchdog: end the sessions of the class's students (members of
+-- "<database>_students") whose transaction began more than %(seconds)s ago. No honest worker
+-- transaction lasts that long, and such a session holds row locks that stall a version (a unit
+-- it claimed cannot be claimed by anyone else) or the publish. Spared: a transaction of one
+-- statement still receiving its data (a slow upload, ClientRead), which holds no lock until its
+-- bytes are in. Sees and ends nothing without pg_read_all_stats and pg_signal_backend
+-- (the embedded server grants both to its app role).
+SELECT a.pid, a.usename AS role,
+       extract(epoch FROM now() - a.xact_start)::float8 AS seconds,
+       pg_terminate_backend(a.pid) AS ended
+FROM pg_stat_activity a
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+  AND a.xact_start < now() - make_interval(secs => %(seconds)s)
+  AND NOT (a.state = 'active' AND a.wait_event IS NOT DISTINCT FROM 'ClientRead'
+           AND a.query_start <= a.xact_start + interval '1 second')
+  AND a.usesysid IN (SELECT m.member FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                     WHERE g.rolname = current_database() || '_students');
 
 -- name: vacuum_blob_tables
 -- Run outside a transaction (VACUUM cannot run inside one): reclaims the dead TOAST space of

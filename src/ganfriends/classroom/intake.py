@@ -1,0 +1,100 @@
+"""What arrives from the workers, before it counts: the coordinator's intake of a version.
+
+Every stored copy of a unit is decoded against the run's rule (names, shapes, dtypes, finite and
+bounded values, image counts, device states) and refused if it did no work at all. The first
+copy of a unit that passes stands for it ("the first valid result wins"); a copy that fails is
+rejected against its worker and its unit waits for another copy or goes back to the queue
+(``queue.reject``). When a second valid copy is there, it is compared with the first: copies
+that disagree are recorded against both workers, so a free-rider next to an honest worker shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.markup import escape
+
+from ganfriends.blobs import InvalidBlob
+from ganfriends.classroom import queue
+from ganfriends.classroom.payload import decode_device_state, decode_result
+from ganfriends.classroom.queue import Upload
+from ganfriends.classroom.state import RunState
+from ganfriends.db import Database
+from ganfriends.rules.base import UnitResult
+from ganfriends.rules.screening import copies_differ, is_all_zero
+
+
+@dataclass(frozen=True)
+class Valid:
+    """An upload that passed validation, and what it holds."""
+
+    upload: Upload
+    result: UnitResult
+
+
+def validated_results(db: Database, state: RunState, console: Console) -> list[Valid] | None:
+    """The first valid copy of each unit of the current version, in unit order; None after
+    rejecting a copy (its unit may be back in the queue: the caller waits again).
+
+    Later valid copies of a unit are compared with the first, then dropped: the first valid copy
+    stands for the unit.
+    """
+    first: dict[int, Valid] = {}
+    rejected = False
+    for upload in queue.uploads(db, state.run_id, state.version):
+        try:
+            result = decode(state, upload)
+        except InvalidBlob as exc:
+            rejected = True
+            queue.reject(db, upload, str(exc))
+            # The reason may quote a student's text: never let it be read as markup.
+            console.print(
+                f"[red]rejected[/] unit {upload.unit.index} "
+                f"from worker {upload.worker_id}: {escape(str(exc))}",
+                highlight=False,
+            )
+            continue
+        used = first.get(upload.unit_id)
+        if used is None:
+            first[upload.unit_id] = Valid(upload, result)
+            continue
+        compare_copies(db, state, used, Valid(upload, result), console)
+        queue.drop_copy(db, upload)
+    return None if rejected else list(first.values())
+
+
+def decode(state: RunState, upload: Upload) -> UnitResult:
+    """``upload`` decoded and checked against the rule's spec; :class:`InvalidBlob` if not."""
+    server = state.server
+    spec = state.rule.result_spec(server.generator, server.discriminator)
+    state_spec = state.rule.device_state_spec(server.generator, server.discriminator)
+    result = decode_result(upload.payload, spec, max_images=state.rule.max_images(upload.unit))
+    if result.images != upload.images:
+        # The leaderboard credits the row's count: it must be the validated one.
+        raise InvalidBlob(f"upload claims {upload.images} images, its blob {result.images}")
+    if (state_spec is None) != (upload.device_state is None):
+        raise InvalidBlob("upload has no device state" if state_spec else "unexpected device state")
+    if state_spec is not None and upload.device_state is not None:
+        result.device_state = decode_device_state(upload.device_state, state_spec)
+    if is_all_zero(result):  # a free-rider's upload must not earn credit
+        raise InvalidBlob("every tensor of the result is zero: no work was done")
+    return result
+
+
+def compare_copies(
+    db: Database, state: RunState, used: Valid, other: Valid, console: Console
+) -> None:
+    """Record a mismatch against both workers when two copies of a unit disagree."""
+    differs = copies_differ(used.result, other.result)
+    if differs is None:
+        return
+    group, difference = differs
+    a, b = used.upload.worker_id, other.upload.worker_id
+    reason = (
+        f"copies of unit {used.upload.unit.index} disagree ({group} differs by "
+        f"{difference:.3g} relative): workers {a} and {b}; worker {a}'s arrived first"
+    )
+    for upload in (used.upload, other.upload):
+        queue.record_mismatch(db, state.run_id, state.version, upload, reason)
+    console.print(f"[yellow]mismatch[/]: {reason}", highlight=False)
