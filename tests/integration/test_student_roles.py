@@ -178,10 +178,11 @@ def test_a_students_sessions_cannot_idle_in_a_transaction_or_vanish_for_long(
 ) -> None:
     with psycopg.connect(student.url) as conn:
         idle = conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()
+        waits = conn.execute("SHOW lock_timeout").fetchone()
         role = conn.execute(
             "SELECT setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole "
             "WHERE r.rolname = current_user"
         ).fetchone()
-    assert idle == ("30s",)
+    assert idle == ("30s",) and waits == ("10s",)
     # Keepalives read 0 over a unix socket, where they do not apply: the role carries them.
     assert role is not None and "tcp_keepalives_idle=10" in role[0]

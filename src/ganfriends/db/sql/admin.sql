@@ -76,10 +76,13 @@ TO {group};
 -- {password} is a SCRAM verifier computed by the client (see create_role).
 CREATE ROLE {role} LOGIN PASSWORD {password} CONNECTION LIMIT {limit} IN ROLE {group}
     INHERIT NOCREATEDB NOCREATEROLE NOREPLICATION;
--- On any server (not only the embedded one): a vanished laptop is cut off in seconds, and a
--- session idle inside a transaction cannot hold locks. A student can SET these back in their own
--- session; the limits in the worker functions do not depend on them.
+-- On any server (not only the embedded one): a vanished laptop is cut off in seconds, a session
+-- idle inside a transaction cannot hold locks, and a worker statement waits at most 10 s for a
+-- lock (a claim or an upload never waits that long behind honest sessions). A student can SET
+-- these back in their own session: the limits in the worker functions do not depend on them,
+-- and the coordinator's watchdog ends transactions held open on purpose.
 ALTER ROLE {role} SET idle_in_transaction_session_timeout = '30s';
+ALTER ROLE {role} SET lock_timeout = '10s';
 ALTER ROLE {role} SET tcp_keepalives_idle = 10;
 ALTER ROLE {role} SET tcp_keepalives_interval = 5;
 ALTER ROLE {role} SET tcp_keepalives_count = 3;
