@@ -15,6 +15,7 @@ import torch
 from rich.console import Console
 
 from ganfriends.classroom.coordinator import Coordinator
+from ganfriends.classroom.intake import MAX_UNIT_REJECTIONS, UnitKeepsFailing
 from ganfriends.classroom.payload import encode_result
 from ganfriends.classroom.state import load_run_state
 from ganfriends.config import Config
@@ -341,3 +342,27 @@ def test_disagreeing_copies_are_recorded_against_both_workers(db: Database, raw:
     # Recorded once: the dropped copy is not compared again on the next pass.
     validate(db, run_id)
     assert raw.count("rejections") == 2
+
+
+def test_a_unit_rejected_again_and_again_stops_the_coordinator_with_a_reason(
+    db: Database, raw: Raw
+) -> None:
+    # Prepare: every worker's copy of the one unit fails (say its data is broken everywhere).
+    run_id = new_run(db, units_per_update=1)
+    workers = [register(db, run_id, f"w{i}") for i in range(MAX_UNIT_REJECTIONS)]
+    for worker in workers[:-1]:
+        upload(db, run_id, worker, nan_gradient())
+        assert validate(db, run_id) is None  # rejected, requeued
+    upload(db, run_id, workers[-1], nan_gradient())
+
+    # Execute / Assert: the last rejection ends the waiting with one line that says why.
+    with pytest.raises(UnitKeepsFailing, match=r"unit 0 of version 0 was rejected 5 times, from 5"):
+        validate(db, run_id)
+    assert raw.count("rejections") == MAX_UNIT_REJECTIONS
+
+
+def test_mismatches_do_not_count_as_rejections_of_the_unit(db: Database, raw: Raw) -> None:
+    run_id, *_ = two_copies(db, valid_blob(3), valid_blob(4))
+    validate(db, run_id)
+    assert raw.count("rejections", "mismatch") == 2
+    assert raw.count("rejections", "NOT mismatch") == 0

@@ -3,10 +3,11 @@
 Every stored copy of a unit is decoded against the run's rule (names, shapes, dtypes, finite and
 bounded values, image counts, device states) and refused if it did no work at all. The first
 copy of a unit that passes stands for it ("the first valid result wins"); a copy that fails is
-rejected against its worker and its unit waits for another copy or goes back to the queue
-(``queue.reject``). When a second valid copy is there, it is compared with the first: copies
-that disagree are recorded against both workers, so a free-rider next to an honest worker shows.
-"""
+rejected against its worker, and its unit waits for another copy or goes back to the queue
+(``queue.reject``) — until MAX_UNIT_REJECTIONS copies of it failed: then the coordinator stops
+and says why rather than send the unit round the class forever. A second valid copy is compared
+with the first: copies that disagree are recorded against both workers, so a free-rider next to
+an honest worker shows."""
 
 from __future__ import annotations
 
@@ -21,8 +22,18 @@ from ganfriends.classroom.payload import decode_device_state, decode_result
 from ganfriends.classroom.queue import Upload
 from ganfriends.classroom.state import RunState
 from ganfriends.db import Database
+from ganfriends.errors import GanError
 from ganfriends.rules.base import UnitResult
 from ganfriends.rules.screening import copies_differ, is_all_zero
+
+# Copies of one unit rejected before the coordinator stops and says so: workers' own cap (3
+# rejected uploads each) would otherwise let a unit that fails for everyone (unreadable data,
+# a bug) go round the class until every worker is blocked.
+MAX_UNIT_REJECTIONS = 5
+
+
+class UnitKeepsFailing(GanError):
+    """Copies of one unit failed validation MAX_UNIT_REJECTIONS times."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,14 @@ def validated_results(db: Database, state: RunState, console: Console) -> list[V
                 f"from worker {upload.worker_id}: {escape(str(exc))}",
                 highlight=False,
             )
+            index = upload.unit.index
+            times, workers = queue.unit_rejections(db, state.run_id, state.version, index)
+            if times >= MAX_UNIT_REJECTIONS:
+                raise UnitKeepsFailing(
+                    f"unit {upload.unit.index} of version {state.version} was rejected {times} "
+                    f"times, from {workers} worker(s); the last reason: {exc}. Stopping: the run "
+                    "resumes from this version once the cause is found (`ganfriends status`)"
+                ) from exc
             continue
         used = first.get(upload.unit_id)
         if used is None:

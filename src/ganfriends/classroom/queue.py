@@ -376,13 +376,20 @@ def record_mismatch(db: Database, run_id: int, version: int, upload: Upload, rea
     """Note against ``upload``'s worker that its copy disagreed with another worker's (shown with
     the rejections; it does not count towards the claim limit: one of the two was honest)."""
     db.execute(
-        "record_rejection",
+        "record_mismatch",
         run_id=run_id,
         worker_id=upload.worker_id,
         version=version,
         unit_index=upload.unit.index,
         reason=reason,
     )
+
+
+def unit_rejections(db: Database, run_id: int, version: int, unit_index: int) -> tuple[int, int]:
+    """How many copies of a unit were rejected, and by how many distinct workers."""
+    row = db.fetch_one("unit_rejections", run_id=run_id, version=version, unit_index=unit_index)
+    assert row is not None
+    return int(row["rejected"]), int(row["workers"])
 
 
 # ----------------------------------------------------------------------------- workers

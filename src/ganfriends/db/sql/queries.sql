@@ -256,6 +256,18 @@ INSERT INTO updates (run_id, version, epoch, images, images_seen, d_loss, g_loss
 VALUES (%(run_id)s, %(version)s, %(epoch)s, %(images)s, %(images_seen)s, %(d_loss)s,
         %(g_loss)s, %(d_real)s, %(d_fake)s, %(contributors)s, %(wait_seconds)s);
 
+-- name: record_mismatch
+-- Two valid copies of a unit disagreed: noted against one of their workers (called for both).
+INSERT INTO rejections (run_id, worker_id, version, unit_index, reason, mismatch)
+VALUES (%(run_id)s, %(worker_id)s, %(version)s, %(unit_index)s, %(reason)s, true);
+
+-- name: unit_rejections
+-- How often copies of one unit were rejected (mismatches aside), by how many workers.
+SELECT count(*) AS rejected, count(DISTINCT worker_id) AS workers
+FROM rejections
+WHERE run_id = %(run_id)s AND version = %(version)s AND unit_index = %(unit_index)s
+  AND NOT mismatch;
+
 -- name: record_rejection
 INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)
 VALUES (%(run_id)s, %(worker_id)s, %(version)s, %(unit_index)s, %(reason)s);

@@ -13,6 +13,11 @@
 ALTER TABLE results DROP CONSTRAINT results_pkey;
 ALTER TABLE results ADD PRIMARY KEY (unit_id, worker_id);
 
+-- A mismatch between two valid copies is recorded beside the rejections (shown with them) but is
+-- not one: it blames nobody in particular and does not count towards a unit's rejection cap.
+ALTER TABLE rejections ADD COLUMN mismatch boolean NOT NULL DEFAULT false;
+CREATE INDEX rejections_unit ON rejections (run_id, version, unit_index) WHERE NOT mismatch;
+
 -- One lock order in every statement that touches both: the unit's row, then its leases.
 -- worker_submit_result takes the unit (FOR UPDATE OF u) and then writes the lease; the heartbeat
 -- and the release below used to write the lease first and the unit second, so a worker's
