@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +48,7 @@ def unique_name(prefix: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def pg_server() -> Iterator[PgServer]:
     url = os.environ.get(TEST_URL_ENV)
     if url:
         yield PgServer(
@@ -56,7 +58,11 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
             embedded=None,
         )
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"), durable=False)
+    # Not under pytest's temp root: another pytest session on this machine re-chmods that root
+    # to 0700, and the server (running as another OS user when we are root) then dies with
+    # "could not open pg_control: Permission denied" in the middle of this session.
+    data_dir = Path(tempfile.mkdtemp(prefix="ganfriends-test-pg-"))
+    server = EmbeddedPostgres(data_dir, durable=False)
     info = server.start()
     try:
         yield PgServer(
@@ -64,6 +70,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
         )
     finally:
         server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
