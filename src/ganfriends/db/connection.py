@@ -95,7 +95,11 @@ def _normalise(row: Row) -> Row:
 
 
 class _Runner:
-    """Runs named queries on one connection; shared by :class:`Tx` and the autocommit helpers."""
+    """Runs named queries on one connection; shared by :class:`Tx` and the autocommit helpers.
+
+    Rows come in PostgreSQL's binary format: a bytea blob (weights, results) crosses the wire as
+    its bytes, not as hex text of twice the size, and needs no decoding.
+    """
 
     def __init__(self, conn: psycopg.Connection[Any], queries: Mapping[str, str]) -> None:
         self._conn = conn
@@ -111,7 +115,7 @@ class _Runner:
         """Run a named query and return its first row, or None."""
         text = self._sql(query)
         try:
-            with self._conn.cursor(row_factory=dict_row) as cur:
+            with self._conn.cursor(row_factory=dict_row, binary=True) as cur:
                 row = cur.execute(text, params).fetchone()
         except psycopg.Error as exc:
             raise translate_error(exc) from exc
@@ -121,7 +125,7 @@ class _Runner:
         """Run a named query and return all its rows."""
         text = self._sql(query)
         try:
-            with self._conn.cursor(row_factory=dict_row) as cur:
+            with self._conn.cursor(row_factory=dict_row, binary=True) as cur:
                 rows = cur.execute(text, params).fetchall()
         except psycopg.Error as exc:
             raise translate_error(exc) from exc
