@@ -63,6 +63,8 @@ bench: install
 	$(BIN)/python benchmarks/local_throughput.py
 	$(BIN)/python benchmarks/class_throughput.py
 	$(BIN)/python benchmarks/db_growth.py
+	$(BIN)/python benchmarks/transport.py
+	$(BIN)/python benchmarks/wakeup.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .mypy_cache .ruff_cache

@@ -370,7 +370,9 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
     pupils.add_argument("name", nargs="?", help="the student (add, revoke): a-z, 0-9, _")
     _add_config_flags(pupils, "database.url")
     pupils.add_argument(
-        "--max-connections", type=int, default=4, help="the student's connections (default: 4)"
+        "--max-connections",
+        type=int,
+        help="the student's connections (default: 5: a worker and a `status` beside it)",
     )
     pupils.add_argument("--output", metavar="FILE", help="also write the student's URL to FILE")
     pupils.set_defaults(func=_students)

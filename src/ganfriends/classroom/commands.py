@@ -186,7 +186,7 @@ def students(
     *,
     action: str,
     name: str | None,
-    max_connections: int,
+    max_connections: int | None,
     output: str | None,
 ) -> int:
     """``ganfriends students add|list|revoke``: per-student login roles for the class database.
@@ -225,6 +225,8 @@ def students(
         console.print(f"revoked {name}: sessions ended, {released} unit(s) back in the queue")
         return 0
     locked = ("postgres", "template1") if info is not None else ()
+    if max_connections is None:
+        max_connections = roles.DEFAULT_CONNECTIONS
     password = roles.add_student(
         admin_url, name, max_connections=max_connections, lock_databases=locked
     )

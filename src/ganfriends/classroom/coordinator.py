@@ -40,6 +40,7 @@ from ganfriends.classroom.watchdog import Watchdog
 from ganfriends.config import Config
 from ganfriends.data import ImageDataset, fingerprint_mismatch, make_dataset
 from ganfriends.db import Database, DatabaseError, DatabaseUnavailable
+from ganfriends.db.notifications import Listener
 from ganfriends.db.session_lock import LockLost, SessionLock
 from ganfriends.errors import GanError
 from ganfriends.grid import save_grid
@@ -190,6 +191,16 @@ class Coordinator:
         return state
 
     def _loop(self, state: RunState, stop: StopRequest, lock: SessionLock) -> CoordinatorResult:
+        # Woken by each accepted upload (LISTEN/NOTIFY) instead of sleeping out the poll interval.
+        wakeups = self.db.listener("listen_results")
+        try:
+            return self._run_versions(state, stop, lock, wakeups)
+        finally:
+            wakeups.close()
+
+    def _run_versions(
+        self, state: RunState, stop: StopRequest, lock: SessionLock, wakeups: Listener
+    ) -> CoordinatorResult:
         fixed_noise = rng.latent_noise(
             NUM_SAMPLES, state.run.model_config.latent_dim, state.plan.seed, rng.FIXED_NOISE
         )
@@ -200,7 +211,7 @@ class Coordinator:
         total = state.plan.total_versions
         non_finite = 0
         while state.version < total and not stop.requested:
-            results = self._wait_for_results(state, stop, published_at, lock)
+            results = self._wait_for_results(state, stop, published_at, lock, wakeups)
             if results is None:
                 break
             wait_seconds = time.monotonic() - published_at
@@ -218,7 +229,9 @@ class Coordinator:
                         f"{state.version} as the last good one (the run resumes from it)"
                     ) from exc
                 for v in results:
-                    queue.reject(self.db, v.upload, "the combined update was not finite")
+                    queue.reject(
+                        self.db, state.run_id, v.upload, "the combined update was not finite"
+                    )
                 state = self._reload(state.run_id, stop)
                 continue
             except DatabaseUnavailable:
@@ -264,7 +277,12 @@ class Coordinator:
                 delay = min(delay * 2, 30.0)
 
     def _wait_for_results(
-        self, state: RunState, stop: StopRequest, published_at: float, lock: SessionLock
+        self,
+        state: RunState,
+        stop: StopRequest,
+        published_at: float,
+        lock: SessionLock,
+        wakeups: Listener,
     ) -> list[Valid] | None:
         """Poll until the rule may combine this version's valid results; None if asked to stop."""
         poll = self.config.coordinator.poll_interval
@@ -296,7 +314,7 @@ class Coordinator:
                     return valid
                 if valid is None:
                     continue  # a result was rejected and its unit requeued: keep waiting
-            stop.event.wait(poll)
+            wakeups.wait(poll, stop.event)
         return None
 
     def _check_still_ours(self, run_id: int, lock: SessionLock) -> None:

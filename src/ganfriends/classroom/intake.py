@@ -58,7 +58,7 @@ def validated_results(db: Database, state: RunState, console: Console) -> list[V
             result = decode(state, upload)
         except InvalidBlob as exc:
             rejected = True
-            queue.reject(db, upload, str(exc))
+            queue.reject(db, state.run_id, upload, str(exc))
             # The reason may quote a student's text: never let it be read as markup.
             console.print(
                 f"[red]rejected[/] unit {upload.unit.index} "

@@ -291,6 +291,7 @@ def publish(
             unit_indices=[u.index for u in units],
             devices=[u.device for u in units],
         )
+    tx.execute("notify_work", run_id=run.id)  # sent at commit: idle workers wake to the units
     if retention is not None:
         tx.execute(
             "prune_weights",
@@ -344,10 +345,11 @@ def uploads(db: Database, run_id: int, version: int) -> list[Upload]:
     ]
 
 
-def reject(db: Database, upload: Upload, reason: str) -> None:
+def reject(db: Database, run_id: int, upload: Upload, reason: str) -> None:
     """Drop an invalid copy and record it against its worker; its unit is requeued unless
-    another copy is stored or still being computed."""
+    another copy is stored or still being computed (idle workers are woken for it)."""
     db.execute("reject_result", unit_id=upload.unit_id, worker_id=upload.worker_id, reason=reason)
+    db.execute("notify_work", run_id=run_id)
 
 
 @dataclass(frozen=True)

@@ -360,6 +360,9 @@ class Worker:
             target=self._heartbeat, args=(halt, interval), daemon=True, name="heartbeat"
         )
         beat.start()
+        # Woken by the coordinator's publish (LISTEN/NOTIFY) instead of sleeping out the backoff;
+        # the backoff's polls stay as the fallback when a notification is lost.
+        wakeups = self.db.listener("listen_work")
         units = refused = 0
         idle = IDLE_BACKOFF_START
         reason = "stopped"
@@ -373,8 +376,10 @@ class Worker:
                         reason = f"run {session.run_id} is {state or 'gone'}"
                         self.console.print(f"Training finished ({reason}). Thank you!")
                         break
-                    stop.event.wait(idle)
-                    idle = min(idle * IDLE_BACKOFF_FACTOR, self.config.worker.poll_interval)
+                    if wakeups.wait(idle, stop.event):
+                        idle = IDLE_BACKOFF_START
+                    else:
+                        idle = min(idle * IDLE_BACKOFF_FACTOR, self.config.worker.poll_interval)
                     continue
                 idle = IDLE_BACKOFF_START
                 if self._process(session, claim, stop):
@@ -399,6 +404,7 @@ class Worker:
                     self.db.execute("release_lease", token=claim.token, worker_id=self.worker_id)
             raise
         finally:
+            wakeups.close()
             halt.set()
             beat.join(timeout=5)
             with contextlib.suppress(GanError):

@@ -25,6 +25,7 @@ from ganfriends.db.errors import (
     DatabaseUnavailable,
     UnknownQueryError,
 )
+from ganfriends.db.notifications import Listener
 from ganfriends.db.session_lock import SessionLock
 
 T = TypeVar("T")
@@ -268,6 +269,10 @@ class Database:
             yield lock
         finally:
             lock.release()
+
+    def listener(self, listen_query: str) -> Listener:
+        """A :class:`Listener` on a connection of its own, LISTENing as ``listen_query`` says."""
+        return Listener(self._conninfo, self._queries[listen_query])
 
     def fetch_one(self, query: str, /, **params: Any) -> Row | None:
         """Run a named query in its own transaction and return its first row, or None."""

@@ -30,7 +30,7 @@ from ganfriends.errors import GanError
 
 STUDENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 PASSWORD_BYTES = 18  # 144 random bits, 24 url-safe characters
-DEFAULT_CONNECTIONS = 4  # a worker's pool (3) and a `status` or dashboard beside it
+DEFAULT_CONNECTIONS = 5  # a worker: its pool (3) and its wake-up listener; a `status` beside it
 
 
 class StudentError(GanError):

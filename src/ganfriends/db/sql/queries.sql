@@ -338,6 +338,18 @@ FROM updates WHERE run_id = %(run_id)s ORDER BY version;
 -- name: database_size
 SELECT pg_database_size(current_database())::bigint AS bytes;
 
+-- name: listen_work
+-- [worker] Wake-ups for idle workers: a version was published or a unit put back in the queue.
+LISTEN ganfriends_work;
+
+-- name: notify_work
+-- Delivered at commit, so a woken worker finds the new units. A hint only: workers also poll.
+SELECT pg_notify('ganfriends_work', %(run_id)s::text);
+
+-- name: listen_results
+-- The coordinator's wake-up: an upload was accepted (worker_submit_result notifies).
+LISTEN ganfriends_results;
+
 -- name: publish_lock_timeout
 -- First statement of the publishing transaction. Honest sessions hold a version's rows for
 -- milliseconds; a student's session that keeps a transaction open on them (its own

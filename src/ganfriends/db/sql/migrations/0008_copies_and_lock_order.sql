@@ -70,7 +70,8 @@ END $$;
 -- Upload and completion in one statement, accepted only while the lease is live: a unit another
 -- copy already completed still takes this worker's copy. FOR UPDATE OF u serialises the copies
 -- of a unit; the primary key keeps one copy per worker; a lease uploads once (it is 'done'
--- after). Late, duplicate, oversized and foreign uploads return no row.
+-- after). Late, duplicate, oversized and foreign uploads return no row. An accepted one notifies
+-- the coordinator (LISTEN ganfriends_results).
 CREATE OR REPLACE FUNCTION worker_submit_result(
     p_run_id bigint, p_worker_id bigint, p_token uuid, p_images int, p_payload bytea,
     p_device_state bytea, p_compute_seconds real
@@ -102,5 +103,6 @@ LANGUAGE sql SECURITY DEFINER SET search_path = ganfriends, pg_temp AS $$
         UPDATE leases SET state = 'done', finished_at = now()
         WHERE leases.token = p_token AND leases.unit_id IN (SELECT stored.unit_id FROM stored)
     )
-    SELECT stored.unit_id FROM stored;
+    -- Wakes the coordinator at commit (a hint: it also polls).
+    SELECT stored.unit_id FROM stored, LATERAL pg_notify('ganfriends_results', p_run_id::text);
 $$;

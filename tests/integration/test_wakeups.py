@@ -1,0 +1,98 @@
+"""LISTEN/NOTIFY wake-ups on a real PostgreSQL: hints that end a wait early, never needed."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ganfriends.classroom import queue
+from ganfriends.db import Database
+from tests.integration.queue_helpers import claim, new_run, register, submit
+
+
+def test_a_publish_wakes_a_waiting_listener_at_once(db: Database) -> None:
+    run_id = new_run(db, units_per_update=1)
+    listener = db.listener("listen_work")
+    try:
+        woke: list[float] = []
+
+        def wait() -> None:
+            start = time.monotonic()
+            if listener.wait(30, threading.Event()):
+                woke.append(time.monotonic() - start)
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(0.3)
+        db.execute("notify_work", run_id=run_id)
+        thread.join(timeout=10)
+        assert woke and woke[0] < 5  # not the 30 s timeout
+    finally:
+        listener.close()
+
+
+def test_a_notification_sent_before_the_wait_is_not_missed(db: Database) -> None:
+    run_id = new_run(db, units_per_update=1)
+    listener = db.listener("listen_work")
+    try:
+        db.execute("notify_work", run_id=run_id)
+        time.sleep(0.1)
+        started = time.monotonic()
+        assert listener.wait(30, threading.Event())
+        assert time.monotonic() - started < 5
+    finally:
+        listener.close()
+
+
+def test_an_accepted_upload_wakes_the_coordinator(db: Database) -> None:
+    run_id = new_run(db, units_per_update=1)
+    worker = register(db, run_id)
+    lease = claim(db, run_id, worker)
+    assert lease is not None
+    listener = db.listener("listen_results")
+    try:
+        assert submit(db, run_id, worker, lease["token"]) is not None
+        assert listener.wait(30, threading.Event())
+    finally:
+        listener.close()
+
+
+def test_a_refused_upload_wakes_nobody(db: Database) -> None:
+    run_id = new_run(db, units_per_update=1)
+    worker, other = register(db, run_id, "a"), register(db, run_id, "b")
+    lease = claim(db, run_id, worker)
+    assert lease is not None
+    listener = db.listener("listen_results")
+    try:
+        assert submit(db, run_id, other, lease["token"]) is None  # foreign token
+        assert not listener.wait(0.5, threading.Event())
+    finally:
+        listener.close()
+
+
+def test_a_stop_ends_the_wait_and_a_timeout_returns_false(db: Database) -> None:
+    listener = db.listener("listen_work")
+    try:
+        stop = threading.Event()
+        threading.Timer(0.3, stop.set).start()
+        started = time.monotonic()
+        assert not listener.wait(30, stop)
+        assert time.monotonic() - started < 5
+        assert not listener.wait(0.2, threading.Event())
+    finally:
+        listener.close()
+
+
+def test_a_rejected_copy_wakes_idle_workers_for_its_unit(db: Database) -> None:
+    run_id = new_run(db, units_per_update=1)
+    worker = register(db, run_id)
+    lease = claim(db, run_id, worker)
+    assert lease is not None
+    assert submit(db, run_id, worker, lease["token"]) is not None
+    (upload,) = queue.uploads(db, run_id, 0)
+    listener = db.listener("listen_work")
+    try:
+        queue.reject(db, run_id, upload, "bad")
+        assert listener.wait(30, threading.Event())
+    finally:
+        listener.close()
