@@ -345,3 +345,27 @@ def test_a_federated_unit_counts_the_images_it_could_not_read() -> None:
     result = rule.compute(g, d, dataset, rule.units_of(0)[0], device=CPU, device_state=None)
     assert result.images + result.stats.skipped == 3 * 8
     assert result.stats.skipped > 0
+
+
+class Unreadable(Labelled):
+    """Every image fails to load (a student's broken copy of the data)."""
+
+    def get_batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, int]:
+        return self.images[:0], len(indices)
+
+
+def test_a_unit_without_one_readable_image_is_a_clear_dataset_error() -> None:
+    plan = SyncPlan(dataset_size=400, seed=0, images_per_unit=64, units_per_update=2,
+                    micro_batch=32, epochs=1)  # fmt: skip
+    rule = make_rule("sync", plan, Config(), MODEL)
+    g, d = build_models(MODEL, seed=0)
+    with pytest.raises(GanError, match=r"unit 1: none of its 64 images could be read"):
+        rule.compute(g, d, Unreadable(), Unit(1), device=CPU)
+
+
+def test_a_device_without_one_readable_image_is_a_clear_dataset_error() -> None:
+    rule = federated_rule(Unreadable())
+    g, d = build_models(MODEL, seed=0)
+    unit = rule.units_of(0)[0]
+    with pytest.raises(GanError, match=r"none of its images could be read"):
+        rule.compute(g, d, Unreadable(), unit, device=CPU, device_state=None)

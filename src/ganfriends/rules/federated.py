@@ -36,7 +36,7 @@ from ganfriends.aggregate import Contribution, merge_buffers, weighted_mean
 from ganfriends.blobs import TensorSpec
 from ganfriends.config import Config
 from ganfriends.data import ImageDataset
-from ganfriends.errors import GanError
+from ganfriends.errors import DatasetError, GanError
 from ganfriends.federated import (
     BalancedSampler,
     Partition,
@@ -368,7 +368,10 @@ class FederatedRule(PublishesWeights):
                     optimizer_g=optimizer_g, optimizer_d=optimizer_d,
                 )  # fmt: skip
         if stats.images == 0:
-            raise ValueError(f"device {d} has no readable image")
+            raise DatasetError(
+                f"device {d}: none of its images could be read on this machine (see the "
+                "warnings above): check the dataset's files"
+            )
         deltas = {
             prefix + n: (p.detach() - start[prefix + n]).to("cpu", torch.float32)
             for prefix, m in (("g.", generator), ("d.", discriminator))

@@ -25,6 +25,7 @@ from ganfriends import rng
 from ganfriends.aggregate import Contribution, merge_buffers, weighted_mean
 from ganfriends.blobs import TensorSpec
 from ganfriends.data import ImageDataset
+from ganfriends.errors import DatasetError
 from ganfriends.losses import GanLoss
 from ganfriends.rules.base import (
     Inputs,
@@ -232,7 +233,10 @@ class SyncRule(PublishesWeights):
             stats = train_step(generator, discriminator, self.loss, batches(), "simultaneous")
         stats.skipped = skipped
         if stats.images == 0:
-            raise ValueError(f"unit {unit.index} has no readable image")
+            raise DatasetError(
+                f"unit {unit.index}: none of its {len(images)} images could "
+                "be read on this machine (see the warnings above): check the dataset's files"
+            )
         return collect_gradients(generator, discriminator, stats)
 
     def combine(
