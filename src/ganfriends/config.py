@@ -451,11 +451,16 @@ class Config:
     huggingface: HuggingFaceConfig = field(default_factory=HuggingFaceConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    # Options given explicitly (file, environment or flag), by key, with where each came from:
+    # what a resumed run reports it ignores. Not an option itself (init=False).
+    given: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def to_dict(self, *, redact: bool = True) -> dict[str, dict[str, Any]]:
         """Plain nested dict for checkpoints and logs; secrets masked unless ``redact=False``."""
         out: dict[str, dict[str, Any]] = {}
         for section in dataclasses.fields(self):
+            if not section.init:
+                continue
             values: dict[str, Any] = {}
             for f in dataclasses.fields(getattr(self, section.name)):
                 value = getattr(getattr(self, section.name), f.name)
@@ -504,7 +509,7 @@ def config_from_stored(data: Mapping[str, Any]) -> Config:
 # `from __future__ import annotations` leaves field types as strings: resolve them once.
 _SECTION_TYPES = typing.get_type_hints(Config)
 SECTIONS: dict[str, type[Any]] = {
-    f.name: _SECTION_TYPES[f.name] for f in dataclasses.fields(Config)
+    f.name: _SECTION_TYPES[f.name] for f in dataclasses.fields(Config) if f.init
 }
 
 
@@ -668,6 +673,7 @@ def load_config(
         layers.append((dict(overrides), "command line"))
 
     values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    given: dict[str, str] = {}
     for layer, origin in layers:
         for key, raw in layer.items():
             section, name = key.split(".")
@@ -678,7 +684,9 @@ def load_config(
             elif origin == "command line" and f.metadata["flag"]:
                 source = f.metadata["flag"]
             values[section][name] = _convert(key, raw, source)
+            given[key] = source
     config = Config(**{section: SECTIONS[section](**vals) for section, vals in values.items()})
+    config.given = given
     if config.huggingface.enabled:
         raise ConfigError(
             "invalid config: huggingface.enabled is not supported yet: "

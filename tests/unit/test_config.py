@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from ganfriends.classroom.state import ignored_on_resume
 from ganfriends.config import Config, config_from_stored, env_name, load_config
 from ganfriends.errors import ConfigError
 
@@ -147,3 +148,30 @@ def test_the_template_lists_every_option() -> None:
         assert f"{section}:" in text
         for name in values:
             assert f"  {name}:" in text, f"{section}.{name} missing from config.yaml.template"
+
+
+def test_options_given_are_remembered_with_where_they_came_from(tmp_path: Path) -> None:
+    file = tmp_path / "config.yaml"
+    file.write_text("training:\n  seed: 3\n")
+    config = load_config(
+        file,
+        env={"GANFRIENDS_TRAINING_EPOCHS": "7"},
+        overrides={"training.batch_size": 32},
+    )
+    assert config.given == {
+        "training.seed": str(file),
+        "training.epochs": "GANFRIENDS_TRAINING_EPOCHS",
+        "training.batch_size": "--batch-size",
+    }
+    assert "given" not in config.to_dict()
+
+
+def test_a_resumed_run_names_the_options_it_ignores() -> None:
+    stored = load_config(overrides={"training.epochs": 5, "training.seed": 1}, default_file=None)
+    current = load_config(
+        overrides={"training.epochs": 10, "training.seed": 1, "coordinator.sample_interval": 2,
+                   "training.eval_samples": 100},
+        default_file=None,
+    )  # fmt: skip
+    # Same seed: not reported; sample interval and eval samples: the coordinator's own.
+    assert ignored_on_resume(current, stored) == ["--epochs 10 (the run's 5)"]

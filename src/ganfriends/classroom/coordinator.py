@@ -32,6 +32,7 @@ from ganfriends.classroom.queue import Consumed, Retention
 from ganfriends.classroom.state import (
     RunState,
     create_run,
+    ignored_on_resume,
     load_run_state,
     server_blobs,
     upload_limit,
@@ -155,6 +156,13 @@ class Coordinator:
                 self.console.print(
                     f"resuming run {running.id} ({name}) at version {running.version}"
                 )
+                ignored = ignored_on_resume(self.config, running.config)
+                if ignored:
+                    self.console.print(
+                        f"[yellow]the run keeps the settings it was created with; ignored: "
+                        f"{escape('; '.join(ignored))} (--new-run starts a run with them)[/]",
+                        highlight=False,
+                    )
                 return self._loop(self._load(running.id), stop, lock)
             # --new-run stops the live run only under its lock: a second terminal's
             # --new-run cannot stop a run another coordinator is driving.

@@ -17,6 +17,7 @@ from ganfriends.blobs import decode_optimizer_state, encode_optimizer_state
 from ganfriends.classroom import queue
 from ganfriends.classroom.payload import encode_inputs, encode_weights, load_weights
 from ganfriends.classroom.queue import Blobs, Run
+from ganfriends.config import Config
 from ganfriends.data import ImageDataset
 from ganfriends.db import Database, Tx
 from ganfriends.errors import GanError
@@ -146,3 +147,26 @@ def load_run_state(db: Database, run_id: int, dataset: ImageDataset | None = Non
         generator, discriminator, optimizer_g, optimizer_d, run.version, run.images_seen
     )
     return RunState(run=run, rule=rule, server=server)
+
+
+# What a run fixes when it is created: its schedule, model, optimizer and mode. A coordinator
+# resuming the run takes these from the database, whatever it is given now; everything else
+# (output folder, sampling, evaluation, polling, screening, retention, paths) is its own.
+RUN_DEFINING = ("training", "federated", "mdgan", "data.dataset", "coordinator.mode",
+                "coordinator.max_backups", "coordinator.run_name")  # fmt: skip
+NOT_RUN_DEFINING = frozenset({"training.eval_samples"})
+
+
+def ignored_on_resume(current: Config, run_config: Config) -> list[str]:
+    """The options given now (flag, environment or file) that the resumed run overrides, as
+    "--flag 10 (the run's 5)" lines."""
+    ignored = []
+    for key, source in current.given.items():
+        section, _, name = key.partition(".")
+        if key in NOT_RUN_DEFINING or not (section in RUN_DEFINING or key in RUN_DEFINING):
+            continue
+        mine = getattr(getattr(current, section), name)
+        theirs = getattr(getattr(run_config, section), name)
+        if mine != theirs:
+            ignored.append(f"{source} {mine} (the run's {theirs})")
+    return ignored
