@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on this machine",
         description=cmd_train_local.__doc__,
     )
-    _add_config_flags(train, "training", "data", "local", exclude=CLASS_RUN_OPTIONS)
+    _add_config_flags(train, "training", "data", "local", "tracking", exclude=CLASS_RUN_OPTIONS)
     train.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
     train.set_defaults(func=cmd_train_local)
 
@@ -279,6 +279,7 @@ SIMULATE_EXCLUDED = (
 # Coordinator flags: the run's schedule and model, its data, its outputs.
 COORDINATOR_OPTIONS = (
     "database.url",
+    "tracking",
     "training",
     "data",
     "coordinator",

@@ -399,6 +399,25 @@ class LocalConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Experiment logging of train-local and the coordinator, beside history.csv."""
+
+    logger: str = option(
+        "csv",
+        "csv (history.csv only), tensorboard (event files under the output folder) or mlflow",
+        flag="--logger",
+        choices=("csv", "tensorboard", "mlflow"),
+    )
+    mlflow_uri: str | None = option(
+        None,
+        "MLflow tracking URI (default: sqlite:///<output folder>/mlflow.db)",
+        flag="--mlflow-uri",
+        holds_password=True,
+    )
+    experiment: str = option("ganfriends", "MLflow experiment name", flag="--experiment")
+
+
+@dataclass
 class SlurmConfig:
     """``ganfriends slurm``: the sbatch script that runs train-local with torchrun on a cluster."""
 
@@ -451,6 +470,7 @@ class Config:
     huggingface: HuggingFaceConfig = field(default_factory=HuggingFaceConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     # Options given explicitly (file, environment or flag), by key, with where each came from:
     # what a resumed run reports it ignores. Not an option itself (init=False).
     given: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)

@@ -50,6 +50,7 @@ from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config
 from ganfriends.rules.base import Unit, total_stats
 from ganfriends.rules.screening import clip_results, first_non_finite
 from ganfriends.signals import StopRequest
+from ganfriends.tracking import ExperimentLog, open_log
 from ganfriends.training.checkpoint import save_checkpoint
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class Coordinator:
         self.console = console or Console(soft_wrap=True)
         self.output_dir = Path(config.coordinator.output_dir)
         self.watchdog = Watchdog(db, self.console)
+        self.log = ExperimentLog()  # --logger: opened for the run by _loop
 
     # ------------------------------------------------------------------ set-up
 
@@ -201,10 +203,16 @@ class Coordinator:
     def _loop(self, state: RunState, stop: StopRequest, lock: SessionLock) -> CoordinatorResult:
         # Woken by each accepted upload (LISTEN/NOTIFY) instead of sleeping out the poll interval.
         wakeups = self.db.listener("listen_results")
+        self.log = open_log(self.config.tracking, self.output_dir, f"run-{state.run_id}")
+        self.log.params(state.run.stored_config)
         try:
             return self._run_versions(state, stop, lock, wakeups)
         finally:
             wakeups.close()
+            latest = self.output_dir / "checkpoints" / "latest.pt"
+            if latest.exists():
+                self.log.artifact(latest)
+            self.log.close()
 
     def _run_versions(
         self, state: RunState, stop: StopRequest, lock: SessionLock, wakeups: Listener
@@ -407,6 +415,19 @@ class Coordinator:
         # The update left tens of MB of dead blobs: reclaim them now, while the workers compute
         # v+1 (see migration 0002). Storage then stays flat instead of growing per update.
         self.db.execute("vacuum_blob_tables")
+        self.log.metrics(
+            new_version,
+            {
+                "epoch": plan.epochs_done(new_version),
+                "images_seen": state.server.images_seen,
+                "d_loss": stats.d_loss,
+                "g_loss": stats.g_loss,
+                "d_real": stats.d_real,
+                "d_fake": stats.d_fake,
+                "contributors": contributors,
+                "wait_seconds": wait_seconds,
+            },
+        )
         self.console.print(
             f"version {new_version}/{plan.total_versions} "
             f"epoch {plan.epochs_done(new_version):.2f} "
@@ -444,6 +465,7 @@ class Coordinator:
             recall=scores["recall"],
             num_samples=int(scores["num_samples"]),
         )
+        self.log.metrics(state.version, {k: v for k, v in scores.items() if k != "num_samples"})
         self.console.print(
             f"version {state.version}: FID {scores['fid']:.2f}, KID {scores['kid_mean']:.3f}, "
             f"precision {scores['precision']:.2f}, recall {scores['recall']:.2f}"
@@ -460,6 +482,7 @@ class Coordinator:
         samples = self.output_dir / "samples"
         grid = save_grid(fakes, samples / f"version_{state.version:06d}.png", nrow=8)
         save_grid(fakes, samples / "latest.png", nrow=8)
+        self.log.image(state.version, grid.stem, grid)
         try:
             # The same PNG in the database: the dashboard runs on any machine that reaches it.
             self.db.execute(

@@ -14,7 +14,7 @@ place that lets only rank 0 print and write.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models, count_parameters
 from ganfriends.signals import graceful_stop
 from ganfriends.step import MicroBatch, make_optimizers, train_step
+from ganfriends.tracking import ExperimentLog, open_log
 from ganfriends.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ganfriends.training.history import HistoryWriter, plot_curves
 from ganfriends.training.progress import TrainingProgress
@@ -148,6 +149,7 @@ class RunOutputs:
     run_config: dict[str, Any]
     fixed_noise: torch.Tensor
     resume_step: int | None
+    log: ExperimentLog = field(default_factory=ExperimentLog)  # --logger: TensorBoard, MLflow
 
     def __post_init__(self) -> None:
         self.history = (
@@ -155,11 +157,16 @@ class RunOutputs:
             if self.enabled
             else None
         )
+        self.step = self.resume_step or 0
+        if self.enabled:
+            self.log.params(self.run_config)
 
     def append(self, row: dict[str, float | int]) -> None:
         """One history row (a finished step)."""
         if self.history is not None:
             self.history.append(row)
+            self.step = int(row["step"])
+            self.log.metrics(self.step, {k: v for k, v in row.items() if k != "step"})
 
     def save(self, path: Path, *, epoch: int, step: int, images_seen: int) -> None:
         """A checkpoint of the run as it stands (plain tensors, no DDP ``module.`` prefix)."""
@@ -188,14 +195,19 @@ class RunOutputs:
         with torch.no_grad():
             fakes = self.generator(self.fixed_noise)
         self.generator.train()
-        save_grid(fakes, self.out_dir / "samples" / f"{tag}.png", nrow=8)
+        grid = save_grid(fakes, self.out_dir / "samples" / f"{tag}.png", nrow=8)
         save_grid(fakes, self.out_dir / "samples" / "latest.png", nrow=8)
         plot_curves(self.out_dir / "history.csv", self.out_dir / "curves.png")
+        self.log.image(self.step, tag, grid)
 
     def close(self) -> None:
-        """Flush and close the history."""
+        """Flush and close the history; the experiment log keeps the last checkpoint."""
         if self.history is not None:
             self.history.close()
+            latest = self.out_dir / "checkpoints" / "latest.pt"
+            if latest.exists():
+                self.log.artifact(latest)
+            self.log.close()
 
 
 def train_local(
@@ -314,6 +326,9 @@ def _train(
         run_config=config.to_dict(),
         fixed_noise=fixed_noise,
         resume_step=step if checkpoint else None,
+        log=open_log(config.tracking, out_dir, out_dir.name)
+        if cluster.is_main
+        else ExperimentLog(),
     )
 
     def save(path: Path) -> None:
