@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from rich.console import Console
 from rich.markup import escape
 
 from ganfriends import rng
 from ganfriends.classroom import queue
 from ganfriends.classroom.intake import Valid, validated_results
+from ganfriends.classroom.outputs import CoordinatorOutputs
 from ganfriends.classroom.payload import encode_inputs
 from ganfriends.classroom.queue import Consumed, Retention
 from ganfriends.classroom.state import (
@@ -44,17 +44,15 @@ from ganfriends.db import Database, DatabaseError, DatabaseUnavailable
 from ganfriends.db.notifications import Listener
 from ganfriends.db.session_lock import LockLost, SessionLock
 from ganfriends.errors import GanError
-from ganfriends.grid import save_grid
 from ganfriends.models import ModelConfig
 from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config
 from ganfriends.rules.base import Unit, total_stats
 from ganfriends.rules.screening import clip_results, first_non_finite
 from ganfriends.signals import StopRequest
-from ganfriends.tracking import ExperimentLog, open_log
-from ganfriends.training.checkpoint import save_checkpoint
+from ganfriends.tracking import open_log
 
 if TYPE_CHECKING:
-    from ganfriends.evaluation import Evaluator
+    pass
 
 NUM_SAMPLES = 64  # images per sample grid
 
@@ -96,7 +94,7 @@ class Coordinator:
         self.console = console or Console(soft_wrap=True)
         self.output_dir = Path(config.coordinator.output_dir)
         self.watchdog = Watchdog(db, self.console)
-        self.log = ExperimentLog()  # --logger: opened for the run by _loop
+        self.outputs = CoordinatorOutputs(db, config, self.output_dir, self.console)
 
     # ------------------------------------------------------------------ set-up
 
@@ -203,16 +201,17 @@ class Coordinator:
     def _loop(self, state: RunState, stop: StopRequest, lock: SessionLock) -> CoordinatorResult:
         # Woken by each accepted upload (LISTEN/NOTIFY) instead of sleeping out the poll interval.
         wakeups = self.db.listener("listen_results")
-        self.log = open_log(self.config.tracking, self.output_dir, f"run-{state.run_id}")
-        self.log.params(state.run.stored_config)
+        log = open_log(self.config.tracking, self.output_dir, f"run-{state.run_id}")
+        log.params(state.run.stored_config)
+        self.outputs.log = log
         try:
             return self._run_versions(state, stop, lock, wakeups)
         finally:
             wakeups.close()
             latest = self.output_dir / "checkpoints" / "latest.pt"
             if latest.exists():
-                self.log.artifact(latest)
-            self.log.close()
+                log.artifact(latest)
+            log.close()
 
     def _run_versions(
         self, state: RunState, stop: StopRequest, lock: SessionLock, wakeups: Listener
@@ -222,7 +221,7 @@ class Coordinator:
         )
         interval = self.config.coordinator.sample_interval
         eval_interval = self.config.coordinator.eval_interval
-        evaluator = self._make_evaluator(state) if eval_interval else None
+        evaluator = self.outputs.evaluator(state) if eval_interval else None
         published_at = time.monotonic()
         total = state.plan.total_versions
         non_finite = 0
@@ -269,14 +268,14 @@ class Coordinator:
                 continue
             published_at = time.monotonic()
             if state.version % interval == 0 or state.version == total:
-                self._write_outputs(state, fixed_noise)
+                self.outputs.write(state, fixed_noise)
             if evaluator is not None and eval_interval and state.version % eval_interval == 0:
-                self._evaluate(state, evaluator)
+                self.outputs.evaluate(state, evaluator)
         complete = state.version >= total
         if complete:
             self.console.print(f"run {state.run_id} complete at version {state.version}")
         else:
-            self._write_outputs(state, fixed_noise)
+            self.outputs.write(state, fixed_noise)
             self.console.print(
                 f"coordinator stopped at version {state.version}; run it again to resume"
             )
@@ -415,7 +414,7 @@ class Coordinator:
         # The update left tens of MB of dead blobs: reclaim them now, while the workers compute
         # v+1 (see migration 0002). Storage then stays flat instead of growing per update.
         self.db.execute("vacuum_blob_tables")
-        self.log.metrics(
+        self.outputs.log.metrics(
             new_version,
             {
                 "epoch": plan.epochs_done(new_version),
@@ -433,72 +432,4 @@ class Coordinator:
             f"epoch {plan.epochs_done(new_version):.2f} "
             f"D {stats.d_loss:.3f} G {stats.g_loss:.3f} D(x) {stats.d_real:.2f} "
             f"D(G(z)) {stats.d_fake:.2f} ({contributors} workers, {wait_seconds:.1f}s)"
-        )
-
-    def _make_evaluator(self, state: RunState) -> Evaluator:
-        """Scores the run's generator against its dataset's held-out images (prepared once)."""
-        from ganfriends.evaluation import Evaluator
-
-        return Evaluator.for_dataset(
-            state.run.config.data.dataset,
-            dataset_path=self.config.data.dataset_path,
-            data_dir=self.config.data.data_dir,
-            image_size=state.run.model_config.image_size,
-            num_samples=self.config.training.eval_samples,
-            seed=state.plan.seed,
-            device="cpu",
-            progress=self.console.print,
-        )
-
-    def _evaluate(self, state: RunState, evaluator: Evaluator) -> None:
-        """Score the current version and record it in the database."""
-        scores = evaluator.evaluate(state.server.generator)
-        self.db.execute(
-            "insert_evaluation",
-            run_id=state.run_id,
-            version=state.version,
-            images_seen=state.server.images_seen,
-            fid=scores["fid"],
-            kid_mean=scores["kid_mean"],
-            kid_std=scores["kid_std"],
-            precision=scores["precision"],
-            recall=scores["recall"],
-            num_samples=int(scores["num_samples"]),
-        )
-        self.log.metrics(state.version, {k: v for k, v in scores.items() if k != "num_samples"})
-        self.console.print(
-            f"version {state.version}: FID {scores['fid']:.2f}, KID {scores['kid_mean']:.3f}, "
-            f"precision {scores['precision']:.2f}, recall {scores['recall']:.2f}"
-        )
-
-    def _write_outputs(self, state: RunState, fixed_noise: torch.Tensor) -> None:
-        """Sample grid and a train-local-format checkpoint."""
-        server = state.server
-        generator = server.generator
-        generator.eval()
-        with torch.no_grad():
-            fakes = generator(fixed_noise)
-        generator.train()
-        samples = self.output_dir / "samples"
-        grid = save_grid(fakes, samples / f"version_{state.version:06d}.png", nrow=8)
-        save_grid(fakes, samples / "latest.png", nrow=8)
-        self.log.image(state.version, grid.stem, grid)
-        try:
-            # The same PNG in the database: the dashboard runs on any machine that reaches it.
-            self.db.execute(
-                "insert_sample", run_id=state.run_id, version=state.version, png=grid.read_bytes()
-            )
-        except GanError as exc:  # a DatabaseError: a grid the dashboard misses must not stop us
-            self.console.print(f"[yellow]sample grid not stored in the database: {exc}[/]")
-        save_checkpoint(
-            self.output_dir / "checkpoints" / "latest.pt",
-            generator=server.generator,
-            discriminator=server.discriminator,
-            optimizer_g=server.optimizer_g,
-            optimizer_d=server.optimizer_d,
-            epoch=int(state.plan.epochs_done(state.version)),
-            step=state.version,
-            images_seen=state.server.images_seen,
-            model_config=state.run.model_config,
-            run_config=state.run.stored_config,
         )
