@@ -127,7 +127,7 @@ class TrainingConfig:
         "outputs_local", "where samples, checkpoints and curves go", flag="--output-dir"
     )
     device: str = option(
-        "auto", "auto, cpu, cuda or mps", flag="--device", choices=("auto", "cpu", "cuda", "mps")
+        "auto", "auto, cpu, cuda, cuda:N (one GPU of several) or mps", flag="--device"
     )
     eval_interval: int | None = option(
         None,
