@@ -1,0 +1,82 @@
+"""The notebooks run top to bottom (nbclient, a real kernel), install cell skipped by parameter."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+
+from tests.acceptance.class_harness import ClassRoom
+from tests.acceptance.conftest import TINY_MODEL, run_cli
+from tests.conftest import requires_fashion_mnist
+
+pytestmark = requires_fashion_mnist
+
+NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
+
+
+def execute(name: str, parameters: str, cwd: Path, env: dict[str, str]) -> Any:
+    """Run a notebook with ``parameters`` injected after its parameters cell, as papermill does."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    tagged = next(
+        i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])
+    )
+    notebook.cells.insert(tagged + 1, nbformat.v4.new_code_cell(parameters))
+    client = NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    )
+    client.execute(env={**os.environ, **env})
+    return notebook
+
+
+def images(notebook: Any) -> int:
+    return sum(
+        1
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    )
+
+
+def test_the_demo_notebook_shows_a_local_run(workdir: Path) -> None:
+    local = ["train-local", "--dataset", "fashion-mnist", "--batch-size", "16", "--max-steps", "4"]
+    trained = run_cli([*local, "--output-dir", "run", *TINY_MODEL], workdir)
+    assert trained.returncode == 0, trained.stderr
+    checkpoint = workdir / "run" / "checkpoints" / "latest.pt"
+
+    notebook = execute(
+        "demo_trained_model.ipynb",
+        f"INSTALL = False\nCHECKPOINT = {str(checkpoint)!r}",
+        workdir,
+        {"GANFRIENDS_DATABASE_URL": ""},
+    )
+
+    # Curves, samples, progression, random samples, interpolation.
+    assert images(notebook) == 5
+    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert f"checkpoint {checkpoint}" in text and "step 4" in text
+
+
+def test_the_demo_notebook_reads_a_class_database(room: ClassRoom, tmp_path: Path) -> None:
+    coordinator = room.coordinator(
+        "run", "--max-iterations", "2", "--images-per-work-unit", "64",
+        "--workunits-per-update", "2", "--micro-batch", "32", "--sample-interval", "1",
+    )  # fmt: skip
+    worker = room.worker("steady")
+    assert coordinator.finish() == 0, coordinator.output
+    assert worker.finish() == 0, worker.output
+
+    notebook = execute(
+        "demo_trained_model.ipynb",
+        "INSTALL = False",
+        tmp_path,
+        {"GANFRIENDS_DATABASE_URL": room.db_url},
+    )
+
+    assert images(notebook) == 5
+    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "version 2" in text
