@@ -87,7 +87,7 @@ class ClassRoom:
         self.data_dir = workdir / "data_dir"
         self.procs: list[Proc] = []
 
-    def _env(self) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GANFRIENDS_")}
         env.update(
             PYTHONUNBUFFERED="1",
@@ -101,7 +101,7 @@ class ClassRoom:
         popen = subprocess.Popen(
             [sys.executable, "-m", "ganfriends", *args, "--db", self.db_url],
             cwd=self.workdir,
-            env=self._env(),
+            env=self.env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -121,7 +121,7 @@ class ClassRoom:
         """``ganfriends status --json`` on this room's database."""
         result = subprocess.run(
             [sys.executable, "-m", "ganfriends", "status", "--json", "--db", self.db_url],
-            capture_output=True, text=True, env=self._env(), check=True,
+            capture_output=True, text=True, env=self.env(), check=True,
         )  # fmt: skip
         status: dict[str, Any] = json.loads(result.stdout)
         return status

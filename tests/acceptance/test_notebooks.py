@@ -32,6 +32,16 @@ def execute(name: str, parameters: str, cwd: Path, env: dict[str, str]) -> Any:
     return notebook
 
 
+def printed(notebook: Any) -> str:
+    """Everything the cells printed: streams, and rich's output (display data in Jupyter)."""
+    parts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", ""))
+            parts.append(output.get("data", {}).get("text/plain", ""))
+    return "".join(parts)
+
+
 def images(notebook: Any) -> int:
     return sum(
         1
@@ -80,3 +90,25 @@ def test_the_demo_notebook_reads_a_class_database(room: ClassRoom, tmp_path: Pat
     assert images(notebook) == 5
     text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
     assert "version 2" in text
+
+
+def test_the_colab_worker_notebook_trains_for_the_class(room: ClassRoom, tmp_path: Path) -> None:
+    coordinator = room.coordinator(
+        "run", "--max-iterations", "2", "--images-per-work-unit", "64",
+        "--workunits-per-update", "2", "--micro-batch", "32",
+    )  # fmt: skip
+    coordinator.wait_for("new run")
+
+    notebook = execute(
+        "worker_colab.ipynb",
+        f"INSTALL = False\nNAME = 'colab'\nDATABASE_URL = {room.db_url!r}\nDEVICE = 'cpu'",
+        tmp_path,
+        room.env(),
+    )
+
+    assert coordinator.finish() == 0, coordinator.output
+    text = printed(notebook)
+    assert "completed successfully" in text
+    assert "4 unit(s) done (run 1 is complete)" in text
+    assert "colab" in text.split("unit(s) done")[1]  # on the leaderboard printed after
+    assert room.db_url not in text  # the URL is never shown
