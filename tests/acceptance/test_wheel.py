@@ -1,0 +1,59 @@
+"""``pip install`` like a library: the wheel builds, installs in a clean venv with only the core
+dependencies, carries its SQL and templates, and its CLI runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_the_wheel_installs_alone_and_its_worker_runs(tmp_path: Path) -> None:
+    built = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        tmp_path,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("ganfriends-*.whl")
+
+    venv.create(tmp_path / "venv", with_pip=True)
+    python = tmp_path / "venv" / "bin" / "python"
+    installed = run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-c", str(ROOT / "constraints.txt"), str(wheel)],
+        tmp_path,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+
+    helped = run([str(tmp_path / "venv" / "bin" / "ganfriends"), "worker", "--help"], tmp_path)
+    assert helped.returncode == 0 and "--name" in helped.stdout, helped.stderr
+    shipped = run(
+        [str(python), "-c",
+         "from importlib import resources as r; p = r.files('ganfriends');"
+         "print(sorted(f.name for f in (p / 'db' / 'sql' / 'migrations').iterdir()));"
+         "print((p / 'db' / 'sql' / 'queries.sql').is_file(), (p / 'py.typed').is_file())"],
+        tmp_path,
+    )  # fmt: skip
+    assert shipped.returncode == 0, shipped.stderr
+    assert "0008_copies_and_lock_order.sql" in shipped.stdout and "True True" in shipped.stdout
+    # Only the core: the dashboard, experiment logging and notebooks are extras.
+    extras = run([str(python), "-m", "pip", "show", "streamlit", "mlflow-skinny", "nbclient"],
+                 tmp_path)  # fmt: skip
+    assert "Name:" not in extras.stdout
