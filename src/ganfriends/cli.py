@@ -75,6 +75,24 @@ def cmd_train_local(args: argparse.Namespace) -> int:
     return 130 if result.stopped_early else 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from ganfriends.classroom import commands as classroom
+
+    config = _config_from(args)
+    if args.gpus is None:
+        return classroom.worker(config, max_units=args.max_units)
+    import socket
+
+    import torch
+
+    from ganfriends.classroom.gpu_workers import child_commands, parse_gpus, run_workers
+
+    gpus = parse_gpus(args.gpus, torch.cuda.device_count())
+    name = config.worker.name or socket.gethostname()
+    commands = child_commands(args.raw_argv, gpus, name)
+    return run_workers(commands, [f"gpu{g}" for g in gpus])
+
+
 def _students(args: argparse.Namespace) -> int:
     from ganfriends.classroom import commands as classroom
 
@@ -395,7 +413,12 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
     )
     _add_config_flags(work, *WORKER_OPTIONS)
     work.add_argument("--max-units", type=int, help="exit after this many units")
-    work.set_defaults(func=lambda a: classroom.worker(_config_from(a), max_units=a.max_units))
+    work.add_argument(
+        "--gpus",
+        metavar="all|0,1",
+        help="one worker process per GPU, named NAME-gpu0, NAME-gpu1, ... (Ctrl+C stops them all)",
+    )
+    work.set_defaults(func=_worker)
 
     stat = commands.add_parser(
         "status",
@@ -452,6 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # "database unreachable, retrying" in one line, so keep its warnings out of the console.
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
+    args.raw_argv = list(sys.argv[1:] if argv is None else argv)  # for commands that re-launch
     verbose = getattr(args, "verbose", False)
     handler: Handler = args.func
     try:

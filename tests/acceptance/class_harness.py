@@ -111,6 +111,17 @@ class ClassRoom:
         self.procs.append(proc)
         return proc
 
+    def start_python(self, name: str, code: str) -> Proc:
+        """``python -c code`` in the room's environment, its output collected."""
+        popen = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=self.workdir, env=self.env(),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        proc = Proc(name, popen)
+        proc.start_reader()
+        self.procs.append(proc)
+        return proc
+
     def coordinator(self, out: str, *args: str) -> Proc:
         return self.start(f"coordinator {out}", ["coordinator", "--output-dir", out, *TINY, *args])
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import signal
 import subprocess
 import sys
@@ -224,3 +225,29 @@ def test_a_coordinator_notices_that_its_run_was_stopped_and_says_so(room: ClassR
         conn.execute("UPDATE ganfriends.runs SET state = 'stopped'")  # an operator, by hand
     assert coordinator.finish(timeout=60) == 1
     assert "is stopped in the database" in coordinator.output
+
+
+def test_workers_started_together_stop_together_on_one_ctrl_c(room: ClassRoom) -> None:
+    # What `worker --gpus` runs, with CPU workers: two workers side by side under one parent.
+    coordinator = room.coordinator("run", *RUN, "--max-iterations", "200")
+    coordinator.wait_for("new run")
+    workers = [
+        [sys.executable, "-m", "ganfriends", "worker", "--db", room.db_url, "--device", "cpu",
+         "--name", f"pair-{i}", "--stop-grace", "1"]
+        for i in range(2)
+    ]  # fmt: skip
+    driver = room.start_python(
+        "pair",
+        "import sys; from ganfriends.classroom.gpu_workers import run_workers; "
+        f"sys.exit(run_workers({workers!r}, ['cpu0', 'cpu1']))",
+    )
+    driver.wait_for(r"\[cpu0\] Work unit \d+ completed")
+    driver.wait_for(r"\[cpu1\] Work unit \d+ completed")
+
+    driver.popen.send_signal(signal.SIGINT)
+
+    assert driver.finish(timeout=60) == 130, driver.output
+    for label in ("cpu0", "cpu1"):  # each finished or gave back its unit, then said goodbye
+        assert re.search(rf"\[{label}\] (Stopped|Aborting)", driver.output), driver.output
+    statuses = {w["name"]: w["status"] for w in room.status()["workers"]}
+    assert statuses["pair-0"] == statuses["pair-1"] == "Offline"
