@@ -6,6 +6,7 @@ past) and to read rows no named query returns. :class:`Raw` is that test-only co
 
 from __future__ import annotations
 
+import time
 import traceback
 from typing import Any
 
@@ -198,6 +199,14 @@ class Raw:
     def count(self, table: str, where: str = "true", **params: Any) -> int:
         """Rows of ``table`` matching ``where``."""
         return int(self.scalar(f"SELECT count(*) FROM {table} WHERE {where}", **params))
+
+    def wait_for_lock_waiters(self, count: int, what: str, timeout: float = 10.0) -> None:
+        """Block until ``count`` sessions of this database wait on a lock (or fail: ``what``)."""
+        deadline = time.monotonic() + timeout
+        where = "datname = current_database() AND wait_event_type = 'Lock'"
+        while self.count("pg_stat_activity", where) < count:
+            assert time.monotonic() < deadline, what
+            time.sleep(0.01)
 
     def expire_lease(self, token: Any, seconds_ago: float = 5.0) -> None:
         """Move time for one lease: its expiry goes ``seconds_ago`` into the past (DB clock),

@@ -321,15 +321,7 @@ def test_heartbeat_and_release_lock_the_unit_before_the_lease(
                 "SELECT id FROM work_units WHERE id = %(id)s FOR UPDATE", id=lease["unit_id"]
             )
             thread.start()
-            deadline = time.monotonic() + 10
-            while (
-                raw.count(
-                    "pg_stat_activity", "datname = current_database() AND wait_event_type = 'Lock'"
-                )
-                < 1
-            ):
-                assert time.monotonic() < deadline, f"{statement} never waited for the unit"
-                time.sleep(0.01)
+            raw.wait_for_lock_waiters(1, f"{statement} never waited for the unit")
             # What the upload does next; NOWAIT fails at once if the lease is held.
             holder.rows(
                 "SELECT token FROM leases WHERE token = %(t)s FOR UPDATE NOWAIT", t=lease["token"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from ganfriends.db import Database
@@ -164,15 +163,7 @@ def test_racing_primary_and_backup_uploads_are_both_stored_once(
             holder.rows("SELECT id FROM work_units WHERE id = %(id)s FOR UPDATE", id=unit_id)
             for t in threads:
                 t.start()
-            deadline = time.monotonic() + 10
-            while (
-                raw.count(
-                    "pg_stat_activity", "datname = current_database() AND wait_event_type = 'Lock'"
-                )
-                < 2
-            ):
-                assert time.monotonic() < deadline, "the uploads never both waited on the unit"
-                time.sleep(0.01)
+            raw.wait_for_lock_waiters(2, "the uploads never both waited on the unit")
         for t in threads:
             t.join(timeout=10)
     finally:
