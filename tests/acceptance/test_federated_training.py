@@ -67,7 +67,7 @@ def test_simulate_gives_the_class_run_s_model(room: ClassRoom) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "ganfriends", "simulate", *FEDERATED, *TINY, "--device", "cpu",
          "--output-dir", "sim"],
-        cwd=room.workdir, env=room._env(), capture_output=True, text=True, timeout=300,
+        cwd=room.workdir, env=room.env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
     assert result.returncode == 0, result.stdout + result.stderr
