@@ -335,6 +335,10 @@ SELECT * FROM updates WHERE run_id = %(run_id)s ORDER BY version DESC LIMIT 1;
 SELECT version, epoch, images_seen, d_loss, g_loss, d_real, d_fake, contributors, created_at
 FROM updates WHERE run_id = %(run_id)s ORDER BY version;
 
+-- name: session_count
+-- Sessions on this database now (benchmarks/swarm.py: what max_connections must cover).
+SELECT count(*) AS sessions FROM pg_stat_activity WHERE datname = current_database();
+
 -- name: database_size
 SELECT pg_database_size(current_database())::bigint AS bytes;
 

@@ -1,0 +1,222 @@
+"""Can a class scale to 100 workers? N simulated workers against one real coordinator.
+
+Every database statement is real: each simulated worker registers, waits for work as an idle
+worker does (LISTEN/NOTIFY wake-ups, polling as the fallback), claims, downloads the weights of
+each new version, uploads an honest result of the right shape and size, and loops, on a pool of
+its own as large as the real worker's plus its wake-up listener. Only the compute is replaced by
+a fixed delay (``--delay``: 0.5 s is a GPU on a 320-image unit, 5 s a laptop CPU). The real
+``Coordinator`` drives the run: validation, screening, Adam, publishing. K = N units per update
+(each worker computes one unit of each version).
+
+For each N it prints: updates per second, worker utilisation (time in "compute" over time
+alive), the coordinator's share of the wall time (validate + combine + publish), the seconds an
+update spends between its last upload and its publish, and the peak number of database
+sessions (the server's ``max_connections`` must cover them).
+
+    python benchmarks/swarm.py [--workers 10 30 100] [--delay 0.5] [--versions 5]
+
+Prints a table; not a test. Put the figures in your notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from bench_run import start_run
+from ganfriends.classroom import queue
+from ganfriends.classroom.payload import encode_result
+from ganfriends.classroom.worker import IDLE_BACKOFF_FACTOR, IDLE_BACKOFF_START
+from ganfriends.config import Config
+from ganfriends.data import DatasetFingerprint, ImageDataset
+from ganfriends.db import Database, EmbeddedPostgres, migrate, server
+from ganfriends.models import ModelConfig, build_models
+from ganfriends.rules import SyncPlan, Unit, make_rule
+from ganfriends.signals import StopRequest
+
+MODEL = ModelConfig(image_size=32, channels=1)  # the class default: Fashion-MNIST's DCGAN
+IMAGES_PER_UNIT = 320
+MICRO_BATCH = 64
+WORKER_POOL = 3  # as `ganfriends worker`: main loop, heartbeat, one spare
+POLL_INTERVAL = Config().worker.poll_interval
+
+
+class RandomImages(ImageDataset):
+    """Random pixels for the one real compute that makes the upload blob."""
+
+    name, image_size, channels, in_memory = "random", 32, 1, True
+
+    def __len__(self) -> int:
+        return IMAGES_PER_UNIT
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.rand(1, 32, 32) * 2 - 1
+
+    def get_batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, int]:
+        return torch.rand(len(indices), 1, 32, 32) * 2 - 1, 0
+
+    def fingerprint(self) -> DatasetFingerprint:
+        return DatasetFingerprint("random", IMAGES_PER_UNIT, 32, 1, "0" * 64)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[10, 30, 100])
+    parser.add_argument("--delay", type=float, default=0.5, help="seconds of 'compute' per unit")
+    parser.add_argument("--versions", type=int, default=5, help="updates per case (default 5)")
+    return parser.parse_args(argv)
+
+
+class SimulatedWorker(threading.Thread):
+    """A worker's database traffic with the compute replaced by ``delay`` seconds."""
+
+    def __init__(self, url: str, run_id: int, delay: float, payload: bytes, images: int) -> None:
+        super().__init__(daemon=True)
+        self.db = Database(url, max_size=WORKER_POOL)
+        self.listener = self.db.listener("listen_work")
+        self.run_id, self.delay, self.payload, self.images = run_id, delay, payload, images
+        self.halt = threading.Event()
+        self.computing = 0.0
+        self.started = time.perf_counter()
+        self.worker_id = self.db.fetch_one(
+            "register_worker", run_id=run_id, name=f"sim-{id(self)}", hostname="swarm",
+            device="cpu", gpu_name=None, gpu_vram_gb=None, cpu_cores=1, ram_gb=None,
+        )["id"]  # type: ignore[index]  # fmt: skip
+
+    def run(self) -> None:
+        version, idle = -1, IDLE_BACKOFF_START
+        while not self.halt.is_set():
+            claim = queue.claim(self.db, self.run_id, self.worker_id)
+            if claim is None:
+                if queue.run_state(self.db, self.run_id) != "running":
+                    return
+                woken = self.listener.wait(idle, self.halt)
+                idle = (
+                    IDLE_BACKOFF_START if woken else min(idle * IDLE_BACKOFF_FACTOR, POLL_INTERVAL)
+                )
+                continue
+            idle = IDLE_BACKOFF_START
+            if claim.version != version:
+                queue.weights(self.db, self.run_id, claim.version)  # what a worker downloads
+                version = claim.version
+            time.sleep(self.delay)
+            self.computing += self.delay
+            queue.submit(
+                self.db, self.run_id, self.worker_id, claim, images=self.images,
+                payload=self.payload, device_state=None, compute_seconds=self.delay,
+            )  # fmt: skip
+
+    def close(self) -> float:
+        """Stop; the fraction of its life spent computing."""
+        self.halt.set()
+        self.join(timeout=POLL_INTERVAL + 10)
+        alive = time.perf_counter() - self.started
+        self.listener.close()
+        self.db.close()
+        return self.computing / alive
+
+
+def case(url: str, workers: int, delay: float, versions: int) -> dict[str, float]:
+    """One run of ``versions`` updates with ``workers`` simulated workers."""
+    config = Config()
+    config.coordinator.max_iterations = versions
+    config.coordinator.sample_interval = 10**9
+    plan = SyncPlan(dataset_size=IMAGES_PER_UNIT * workers * (versions + 1), seed=0,
+                    images_per_unit=IMAGES_PER_UNIT, units_per_update=workers,
+                    micro_batch=MICRO_BATCH, epochs=1, max_updates=versions)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="ganfriends-swarm-out-") as out:
+        config.coordinator.output_dir = out
+        with Database(url, max_size=5) as db:
+            bench = start_run(db, MODEL, plan, config)
+            g, d = build_models(MODEL)
+            rule = make_rule("sync", plan, config, MODEL)
+            honest = rule.compute(g, d, RandomImages(), Unit(0), device=torch.device("cpu"))
+            payload = encode_result(honest)
+            coordinator = bench.coordinator
+            busy: list[float] = []
+            publish_times: list[float] = []
+            apply_update = coordinator.apply_update
+
+            def timed_update(*args, **kwargs):  # type: ignore[no-untyped-def]
+                start = time.perf_counter()
+                apply_update(*args, **kwargs)
+                busy.append(time.perf_counter() - start)
+                publish_times.append(time.perf_counter())
+
+            coordinator.apply_update = timed_update  # type: ignore[method-assign]
+            sims = [
+                SimulatedWorker(url, bench.run_id, delay, payload, honest.images)
+                for _ in range(workers)
+            ]
+            peak = [0]
+            sampling = threading.Event()
+
+            def sample_sessions() -> None:
+                with Database(url, max_size=1) as probe:
+                    while not sampling.wait(0.2):
+                        row = probe.fetch_one("session_count")
+                        peak[0] = max(peak[0], int(row["sessions"]) if row else 0)
+
+            sampler = threading.Thread(target=sample_sessions, daemon=True)
+            sampler.start()
+            started = time.perf_counter()
+            for sim in sims:
+                sim.start()
+            coordinator.run(StopRequest())
+            wall = time.perf_counter() - started
+            sampling.set()
+            sampler.join(timeout=5)
+            utilisation = statistics.mean(sim.close() for sim in sims)
+    return {
+        "updates_per_s": versions / wall,
+        "utilisation": utilisation,
+        "coordinator_share": sum(busy) / wall,
+        "update_s": statistics.median(busy),
+        "sessions": peak[0],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Every N; one markdown table."""
+    args = parse_args(argv)
+    # Room for the largest class: each worker holds its pool and a listener.
+    server.MAX_CONNECTIONS = max(server.MAX_CONNECTIONS, max(args.workers) * (WORKER_POOL + 1) + 50)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ganfriends-swarm-") as root:
+        embedded = EmbeddedPostgres(Path(root) / "pg")
+        url = embedded.start().local_url()
+        try:
+            with Database(url, max_size=1) as db:
+                migrate(db)
+            for workers in args.workers:
+                Console(stderr=True).print(f"N = {workers} ...")
+                rows.append((workers, case(url, workers, args.delay, args.versions)))
+        finally:
+            embedded.stop()
+    print(f"### {args.versions} updates, K = N units of {IMAGES_PER_UNIT} images, "
+          f"'compute' {args.delay:g} s per unit, 32x32 DCGAN\n")  # fmt: skip
+    print("| workers N | updates/s | worker utilisation | coordinator share | "
+          "update s (median) | peak sessions |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|")
+    for workers, r in rows:
+        cells = [
+            str(workers),
+            f"{r['updates_per_s']:.2f}",
+            f"{100 * r['utilisation']:.0f}%",
+            f"{100 * r['coordinator_share']:.0f}%",
+            f"{r['update_s']:.2f}",
+            f"{r['sessions']:.0f}",
+        ]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
