@@ -1,6 +1,7 @@
 """Can a class scale to 100 workers? N simulated workers against one real coordinator.
 
-Every database statement is real: each simulated worker registers, waits for work as an idle
+Every database statement is real: each simulated worker, logged in as a student role of its own
+(as ``ganfriends students add`` makes them), registers, waits for work as an idle
 worker does (LISTEN/NOTIFY wake-ups, polling as the fallback), claims, downloads the weights of
 each new version, uploads an honest result of the right shape and size, and loops, on a pool of
 its own as large as the real worker's plus its wake-up listener. Only the compute is replaced by
@@ -29,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from psycopg.conninfo import make_conninfo
 from rich.console import Console
 
 from bench_run import start_run
@@ -38,6 +40,8 @@ from ganfriends.classroom.worker import IDLE_BACKOFF_FACTOR, IDLE_BACKOFF_START
 from ganfriends.config import Config
 from ganfriends.data import DatasetFingerprint, ImageDataset
 from ganfriends.db import Database, EmbeddedPostgres, migrate, server
+from ganfriends.db.server import APP_DATABASE
+from ganfriends.db.students import add_student
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import SyncPlan, Unit, make_rule
 from ganfriends.signals import StopRequest
@@ -124,8 +128,9 @@ class SimulatedWorker(threading.Thread):
         return self.computing / alive
 
 
-def case(url: str, workers: int, delay: float, versions: int) -> dict[str, float]:
-    """One run of ``versions`` updates with ``workers`` simulated workers."""
+def case(url: str, students: Sequence[str], delay: float, versions: int) -> dict[str, float]:
+    """One run of ``versions`` updates, one simulated worker per student URL."""
+    workers = len(students)
     config = Config()
     config.coordinator.max_iterations = versions
     config.coordinator.sample_interval = 10**9
@@ -153,8 +158,8 @@ def case(url: str, workers: int, delay: float, versions: int) -> dict[str, float
 
             coordinator.apply_update = timed_update  # type: ignore[method-assign]
             sims = [
-                SimulatedWorker(url, bench.run_id, delay, payload, honest.images)
-                for _ in range(workers)
+                SimulatedWorker(student, bench.run_id, delay, payload, honest.images)
+                for student in students
             ]
             peak = [0]
             sampling = threading.Event()
@@ -192,13 +197,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="ganfriends-swarm-") as root:
         embedded = EmbeddedPostgres(Path(root) / "pg")
-        url = embedded.start().local_url()
+        info = embedded.start()
+        url = info.local_url()
         try:
             with Database(url, max_size=1) as db:
                 migrate(db)
+            # A class: one login role per student, as `ganfriends students add` makes them.
+            students = [
+                make_conninfo(
+                    url, user=name, password=add_student(info.admin_url(APP_DATABASE), name)
+                )
+                for name in (f"student_{i}" for i in range(max(args.workers)))
+            ]
             for workers in args.workers:
                 Console(stderr=True).print(f"N = {workers} ...")
-                rows.append((workers, case(url, workers, args.delay, args.versions)))
+                rows.append((workers, case(url, students[:workers], args.delay, args.versions)))
         finally:
             embedded.stop()
     print(f"### {args.versions} updates, K = N units of {IMAGES_PER_UNIT} images, "
