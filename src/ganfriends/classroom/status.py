@@ -67,9 +67,20 @@ class RunStatus:
         """Workers whose heartbeat is recent."""
         return sum(w.status == "Active" for w in self.workers)
 
+    @property
+    def waiting_workers(self) -> int:
+        """Active workers with no unit to compute: nothing is pending, and there are more active
+        workers than claimed units (an estimate from the units students may read)."""
+        if self.state != "running" or self.units.get("pending", 0):
+            return 0
+        return max(0, self.active_workers - self.units.get("claimed", 0))
+
     def to_json(self) -> dict[str, Any]:
         """Plain dict for ``--json``."""
-        return asdict(self) | {"active_workers": self.active_workers}
+        return asdict(self) | {
+            "active_workers": self.active_workers,
+            "waiting_workers": self.waiting_workers,
+        }
 
 
 def _hardware(row: dict[str, Any]) -> str:
@@ -170,6 +181,12 @@ def render(status: RunStatus, console: Console) -> None:
         f"units of this version: {u['pending']} pending, {u['claimed']} claimed, "
         f"{u['expired']} expired lease, {u['done']} done | {status.images_seen:,} images trained"
     )
+    if status.waiting_workers:
+        console.print(
+            f"[yellow]{status.waiting_workers} active worker(s) wait for work while this version "
+            "finishes: more units per update (coordinator --workunits-per-update) keeps a "
+            "class this size busy[/]"
+        )
     table = Table(title="leaderboard")
     for column in ("name", "units", "images", "rejected", "status", "last heartbeat", "hardware"):
         table.add_column(

@@ -90,6 +90,12 @@ def _header(snap: data.Snapshot, resources: data.Resources) -> None:
         min(1.0, snap.run_percent / 100),
         text=f"{snap.run_percent:.0f}% of the run ({s.state})",
     )
+    if s.waiting_workers:
+        st.info(
+            f"{s.waiting_workers} active worker(s) wait for work while this version finishes: "
+            "more units per update (coordinator --workunits-per-update) keeps them busy",
+            icon="⏳",
+        )
     left, right = st.columns(2)
     u = s.units
     with left:
