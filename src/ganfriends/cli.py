@@ -353,7 +353,7 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
     db.add_argument(
         "--listen",
         metavar="ADDR",
-        help="also accept TCP connections on ADDR (e.g. 0.0.0.0), with password authentication",
+        help="also accept TCP connections on ADDR (e.g. 0.0.0.0): TLS and a password",
     )
     db.add_argument("--port", type=int, help="TCP port with --listen (default: a free one)")
     db.add_argument(
