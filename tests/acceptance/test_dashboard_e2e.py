@@ -67,7 +67,9 @@ def test_dashboard_follows_a_class_run(room: ClassRoom, db_url: str, tmp_path: P
         dashboard = start_dashboard(db_url, port, log=log)
         try:
             coordinator = room.coordinator("run", *RUN)
-            workers = [room.worker(name) for name in WORKERS]
+            # Each does at most half the units: the run needs both (a woken worker is fast
+            # enough to finish a run this small alone before the other has loaded its data).
+            workers = [room.worker(name, "--max-units", str(UPDATES)) for name in WORKERS]
             wait_until_ready(dashboard, port)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -90,8 +90,11 @@ def _header(snap: data.Snapshot, resources: data.Resources) -> None:
         min(1.0, snap.run_percent / 100),
         text=f"{snap.run_percent:.0f}% of the run ({s.state})",
     )
+    # One slot whether or not the hint shows: the page keeps the same elements from one refresh
+    # to the next (a hint appearing and vanishing would shift everything below it).
+    hint = st.empty()
     if s.waiting_workers:
-        st.info(
+        hint.info(
             f"{s.waiting_workers} active worker(s) wait for work while this version finishes: "
             "more units per update (coordinator --workunits-per-update) keeps them busy",
             icon="⏳",
