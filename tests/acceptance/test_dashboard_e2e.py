@@ -31,7 +31,7 @@ UPDATES = 6
 RUN = [
     "--images-per-work-unit", "128", "--workunits-per-update", "2", "--micro-batch", "32",
     "--max-iterations", str(UPDATES), "--work-unit-timeout", "30", "--seed", "5",
-    "--sample-interval", "1",
+    "--sample-interval", "1", "--max-backups", "0",
 ]  # fmt: skip
 WORKERS = ("ada", "grace")
 
@@ -67,8 +67,9 @@ def test_dashboard_follows_a_class_run(room: ClassRoom, db_url: str, tmp_path: P
         dashboard = start_dashboard(db_url, port, log=log)
         try:
             coordinator = room.coordinator("run", *RUN)
-            # Each does at most half the units: the run needs both (a woken worker is fast
-            # enough to finish a run this small alone before the other has loaded its data).
+            # Each does at most half the units, and no backup copies are handed out: the run
+            # needs both (a woken worker is fast enough to finish a run this small alone before
+            # the other has loaded its data).
             workers = [room.worker(name, "--max-units", str(UPDATES)) for name in WORKERS]
             wait_until_ready(dashboard, port)
             with sync_playwright() as playwright:
