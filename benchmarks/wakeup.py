@@ -33,6 +33,7 @@ from ganfriends.db import Database, EmbeddedPostgres, migrate
 from ganfriends.db.notifications import Listener
 from ganfriends.models import ModelConfig
 from ganfriends.rules import SyncPlan, Unit
+from ganfriends.rules.base import UpdateRecord
 from ganfriends.step import StepStats
 
 POLL_INTERVAL = Config().worker.poll_interval
@@ -110,7 +111,8 @@ def measure(url: str, workers: int, versions: int, gap: float, notify: bool) -> 
                     queue.publish(
                         tx, run, version, weights=weights, optimizer_states=optimizer_states,
                         units=[Unit(i) for i in range(version * workers, (version + 1) * workers)],
-                        consumed=Consumed(unit_ids=[], worker_ids=[], stats=StepStats(),
+                        consumed=Consumed(unit_ids=[], worker_ids=[],
+                                          record=UpdateRecord.of(StepStats()),
                                           epoch=0.0, contributors=0, wait_seconds=0.0),
                     )  # fmt: skip
                 published = time.perf_counter()

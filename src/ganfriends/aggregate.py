@@ -75,6 +75,58 @@ def merge_buffers(contributions: Sequence[Contribution]) -> dict[str, torch.Tens
     return out
 
 
+def chain_running_stats(
+    start: torch.Tensor, ends: Sequence[torch.Tensor], decays: Sequence[float]
+) -> torch.Tensor:
+    """The running statistic reached by running several parties' forwards one after another.
+
+    BatchNorm's update ``r <- (1 - m) r + m s`` is affine, so T forwards from ``start`` give
+    ``d * start + c`` with ``d = (1 - m) ** T`` and a term c that depends on the batches only.
+    Party i reached ``ends[i]`` from the shared ``start`` with decay ``decays[i]``; chaining their
+    c in order gives what one process running all their batches in that order holds. Computed in
+    float64, then cast back.
+    """
+    origin = start.double()
+    result = origin
+    for end, decay in zip(ends, decays, strict=True):
+        result = decay * result + (end.double() - decay * origin)
+    return result.to(start.dtype)
+
+
+# A unit's BatchNorm forwards are bounded by its micro-batches; a student's counter is not.
+MAX_FORWARDS = 1_000_000
+
+
+def chain_buffers(
+    start: Mapping[str, torch.Tensor],
+    ends: Sequence[Mapping[str, torch.Tensor]],
+    momenta: Mapping[str, float],
+) -> dict[str, torch.Tensor]:
+    """BatchNorm buffers after units that each ran forwards from ``start``, chained in the order
+    given: exactly the buffers of one process that ran all the units' micro-batches in turn.
+
+    ``momenta`` maps each BatchNorm layer's buffer prefix (``dbuf.main.2``) to its momentum;
+    every buffer in ``start`` must belong to one. A unit's forward count is its
+    ``num_batches_tracked`` increase (clamped to [0, MAX_FORWARDS]: it is a student's number).
+    """
+    if not ends:
+        raise ValueError("nothing to aggregate")
+    out: dict[str, torch.Tensor] = {}
+    for layer, momentum in momenta.items():
+        tracked = layer + ".num_batches_tracked"
+        t0 = int(start[tracked])
+        forwards = [min(max(int(end[tracked]) - t0, 0), MAX_FORWARDS) for end in ends]
+        decays = [(1.0 - momentum) ** t for t in forwards]
+        for stat in (".running_mean", ".running_var"):
+            name = layer + stat
+            out[name] = chain_running_stats(start[name], [end[name] for end in ends], decays)
+        out[tracked] = torch.full_like(start[tracked], t0 + sum(forwards))
+    missing = set(start) - set(out)
+    if missing:
+        raise ValueError(f"buffers outside any BatchNorm layer: {sorted(missing)[:3]}")
+    return out
+
+
 # ---------------------------------------------------------------------------- screening
 #
 # One hostile upload can steer a mean: a gradient 1000x the honest size dominates the average and

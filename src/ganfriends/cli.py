@@ -285,7 +285,6 @@ SIMULATE_OPTIONS = (
 )
 SIMULATE_EXCLUDED = (
     "training.batch_size",  # --batch-size is the federated B (sync uses --micro-batch)
-    "training.update_rule",  # set by the mode's rule
     "training.max_steps",
     "training.sample_interval",  # per versions: coordinator.sample_interval
     "training.checkpoint_interval",
@@ -308,7 +307,6 @@ COORDINATOR_EXCLUDED = (
     "training.device",  # the coordinator's Adam step runs on the CPU
     "training.eval_interval",  # the coordinator's own counts updates (coordinator.eval_interval)
     "training.batch_size",
-    "training.update_rule",
     "training.max_steps",
     "training.sample_interval",
     "training.checkpoint_interval",

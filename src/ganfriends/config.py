@@ -100,8 +100,9 @@ class TrainingConfig:
     loss: str = option("bce", "GAN objective", flag="--loss", choices=("bce", "lsgan"))
     update_rule: str = option(
         "alternating",
-        "alternating: D steps, then G through the new D (reference DCGAN); "
-        "simultaneous: both gradients from one set of weights (what a volunteer computes)",
+        "alternating: D steps, then G through the new D (the reference DCGAN; a class run "
+        "publishes a D version and a G version per step); simultaneous: both gradients from "
+        "one set of weights (one version per step, half the round trips)",
         flag="--update-rule",
         choices=("alternating", "simultaneous"),
     )

@@ -245,6 +245,47 @@ def train_step(
     return stats
 
 
+def discriminator_gradients(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    loss: GanLoss,
+    batches: Iterable[MicroBatch],
+) -> StepStats:
+    """D's half of the ``alternating`` step alone: the mean gradient of D's loss over ``batches``
+    left in D's ``.grad`` (a class run's D units). G runs without a graph and gets nothing."""
+    stats = StepStats()
+    discriminator.zero_grad(set_to_none=True)
+    for batch in batches:
+        with torch.no_grad():
+            fake = generator(batch.z)
+        stats += discriminator_backward(discriminator, loss, batch.real, fake)
+    if stats.images:
+        _divide_grads(discriminator, stats.images)
+    return stats
+
+
+def generator_gradients(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    loss: GanLoss,
+    batches: Iterable[MicroBatch],
+) -> StepStats:
+    """G's half of the ``alternating`` step alone, through the D the networks hold (already
+    stepped): the mean gradient of G's loss left in G's ``.grad`` (a class run's G units).
+
+    G is sampled again from the same noise, which gives the reference's fakes exactly (same
+    weights, same batches); each micro-batch's graph is freed before the next is built.
+    """
+    stats = StepStats()
+    generator.zero_grad(set_to_none=True)
+    for batch in batches:
+        stats.images += batch.size
+        stats.g_loss_sum += generator_backward(discriminator, loss, generator(batch.z))
+    if stats.images:
+        _divide_grads(generator, stats.images)
+    return stats
+
+
 def make_optimizers(
     generator: nn.Module, discriminator: nn.Module, lr: float, betas: tuple[float, float]
 ) -> tuple[torch.optim.Adam, torch.optim.Adam]:

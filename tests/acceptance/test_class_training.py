@@ -65,13 +65,14 @@ def test_final_weights_do_not_depend_on_workers_or_crashes(room: ClassRoom) -> N
         torch.testing.assert_close(b[name], tensor, atol=1e-6, rtol=1e-5, msg=f"3 workers: {name}")
         torch.testing.assert_close(c[name], tensor, atol=1e-6, rtol=1e-5, msg=f"crashes: {name}")
 
-    # No image was lost or counted twice, and only accepted units are credited.
+    # No image was lost or counted twice, and only accepted units are credited: a step's images
+    # are trained once, computed twice (its D units and its G units, the default rule).
     status = room.status()
     expected = UPDATES * PER_UPDATE * UNIT
     assert status["images_seen"] == expected
     workers_status = status["workers"]
     assert isinstance(workers_status, list)
-    assert sum(w["images"] for w in workers_status) == expected
+    assert sum(w["images"] for w in workers_status) == 2 * expected
     assert {w["name"] for w in workers_status} >= {"w1", "w2", "late-joiner"}
 
 
@@ -186,7 +187,7 @@ def test_coordinator_and_worker_ride_out_a_database_restart(tmp_path: Path) -> N
         assert coordinator.finish() == 0, coordinator.output
         assert worker.finish() == 0, worker.output
         assert "database unreachable" in coordinator.output + worker.output
-        assert "version 10/10" in coordinator.output
+        assert "version 20/20" in coordinator.output  # 10 alternating steps: D and G versions
     finally:
         room.close()
         server.stop()
@@ -211,9 +212,10 @@ def test_coordinator_records_sample_quality_in_the_database(
         )
         room.worker("w")
         assert coordinator.finish(timeout=600) == 0, coordinator.output
-        assert "version 2: FID" in coordinator.output and "version 4: FID" in coordinator.output
+        # Scored every 2 steps; an alternating step is a D version and a G version.
+        assert "version 4: FID" in coordinator.output and "version 8: FID" in coordinator.output
         status = room.status()
-        assert status["fid_version"] == 4 and isinstance(status["fid"], float)
+        assert status["fid_version"] == 8 and isinstance(status["fid"], float)
     finally:
         room.close()
 

@@ -31,7 +31,7 @@ UPDATES = 6
 RUN = [
     "--images-per-work-unit", "128", "--workunits-per-update", "2", "--micro-batch", "32",
     "--max-iterations", str(UPDATES), "--work-unit-timeout", "30", "--seed", "5",
-    "--sample-interval", "1", "--max-backups", "0",
+    "--sample-interval", "1", "--max-backups", "0", "--update-rule", "simultaneous",
 ]  # fmt: skip
 WORKERS = ("ada", "grace")
 

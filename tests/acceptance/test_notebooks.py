@@ -89,7 +89,7 @@ def test_the_demo_notebook_reads_a_class_database(room: ClassRoom, tmp_path: Pat
 
     assert images(notebook) == 5
     text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
-    assert "version 2" in text
+    assert "version 4" in text  # 2 alternating steps, a D and a G version each
 
 
 def test_the_colab_worker_notebook_trains_for_the_class(room: ClassRoom, tmp_path: Path) -> None:
@@ -109,6 +109,6 @@ def test_the_colab_worker_notebook_trains_for_the_class(room: ClassRoom, tmp_pat
     assert coordinator.finish() == 0, coordinator.output
     text = printed(notebook)
     assert "completed successfully" in text
-    assert "4 unit(s) done (run 1 is complete)" in text
+    assert "8 unit(s) done (run 1 is complete)" in text  # 2 steps x 2 units x (D, G)
     assert "colab" in text.split("unit(s) done")[1]  # on the leaderboard printed after
     assert room.db_url not in text  # the URL is never shown

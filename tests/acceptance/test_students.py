@@ -100,7 +100,8 @@ def test_students_added_by_the_instructor_train_from_their_own_urls(
         credited = dict(conn.execute(
             "SELECT role_name, sum(units_done) FROM ganfriends.workers GROUP BY role_name"
         ).fetchall())  # fmt: skip
-    assert set(credited) == set(urls) and sum(credited.values()) == 6  # 2 updates x 3 units
+    # 2 alternating steps x 3 units x (D, G)
+    assert set(credited) == set(urls) and sum(credited.values()) == 12
 
     revoked = gf(["students", "revoke", "bob"], instructor_env, tmp_path)
     assert revoked.returncode == 0, revoked.stderr

@@ -35,15 +35,19 @@ IMAGES_PER_UNIT = 64  # 640 images -> 10 units per epoch
 
 
 def make_plan(
-    units_per_update: int, *, epochs: int = 1, max_updates: int | None = None
+    units_per_update: int,
+    *,
+    epochs: int = 1,
+    max_updates: int | None = None,
+    images_per_unit: int = IMAGES_PER_UNIT,
 ) -> SyncPlan:
     """The tiny plan every queue test uses."""
     return SyncPlan(
         dataset_size=DATASET_SIZE,
         seed=0,
-        images_per_unit=IMAGES_PER_UNIT,
+        images_per_unit=images_per_unit,
         units_per_update=units_per_update,
-        micro_batch=32,
+        micro_batch=min(32, images_per_unit),
         epochs=epochs,
         max_updates=max_updates,
     )
@@ -58,6 +62,7 @@ def new_run(
     epochs: int = 1,
     max_updates: int | None = None,
     name: str = "queue-test",
+    images_per_unit: int = IMAGES_PER_UNIT,
 ) -> int:
     """A running run with version-0 weights and the units of version 0 queued."""
     with db.transaction() as tx:
@@ -68,7 +73,12 @@ def new_run(
             config=Config().to_dict(),
             model_config=TINY_MODEL,
             fingerprint=FINGERPRINT,
-            plan=make_plan(units_per_update, epochs=epochs, max_updates=max_updates),
+            plan=make_plan(
+                units_per_update,
+                epochs=epochs,
+                max_updates=max_updates,
+                images_per_unit=images_per_unit,
+            ),
             lease_seconds=lease_seconds,
             max_backups=max_backups,
         )

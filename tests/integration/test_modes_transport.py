@@ -19,6 +19,7 @@ from ganfriends.classroom.state import create_run, load_run_state
 from ganfriends.config import Config
 from ganfriends.db import Database, migrate
 from ganfriends.db.migrations import MIGRATIONS_DIR
+from ganfriends.errors import GanError
 from ganfriends.rules.federated import FederatedPlan
 from tests.integration.queue_helpers import FINGERPRINT, TINY_MODEL, Raw, register
 from tests.unit.test_rules import Labelled, federated_config
@@ -180,7 +181,7 @@ def blank_db(empty_db_url: str) -> Iterator[Database]:
         yield database
 
 
-def test_a_run_created_before_the_modes_migration_resumes_as_a_sync_run(
+def test_a_run_created_before_the_modes_migration_gets_its_plan_and_a_clear_refusal(
     blank_db: Database, old_migrations: Path, empty_db_url: str
 ) -> None:
     # Prepare: the old schema, and a run row as the old create_run wrote it.
@@ -200,14 +201,17 @@ def test_a_run_created_before_the_modes_migration_resumes_as_a_sync_run(
         # Execute
         applied = migrate(blank_db)
 
-        # Assert: mode and plan rebuilt from the old columns.
+        # Assert: mode and plan rebuilt from the old columns; the run itself, of the schedule
+        # before ganfriends.schedule, is refused with what to do rather than resumed wrongly.
         assert applied[0] == "0005_modes"
-        run = queue.latest_running_run(blank_db)
-        assert run is not None and run.mode == "sync"
-        assert run.plan.to_dict() == {
+        row = blank_db.fetch_one("latest_running_run")
+        assert row is not None and row["mode"] == "sync"
+        assert row["plan"] == {
             "dataset_size": 640, "seed": 5, "images_per_unit": 64, "units_per_update": 4,
             "micro_batch": 32, "epochs": 2, "max_updates": None,
         }  # fmt: skip
-        assert run.total_versions == 5  # ceil(20 units / 4 per update)
+        assert row["total_versions"] == 5  # ceil(20 units / 4 per update)
+        with pytest.raises(GanError, match=r"older ganfriends.*--new-run"):
+            queue.latest_running_run(blank_db)
     finally:
         old.close()

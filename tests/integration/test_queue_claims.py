@@ -26,7 +26,7 @@ def test_concurrent_claimers_get_every_unit_exactly_once_in_unit_order(
     db: Database, db_url: str, raw: Raw
 ) -> None:
     # Prepare: one run whose version 0 has 40 units, six registered workers.
-    run_id = new_run(db, units_per_update=UNITS, epochs=4)  # 10 units/epoch, 40 per update
+    run_id = new_run(db, units_per_update=UNITS, images_per_unit=16)  # 40 units of 16 images
     workers = [register(db, run_id, f"w{i}") for i in range(CLAIMERS)]
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(CLAIMERS)

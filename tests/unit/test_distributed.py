@@ -9,12 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from ganfriends.cluster.distributed import (
-    Cluster,
-    chain_running_stats,
-    joined,
-    torchrun_place,
-)
+from ganfriends.aggregate import chain_running_stats
+from ganfriends.cluster.distributed import Cluster, joined, torchrun_place
 from ganfriends.errors import ConfigError
 from ganfriends.losses import NonSaturatingBCE
 from ganfriends.models import ModelConfig, build_models
@@ -52,8 +48,8 @@ def test_chained_running_stats_equal_one_process_running_every_share_in_turn() -
             process(x)
         ends.append(process)
     decay = (1 - 0.1) ** 2
-    mean = chain_running_stats(start.running_mean, [e.running_mean for e in ends], decay)
-    var = chain_running_stats(start.running_var, [e.running_var for e in ends], decay)
+    mean = chain_running_stats(start.running_mean, [e.running_mean for e in ends], [decay] * 3)
+    var = chain_running_stats(start.running_var, [e.running_var for e in ends], [decay] * 3)
 
     # Assert
     torch.testing.assert_close(mean, one.running_mean, rtol=1e-6, atol=1e-7)
@@ -65,7 +61,7 @@ def test_averaging_running_stats_would_not_equal_one_process() -> None:
     # class run's average do): the EMA weighs earlier shares less.
     start = torch.zeros(3)
     ends = [torch.full((3,), 1.0), torch.full((3,), 3.0)]
-    chained = chain_running_stats(start, ends, decay=0.5)
+    chained = chain_running_stats(start, ends, [0.5, 0.5])
     assert torch.equal(chained, torch.full((3,), 0.5 * 1.0 + 3.0))  # 0.5 * c0 + c1
     assert not torch.equal(chained, (ends[0] + ends[1]) / 2)
 

@@ -4,19 +4,36 @@ import pytest
 import torch
 
 from ganfriends.rules.sync import SyncPlan
+from ganfriends.schedule import BatchSchedule
 
 
-def plan(**overrides: int) -> SyncPlan:
-    values = {"dataset_size": 1000, "seed": 3, "images_per_unit": 100, "units_per_update": 3,
-              "micro_batch": 32, "epochs": 2}  # fmt: skip
+def plan(**overrides: int | str) -> SyncPlan:
+    values: dict[str, int | str] = {"dataset_size": 1000, "seed": 3, "images_per_unit": 100,
+                                    "units_per_update": 3, "micro_batch": 32,
+                                    "epochs": 2}  # fmt: skip
     values.update(overrides)
-    return SyncPlan(**values)
+    return SyncPlan(**values)  # type: ignore[arg-type]
 
 
-def test_an_epoch_covers_the_dataset_once_in_units() -> None:
-    p = plan()
+def test_an_epoch_covers_the_dataset_once_in_units_but_its_tail() -> None:
+    p = plan()  # batches of 300: 3 steps per epoch, 900 images, a tail of 100 left out
     images = [i for unit in range(p.units_per_epoch) for i in p.unit_images(unit)]
-    assert sorted(images) == list(range(1000))
+    assert len(images) == 900
+    assert len(set(images)) == 900
+
+
+def test_a_steps_units_are_the_rows_of_the_schedules_batch() -> None:
+    p = plan()
+    schedule = BatchSchedule(1000, 300, seed=3)
+    units = [i for unit in p.units_of_update(1) for i in p.unit_images(unit)]
+    assert units == schedule.images(1)
+
+
+def test_a_units_noise_is_its_rows_of_the_steps_noise() -> None:
+    p = plan()
+    step_noise = BatchSchedule(1000, 300, seed=3).noise(2, 8)
+    unit = p.units_of_update(2)[1]
+    assert torch.equal(p.unit_noise(unit, 8), step_noise[100:200])
 
 
 def test_epochs_use_different_orders() -> None:
@@ -29,23 +46,29 @@ def test_unit_contents_depend_only_on_seed_and_index() -> None:
     assert plan().unit_images(7) != plan(seed=4).unit_images(7)
 
 
-def test_updates_use_fixed_consecutive_units_and_the_last_may_be_short() -> None:
-    p = plan()  # 10 units per epoch, 20 units, 3 per update -> 7 updates
-    assert p.total_updates == 7
-    assert list(p.units_of_update(0)) == [0, 1, 2]
-    assert list(p.units_of_update(6)) == [18, 19]
-    assert list(p.units_of_update(7)) == []
+def test_simultaneous_steps_use_fixed_consecutive_units() -> None:
+    p = plan()  # 3 steps per epoch, 2 epochs
+    assert p.total_updates == 6
+    assert p.total_versions == 6
+    assert p.units_of_update(0) == [0, 1, 2]
+    assert p.units_of_update(5) == [15, 16, 17]
+    assert p.units_of_update(6) == []
 
 
-def test_max_updates_caps_the_run() -> None:
-    p = plan(max_updates=2)
+def test_alternating_steps_publish_a_d_version_then_a_g_version() -> None:
+    p = plan(update_rule="alternating")
+    assert p.total_versions == 12
+    assert (p.phase(4), p.phase(5)) == ("D", "G")
+    assert p.units_of_update(4) == [12, 14, 16]
+    assert p.units_of_update(5) == [13, 15, 17]
+    assert p.unit_images(14) == p.unit_images(15) == plan().unit_images(7)
+
+
+def test_max_updates_caps_the_run_in_steps() -> None:
+    p = plan(max_updates=2, update_rule="alternating")
     assert p.total_updates == 2
-    assert list(p.units_of_update(2)) == []
-
-
-def test_the_tail_of_an_epoch_smaller_than_a_unit_is_left_out() -> None:
-    p = plan(dataset_size=1050)
-    assert p.units_per_epoch == 10
+    assert p.total_versions == 4
+    assert p.units_of_update(4) == []
 
 
 def test_micro_batches_split_a_unit() -> None:
@@ -53,20 +76,31 @@ def test_micro_batches_split_a_unit() -> None:
     assert [len(b) for b in p.micro_batches(p.unit_images(0))] == [32, 32, 32, 4]
 
 
-def test_noise_depends_on_unit_and_micro_batch_only() -> None:
-    p = plan()
-    assert torch.equal(p.noise(5, 1, 4, 8), plan().noise(5, 1, 4, 8))
-    assert not torch.equal(p.noise(5, 1, 4, 8), p.noise(5, 2, 4, 8))
-    assert not torch.equal(p.noise(5, 1, 4, 8), p.noise(6, 1, 4, 8))
-
-
-def test_epochs_done_counts_units() -> None:
-    p = plan()
+def test_epochs_done_counts_whole_steps() -> None:
+    p = plan(update_rule="alternating")
     assert p.epochs_done(0) == 0
-    assert p.epochs_done(5) == pytest.approx(1.5)
-    assert p.epochs_done(7) == 2
+    assert p.epochs_done(3) == pytest.approx(1 / 3)  # D stepped twice, G once
+    assert p.epochs_done(6) == 1
+    assert p.epochs_done(12) == 2
 
 
 def test_a_unit_larger_than_the_dataset_is_refused() -> None:
     with pytest.raises(ValueError, match="images-per-work-unit"):
         plan(images_per_unit=2000)
+
+
+def test_an_update_larger_than_the_dataset_is_refused() -> None:
+    with pytest.raises(ValueError, match="workunits-per-update"):
+        plan(units_per_update=11)
+
+
+def test_a_plan_of_an_older_schedule_is_refused() -> None:
+    stored = plan().to_dict()
+    del stored["schedule"]
+    with pytest.raises(ValueError, match="older ganfriends"):
+        SyncPlan.from_dict(stored)
+
+
+def test_a_plan_survives_its_stored_form() -> None:
+    p = plan(update_rule="alternating", max_updates=4)
+    assert SyncPlan.from_dict(p.to_dict()) == p

@@ -11,11 +11,13 @@ import torch
 from ganfriends.config import Config
 from ganfriends.data import DatasetFingerprint, ImageDataset
 from ganfriends.errors import GanError
+from ganfriends.losses import NonSaturatingBCE
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import ServerState, SyncPlan, Unit, make_rule, plan_from_dict
 from ganfriends.rules.base import UnitResult
 from ganfriends.rules.federated import FederatedPlan, FederatedRule
-from ganfriends.step import StepStats
+from ganfriends.schedule import BatchSchedule, micro_slices
+from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
 
 MODEL = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
 CPU = torch.device("cpu")
@@ -113,6 +115,69 @@ def test_sync_combine_steps_by_the_image_weighted_mean_gradient() -> None:
 def test_sync_plan_survives_its_stored_form() -> None:
     plan = SyncPlan(640, 7, 64, 3, 32, 2, max_updates=5)
     assert plan_from_dict("sync", plan.to_dict()) == plan
+
+
+def run_sync_units(rule_name: str, steps: int) -> ServerState:
+    """A sync run of 2 units of 48 images per step (micro-batch 16), units computed one by one
+    on fresh copies of the published networks, as workers would."""
+    config = Config()
+    config.training.update_rule = rule_name
+    plan = SyncPlan(400, 5, 48, 2, 16, 1, max_updates=steps, update_rule=rule_name)
+    rule = make_rule("sync", plan, config, MODEL)
+    g, d = build_models(MODEL, seed=0)
+    server = ServerState(g, d, *rule.server_optimizers(g, d))
+    dataset = Labelled()
+    for version in range(plan.total_versions):
+        units = rule.units_of(version)
+        results = []
+        for unit in units:
+            wg, wd = build_models(MODEL, seed=99)
+            wg.load_state_dict(g.state_dict())
+            wd.load_state_dict(d.state_dict())
+            results.append(rule.compute(wg, wd, dataset, unit, device=CPU))
+        assert set(results[0].parameters) | set(results[0].buffers) == set(
+            rule.result_spec(g, d, version).shapes
+        )
+        rule.combine(server, units, results)
+    return server
+
+
+def run_local_steps(rule_name: str, steps: int) -> ServerState:
+    """The same schedule in one process: the shared step over micro-batches of 16 of each
+    96-image batch, with the optimizers stepping in place."""
+    g, d = build_models(MODEL, seed=0)
+    opt_g, opt_d = make_optimizers(g, d, 2e-4, (0.5, 0.999))
+    schedule = BatchSchedule(400, 96, seed=5)
+    dataset = Labelled()
+    for step in range(steps):
+        real, _ = dataset.get_batch(schedule.images(step))
+        z = schedule.noise(step, MODEL.latent_dim)
+        batches = [MicroBatch(real[s], z[s]) for s in micro_slices(0, 96, 16)]
+        train_step(g, d, NonSaturatingBCE(), batches, rule_name, optimizer_g=opt_g,
+                   optimizer_d=opt_d)  # fmt: skip
+    return ServerState(g, d, opt_g, opt_d)
+
+
+@pytest.mark.parametrize("rule_name", ["alternating", "simultaneous"])
+def test_sync_units_combined_equal_one_process_taking_the_same_steps(rule_name: str) -> None:
+    distributed = run_sync_units(rule_name, steps=3)
+    local = run_local_steps(rule_name, steps=3)
+    for net in ("generator", "discriminator"):
+        ours = getattr(distributed, net).state_dict()
+        theirs = getattr(local, net).state_dict()
+        for name, tensor in theirs.items():
+            # Weights and BatchNorm buffers (chained over the units) alike.
+            torch.testing.assert_close(ours[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_alternating_d_units_send_no_generator_tensors() -> None:
+    plan = SyncPlan(400, 5, 40, 2, 16, 1, update_rule="alternating")
+    rule = make_rule("sync", plan, Config(), MODEL)
+    g, d = build_models(MODEL, seed=0)
+    result = rule.compute(g, d, Labelled(), rule.units_of(0)[0], device=CPU)
+    assert result.parameters and all(k.startswith("d.") for k in result.parameters)
+    assert all(k.startswith("dbuf.") for k in result.buffers)
+    assert result.stats.g_loss_sum == 0 and result.stats.d_loss_sum > 0
 
 
 # ------------------------------------------------------------------------------------ federated

@@ -145,13 +145,14 @@ class Coordinator:
     def run(self, stop: StopRequest | None = None) -> CoordinatorResult:
         """Drive the run until it completes or ``stop`` is requested."""
         stop = stop or StopRequest()
-        running = queue.latest_running_run(self.db)
-        if running is None:
+        running_id = queue.latest_running_run_id(self.db)
+        if running_id is None:
             return self._drive(self._create_run(), stop)
-        with self.db.advisory_lock("lock_run", "unlock_run", run_id=running.id) as lock:
+        with self.db.advisory_lock("lock_run", "unlock_run", run_id=running_id) as lock:
             if not lock.held:
-                raise RunLocked(f"another coordinator is already running run {running.id}")
+                raise RunLocked(f"another coordinator is already running run {running_id}")
             if not self.config.coordinator.new_run:
+                running = queue.get_run(self.db, running_id)
                 name = escape(running.name)
                 self.console.print(
                     f"resuming run {running.id} ({name}) at version {running.version}"
@@ -166,8 +167,8 @@ class Coordinator:
                 return self._loop(self._load(running.id), stop, lock)
             # --new-run stops the live run only under its lock: a second terminal's
             # --new-run cannot stop a run another coordinator is driving.
-            self.db.execute("stop_run", run_id=running.id)
-            self.console.print(f"stopped run {running.id}; starting a new one")
+            self.db.execute("stop_run", run_id=running_id)
+            self.console.print(f"stopped run {running_id}; starting a new one")
         return self._drive(self._create_run(), stop)
 
     def _drive(self, run_id: int, stop: StopRequest) -> CoordinatorResult:
@@ -267,15 +268,21 @@ class Coordinator:
                 state = self._reload(state.run_id, stop)
                 continue
             published_at = time.monotonic()
-            if state.version % interval == 0 or state.version == total:
+            # Grids, checkpoints and scores at whole steps: an alternating run's odd versions
+            # hold D's new step and G's old one.
+            step, mid_step = divmod(state.version, state.plan.versions_per_step)
+            if mid_step:
+                continue
+            if step % interval == 0 or state.version == total:
                 self.outputs.write(state, fixed_noise)
-            if evaluator is not None and eval_interval and state.version % eval_interval == 0:
+            if evaluator is not None and eval_interval and step % eval_interval == 0:
                 self.outputs.evaluate(state, evaluator)
         complete = state.version >= total
         if complete:
             self.console.print(f"run {state.run_id} complete at version {state.version}")
         else:
-            self.outputs.write(state, fixed_noise)
+            if state.version % state.plan.versions_per_step == 0:
+                self.outputs.write(state, fixed_noise)
             self.console.print(
                 f"coordinator stopped at version {state.version}; run it again to resume"
             )
@@ -380,7 +387,7 @@ class Coordinator:
             raise NonFiniteUpdate(
                 f"combining version {state.version}'s results made {bad} non-finite"
             )
-        stats = total_stats(results)
+        record = state.rule.history(state.version, total_stats(results))
         new_version = state.version + 1
         plan = state.plan
         next_units = state.rule.units_of(new_version) if new_version < plan.total_versions else []
@@ -399,7 +406,7 @@ class Coordinator:
                 consumed=Consumed(
                     unit_ids=[v.upload.unit_id for v in valid],
                     worker_ids=[v.upload.worker_id for v in valid],
-                    stats=stats,
+                    record=record,
                     epoch=plan.epochs_done(new_version),
                     contributors=contributors,
                     wait_seconds=wait_seconds,
@@ -409,27 +416,34 @@ class Coordinator:
                 device_moves=state.rule.device_moves(new_version),
             )
         state.server.version = new_version
-        state.server.images_seen += stats.images
+        state.server.images_seen += record.images
         state.advanced()
         # The update left tens of MB of dead blobs: reclaim them now, while the workers compute
         # v+1 (see migration 0002). Storage then stays flat instead of growing per update.
         self.db.execute("vacuum_blob_tables")
+        # Logged at the optimizer step the version belongs to (an alternating step's D version
+        # and G version both log at it), as train-local logs its steps.
         self.outputs.log.metrics(
-            new_version,
+            -(-new_version // plan.versions_per_step),
             {
                 "epoch": plan.epochs_done(new_version),
                 "images_seen": state.server.images_seen,
-                "d_loss": stats.d_loss,
-                "g_loss": stats.g_loss,
-                "d_real": stats.d_real,
-                "d_fake": stats.d_fake,
                 "contributors": contributors,
                 "wait_seconds": wait_seconds,
+            }
+            | {
+                name: value
+                for name, value in (
+                    ("d_loss", record.d_loss),
+                    ("g_loss", record.g_loss),
+                    ("d_real", record.d_real),
+                    ("d_fake", record.d_fake),
+                )
+                if value == value  # a phase's unmeasured values are NaN
             },
         )
         self.console.print(
             f"version {new_version}/{plan.total_versions} "
             f"epoch {plan.epochs_done(new_version):.2f} "
-            f"D {stats.d_loss:.3f} G {stats.g_loss:.3f} D(x) {stats.d_real:.2f} "
-            f"D(G(z)) {stats.d_fake:.2f} ({contributors} workers, {wait_seconds:.1f}s)"
+            f"{record.describe()} ({contributors} workers, {wait_seconds:.1f}s)"
         )

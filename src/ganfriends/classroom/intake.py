@@ -86,7 +86,7 @@ def validated_results(db: Database, state: RunState, console: Console) -> list[V
 def decode(state: RunState, upload: Upload) -> UnitResult:
     """``upload`` decoded and checked against the rule's spec; :class:`InvalidBlob` if not."""
     server = state.server
-    spec = state.rule.result_spec(server.generator, server.discriminator)
+    spec = state.rule.result_spec(server.generator, server.discriminator, state.version)
     state_spec = state.rule.device_state_spec(server.generator, server.discriminator)
     result = decode_result(upload.payload, spec, max_images=state.rule.max_images(upload.unit))
     if result.images != upload.images:

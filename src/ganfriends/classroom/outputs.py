@@ -93,7 +93,7 @@ class CoordinatorOutputs:
             optimizer_g=server.optimizer_g,
             optimizer_d=server.optimizer_d,
             epoch=int(state.plan.epochs_done(state.version)),
-            step=state.version,
+            step=state.version // state.plan.versions_per_step,
             images_seen=state.server.images_seen,
             model_config=state.run.model_config,
             run_config=state.run.stored_config,

@@ -8,6 +8,7 @@ one function, :func:`publish`, whose statements all run in the caller's transact
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,7 @@ from ganfriends.db import Database, Tx
 from ganfriends.errors import GanError
 from ganfriends.models import ModelConfig
 from ganfriends.rules import Plan, Unit, plan_from_dict
-from ganfriends.step import StepStats
+from ganfriends.rules.base import UpdateRecord
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class Consumed:
 
     unit_ids: Sequence[int]
     worker_ids: Sequence[int]
-    stats: StepStats
+    record: UpdateRecord
     epoch: float
     contributors: int
     wait_seconds: float
@@ -190,6 +191,13 @@ def latest_running_run(db: Database) -> Run | None:
     return None if row is None else Run.from_row(row)
 
 
+def latest_running_run_id(db: Database) -> int | None:
+    """The id of the run a coordinator resumes, without reading its plan (one this version
+    cannot run can still be stopped by ``--new-run``)."""
+    row = db.fetch_one("latest_running_run")
+    return None if row is None else int(row["id"])
+
+
 def get_run(db: Database, run_id: int) -> Run:
     """A run by id."""
     row = db.fetch_one("get_run", run_id=run_id)
@@ -199,6 +207,11 @@ def get_run(db: Database, run_id: int) -> Run:
 
 
 # ----------------------------------------------------------------------------- publishing
+
+
+def _measured(value: float) -> float | None:
+    """NULL in the history for what a version's phase does not measure (NaN in the record)."""
+    return None if math.isnan(value) else value
 
 
 def publish(
@@ -237,18 +250,18 @@ def publish(
             )
         tx.execute("delete_version_units", run_id=run.id, version=version - 1)
         tx.execute("delete_inputs", run_id=run.id, version=version - 1)
-        stats = consumed.stats
+        record = consumed.record
         tx.execute(
             "insert_update",
             run_id=run.id,
             version=version,
             epoch=consumed.epoch,
-            images=stats.images,
-            images_seen=run.images_seen + stats.images,
-            d_loss=stats.d_loss,
-            g_loss=stats.g_loss,
-            d_real=stats.d_real,
-            d_fake=stats.d_fake,
+            images=record.images,
+            images_seen=run.images_seen + record.images,
+            d_loss=_measured(record.d_loss),
+            g_loss=_measured(record.g_loss),
+            d_real=_measured(record.d_real),
+            d_fake=_measured(record.d_fake),
             contributors=consumed.contributors,
             wait_seconds=consumed.wait_seconds,
         )
@@ -256,7 +269,7 @@ def publish(
             "advance_run",
             run_id=run.id,
             new_version=version,
-            images=stats.images,
+            images=record.images,
             complete=not units,
         )
         if advanced != 1:

@@ -1,5 +1,5 @@
 """Training on a cluster: train-local's torchrun (data-parallel) branch and SLURM job scripts."""
 
-from ganfriends.cluster.distributed import Cluster, GradientReducer, chain_running_stats
+from ganfriends.cluster.distributed import Cluster, GradientReducer
 
-__all__ = ["Cluster", "GradientReducer", "chain_running_stats"]
+__all__ = ["Cluster", "GradientReducer"]

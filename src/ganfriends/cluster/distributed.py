@@ -12,9 +12,10 @@ collective here is skipped. There is no ``DistributedDataParallel`` wrapper. Ins
   that under DDP) needs no special setting.
 - **BatchNorm running statistics** are not gradients: each process moves them with its own share
   only. At each hook they are replaced by what one process running all the shares' forwards one
-  after another, in rank order, would hold (:func:`chain_running_stats`). So every process keeps
-  identical weights *and* buffers, and N processes equal one process whose micro-batches are the
-  N shares, buffers included.
+  after another, in rank order, would hold (:func:`ganfriends.aggregate.chain_running_stats`,
+  which a class run's sync rule uses too). So every process keeps identical weights *and*
+  buffers, and N processes equal one process whose micro-batches are the N shares, buffers
+  included.
 - **Data and noise**: rank r takes slice r of every global batch and of its noise
   (:meth:`Cluster.share`), both drawn from (seed, epoch, step) as in one process.
 """
@@ -31,6 +32,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ganfriends.aggregate import chain_running_stats
 from ganfriends.children import die_with_parent
 from ganfriends.device import resolve_device
 from ganfriends.errors import ConfigError
@@ -165,23 +167,6 @@ def joined(
         dist.destroy_process_group()
 
 
-def chain_running_stats(
-    start: torch.Tensor, ends: Sequence[torch.Tensor], decay: float
-) -> torch.Tensor:
-    """The running statistic one process reaches by running N processes' forwards in turn.
-
-    BatchNorm's update ``r <- (1 - m) r + m s`` is affine, so T forwards from ``start`` give
-    ``decay * start + c`` with ``decay = (1 - m) ** T`` and a term c that depends on the batches
-    only. Process i reached ``ends[i]`` from the shared ``start``; chaining their c in rank order
-    gives ``decay**N * start + sum_i decay**(N-1-i) c_i``. Computed in float64, then cast back.
-    """
-    origin = start.double()
-    result = origin
-    for end in ends:
-        result = decay * result + (end.double() - decay * origin)
-    return result.to(start.dtype)
-
-
 def batchnorm_layers(network: nn.Module) -> list[_BatchNorm]:
     """The BatchNorm layers of ``network`` that keep running statistics."""
     layers = [m for m in network.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
@@ -270,12 +255,12 @@ class GradientReducer:
                 raise RuntimeError(f"processes ran different BatchNorm forward counts: {forwards}")
             steps = forwards.pop()
             if steps:
-                decay = (1.0 - float(layer.momentum or 0.0)) ** steps
+                decays = [(1.0 - float(layer.momentum or 0.0)) ** steps] * world
                 means = [v[offset : offset + size] for v in values]
                 variances = [v[offset + size : offset + 2 * size] for v in values]
                 with torch.no_grad():
-                    _buffer(layer, "mean").copy_(chain_running_stats(mean0, means, decay))
-                    _buffer(layer, "var").copy_(chain_running_stats(var0, variances, decay))
+                    _buffer(layer, "mean").copy_(chain_running_stats(mean0, means, decays))
+                    _buffer(layer, "var").copy_(chain_running_stats(var0, variances, decays))
                     layer.num_batches_tracked.fill_(tracked0 + world * steps)  # type: ignore[union-attr]
             offset += 2 * size
             self._start[j] = _running_state(layer)

@@ -42,7 +42,10 @@ __all__ = [
 def plan_from_dict(mode: str, data: dict[str, Any]) -> Plan:
     """The plan stored in ``runs.plan`` for a run of ``mode``."""
     if mode == "sync":
-        return SyncPlan.from_dict(data)
+        try:
+            return SyncPlan.from_dict(data)
+        except ValueError as exc:
+            raise GanError(str(exc)) from exc
     if mode == "federated":
         from ganfriends.rules.federated import FederatedPlan
 
@@ -67,6 +70,7 @@ def plan_from_config(mode: str, config: Config, dataset: ImageDataset) -> Plan:
                 micro_batch=training.micro_batch,
                 epochs=training.epochs,
                 max_updates=coordinator.max_iterations,
+                update_rule=training.update_rule,
             )
         if mode == "federated":
             from ganfriends.rules.federated import FederatedPlan

@@ -51,6 +51,12 @@ class Plan(Protocol):
         """Images trained per version when every unit reports (for ETAs)."""
         ...
 
+    @property
+    def versions_per_step(self) -> int:
+        """Versions one optimizer step publishes: 2 for a class run of the alternating rule (D's
+        step, then G's), 1 otherwise. Outputs (grids, checkpoints) are written at whole steps."""
+        ...
+
     def epochs_done(self, version: int) -> float:
         """Fractional epochs completed once ``version`` is published."""
         ...
@@ -142,18 +148,70 @@ def apply_pseudo_gradients(
     state: ServerState, gradients: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]
 ) -> None:
     """Hand combined per-parameter tensors to the server optimizers as ``.grad`` and step; then
-    set the combined BatchNorm buffers. The one place a combined result becomes a new version."""
+    set the combined BatchNorm buffers. The one place a combined result becomes a new version.
+
+    A network with no tensors in ``gradients`` (the other half of an alternating step) keeps its
+    weights and optimizer state; one with no buffers in ``buffers`` keeps its buffers.
+    """
     for prefix, model, optimizer in (
         ("g.", state.generator, state.optimizer_g),
         ("d.", state.discriminator, state.optimizer_d),
     ):
+        if not any(name.startswith(prefix) for name in gradients):
+            continue
         optimizer.zero_grad(set_to_none=True)
         for name, p in model.named_parameters():
             p.grad = gradients[prefix + name].to(p.dtype)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    load_buffers(state.generator, buffers, "gbuf.")
-    load_buffers(state.discriminator, buffers, "dbuf.")
+    for prefix, module in (("gbuf.", state.generator), ("dbuf.", state.discriminator)):
+        if any(name.startswith(prefix) for name in buffers):
+            load_buffers(module, buffers, prefix)
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """One row of a run's history: what the results combined into a version measured.
+
+    ``images`` counts images newly trained (a phase that reuses its step's images adds none);
+    a loss or score the version's phase does not measure is NaN.
+    """
+
+    images: int
+    d_loss: float
+    g_loss: float
+    d_real: float
+    d_fake: float
+
+    @classmethod
+    def of(cls, stats: StepStats) -> UpdateRecord:
+        """Everything ``stats`` measured."""
+        return cls(stats.images, stats.d_loss, stats.g_loss, stats.d_real, stats.d_fake)
+
+    def describe(self) -> str:
+        """The measured values, for a log line."""
+        parts = [
+            ("D", self.d_loss, ".3f"),
+            ("G", self.g_loss, ".3f"),
+            ("D(x)", self.d_real, ".2f"),
+            ("D(G(z))", self.d_fake, ".2f"),
+        ]
+        return " ".join(f"{label} {value:{fmt}}" for label, value, fmt in parts if value == value)
+
+
+def step_stats(versions: Sequence[StepStats]) -> StepStats:
+    """One optimizer step's statistics from those of its versions (an alternating class step
+    has two): every version covers the step's images, each measuring its share of the losses
+    (the sums it does not measure are zero)."""
+    total = StepStats()
+    for stats in versions:
+        total.d_loss_sum += stats.d_loss_sum
+        total.g_loss_sum += stats.g_loss_sum
+        total.d_real_sum += stats.d_real_sum
+        total.d_fake_sum += stats.d_fake_sum
+        total.images = max(total.images, stats.images)
+        total.skipped = max(total.skipped, stats.skipped)
+    return total
 
 
 def total_stats(results: Sequence[UnitResult]) -> StepStats:
@@ -174,9 +232,15 @@ class PublishesWeights:
 
     publishes_weights: ClassVar[bool] = True
 
-    def result_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec:
+    def result_spec(
+        self, generator: nn.Module, discriminator: nn.Module, version: int | None = None
+    ) -> TensorSpec:
         """Per-parameter tensors of G and D and both networks' buffers."""
         return result_spec(generator, discriminator)
+
+    def history(self, version: int, stats: StepStats) -> UpdateRecord:
+        """Every unit measures every loss."""
+        return UpdateRecord.of(stats)
 
     def inputs_of(self, state: ServerState, version: int) -> Inputs | None:
         """Workers compute on the published weights: nothing else is published."""
@@ -215,8 +279,15 @@ class Rule(Protocol):
         """The most images an honest result of ``unit`` can claim (its weight in a mean)."""
         ...
 
-    def result_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec:
-        """Exactly the tensors an honest result holds."""
+    def result_spec(
+        self, generator: nn.Module, discriminator: nn.Module, version: int | None = None
+    ) -> TensorSpec:
+        """Exactly the tensors an honest result of a unit of ``version`` holds (None: the
+        largest result any version takes, for upload limits)."""
+        ...
+
+    def history(self, version: int, stats: StepStats) -> UpdateRecord:
+        """The history row of the update that combines ``version``'s results."""
         ...
 
     def inputs_of(self, state: ServerState, version: int) -> Inputs | None:

@@ -172,6 +172,11 @@ class FederatedPlan:
         """Images a full round trains (weak clients and tiny shards make it fewer)."""
         return self.members_per_round * self.local_steps * self.batch_size
 
+    @property
+    def versions_per_step(self) -> int:
+        """Each version is a whole step."""
+        return 1
+
     def epochs_done(self, version: int) -> float:
         """Nominal passes over the data after ``version`` rounds."""
         return version * self.images_per_version / self.dataset_size

@@ -37,7 +37,7 @@ from ganfriends.federated import Partition, iid_partition
 from ganfriends.federated.local_state import export_moments, import_local_state, moments_spec
 from ganfriends.losses import GanLoss
 from ganfriends.models import ModelConfig, build_models
-from ganfriends.rules.base import Inputs, ServerState, Unit, UnitResult
+from ganfriends.rules.base import Inputs, ServerState, Unit, UnitResult, UpdateRecord
 from ganfriends.step import StepStats, discriminator_backward, discriminator_feedback
 
 WEIGHTS = "dw."  # a device state's discriminator tensors; its Adam moments are "d.<i>.<key>"
@@ -113,6 +113,11 @@ class MdganPlan:
     def images_per_version(self) -> int:
         """Real images the discriminators see per iteration (b per device)."""
         return self.devices * self.batch_size
+
+    @property
+    def versions_per_step(self) -> int:
+        """Each version is a whole step."""
+        return 1
 
     @property
     def swap_interval(self) -> int:
@@ -198,9 +203,15 @@ class MdganRule:
         c, s = self.model_config.channels, self.model_config.image_size
         return (self.plan.batch_size, c, s, s)
 
-    def result_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec:
+    def result_spec(
+        self, generator: nn.Module, discriminator: nn.Module, version: int | None = None
+    ) -> TensorSpec:
         """b feedback images."""
         return TensorSpec({"feedback": self._image_shape()}, {"feedback": torch.float32})
+
+    def history(self, version: int, stats: StepStats) -> UpdateRecord:
+        """Every iteration measures every loss."""
+        return UpdateRecord.of(stats)
 
     def inputs_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec | None:
         """k generated batches."""

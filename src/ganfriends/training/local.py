@@ -30,6 +30,7 @@ from ganfriends.errors import CheckpointError, ConfigError, DatasetError
 from ganfriends.grid import save_grid
 from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models, count_parameters
+from ganfriends.schedule import BatchSchedule
 from ganfriends.signals import graceful_stop
 from ganfriends.step import MicroBatch, make_optimizers, train_step
 from ganfriends.tracking import ExperimentLog, open_log
@@ -271,6 +272,7 @@ def _train(
             f"fewer than one batch of {training.batch_size}: "
             "lower --batch-size"
         )
+    schedule = BatchSchedule(len(dataset), training.batch_size, training.seed)
     total_steps = training.epochs * steps_per_epoch
     if training.max_steps is not None:
         total_steps = min(total_steps, training.max_steps)
@@ -343,22 +345,17 @@ def _train(
     try:
         with graceful_stop() as stop, progress:
             while step < total_steps and not stopping:
-                epoch, first_batch = divmod(step, steps_per_epoch)
-                order = rng.permutation(len(dataset), training.seed, rng.DATA_ORDER, epoch)
-                last_batch = min(steps_per_epoch, first_batch + total_steps - step)
-                # This process's share of each global batch (all of it in a world of one).
-                batches = [
-                    order[i * training.batch_size : (i + 1) * training.batch_size][share].tolist()
-                    for i in range(first_batch, last_batch)
-                ]
+                # The rest of this epoch: this process's share of each global batch (all of it
+                # in a world of one).
+                epoch_end = (step // steps_per_epoch + 1) * steps_per_epoch
+                steps = range(step, min(epoch_end, total_steps))
+                batches = [schedule.images(s, share) for s in steps]
                 for real, skipped in BatchLoader(
                     dataset, batches, num_workers=config.data.num_workers
                 ):
                     skipped_total += skipped
                     # The step's noise is drawn for the global batch; image i gets row i.
-                    z = rng.latent_noise(
-                        training.batch_size, model_config.latent_dim, training.seed, rng.NOISE, step
-                    )[share][: real.shape[0]]
+                    z = schedule.noise(step, model_config.latent_dim, share)[: real.shape[0]]
                     mid_step = True
                     if reducer is not None:
                         reducer.begin_step()

@@ -27,9 +27,10 @@ from ganfriends.errors import ConfigError
 from ganfriends.grid import save_grid
 from ganfriends.models import build_models, count_parameters
 from ganfriends.rules import ServerState, make_rule, plan_from_config
-from ganfriends.rules.base import Unit, UnitResult, total_stats
+from ganfriends.rules.base import Unit, UnitResult, step_stats, total_stats
 from ganfriends.rules.screening import clip_results
 from ganfriends.signals import graceful_stop
+from ganfriends.step import StepStats
 from ganfriends.training.checkpoint import save_checkpoint
 from ganfriends.training.history import HistoryWriter, plot_curves
 from ganfriends.training.local import NUM_SAMPLES, model_config_for, scoring_evaluator
@@ -93,7 +94,6 @@ def simulate(
     worker_g, worker_d = build_models(model_config)
     worker_g, worker_d = worker_g.to(device), worker_d.to(device)
     weights_bytes = tensor_bytes(generator.state_dict()) + tensor_bytes(discriminator.state_dict())
-    result_bytes = rule.result_spec(generator, discriminator).nbytes
     device_states: dict[int, dict[str, torch.Tensor]] = {}
     inputs = rule.inputs_of(server, 0)
 
@@ -126,13 +126,17 @@ def simulate(
             optimizer_g=optimizer_g,
             optimizer_d=optimizer_d,
             epoch=int(plan.epochs_done(server.version)),
-            step=server.version,
+            step=server.version // per_step,
             images_seen=server.images_seen,
             model_config=model_config,
             run_config=config.to_dict(),
         )
 
-    progress = TrainingProgress(console, total_steps=plan.total_versions)
+    # An alternating sync step publishes two versions: rows, grids and scores are per step.
+    per_step = plan.versions_per_step
+    progress = TrainingProgress(console, total_steps=plan.total_versions // per_step)
+    phases: list[StepStats] = []
+    down = up = 0
     try:
         with graceful_stop() as stop, progress:
             while server.version < plan.total_versions and not stop.requested:
@@ -142,7 +146,9 @@ def simulate(
                     {k: v.detach().clone() for k, v in discriminator.state_dict().items()},
                 )
                 results: list[UnitResult] = []
-                down = up = 0
+                result_bytes = rule.result_spec(generator, discriminator, server.version).nbytes
+                if server.version % per_step == 0:
+                    phases, down, up = [], 0, 0
                 for unit in units:
                     if rule.publishes_weights:
                         worker_g.load_state_dict(published[0])
@@ -171,16 +177,20 @@ def simulate(
                         f"{c.norm:.3g} clipped to {c.bound:.3g}"
                     )
                 rule.combine(server, units, results)
-                stats = total_stats(results)
+                phases.append(total_stats(results))
                 server.version += 1
                 moves = rule.device_moves(server.version)
                 if moves is not None:  # MD-GAN's swap: device n's state becomes moves[n]'s
                     device_states = {moves[n]: s for n, s in device_states.items()}
                 inputs = rule.inputs_of(server, server.version)
+                if server.version % per_step:
+                    continue  # the rest of the step is still to come
+                stats = step_stats(phases)
+                step = server.version // per_step
                 server.images_seen += stats.images
                 bytes_moved += down + up
                 row: dict[str, float | int] = {
-                    "step": server.version,
+                    "step": step,
                     "epoch": round(plan.epochs_done(server.version), 4),
                     "images_seen": server.images_seen,
                     "d_loss": stats.d_loss,
@@ -191,18 +201,19 @@ def simulate(
                     "bytes_down": down,
                     "bytes_up": up,
                 }
-                if evaluator is not None and server.version % (training.eval_interval or 1) == 0:
+                if evaluator is not None and step % (training.eval_interval or 1) == 0:
                     scores = evaluator.evaluate(generator)
                     row.update({k: v for k, v in scores.items() if k != "num_samples"})
                     progress.note(f"version {server.version}: FID {scores['fid']:.2f}")
                 history.append(row)
-                progress.update(server.version, stats)
-                if server.version % config.coordinator.sample_interval == 0:
+                progress.update(step, stats)
+                if step % config.coordinator.sample_interval == 0:
                     write_outputs(f"version_{server.version:06d}")
     finally:
         # Keep every finished version, Ctrl+C included: combine() is never interrupted midway
-        # by a signal (the stop request is only read between versions).
-        if server.version > 0:
+        # by a signal (the stop request is only read between versions). A half step (D stepped,
+        # G not yet) is never written.
+        if server.version > 0 and server.version % per_step == 0:
             write_outputs(f"version_{server.version:06d}")
         history.close()
     stopped = server.version < plan.total_versions

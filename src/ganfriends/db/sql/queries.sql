@@ -329,11 +329,31 @@ FROM updates
 WHERE run_id = %(run_id)s AND created_at > now() - make_interval(secs => %(window)s);
 
 -- name: latest_update
-SELECT * FROM updates WHERE run_id = %(run_id)s ORDER BY version DESC LIMIT 1;
+-- The latest whole step (see loss_history).
+SELECT * FROM (
+    SELECT version, epoch, images_seen, g_loss, contributors, created_at,
+           coalesce(d_loss, lag(d_loss) OVER w) AS d_loss,
+           coalesce(d_real, lag(d_real) OVER w) AS d_real,
+           coalesce(d_fake, lag(d_fake) OVER w) AS d_fake
+    FROM updates WHERE run_id = %(run_id)s
+    WINDOW w AS (ORDER BY version)
+) steps
+WHERE g_loss IS NOT NULL ORDER BY version DESC LIMIT 1;
 
 -- name: loss_history
+-- One row per optimizer step. An alternating class run records two versions per step, each
+-- with NULL for what it does not measure: the G version (g_loss) takes D's values from the D
+-- version just before it, and the D version alone is left out.
 SELECT version, epoch, images_seen, d_loss, g_loss, d_real, d_fake, contributors, created_at
-FROM updates WHERE run_id = %(run_id)s ORDER BY version;
+FROM (
+    SELECT version, epoch, images_seen, g_loss, contributors, created_at,
+           coalesce(d_loss, lag(d_loss) OVER w) AS d_loss,
+           coalesce(d_real, lag(d_real) OVER w) AS d_real,
+           coalesce(d_fake, lag(d_fake) OVER w) AS d_fake
+    FROM updates WHERE run_id = %(run_id)s
+    WINDOW w AS (ORDER BY version)
+) steps
+WHERE g_loss IS NOT NULL ORDER BY version;
 
 -- name: session_count
 -- Sessions on this database now (benchmarks/swarm.py: what max_connections must cover).
