@@ -199,6 +199,7 @@ class Coordinator:
         return state
 
     def _loop(self, state: RunState, stop: StopRequest, lock: SessionLock) -> CoordinatorResult:
+        self.outputs.open_hub()  # first: a missing huggingface_hub is an error before anything
         # Woken by each accepted upload (LISTEN/NOTIFY) instead of sleeping out the poll interval.
         wakeups = self.db.listener("listen_results")
         log = open_log(self.config.tracking, self.output_dir, f"run-{state.run_id}")
@@ -208,6 +209,7 @@ class Coordinator:
             return self._run_versions(state, stop, lock, wakeups)
         finally:
             wakeups.close()
+            self.outputs.close_hub()
             latest = self.output_dir / "checkpoints" / "latest.pt"
             if latest.exists():
                 log.artifact(latest)
@@ -414,7 +416,7 @@ class Coordinator:
         # The update left tens of MB of dead blobs: reclaim them now, while the workers compute
         # v+1 (see migration 0002). Storage then stays flat instead of growing per update.
         self.db.execute("vacuum_blob_tables")
-        self.outputs.log.metrics(
+        self.outputs.metrics(
             new_version,
             {
                 "epoch": plan.epochs_done(new_version),

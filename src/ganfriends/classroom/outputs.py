@@ -14,6 +14,7 @@ from ganfriends.config import Config
 from ganfriends.db import Database
 from ganfriends.errors import GanError
 from ganfriends.grid import save_grid
+from ganfriends.hub import HubPublisher, HubSnapshot, open_publisher, take_snapshot
 from ganfriends.tracking import ExperimentLog
 from ganfriends.training.checkpoint import save_checkpoint
 
@@ -30,6 +31,23 @@ class CoordinatorOutputs:
         self.output_dir = output_dir
         self.console = console
         self.log = ExperimentLog()  # --logger: set for the run by the coordinator's loop
+        self.hub: HubPublisher | None = None  # the huggingface section: set by open_hub
+        self.latest: dict[str, float] = {}  # the newest version's losses and FID, for the Hub
+
+    def open_hub(self) -> None:
+        """Start pushing to the Hugging Face Hub if the config says so."""
+        self.hub = open_publisher(self.config.huggingface, self.console)
+
+    def close_hub(self) -> None:
+        """Push the newest state if it was not, with a bounded wait."""
+        if self.hub is not None:
+            self.hub.close()
+            self.hub = None
+
+    def metrics(self, version: int, values: dict[str, float]) -> None:
+        """A version's statistics: to the experiment log, and remembered for the Hub."""
+        self.log.metrics(version, values)
+        self.latest.update(values)
 
     def evaluator(self, state: RunState) -> Evaluator:
         """Scores the run's generator against its dataset's held-out images (prepared once)."""
@@ -61,7 +79,7 @@ class CoordinatorOutputs:
             recall=scores["recall"],
             num_samples=int(scores["num_samples"]),
         )
-        self.log.metrics(state.version, {k: v for k, v in scores.items() if k != "num_samples"})
+        self.metrics(state.version, {k: v for k, v in scores.items() if k != "num_samples"})
         self.console.print(
             f"version {state.version}: FID {scores['fid']:.2f}, KID {scores['kid_mean']:.3f}, "
             f"precision {scores['precision']:.2f}, recall {scores['recall']:.2f}"
@@ -97,4 +115,27 @@ class CoordinatorOutputs:
             images_seen=state.server.images_seen,
             model_config=state.run.model_config,
             run_config=state.run.stored_config,
+        )
+        if self.hub is not None:
+            self.hub.offer(self._hub_snapshot(state, grid))
+
+    def _hub_snapshot(self, state: RunState, grid: Path) -> HubSnapshot:
+        server, latest = state.server, self.latest
+        return take_snapshot(
+            generator=server.generator,
+            discriminator=server.discriminator,
+            samples=grid,
+            curves=None,  # a class run's curves live in the database (the dashboard)
+            metadata={
+                "source": f"class run {state.run_id} ({state.run.mode})",
+                "dataset": state.run.fingerprint.get("name"),
+                "step": state.version,
+                "epoch": round(float(state.plan.epochs_done(state.version)), 4),
+                "images_seen": server.images_seen,
+                "losses": {
+                    k: latest[k] for k in ("d_loss", "g_loss", "d_real", "d_fake") if k in latest
+                },
+                "fid": latest.get("fid"),
+                "model_config": state.run.model_config.to_dict(),
+            },
         )

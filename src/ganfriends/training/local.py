@@ -28,6 +28,7 @@ from ganfriends.data import BatchLoader, ImageDataset, make_dataset
 from ganfriends.device import describe_device
 from ganfriends.errors import CheckpointError, ConfigError, DatasetError
 from ganfriends.grid import save_grid
+from ganfriends.hub import HubPublisher, HubSnapshot, open_publisher, take_snapshot
 from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models, count_parameters
 from ganfriends.signals import graceful_stop
@@ -150,8 +151,10 @@ class RunOutputs:
     fixed_noise: torch.Tensor
     resume_step: int | None
     log: ExperimentLog = field(default_factory=ExperimentLog)  # --logger: TensorBoard, MLflow
+    hub: HubPublisher | None = None  # the huggingface section: pushes from a background thread
 
     def __post_init__(self) -> None:
+        self.last_row: dict[str, float | int] = {}  # the newest history row, for the Hub
         self.history = (
             HistoryWriter(self.out_dir / "history.csv", resume_step=self.resume_step)
             if self.enabled
@@ -166,6 +169,7 @@ class RunOutputs:
         if self.history is not None:
             self.history.append(row)
             self.step = int(row["step"])
+            self.last_row = {**self.last_row, **row}  # keeps the last FID between scored steps
             self.log.metrics(self.step, {k: v for k, v in row.items() if k != "step"})
 
     def save(self, path: Path, *, epoch: int, step: int, images_seen: int) -> None:
@@ -199,9 +203,33 @@ class RunOutputs:
         save_grid(fakes, self.out_dir / "samples" / "latest.png", nrow=8)
         plot_curves(self.out_dir / "history.csv", self.out_dir / "curves.png")
         self.log.image(self.step, tag, grid)
+        if self.hub is not None:
+            self.hub.offer(self._hub_snapshot(grid))
+
+    def _hub_snapshot(self, grid: Path) -> HubSnapshot:
+        row = self.last_row
+        return take_snapshot(
+            generator=self.generator,
+            discriminator=self.discriminator,
+            samples=grid,
+            curves=self.out_dir / "curves.png",
+            metadata={
+                "source": "train-local",
+                "dataset": self.run_config.get("data", {}).get("dataset"),
+                "step": self.step,
+                "epoch": row.get("epoch", 0),
+                "images_seen": row.get("images_seen", 0),
+                "losses": {k: row[k] for k in ("d_loss", "g_loss", "d_real", "d_fake") if k in row},
+                "fid": row.get("fid"),
+                "model_config": self.model_config.to_dict(),
+            },
+        )
 
     def close(self) -> None:
-        """Flush and close the history; the experiment log keeps the last checkpoint."""
+        """Flush and close the history; the experiment log keeps the last checkpoint; the Hub
+        gets the final state (a bounded wait)."""
+        if self.hub is not None:
+            self.hub.close()
         if self.history is not None:
             self.history.close()
             latest = self.out_dir / "checkpoints" / "latest.pt"
@@ -329,6 +357,7 @@ def _train(
         log=open_log(config.tracking, out_dir, out_dir.name)
         if cluster.is_main
         else ExperimentLog(),
+        hub=open_publisher(config.huggingface, console) if cluster.is_main else None,
     )
 
     def save(path: Path) -> None:
