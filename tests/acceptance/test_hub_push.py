@@ -77,3 +77,34 @@ def test_train_local_pushes_and_generate_draws_from_the_push(workdir: Path) -> N
         assert missing.returncode == 1
         assert missing.stderr.strip().count("\n") == 0, missing.stderr
         assert "class/none" in missing.stderr and "not found" in missing.stderr
+
+
+@requires_fashion_mnist
+def test_the_demo_notebook_reads_a_hugging_face_repo(workdir: Path) -> None:
+    from tests.acceptance.test_notebooks import execute, images
+
+    with local_hub() as hub:
+        env = {
+            **client_env(hub, workdir / "hf_home"),
+            "GANFRIENDS_HUGGINGFACE_ENABLED": "true",
+            "GANFRIENDS_HUGGINGFACE_REPO_ID": REPO,
+        }
+        trained = run(
+            ["train-local", "--dataset", "fashion-mnist", "--batch-size", "16", "--max-steps",
+             "2", "--output-dir", "run", *TINY_MODEL],
+            workdir, env,
+        )  # fmt: skip
+        assert trained.returncode == 0, trained.stderr
+
+        notebook = execute(
+            "demo_trained_model.ipynb",
+            "INSTALL = False",
+            workdir,
+            {**client_env(hub, workdir / "hf_home_notebook"), "HF_REPO_ID": REPO,
+             "GANFRIENDS_DATABASE_URL": ""},
+        )  # fmt: skip
+
+    # Curves (from the pushed loss points), samples, progression, random samples, interpolation.
+    assert images(notebook) == 5
+    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert f"Hugging Face repo {REPO} at {hub.url} (train-local)" in text and "step 2" in text
