@@ -36,7 +36,7 @@ def test_train_local_pushes_and_generate_draws_from_the_push(workdir: Path) -> N
     with local_hub() as hub:
         env = {
             **client_env(hub, workdir / "hf_home"),
-            "HF_TOKEN": TOKEN,
+            "GANFRIENDS_HUGGINGFACE_TOKEN": TOKEN,  # the config's secret: masked when stored
             "GANFRIENDS_HUGGINGFACE_ENABLED": "true",
             "GANFRIENDS_HUGGINGFACE_REPO_ID": REPO,
         }
@@ -66,14 +66,17 @@ def test_train_local_pushes_and_generate_draws_from_the_push(workdir: Path) -> N
         assert not any(TOKEN.encode() in content for content in files.values())
         assert TOKEN.encode() not in (workdir / "run/checkpoints/latest.pt").read_bytes()
 
+        assert b"***" in (workdir / "run/checkpoints/latest.pt").read_bytes()
+
+        reader = {**client_env(hub, workdir / "hf_home_reader"), "HF_TOKEN": TOKEN}
         drawn = run(["generate", "--hf-repo", REPO, "--num", "16", "--out", "hub.png",
-                     "--device", "cpu"], workdir, env)  # fmt: skip
+                     "--device", "cpu"], workdir, reader)  # fmt: skip
         assert drawn.returncode == 0, drawn.stderr
         assert f"wrote 16 images from {REPO} at {hub.url}" in drawn.stdout
         with Image.open(workdir / "hub.png") as image:
             assert image.size == (2 + 4 * 34, 2 + 4 * 34)  # 4x4 images of 32 px
 
-        missing = run(["generate", "--hf-repo", "class/none", "--out", "x.png"], workdir, env)
+        missing = run(["generate", "--hf-repo", "class/none", "--out", "x.png"], workdir, reader)
         assert missing.returncode == 1
         assert missing.stderr.strip().count("\n") == 0, missing.stderr
         assert "class/none" in missing.stderr and "not found" in missing.stderr
