@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from safetensors.torch import load
 
+from tests.acceptance.class_harness import ClassRoom
 from tests.acceptance.conftest import TINY_MODEL, cli_env
 from tests.conftest import requires_fashion_mnist
 from tests.hub_endpoint import client_env, local_hub
@@ -111,3 +113,36 @@ def test_the_demo_notebook_reads_a_hugging_face_repo(workdir: Path) -> None:
     assert images(notebook) == 5
     text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
     assert f"Hugging Face repo {REPO} at {hub.url} (train-local)" in text and "step 2" in text
+
+
+@requires_fashion_mnist
+def test_the_coordinator_pushes_a_class_run(
+    room: ClassRoom, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with local_hub() as hub:
+        for name, value in client_env(hub, tmp_path / "hf_home").items():
+            monkeypatch.setenv(name, value)  # the room's processes inherit them
+        # ./config.yaml: the workers read it too, and must neither push nor mind it.
+        (room.workdir / "config.yaml").write_text(
+            f"huggingface:\n  enabled: true\n  repo_id: {REPO}\n  push_interval: 2\n"
+            f"  endpoint: {hub.url}\n",
+            encoding="utf-8",
+        )
+        coordinator = room.coordinator(
+            "run", "--max-iterations", "3", "--images-per-work-unit", "64",
+            "--workunits-per-update", "2", "--micro-batch", "32", "--sample-interval", "1",
+        )  # fmt: skip
+        worker = room.worker("steady")
+        assert coordinator.finish() == 0, coordinator.output
+        assert worker.finish() == 0, worker.output
+
+        # Grids at versions 1, 2, 3: version 2 is pushed, then 3, the last, at the end.
+        assert "Hugging Face: 2 push(es)" in coordinator.output, coordinator.output
+        assert [c.summary for c in hub.state.commits[REPO]] == [
+            "ganfriends: step 2",
+            "ganfriends: step 3",
+        ]
+        meta = json.loads(hub.state.files(REPO)["metadata.json"])
+        assert meta["step"] == 3 and meta["source"].startswith("class run ")
+        assert set(meta["losses"]) == {"d_loss", "g_loss", "d_real", "d_fake"}
+        assert "Hugging Face" not in worker.output
