@@ -14,7 +14,8 @@ from ganfriends.config import Config
 from ganfriends.db import Database
 from ganfriends.errors import GanError
 from ganfriends.grid import save_grid
-from ganfriends.hub import HubPublisher, HubSnapshot, open_publisher, take_snapshot
+from ganfriends.hub import HubPublisher, open_publisher, take_snapshot, training_metadata
+from ganfriends.hub_files import HubSnapshot
 from ganfriends.tracking import ExperimentLog
 from ganfriends.training.checkpoint import save_checkpoint
 
@@ -120,22 +121,11 @@ class CoordinatorOutputs:
             self.hub.offer(self._hub_snapshot(state, grid))
 
     def _hub_snapshot(self, state: RunState, grid: Path) -> HubSnapshot:
-        server, latest = state.server, self.latest
-        return take_snapshot(
-            generator=server.generator,
-            discriminator=server.discriminator,
-            samples=grid,
-            curves=None,  # a class run's curves live in the database (the dashboard)
-            metadata={
-                "source": f"class run {state.run_id} ({state.run.mode})",
-                "dataset": state.run.fingerprint.get("name"),
-                "step": state.version,
-                "epoch": round(float(state.plan.epochs_done(state.version)), 4),
-                "images_seen": server.images_seen,
-                "losses": {
-                    k: latest[k] for k in ("d_loss", "g_loss", "d_real", "d_fake") if k in latest
-                },
-                "fid": latest.get("fid"),
-                "model_config": state.run.model_config.to_dict(),
-            },
-        )
+        server = state.server
+        epoch = round(float(state.plan.epochs_done(state.version)), 4)
+        stats = {**self.latest, "images_seen": server.images_seen, "epoch": epoch}
+        source = f"class run {state.run_id} ({state.run.mode})"
+        dataset = state.run.fingerprint.get("name")
+        metadata = training_metadata(source, dataset, state.version, stats, state.run.model_config)
+        # A class run's curves live in its database (the dashboard): no curves.png.
+        return take_snapshot(server.generator, server.discriminator, grid, None, metadata)

@@ -28,7 +28,8 @@ from ganfriends.data import BatchLoader, ImageDataset, make_dataset
 from ganfriends.device import describe_device
 from ganfriends.errors import CheckpointError, ConfigError, DatasetError
 from ganfriends.grid import save_grid
-from ganfriends.hub import HubPublisher, HubSnapshot, open_publisher, take_snapshot
+from ganfriends.hub import HubPublisher, open_publisher, take_snapshot, training_metadata
+from ganfriends.hub_files import HubSnapshot
 from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models, count_parameters
 from ganfriends.signals import graceful_stop
@@ -207,23 +208,12 @@ class RunOutputs:
             self.hub.offer(self._hub_snapshot(grid))
 
     def _hub_snapshot(self, grid: Path) -> HubSnapshot:
-        row = self.last_row
-        return take_snapshot(
-            generator=self.generator,
-            discriminator=self.discriminator,
-            samples=grid,
-            curves=self.out_dir / "curves.png",
-            metadata={
-                "source": "train-local",
-                "dataset": self.run_config.get("data", {}).get("dataset"),
-                "step": self.step,
-                "epoch": row.get("epoch", 0),
-                "images_seen": row.get("images_seen", 0),
-                "losses": {k: row[k] for k in ("d_loss", "g_loss", "d_real", "d_fake") if k in row},
-                "fid": row.get("fid"),
-                "model_config": self.model_config.to_dict(),
-            },
+        dataset = self.run_config.get("data", {}).get("dataset")
+        meta = training_metadata(
+            "train-local", dataset, self.step, self.last_row, self.model_config
         )
+        curves = self.out_dir / "curves.png"
+        return take_snapshot(self.generator, self.discriminator, grid, curves, meta)
 
     def close(self) -> None:
         """Flush and close the history; the experiment log keeps the last checkpoint; the Hub
