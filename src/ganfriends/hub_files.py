@@ -88,7 +88,7 @@ def model_card(metadata: dict[str, Any], repo_id: str) -> str:
         + "\n".join(facts)
         + "\n\n![latest samples](samples/latest.png)\n"
         + curves
-        + "\n## Use it\n\n```\npip install 'ganfriends[hub]'\n"
+        + "\n## Use it\n\nWith ganfriends installed with its `hub` extra:\n\n```\n"
         f"ganfriends generate --hf-repo {repo_id} --num 64 --out samples.png\n```\n\n"
         "Weights are safetensors (`generator.safetensors`, `discriminator.safetensors`); "
         "`metadata.json` holds the model configuration that rebuilds the networks.\n"
