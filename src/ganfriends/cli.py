@@ -153,6 +153,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.num < 1:
         raise GanError(f"--num must be at least 1, got {args.num}")
+    if args.hf_repo is not None:
+        from ganfriends.generate import generate_grid_from_hub
+        from ganfriends.hub_download import target_for
+
+        # Token and endpoint: config.yaml / GANFRIENDS_HUGGINGFACE_*, else HF_TOKEN / HF_ENDPOINT.
+        target = target_for(args.hf_repo, load_config(args.config).huggingface)
+        path = generate_grid_from_hub(
+            target, args.out, num=args.num, seed=args.seed, device=args.device
+        )
+        print(f"wrote {args.num} images from {target.describe()} to {path}")
+        return 0
     path = generate_grid(
         args.checkpoint, args.out, num=args.num, seed=args.seed, device=args.device
     )
@@ -202,14 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
     gen = commands.add_parser(
         "generate",
         parents=[verbose],
-        help="draw images from a checkpoint",
+        help="draw images from a checkpoint or a Hugging Face repository",
         description=cmd_generate.__doc__,
     )
+    source = gen.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--checkpoint", metavar="PATH", help="a train-local or coordinator checkpoint"
+    )
+    source.add_argument(
+        "--hf-repo",
+        metavar="REPO",
+        help="a Hugging Face repository a ganfriends run pushed to (owner/name; "
+        "HF_TOKEN and HF_ENDPOINT apply)",
+    )
     gen.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="PATH",
-        help="a train-local or coordinator checkpoint",
+        "--config", metavar="FILE", help="YAML config file for the huggingface section"
     )
     gen.add_argument("--num", type=int, default=64, help="number of images (default: 64)")
     gen.add_argument("--out", default="faces.png", help="output PNG (default: faces.png)")

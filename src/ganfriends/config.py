@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -27,6 +28,8 @@ from ganfriends.errors import ConfigError
 REDACTED = "***"  # what a secret reads as in runs.config, checkpoints and logs
 
 ENV_PREFIX = "GANFRIENDS_"
+# A Hub repository id as the Hub accepts it: owner/name, letters, digits, "-", "_", ".".
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 DEFAULT_CONFIG_FILE = "config.yaml"
 
 
@@ -370,14 +373,22 @@ class MdganConfig:
 
 @dataclass
 class HuggingFaceConfig:
-    """Publishing checkpoints and samples to the Hugging Face Hub (not available yet)."""
+    """Publishing the latest weights, samples and a model card to the Hugging Face Hub
+    (train-local and the class coordinator; ``ganfriends.hub``)."""
 
-    enabled: bool = option(False, "push checkpoints and samples to the Hub")
-    repo_id: str | None = option(None, "target repository, e.g. you/ganfriends-celeba")
+    enabled: bool = option(False, "push weights, samples and metadata to the Hub")
+    repo_id: str | None = option(None, "target model repository, e.g. you/ganfriends-celeba")
     token: str | None = option(
-        None, "write token (prefer the GANFRIENDS_HUGGINGFACE_TOKEN env)", secret=True
+        None,
+        "write token (default: the HF_TOKEN env, then the `hf auth login` token)",
+        secret=True,
     )
-    push_interval: int = option(5, "push every N sample intervals", minimum=1)
+    push_interval: int = option(
+        5, "push every N sample grids (the final state is always pushed)", minimum=1
+    )
+    endpoint: str | None = option(
+        None, "Hub URL (default: the HF_ENDPOINT env, else https://huggingface.co)"
+    )
 
 
 @dataclass
@@ -708,10 +719,12 @@ def load_config(
             given[key] = source
     config = Config(**{section: SECTIONS[section](**vals) for section, vals in values.items()})
     config.given = given
-    if config.huggingface.enabled:
+    hub = config.huggingface
+    if hub.enabled and not (hub.repo_id and REPO_ID.fullmatch(hub.repo_id)):
+        source = given.get("huggingface.repo_id", "its default")
         raise ConfigError(
-            "invalid config: huggingface.enabled is not supported yet: "
-            "set it to false (pushing to the Hub is on the roadmap)"
+            f"invalid config: huggingface.enabled needs huggingface.repo_id as owner/name, "
+            f"got {hub.repo_id!r} (from {source})"
         )
     return config
 

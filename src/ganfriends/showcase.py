@@ -1,8 +1,9 @@
 """Looking at a trained generator: what ``notebooks/demo_trained_model.ipynb`` shows.
 
-A model comes from a checkpoint (train-local's or the coordinator's ``latest.pt``) or, read-only,
+A model comes from a checkpoint (train-local's or the coordinator's ``latest.pt``), read-only
 from a class database (the newest published weights of its latest run; a student's URL is
-enough). Each picture, the curves included, is a PIL image: a notebook displays it as it is.
+enough), or from a Hugging Face repository a run pushed to (``HF_REPO_ID``). Each picture, the
+curves included, is a PIL image: a notebook displays it as it is.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ganfriends.training.history import read_history
 
 CHECKPOINT_ENV = "GANFRIENDS_CHECKPOINT"
 DATABASE_ENV = "GANFRIENDS_DATABASE_URL"
+HF_REPO_ENV = "HF_REPO_ID"
 CURVES = ("d_loss", "g_loss")
 
 
@@ -117,8 +119,33 @@ def from_database(url: str) -> Trained:
     )
 
 
+def from_hub(repo_id: str) -> Trained:
+    """The generator a run pushed to a Hugging Face repository, with its pushed loss points
+    and sample grids (``HF_TOKEN`` and ``HF_ENDPOINT`` apply)."""
+    from ganfriends.hub_download import fetch_model, target_for
+
+    target = target_for(repo_id)
+    model = fetch_model(target, with_grids=True)
+    history = [
+        {"step": float(p["step"]), "d_loss": float(p["d_loss"]), "g_loss": float(p["g_loss"])}
+        for p in model.metadata["loss_history"]
+    ]
+    return Trained(
+        generator=model.generator,
+        model_config=model.model_config,
+        source=f"Hugging Face repo {target.describe()} ({model.metadata.get('source', 'a run')})",
+        step=model.step,
+        history=history,
+        progression=model.grids,
+    )
+
+
 def load_trained(path: str | os.PathLike[str] | None = None) -> Trained:
-    """``$GANFRIENDS_DATABASE_URL``'s model when set (and no path is given), else a checkpoint."""
+    """With no ``path``: ``$HF_REPO_ID``'s model when set, else ``$GANFRIENDS_DATABASE_URL``'s;
+    else a checkpoint."""
+    repo_id = os.environ.get(HF_REPO_ENV)
+    if path is None and repo_id:
+        return from_hub(repo_id)
     url = os.environ.get(DATABASE_ENV)
     if path is None and url:
         return from_database(url)

@@ -200,6 +200,7 @@ class Coordinator:
         return state
 
     def _loop(self, state: RunState, stop: StopRequest, lock: SessionLock) -> CoordinatorResult:
+        self.outputs.open_hub()  # first: a missing huggingface_hub is an error before anything
         # Woken by each accepted upload (LISTEN/NOTIFY) instead of sleeping out the poll interval.
         wakeups = self.db.listener("listen_results")
         log = open_log(self.config.tracking, self.output_dir, f"run-{state.run_id}")
@@ -209,6 +210,7 @@ class Coordinator:
             return self._run_versions(state, stop, lock, wakeups)
         finally:
             wakeups.close()
+            self.outputs.close_hub()
             latest = self.output_dir / "checkpoints" / "latest.pt"
             if latest.exists():
                 log.artifact(latest)
@@ -423,7 +425,7 @@ class Coordinator:
         self.db.execute("vacuum_blob_tables")
         # Logged at the optimizer step the version belongs to (an alternating step's D version
         # and G version both log at it), as train-local logs its steps.
-        self.outputs.log.metrics(
+        self.outputs.metrics(
             -(-new_version // plan.versions_per_step),
             {
                 "epoch": plan.epochs_done(new_version),

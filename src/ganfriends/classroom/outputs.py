@@ -14,6 +14,8 @@ from ganfriends.config import Config
 from ganfriends.db import Database
 from ganfriends.errors import GanError
 from ganfriends.grid import save_grid
+from ganfriends.hub import HubPublisher, open_publisher, take_snapshot, training_metadata
+from ganfriends.hub_files import HubSnapshot
 from ganfriends.tracking import ExperimentLog
 from ganfriends.training.checkpoint import save_checkpoint
 
@@ -30,6 +32,24 @@ class CoordinatorOutputs:
         self.output_dir = output_dir
         self.console = console
         self.log = ExperimentLog()  # --logger: set for the run by the coordinator's loop
+        self.hub: HubPublisher | None = None  # the huggingface section: set by open_hub
+        self.latest: dict[str, float] = {}  # the newest version's losses and FID, for the Hub
+
+    def open_hub(self) -> None:
+        """Start pushing to the Hugging Face Hub if the config says so."""
+        self.hub = open_publisher(self.config.huggingface, self.console)
+
+    def close_hub(self) -> None:
+        """Push the newest state if it was not, with a bounded wait."""
+        if self.hub is not None:
+            self.hub.close()
+            self.hub = None
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        """A version's statistics, logged at optimizer step ``step``: to the experiment log, and
+        remembered for the Hub."""
+        self.log.metrics(step, values)
+        self.latest.update(values)
 
     def evaluator(self, state: RunState) -> Evaluator:
         """Scores the run's generator against its dataset's held-out images (prepared once)."""
@@ -61,7 +81,7 @@ class CoordinatorOutputs:
             recall=scores["recall"],
             num_samples=int(scores["num_samples"]),
         )
-        self.log.metrics(state.version, {k: v for k, v in scores.items() if k != "num_samples"})
+        self.metrics(state.version, {k: v for k, v in scores.items() if k != "num_samples"})
         self.console.print(
             f"version {state.version}: FID {scores['fid']:.2f}, KID {scores['kid_mean']:.3f}, "
             f"precision {scores['precision']:.2f}, recall {scores['recall']:.2f}"
@@ -98,3 +118,15 @@ class CoordinatorOutputs:
             model_config=state.run.model_config,
             run_config=state.run.stored_config,
         )
+        if self.hub is not None:
+            self.hub.offer(self._hub_snapshot(state, grid))
+
+    def _hub_snapshot(self, state: RunState, grid: Path) -> HubSnapshot:
+        server = state.server
+        epoch = round(float(state.plan.epochs_done(state.version)), 4)
+        stats = {**self.latest, "images_seen": server.images_seen, "epoch": epoch}
+        source = f"class run {state.run_id} ({state.run.mode})"
+        dataset = state.run.fingerprint.get("name")
+        metadata = training_metadata(source, dataset, state.version, stats, state.run.model_config)
+        # A class run's curves live in its database (the dashboard): no curves.png.
+        return take_snapshot(server.generator, server.discriminator, grid, None, metadata)

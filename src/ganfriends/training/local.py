@@ -28,6 +28,8 @@ from ganfriends.data import BatchLoader, ImageDataset, make_dataset
 from ganfriends.device import describe_device
 from ganfriends.errors import CheckpointError, ConfigError, DatasetError
 from ganfriends.grid import save_grid
+from ganfriends.hub import HubPublisher, open_publisher, take_snapshot, training_metadata
+from ganfriends.hub_files import HubSnapshot
 from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models, count_parameters
 from ganfriends.schedule import BatchSchedule
@@ -151,8 +153,10 @@ class RunOutputs:
     fixed_noise: torch.Tensor
     resume_step: int | None
     log: ExperimentLog = field(default_factory=ExperimentLog)  # --logger: TensorBoard, MLflow
+    hub: HubPublisher | None = None  # the huggingface section: pushes from a background thread
 
     def __post_init__(self) -> None:
+        self.last_row: dict[str, float | int] = {}  # the newest history row, for the Hub
         self.history = (
             HistoryWriter(self.out_dir / "history.csv", resume_step=self.resume_step)
             if self.enabled
@@ -167,6 +171,7 @@ class RunOutputs:
         if self.history is not None:
             self.history.append(row)
             self.step = int(row["step"])
+            self.last_row = {**self.last_row, **row}  # keeps the last FID between scored steps
             self.log.metrics(self.step, {k: v for k, v in row.items() if k != "step"})
 
     def save(self, path: Path, *, epoch: int, step: int, images_seen: int) -> None:
@@ -200,9 +205,22 @@ class RunOutputs:
         save_grid(fakes, self.out_dir / "samples" / "latest.png", nrow=8)
         plot_curves(self.out_dir / "history.csv", self.out_dir / "curves.png")
         self.log.image(self.step, tag, grid)
+        if self.hub is not None:
+            self.hub.offer(self._hub_snapshot(grid))
+
+    def _hub_snapshot(self, grid: Path) -> HubSnapshot:
+        dataset = self.run_config.get("data", {}).get("dataset")
+        meta = training_metadata(
+            "train-local", dataset, self.step, self.last_row, self.model_config
+        )
+        curves = self.out_dir / "curves.png"
+        return take_snapshot(self.generator, self.discriminator, grid, curves, meta)
 
     def close(self) -> None:
-        """Flush and close the history; the experiment log keeps the last checkpoint."""
+        """Flush and close the history; the experiment log keeps the last checkpoint; the Hub
+        gets the final state (a bounded wait)."""
+        if self.hub is not None:
+            self.hub.close()
         if self.history is not None:
             self.history.close()
             latest = self.out_dir / "checkpoints" / "latest.pt"
@@ -331,6 +349,7 @@ def _train(
         log=open_log(config.tracking, out_dir, out_dir.name)
         if cluster.is_main
         else ExperimentLog(),
+        hub=open_publisher(config.huggingface, console) if cluster.is_main else None,
     )
 
     def save(path: Path) -> None:
