@@ -155,7 +155,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise GanError(f"--num must be at least 1, got {args.num}")
     if args.hf_repo is not None:
         from ganfriends.generate import generate_grid_from_hub
-        from ganfriends.hub_download import target_for
+        from ganfriends.hub.download import target_for
 
         # Token and endpoint: config.yaml / GANFRIENDS_HUGGINGFACE_*, else HF_TOKEN / HF_ENDPOINT.
         target = target_for(args.hf_repo, load_config(args.config).huggingface)

@@ -60,7 +60,7 @@ def generate_grid_from_hub(
     device: str = "auto",
 ) -> Path:
     """Like :func:`generate_grid`, from the generator a ganfriends run pushed to the Hub."""
-    from ganfriends.hub_download import fetch_model
+    from ganfriends.hub.download import fetch_model
 
     if num < 1:
         raise ValueError("num must be >= 1")

@@ -122,7 +122,7 @@ def from_database(url: str) -> Trained:
 def from_hub(repo_id: str) -> Trained:
     """The generator a run pushed to a Hugging Face repository, with its pushed loss points
     and sample grids (``HF_TOKEN`` and ``HF_ENDPOINT`` apply)."""
-    from ganfriends.hub_download import fetch_model, target_for
+    from ganfriends.hub.download import fetch_model, target_for
 
     target = target_for(repo_id)
     model = fetch_model(target, with_grids=True)

@@ -19,7 +19,7 @@ from ganfriends.classroom.state import create_run, load_run_state
 from ganfriends.config import load_config
 from ganfriends.db import Database
 from ganfriends.hub import HubTarget
-from ganfriends.hub_download import fetch_model
+from ganfriends.hub.download import fetch_model
 from tests.hub_endpoint import LocalHub, configure_client, local_hub
 from tests.integration.test_coordinator_update import MODEL, PLAN, FixedImages
 

@@ -20,8 +20,8 @@ from ganfriends.errors import ConfigError
 from ganfriends.generate import generate_grid_from_hub
 from ganfriends.grid import save_grid
 from ganfriends.hub import HubPublisher, HubTarget, open_publisher, take_snapshot
-from ganfriends.hub_download import HubRepoError, check_metadata, fetch_model, target_for
-from ganfriends.hub_files import HubSnapshot
+from ganfriends.hub.download import HubRepoError, check_metadata, fetch_model, target_for
+from ganfriends.hub.files import HubSnapshot
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.step import make_optimizers
 from ganfriends.training.local import RunOutputs

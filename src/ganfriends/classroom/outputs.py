@@ -15,7 +15,7 @@ from ganfriends.db import Database
 from ganfriends.errors import GanError
 from ganfriends.grid import save_grid
 from ganfriends.hub import HubPublisher, open_publisher, take_snapshot, training_metadata
-from ganfriends.hub_files import HubSnapshot
+from ganfriends.hub.files import HubSnapshot
 from ganfriends.tracking import ExperimentLog
 from ganfriends.training.checkpoint import save_checkpoint
 

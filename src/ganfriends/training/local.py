@@ -29,7 +29,7 @@ from ganfriends.device import describe_device
 from ganfriends.errors import CheckpointError, ConfigError, DatasetError
 from ganfriends.grid import save_grid
 from ganfriends.hub import HubPublisher, open_publisher, take_snapshot, training_metadata
-from ganfriends.hub_files import HubSnapshot
+from ganfriends.hub.files import HubSnapshot
 from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models, count_parameters
 from ganfriends.schedule import BatchSchedule

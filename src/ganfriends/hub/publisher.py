@@ -17,7 +17,7 @@ A pushed repository holds::
     README.md                                          the model card
 
 Weights travel as safetensors and the rest as JSON: nothing a reader loads can run code.
-``ganfriends.hub_download`` reads such a repository back.
+``ganfriends.hub.download`` reads such a repository back.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from rich.markup import escape
 
 from ganfriends.config import HuggingFaceConfig
 from ganfriends.errors import ConfigError
-from ganfriends.hub_files import HubSnapshot, repo_files
+from ganfriends.hub.files import HubSnapshot, repo_files
 from ganfriends.models import ModelConfig
 
 FLUSH_SECONDS = 60.0  # how long close() waits for the last push

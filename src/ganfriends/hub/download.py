@@ -19,7 +19,7 @@ from PIL import Image
 from ganfriends.config import REPO_ID, HuggingFaceConfig
 from ganfriends.errors import GanError
 from ganfriends.hub import HubTarget, require_hub_client
-from ganfriends.hub_files import GENERATOR_FILE, HUB_FORMAT, METADATA_FILE
+from ganfriends.hub.files import GENERATOR_FILE, HUB_FORMAT, METADATA_FILE
 from ganfriends.models import Generator, ModelConfig, make_generator
 
 MAX_METADATA_BYTES = 1 << 20  # 1 MiB: a few numbers and short lists
