@@ -67,11 +67,13 @@ class TensorSpec:
         return TensorSpec({**self.shapes, **other.shapes}, {**self.dtypes, **other.dtypes})
 
 
-def parameter_spec(module: nn.Module, prefix: str) -> TensorSpec:
-    """One float32 tensor per parameter, named ``prefix + name`` (gradients or weights)."""
+def parameter_spec(
+    module: nn.Module, prefix: str, dtype: torch.dtype = torch.float32
+) -> TensorSpec:
+    """One tensor per parameter, named ``prefix + name`` (gradients or weights), of ``dtype``."""
     return TensorSpec(
         shapes={prefix + n: tuple(p.shape) for n, p in module.named_parameters()},
-        dtypes={prefix + n: torch.float32 for n, _ in module.named_parameters()},
+        dtypes={prefix + n: dtype for n, _ in module.named_parameters()},
     )
 
 

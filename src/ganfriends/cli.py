@@ -23,6 +23,7 @@ CLASS_RUN_OPTIONS = (
     "training.images_per_work_unit",
     "training.workunits_per_update",
     "training.micro_batch",
+    "training.transfer_dtype",
     "training.work_unit_timeout",
 )
 

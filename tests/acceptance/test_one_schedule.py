@@ -61,3 +61,28 @@ def test_two_phases_of_an_alternating_step_count_its_images_once(room: ClassRoom
     assert status["images_seen"] == 2 * UNIT * UNITS
     solo = next(w for w in status["workers"] if w["name"] == "solo")
     assert solo["units"] == 8  # it computed both phases of both steps
+
+
+def test_a_bfloat16_class_run_gives_its_simulation_s_model(room: ClassRoom) -> None:
+    # Rounded gradients keep a run deterministic: two workers through the database combine
+    # exactly what one process simulating the run combines.
+    run = [
+        "--images-per-work-unit", str(UNIT), "--workunits-per-update", str(UNITS),
+        "--micro-batch", str(MICRO), "--max-iterations", str(STEPS), "--seed", str(SEED),
+        "--transfer-dtype", "bfloat16", "--sample-interval", "100",
+    ]  # fmt: skip
+    coordinator = room.coordinator("class", *run)
+    workers = [room.worker(f"w{i}") for i in range(2)]
+    assert coordinator.finish() == 0, coordinator.output
+    for worker in workers:
+        assert worker.finish() == 0, worker.output
+
+    simulated = run_cli(
+        ["simulate", *run, *TINY, "--device", "cpu", "--output-dir", "sim"], cwd=room.workdir
+    )
+    assert simulated.returncode == 0, simulated.stdout + simulated.stderr
+
+    theirs = dict(final_weights(room.workdir / "sim" / "checkpoints" / "latest.pt"))
+    ours = dict(final_weights(room.workdir / "class" / "checkpoints" / "latest.pt"))
+    for name, tensor in theirs.items():
+        torch.testing.assert_close(ours[name], tensor, rtol=1e-5, atol=1e-6, msg=name)

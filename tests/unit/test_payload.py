@@ -10,6 +10,7 @@ from ganfriends.rules import result_spec
 from ganfriends.rules.base import UnitResult
 from ganfriends.rules.screening import clip_results
 from ganfriends.rules.sync import collect_gradients as collect_result
+from ganfriends.rules.sync import phase_spec, rounded_to
 from ganfriends.step import StepStats
 
 CONFIG = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
@@ -113,3 +114,29 @@ def test_md_gan_feedback_far_above_the_versions_median_is_clipped() -> None:
     assert float(screened[3].parameters["feedback"].norm()) == pytest.approx(
         3 * float(honest[0].parameters["feedback"].norm()), rel=1e-5
     )
+
+
+def test_bfloat16_gradients_travel_in_half_the_bytes_and_arrive_as_float32() -> None:
+    g, d = build_models(CONFIG, seed=0)
+    fill_grads(g, d)
+    result = collect_result(g, d, StepStats(64, 80.0, 50.0, 32.0, 30.0))
+    result.parameters = rounded_to(result.parameters, torch.bfloat16)
+    spec32 = phase_spec(g, d, "GD")
+    spec16 = phase_spec(g, d, "GD", torch.bfloat16)
+
+    blob32, blob16 = encode_result(result, spec32), encode_result(result, spec16)
+    back = decode_result(blob16, spec16, max_images=64)
+
+    gradient_bytes = sum(t.numel() for t in result.parameters.values()) * 2
+    assert len(blob32) - len(blob16) == pytest.approx(gradient_bytes, rel=0.01)
+    for name, tensor in result.parameters.items():
+        assert back.parameters[name].dtype == torch.float32
+        assert torch.equal(back.parameters[name], tensor)  # rounded once, then exact
+
+
+def test_a_float32_upload_to_a_bfloat16_run_is_refused() -> None:
+    g, d = build_models(CONFIG, seed=0)
+    fill_grads(g, d)
+    result = collect_result(g, d, StepStats(64, 80.0, 50.0, 32.0, 30.0))
+    with pytest.raises(InvalidBlob):
+        decode_result(encode_result(result), phase_spec(g, d, "GD", torch.bfloat16), max_images=64)

@@ -434,3 +434,17 @@ def test_a_device_without_one_readable_image_is_a_clear_dataset_error() -> None:
     unit = rule.units_of(0)[0]
     with pytest.raises(GanError, match=r"none of its images could be read"):
         rule.compute(g, d, Unreadable(), unit, device=CPU, device_state=None)
+
+
+def test_a_bfloat16_run_rounds_a_units_gradients_to_bfloat16_values() -> None:
+    config = Config()
+    config.training.transfer_dtype = "bfloat16"
+    plan = SyncPlan(400, 5, 48, 2, 16, 1, update_rule="simultaneous")
+    rule = make_rule("sync", plan, config, MODEL)
+    g, d = build_models(MODEL, seed=0)
+    result = rule.compute(g, d, Labelled(), rule.units_of(0)[0], device=CPU)
+    spec = rule.result_spec(g, d, 0)
+    for name, tensor in result.parameters.items():
+        assert spec.dtypes[name] == torch.bfloat16
+        assert torch.equal(tensor, tensor.to(torch.bfloat16).float())
+    assert all(spec.dtypes[name] == b.dtype for name, b in result.buffers.items())

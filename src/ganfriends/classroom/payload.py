@@ -50,13 +50,17 @@ def load_weights(module: nn.Module, data: bytes) -> None:
     module.load_state_dict(tensors)
 
 
-def encode_result(result: UnitResult) -> bytes:
-    """One blob for the whole result."""
+def encode_result(result: UnitResult, spec: TensorSpec | None = None) -> bytes:
+    """One blob for the whole result, each tensor in ``spec``'s dtype (a run's bfloat16
+    gradients travel in two bytes per value; the rule already rounded them to it)."""
     stats = {key: getattr(result.stats, key) for key in STAT_KEYS} | {
         "images": result.stats.images,
         "skipped": result.stats.skipped,
     }
-    return encode({**result.parameters, **result.buffers}, stats)
+    tensors = {**result.parameters, **result.buffers}
+    if spec is not None:
+        tensors = {k: t.to(spec.dtypes.get(k, t.dtype)) for k, t in tensors.items()}
+    return encode(tensors, stats)
 
 
 def decode_result(data: bytes, spec: TensorSpec, *, max_images: int) -> UnitResult:
@@ -83,9 +87,10 @@ def decode_result(data: bytes, spec: TensorSpec, *, max_images: int) -> UnitResu
         ):
             raise InvalidBlob(f"result statistic {key} is missing or not a finite number")
         values[key] = float(value)
-    # The spec fixed the names: buffers are the networks' (gbuf./dbuf.), the rest is the rule's.
+    # The spec fixed the names: buffers are the networks' (gbuf./dbuf.), the rest is the rule's,
+    # combined in float32 whatever dtype it travelled in.
     buffers = {k: v for k, v in tensors.items() if k.startswith(("gbuf.", "dbuf."))}
-    parameters = {k: v for k, v in tensors.items() if k not in buffers}
+    parameters = {k: v.float() for k, v in tensors.items() if k not in buffers}
     return UnitResult(parameters, buffers, StepStats(images=images, skipped=skipped, **values))
 
 

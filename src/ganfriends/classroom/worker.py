@@ -310,11 +310,11 @@ class Worker:
                 f"[yellow]unit {unit.index}: {stats.skipped} of {stats.images + stats.skipped} "
                 "images are unreadable in this copy of the data and were skipped[/]"
             )
+        # What this unit's phase measured (an alternating run's D units have no G loss).
+        measured = session.rule.history(claim.version, stats)
         self.console.print(
             f"Completed {stats.images} images in {seconds:.1f}s\n"
-            f"G_loss: {stats.g_loss:.3f} | D_loss: {stats.d_loss:.3f} | "
-            f"D_real: {100 * stats.d_real:.2f}% | D_fake: {100 * stats.d_fake:.2f}%\n"
-            "Uploading results..."
+            f"{measured.describe()}\nUploading results..."
         )
         accepted = self._retry(
             stop,
@@ -324,7 +324,10 @@ class Worker:
             self.worker_id,
             claim,
             images=stats.images,
-            payload=encode_result(result),
+            payload=encode_result(
+                result,
+                session.rule.result_spec(session.generator, session.discriminator, claim.version),
+            ),
             device_state=(
                 None if result.device_state is None else encode_device_state(result.device_state)
             ),

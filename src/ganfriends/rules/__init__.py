@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ganfriends.config import Config
 from ganfriends.data import ImageDataset
 from ganfriends.errors import GanError
@@ -19,6 +21,7 @@ from ganfriends.rules.base import Plan, Rule, ServerState, Unit, UnitResult, res
 from ganfriends.rules.sync import SyncPlan, SyncRule
 
 MODES = ("sync", "federated", "md-gan")
+TRANSFER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # Modes whose rule reads the dataset's labels (to place images on devices) at the coordinator.
 NEEDS_DATASET = frozenset({"federated"})
 
@@ -105,6 +108,7 @@ def make_rule(
             latent_dim=model_config.latent_dim,
             learning_rate=training.learning_rate,
             betas=betas,
+            transfer_dtype=TRANSFER_DTYPES[training.transfer_dtype],
         )
     if mode == "federated":
         from ganfriends.rules.federated import FederatedPlan, FederatedRule

@@ -244,17 +244,30 @@ def collect_gradients(
     return UnitResult(gradients, buffers, stats)
 
 
-def phase_spec(generator: nn.Module, discriminator: nn.Module, phase: str) -> TensorSpec:
-    """Exactly the tensors an honest result of ``phase`` holds: the gradients of its networks,
-    D's buffers, and G's unless the phase is D alone (G's statistics move in the G phase)."""
+def phase_spec(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    phase: str,
+    transfer_dtype: torch.dtype = torch.float32,
+) -> TensorSpec:
+    """Exactly the tensors an honest result of ``phase`` holds: the gradients of its networks
+    (in ``transfer_dtype``), D's buffers, and G's unless the phase is D alone (G's statistics
+    move in the G phase)."""
     spec = buffer_spec(discriminator, "dbuf.")
     if "G" in phase:
-        spec = spec.merged(parameter_spec(generator, "g."))
+        spec = spec.merged(parameter_spec(generator, "g.", transfer_dtype))
     if "D" in phase:
-        spec = spec.merged(parameter_spec(discriminator, "d."))
+        spec = spec.merged(parameter_spec(discriminator, "d.", transfer_dtype))
     if phase != "D":
         spec = spec.merged(buffer_spec(generator, "gbuf."))
     return spec
+
+
+def rounded_to(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """float32 tensors holding exactly the values ``dtype`` can carry (round to nearest even)."""
+    if dtype == torch.float32:
+        return tensors
+    return {name: t.to(dtype).to(torch.float32) for name, t in tensors.items()}
 
 
 def batchnorm_momenta(module: nn.Module, prefix: str) -> dict[str, float]:
@@ -282,12 +295,14 @@ class SyncRule(PublishesWeights):
         latent_dim: int,
         learning_rate: float,
         betas: tuple[float, float],
+        transfer_dtype: torch.dtype = torch.float32,
     ) -> None:
         self.plan = plan
         self.loss = loss
         self.latent_dim = latent_dim
         self.learning_rate = learning_rate
         self.betas = betas
+        self.transfer_dtype = transfer_dtype
 
     def units_of(self, version: int) -> list[Unit]:
         """The K fixed units computed on weights ``version``."""
@@ -298,7 +313,7 @@ class SyncRule(PublishesWeights):
     ) -> TensorSpec:
         """The tensors of a result of ``version``'s phase (None: the largest, both networks)."""
         phase = "GD" if version is None else self.plan.phase(version)
-        return phase_spec(generator, discriminator, phase)
+        return phase_spec(generator, discriminator, phase, self.transfer_dtype)
 
     def history(self, version: int, stats: StepStats) -> UpdateRecord:
         """A D phase measures D's loss and scores; a G phase G's loss, on images already
@@ -380,7 +395,11 @@ class SyncRule(PublishesWeights):
                 f"unit {unit.index}: none of its {len(images)} images could "
                 "be read on this machine (see the warnings above): check the dataset's files"
             )
-        return collect_gradients(generator, discriminator, stats, ref.phase)
+        result = collect_gradients(generator, discriminator, stats, ref.phase)
+        # Rounded here, where every mode sees it (the transport then ships these exact values in
+        # the narrower dtype): a class run and its simulation combine the same numbers.
+        result.parameters = rounded_to(result.parameters, self.transfer_dtype)
+        return result
 
     def combine(
         self, state: ServerState, units: Sequence[Unit], results: Sequence[UnitResult]
