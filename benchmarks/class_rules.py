@@ -7,6 +7,9 @@ generator every ``--eval-every`` steps (2,000 samples, ganfriends' classifier fe
 ``fid_baseline.py``), and the scores are read back from the database.
 
     python benchmarks/class_rules.py [--steps 1000] [--eval-every 250] [--workers 1]
+        [--variants alternating simultaneous alternating:bfloat16]
+
+A variant is ``RULE[:TRANSFER_DTYPE]`` (``--update-rule``, ``--transfer-dtype``).
 
 Prints a markdown table (FID and KID per rule at each evaluated step) and writes
 ``benchmarks/results/class_rules.md`` and ``class_rules.png``.
@@ -26,6 +29,15 @@ from ganfriends.db import Database, EmbeddedPostgres, migrate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RULES = ("alternating", "simultaneous")
+DTYPES = ("float32", "bfloat16")
+
+
+def variant(text: str) -> str:
+    """``RULE[:DTYPE]``, checked."""
+    rule, _, dtype = text.partition(":")
+    if rule not in RULES or (dtype and dtype not in DTYPES):
+        raise argparse.ArgumentTypeError(f"not RULE[:DTYPE]: {text!r}")
+    return text
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,7 +50,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
+    parser.add_argument("--variants", nargs="+", type=variant, default=list(RULES))
     parser.add_argument("--out", type=Path, default=RESULTS / "class_rules.md")
     return parser.parse_args()
 
@@ -51,14 +63,16 @@ def start_worker(cli: list[str], url: str, name: str, env: dict[str, str]) -> su
     )  # fmt: skip
 
 
-def run_class(args: argparse.Namespace, rule: str, url: str, out: Path) -> float:
-    """One class run of ``rule`` to completion; returns its wall-clock seconds."""
+def run_class(args: argparse.Namespace, name: str, url: str, out: Path) -> float:
+    """One class run of variant ``name`` to completion; returns its wall-clock seconds."""
+    rule, _, dtype = name.partition(":")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GANFRIENDS_")}
     env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(args.threads))
     cli = [sys.executable, "-m", "ganfriends"]
     coordinator = subprocess.Popen(
         [*cli, "coordinator", "--db", url, "--new-run", "--output-dir", str(out),
-         "--update-rule", rule, "--images-per-work-unit", str(args.unit),
+         "--update-rule", rule, "--transfer-dtype", dtype or "float32",
+         "--images-per-work-unit", str(args.unit),
          "--workunits-per-update", str(args.units), "--micro-batch", "32",
          "--max-iterations", str(args.steps), "--seed", str(args.seed),
          "--eval-interval", str(args.eval_every), "--eval-samples", str(args.eval_samples),
@@ -70,14 +84,14 @@ def run_class(args: argparse.Namespace, rule: str, url: str, out: Path) -> float
     workers: list[subprocess.Popen[str]] = []
     for line in coordinator.stdout:
         if "FID" in line or "new run" in line:
-            print(f"  [{rule}] {line.rstrip()}", flush=True)
+            print(f"  [{name}] {line.rstrip()}", flush=True)
         if "new run" in line and not workers:
             workers = [start_worker(cli, url, f"bench-{i}", env) for i in range(args.workers)]
     code = coordinator.wait()
     for worker in workers:
         worker.wait(timeout=120)
     if code != 0:
-        raise SystemExit(f"the {rule} coordinator exited with {code}")
+        raise SystemExit(f"the {name} coordinator exited with {code}")
     return time.monotonic() - start
 
 
@@ -118,14 +132,14 @@ def main() -> None:
         server = EmbeddedPostgres(Path(root) / "pg", durable=False)
         url = server.start().local_url()
         try:
-            for rule in args.rules:
+            for rule in args.variants:
                 with Database(url, max_size=1) as db:
                     migrate(db)
                 print(f"{rule}: {args.steps} steps of {args.units} units x {args.unit} images")
-                seconds[rule] = run_class(args, rule, url, Path(root) / rule)
+                seconds[rule] = run_class(args, rule, url, Path(root) / rule.replace(":", "-"))
                 with Database(url, max_size=1) as db:
                     rows = scores(db)
-                per_step = 2 if rule == "alternating" else 1
+                per_step = 2 if rule.startswith("alternating") else 1
                 table[rule] = {
                     int(r["version"]) // per_step: (float(r["fid"]), float(r["kid_mean"]))
                     for r in rows
