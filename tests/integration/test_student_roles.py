@@ -42,6 +42,11 @@ def test_a_student_does_everything_a_worker_does(db: Database, raw: Raw, student
             device_state=None,
             compute_seconds=1.0,
         )
+        # Credited at once on the leaderboard the student reads, as pending until combined.
+        (line,) = mine.fetch_all("leaderboard", run_id=run_id)
+        assert (line["name"], line["units"], line["pending"], line["images"]) == (
+            "alice", 1, 1, 64,
+        )  # fmt: skip
         second = queue.claim(mine, run_id, worker)
         assert second is not None
         mine.execute("release_lease", token=second.token, worker_id=worker)

@@ -31,12 +31,13 @@ class WorkerLine:
     """One leaderboard line."""
 
     name: str
-    units: int
+    units: int  # credited, uploads waiting for the coordinator included
     images: int
     rejected: int
     status: str
     last_heartbeat: str
     hardware: str
+    pending: int = 0  # of ``units``: uploaded, not yet combined (dropped if a copy loses)
 
 
 @dataclass
@@ -100,6 +101,7 @@ def read_leaderboard(db: Database, run_id: int) -> list[WorkerLine]:
         WorkerLine(
             name=row["name"],
             units=int(row["units"]),
+            pending=int(row["pending"]),
             images=int(row["images"]),
             rejected=int(row["rejected"]),
             status=activity(float(row["seconds_since_heartbeat"]), bool(row["running"])),
@@ -195,7 +197,7 @@ def render(status: RunStatus, console: Console) -> None:
     for w in status.workers:
         table.add_row(
             Text(w.name),
-            str(w.units),
+            f"{w.units} ({w.pending} pending)" if w.pending else str(w.units),
             f"{w.images:,}",
             str(w.rejected),
             w.status,

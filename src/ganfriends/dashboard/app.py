@@ -127,7 +127,7 @@ def _leaderboard(snap: data.Snapshot) -> None:
         {
             "rank": rank,
             "name": w.name,
-            "units": w.units,
+            "units": f"{w.units} ({w.pending} pending)" if w.pending else str(w.units),
             "images": f"{w.images:,}",
             "share": f"{100 * w.images / total:.1f}%" if total else "-",
             "status": STATUS_MARK.get(w.status, w.status),

@@ -304,9 +304,11 @@ FROM work_units WHERE run_id = %(run_id)s AND version = %(version)s;
 
 -- name: leaderboard
 -- One line per student name (a restarted worker keeps its name), best contributors first.
+-- Uploads still waiting for the coordinator count at once, as pending (migration 0009).
 SELECT name,
-       sum(units_done)::int AS units,
-       sum(images_done)::bigint AS images,
+       (sum(units_done) + coalesce(sum(p.units), 0))::int AS units,
+       (sum(images_done) + coalesce(sum(p.images), 0))::bigint AS images,
+       coalesce(sum(p.units), 0)::int AS pending,
        sum(rejected)::int AS rejected,
        max(last_heartbeat) AS last_heartbeat,
        extract(epoch FROM now() - max(last_heartbeat))::float8 AS seconds_since_heartbeat,
@@ -316,7 +318,9 @@ SELECT name,
        max(gpu_vram_gb)::float8 AS gpu_vram_gb,
        max(cpu_cores) AS cpu_cores,
        max(ram_gb)::float8 AS ram_gb
-FROM workers WHERE run_id = %(run_id)s
+FROM workers w
+LEFT JOIN pending_credit p ON p.run_id = w.run_id AND p.worker_id = w.id
+WHERE w.run_id = %(run_id)s
 GROUP BY name
 ORDER BY images DESC, name;
 
