@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -10,7 +12,7 @@ from psycopg import errors
 from psycopg_pool import PoolTimeout
 
 from ganfriends.db.connection import retrying, translate_error
-from ganfriends.db.errors import DatabaseError, DatabaseUnavailable
+from ganfriends.db.errors import DatabaseError, DatabaseUnavailable, StoppedWaiting
 from ganfriends.errors import GanError
 
 
@@ -90,3 +92,23 @@ def test_other_errors_are_not_retried() -> None:
     with pytest.raises(DatabaseError, match="syntax"):
         retrying(fn, sleep=sleeps.append)
     assert sleeps == []
+
+
+def test_a_stop_ends_the_wait_at_once_with_stopped_waiting() -> None:
+    calls, fn = _flaky(100)
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(StoppedWaiting):
+        retrying(fn, stop=stop)  # waits 0.5 s first: the stop comes during it
+    assert time.monotonic() - started < 0.45
+    assert len(calls) == 1
+
+
+def test_a_stop_already_requested_is_not_waited_for() -> None:
+    calls, fn = _flaky(100)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(StoppedWaiting):
+        retrying(fn, stop=stop)
+    assert len(calls) == 1

@@ -40,7 +40,13 @@ from ganfriends.classroom.state import (
 from ganfriends.classroom.watchdog import Watchdog
 from ganfriends.config import Config
 from ganfriends.data import ImageDataset, fingerprint_mismatch, make_dataset
-from ganfriends.db import Database, DatabaseError, DatabaseUnavailable
+from ganfriends.db import (
+    Database,
+    DatabaseError,
+    DatabaseUnavailable,
+    StoppedWaiting,
+    retrying,
+)
 from ganfriends.db.notifications import Listener
 from ganfriends.db.session_lock import LockLost, SessionLock
 from ganfriends.errors import GanError
@@ -95,6 +101,7 @@ class Coordinator:
         self.output_dir = Path(config.coordinator.output_dir)
         self.watchdog = Watchdog(db, self.console)
         self.outputs = CoordinatorOutputs(db, config, self.output_dir, self.console)
+        self._checked_at = 0.0  # when the run's lock and state were last checked
 
     # ------------------------------------------------------------------ set-up
 
@@ -291,14 +298,9 @@ class Coordinator:
         return CoordinatorResult(state.run_id, state.version, complete)
 
     def _reload(self, run_id: int, stop: StopRequest) -> RunState:
-        delay = 0.5
-        while True:
-            try:
-                return self._load(run_id)
-            except DatabaseUnavailable:
-                if stop.event.wait(delay):
-                    raise
-                delay = min(delay * 2, 30.0)
+        """The run's state from the database, waiting out an outage (a stop ends the wait with
+        :class:`StoppedWaiting`, a :class:`DatabaseUnavailable`)."""
+        return retrying(lambda: self._load(run_id), stop=stop.event)
 
     def _wait_for_results(
         self,
@@ -308,38 +310,57 @@ class Coordinator:
         lock: SessionLock,
         wakeups: Listener,
     ) -> list[Valid] | None:
-        """Poll until the rule may combine this version's valid results; None if asked to stop."""
+        """Wait until the rule may combine this version's valid results; None if asked to stop.
+
+        Woken by each accepted upload, polling as the fallback. An outage is waited out by
+        :func:`ganfriends.db.retrying` around the whole check, reading and validating included.
+        """
         poll = self.config.coordinator.poll_interval
-        checked = time.monotonic()
+        self._checked_at = time.monotonic()
+
+        def unreachable(attempt: int, delay: float, exc: Exception) -> None:
+            self.console.print(f"[yellow]database unreachable ({exc}); retrying[/]")
+
         while not stop.requested:
             try:
-                if time.monotonic() - checked >= RUN_CHECK_SECONDS:
-                    self._check_still_ours(state.run_id, lock)
-                    checked = time.monotonic()
-                counts = queue.count_units(self.db, state.run_id, state.version)
-            except DatabaseUnavailable as exc:
-                self.console.print(f"[yellow]database unreachable ({exc}); retrying[/]")
-                stop.event.wait(min(5.0, poll * 4))
-                continue
-            if counts.total == 0:
-                raise GanError(
-                    f"run {state.run_id} has no work units for version {state.version}: "
-                    "the database was changed under the coordinator"
+                valid = retrying(
+                    lambda: self._results_if_ready(state, lock, published_at),
+                    on_retry=unreachable,
+                    stop=stop.event,
                 )
-            waited = time.monotonic() - published_at
-            if counts.done > 0 and state.rule.ready(counts.done, counts.total, waited):
-                valid = self.validated_results(state)
-                if valid is not None and state.rule.ready(len(valid), counts.total, waited):
-                    if len(valid) < counts.total:
-                        self.console.print(
-                            f"version {state.version}: closing with {len(valid)} of "
-                            f"{counts.total} units after {waited:.0f}s (quorum)"
-                        )
-                    return valid
-                if valid is None:
-                    continue  # a result was rejected and its unit requeued: keep waiting
+            except StoppedWaiting:
+                return None
+            if valid is not None:
+                return valid
             wakeups.wait(poll, stop.event)
         return None
+
+    def _results_if_ready(
+        self, state: RunState, lock: SessionLock, published_at: float
+    ) -> list[Valid] | None:
+        """This version's valid results if the rule may combine them now, else None (a rejected
+        result's unit is back in the queue: keep waiting)."""
+        if time.monotonic() - self._checked_at >= RUN_CHECK_SECONDS:
+            self._check_still_ours(state.run_id, lock)
+            self._checked_at = time.monotonic()
+        counts = queue.count_units(self.db, state.run_id, state.version)
+        if counts.total == 0:
+            raise GanError(
+                f"run {state.run_id} has no work units for version {state.version}: "
+                "the database was changed under the coordinator"
+            )
+        waited = time.monotonic() - published_at
+        if counts.done == 0 or not state.rule.ready(counts.done, counts.total, waited):
+            return None
+        valid = self.validated_results(state)
+        if valid is None or not state.rule.ready(len(valid), counts.total, waited):
+            return None
+        if len(valid) < counts.total:
+            self.console.print(
+                f"version {state.version}: closing with {len(valid)} of "
+                f"{counts.total} units after {waited:.0f}s (quorum)"
+            )
+        return valid
 
     def _check_still_ours(self, run_id: int, lock: SessionLock) -> None:
         """Raise :class:`RunLocked` when another coordinator took the run's lock while a server

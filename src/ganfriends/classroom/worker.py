@@ -38,7 +38,7 @@ from ganfriends.classroom.payload import (
 from ganfriends.classroom.queue import Claim, Hardware, Run
 from ganfriends.config import Config
 from ganfriends.data import ImageDataset, fingerprint_mismatch, make_dataset
-from ganfriends.db import Database, DatabaseUnavailable
+from ganfriends.db import Database, DatabaseUnavailable, StoppedWaiting, retrying
 from ganfriends.device import describe_device, resolve_device
 from ganfriends.errors import GanError
 from ganfriends.models import build_models
@@ -47,15 +47,10 @@ from ganfriends.signals import StopRequest
 
 IDLE_BACKOFF_START = 0.1  # seconds: first wait after an empty poll
 IDLE_BACKOFF_FACTOR = 1.15  # huey's gentle growth, capped by worker.poll_interval
-RETRY_CAP = 30.0  # seconds: longest wait between reconnection attempts
 
 
 class DatasetMismatch(GanError):
     """This worker's dataset is not the run's."""
-
-
-class StoppedWaiting(Exception):
-    """A stop was requested while the database was unreachable."""
 
 
 def detect_hardware(device: torch.device) -> Hardware:
@@ -139,24 +134,16 @@ class Worker:
     # ---------------------------------------------------------------- database calls with retry
 
     def _retry(self, stop: StopRequest, call: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a database call, waiting out outages with exponential backoff.
+        """Run a database call, waiting out outages with :func:`ganfriends.db.retrying`.
 
         A stop during an outage ends the wait at once (:class:`StoppedWaiting`): nothing can be
         handed back to a database we cannot reach, and the lease expires by itself.
         """
-        delay = 0.5
-        while True:
-            try:
-                return call(*args, **kwargs)
-            except DatabaseUnavailable as exc:
-                if stop.requested:
-                    raise StoppedWaiting(str(exc)) from exc
-                self.console.print(
-                    f"[yellow]database unreachable ({exc}); retrying in {delay:.0f}s[/]"
-                )
-                if stop.event.wait(delay):
-                    raise StoppedWaiting(str(exc)) from exc
-                delay = min(delay * 2, RETRY_CAP)
+
+        def say(attempt: int, delay: float, exc: Exception) -> None:
+            self.console.print(f"[yellow]database unreachable ({exc}); retrying in {delay:.0f}s[/]")
+
+        return retrying(lambda: call(*args, **kwargs), on_retry=say, stop=stop.event)
 
     # ---------------------------------------------------------------- set-up
 

@@ -11,6 +11,7 @@ from ganfriends.db.errors import (
     AccessRefused,
     DatabaseError,
     DatabaseUnavailable,
+    StoppedWaiting,
     UnknownQueryError,
 )
 from ganfriends.db.migrations import current_version, migrate, pending, reset
@@ -23,6 +24,7 @@ __all__ = [
     "DatabaseUnavailable",
     "EmbeddedPostgres",
     "ServerInfo",
+    "StoppedWaiting",
     "Tx",
     "UnknownQueryError",
     "current_version",

@@ -8,6 +8,7 @@ dicts. Every psycopg error becomes a :class:`DatabaseError`, and losing the serv
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from ganfriends.db.errors import (
     AccessRefused,
     DatabaseError,
     DatabaseUnavailable,
+    StoppedWaiting,
     UnknownQueryError,
 )
 from ganfriends.db.notifications import Listener
@@ -296,14 +298,18 @@ def retrying(
     on_retry: Callable[[int, float, Exception], None] | None = None,
     max_wait: float = float("inf"),
     sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> T:
-    """Call ``fn`` until it does not raise :class:`DatabaseUnavailable`, backing off.
+    """Call ``fn`` until it does not raise :class:`DatabaseUnavailable`, backing off: the one
+    retry loop of the worker, the coordinator and the CLI.
 
     Waits 0.5 s, 1 s, 2 s, ... (capped at 30 s) between attempts and calls
     ``on_retry(attempt, delay, exc)`` before each wait. Gives up, re-raising the last error,
     once the next wait would take the total time slept past ``max_wait`` seconds. Other errors
-    propagate at once. ``fn`` should be idempotent: when the connection drops during COMMIT,
-    whether the transaction committed is unknown.
+    propagate at once. With ``stop``, a wait ends as soon as it is set and
+    :class:`StoppedWaiting` is raised: nothing can be handed back to a database we cannot reach.
+    ``fn`` should be idempotent: when the connection drops during COMMIT, whether the transaction
+    committed is unknown.
     """
     delay = RETRY_FIRST_DELAY
     slept = 0.0
@@ -312,11 +318,16 @@ def retrying(
         try:
             return fn()
         except DatabaseUnavailable as exc:
+            if stop is not None and stop.is_set():
+                raise StoppedWaiting(str(exc)) from exc
             attempt += 1
             if slept + delay > max_wait:
                 raise
             if on_retry is not None:
                 on_retry(attempt, delay, exc)
-            sleep(delay)
+            if stop is None:
+                sleep(delay)
+            elif stop.wait(delay):
+                raise StoppedWaiting(str(exc)) from exc
             slept += delay
             delay = min(delay * RETRY_FACTOR, RETRY_MAX_DELAY)

@@ -19,6 +19,10 @@ class DatabaseUnavailable(DatabaseError):
     """The database server cannot be reached; retry later."""
 
 
+class StoppedWaiting(DatabaseUnavailable):
+    """A stop was requested while :func:`ganfriends.db.retrying` waited out an outage."""
+
+
 class AccessRefused(DatabaseError):
     """The database server refused this login (wrong password, unknown role or database)."""
 
