@@ -23,6 +23,7 @@ import torch
 
 from bench_run import embedded_database, start_run
 from ganfriends.classroom.payload import encode_result
+from ganfriends.classroom.state import server_blobs
 from ganfriends.classroom.worker import PublishedWeights
 from ganfriends.config import Config
 from ganfriends.data import DatasetFingerprint, ImageDataset
@@ -153,6 +154,20 @@ def bench_case(
             discriminator=b"",
         )
         timed(raw, "raw read", db.fetch_one, "get_weights", run_id=run_id, version=10_000 + i)
+    # The raw reads and writes one update must do, with the same sizes and statements: read its
+    # K uploads, write the new weights, replace the optimizer states (the yardstick for
+    # the coordinator's busy time).
+    weights, optimizer_states = server_blobs(state.server)
+    for i in range(3):
+        start = time.perf_counter()
+        for _ in range(per_update):
+            db.fetch_one("get_weights", run_id=run_id, version=10_000 + i)
+        db.execute("insert_weights", run_id=run_id, version=20_000 + i,
+                   generator=weights.generator, discriminator=weights.discriminator)  # fmt: skip
+        db.execute("upsert_optimizer_states", run_id=run_id, version=20_000 + i,
+                   generator=optimizer_states.generator,
+                   discriminator=optimizer_states.discriminator)  # fmt: skip
+        raw["raw update I/O"].append(time.perf_counter() - start)
     units = updates * per_update
     return {
         "times": times,
@@ -181,6 +196,15 @@ def print_case(name: str, r: dict[str, object], units: int) -> None:
     for key in ("raw write", "raw read"):
         label = key + " (one blob, same size)"
         print(f"| {label:<32} | {1000 * statistics.median(raw[key]):>9.1f} | {'':>13} |")
+    busy = [a + b for a, b in zip(times["coordinator validate"],
+                                  times["coordinator aggregate+publish"], strict=True)]  # fmt: skip
+    io = statistics.median(raw["raw update I/O"])
+    print(f"| {'raw I/O of one update':<32} | {1000 * io:>9.1f} | {'':>13} |")
+    print(
+        f"\ncoordinator busy per update {1000 * statistics.median(busy):.0f} ms = "
+        f"{statistics.median(busy) / io:.2f}x the raw reads and writes of an update "
+        "(goal <= 1.5x)"
+    )
     print()
 
 
