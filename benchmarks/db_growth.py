@@ -84,6 +84,7 @@ def main() -> None:
             results = coordinator.validated_results(state)
             assert results is not None
             coordinator.apply_update(state, results, 0.0)
+            coordinator.reclaim()
             if update % 50 == 0 or update == args.updates:
                 size = db.fetch_one("database_size")
                 assert size is not None

@@ -173,7 +173,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_download_celeba(args: argparse.Namespace) -> int:
-    """Fetch CelebA, or print how to get it by hand."""
+    """Fetch CelebA's aligned zip (default: the seed project's Hugging Face mirror, checked
+    against the official archive's MD5; an interrupted download resumes), else say how to get
+    it by hand."""
     from pathlib import Path
 
     from ganfriends.data import default_data_dir, download_celeba
@@ -277,14 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     celeba = commands.add_parser(
         "download-celeba",
         parents=[verbose],
-        help="fetch CelebA (or print the manual steps)",
+        help="fetch CelebA's aligned zip from the default mirror, checked and resumable",
         description=cmd_download_celeba.__doc__,
     )
     celeba.add_argument(
         "--dest", metavar="DIR", help="where to put it (default: <data dir>/celeba)"
     )
     celeba.add_argument(
-        "--url", help="a mirror of img_align_celeba.zip (default: $GANFRIENDS_CELEBA_URL)"
+        "--url",
+        help="another source of img_align_celeba.zip (default: $GANFRIENDS_CELEBA_URL, else "
+        "the seed project's Hugging Face mirror)",
     )
     celeba.set_defaults(func=cmd_download_celeba)
     _add_class_commands(commands, verbose)

@@ -130,7 +130,10 @@ def test_first_ctrl_c_saves_the_finished_steps_and_exits(workdir: Path) -> None:
         (["train-local", "--lr", "fast"], "training.learning_rate must be a number"),
         (["generate", "--checkpoint", "missing.pt"], "missing.pt does not exist"),
         (["train-local", "--resume", "garbage.pt"], "cannot read checkpoint garbage.pt"),
-        (["download-celeba", "--dest", "celeba"], "img_align_celeba.zip"),
+        (
+            ["download-celeba", "--dest", "celeba", "--url", "http://127.0.0.1:9/celeba.zip"],
+            "img_align_celeba.zip",
+        ),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_a_non_zero_exit(

@@ -331,3 +331,30 @@ def test_heartbeat_and_release_lock_the_unit_before_the_lease(
         holder.close()
 
     assert outcome == {"done": True}
+
+
+def test_a_claim_whose_version_was_pruned_meanwhile_is_skipped_not_fatal(
+    db: Database, raw: Raw
+) -> None:
+    # A backup copy completed the unit and the run moved on past the kept versions while this
+    # worker was descheduled between its claim and its download.
+    from ganfriends.classroom.queue import get_run
+    from ganfriends.classroom.worker import PublishedWeights, _Session
+    from ganfriends.models import build_models
+    from ganfriends.rules import make_rule
+    from ganfriends.signals import StopRequest
+
+    run_id = new_run(db, units_per_update=1)
+    out = io.StringIO()
+    worker = Worker(db, Config(), console=Console(file=out, width=200))
+    worker.worker_id = register(db, run_id, "slow")
+    claimed = worker.claim(run_id)
+    assert claimed is not None
+    raw.rows("DELETE FROM weights WHERE run_id = %(r)s RETURNING version", r=run_id)
+    run = get_run(db, run_id)
+    g, d = build_models(run.model_config)
+    session = _Session(run, make_rule(run.mode, run.plan, run.config, run.model_config),
+                       None, g, d, PublishedWeights(g, d))  # type: ignore[arg-type]  # fmt: skip
+
+    assert worker._process(session, claimed, StopRequest()) is False
+    assert "another copy completed this unit; moving on" in out.getvalue()

@@ -366,3 +366,37 @@ def test_mismatches_do_not_count_as_rejections_of_the_unit(db: Database, raw: Ra
     validate(db, run_id)
     assert raw.count("rejections", "mismatch") == 2
     assert raw.count("rejections", "NOT mismatch") == 0
+
+
+# ------------------------------------------------------------------ reading as they arrive
+
+
+def test_a_copy_is_read_once_as_it_arrives_and_not_fetched_again(db: Database, raw: Raw) -> None:
+    run_id = new_run(db, units_per_update=2)
+    worker = register(db, run_id, "early")
+    unit = upload(db, run_id, worker, valid_blob())
+    coord = coordinator(db)
+    state = load_run_state(db, run_id)
+    (first,) = coord.validated_results(state) or []  # read while unit 1 is still missing
+
+    # Were the copy fetched again, this would now fail validation.
+    raw.rows(
+        "UPDATE results SET payload = 'garbage' WHERE unit_id = %(u)s RETURNING unit_id", u=unit
+    )
+    (again,) = coord.validated_results(state) or []
+
+    assert again is first
+    assert raw.count("rejections") == 0
+
+
+def test_a_copy_whose_row_went_is_forgotten(db: Database, raw: Raw) -> None:
+    run_id = new_run(db, units_per_update=2)
+    worker = register(db, run_id, "gone")
+    unit = upload(db, run_id, worker, valid_blob())
+    coord = coordinator(db)
+    state = load_run_state(db, run_id)
+    assert len(coord.validated_results(state) or []) == 1
+
+    raw.rows("DELETE FROM results WHERE unit_id = %(u)s RETURNING unit_id", u=unit)
+
+    assert coord.validated_results(state) == []

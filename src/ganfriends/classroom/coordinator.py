@@ -9,23 +9,26 @@ with them, records the losses, advances the run and queues the units of v+1. A c
 instant therefore leaves v or v+1, never a mix, and a restarted coordinator resumes from the
 database with no flag: results not yet consumed are still there and give the same v+1 again.
 
-While it waits it checks, every RUN_CHECK_SECONDS, that it still holds the run's lock (re-taken
-after a database restart), that the run still runs, and that no student holds rows of the run in
-a transaction left open (``watchdog``)"""
+While it waits (``waiting``) it reads and checks each result as it arrives, and makes sure that
+it still holds the run's lock (re-taken after a database restart), that the run still runs, and
+that no student holds rows of the run in a transaction left open (``watchdog``).
+
+``RunLocked`` and ``RunStopped`` (from ``waiting``) are re-exported here: they are how a
+coordinator ends when the run is not, or no longer, its own."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
 from ganfriends import rng
 from ganfriends.classroom import queue
-from ganfriends.classroom.intake import Valid, validated_results
+from ganfriends.classroom.intake import Valid
 from ganfriends.classroom.outputs import CoordinatorOutputs
 from ganfriends.classroom.payload import encode_inputs
 from ganfriends.classroom.queue import Consumed, Retention
@@ -37,6 +40,7 @@ from ganfriends.classroom.state import (
     server_blobs,
     upload_limit,
 )
+from ganfriends.classroom.waiting import ResultsWaiter, RunLocked, RunStopped
 from ganfriends.classroom.watchdog import Watchdog
 from ganfriends.config import Config
 from ganfriends.data import ImageDataset, fingerprint_mismatch, make_dataset
@@ -44,11 +48,10 @@ from ganfriends.db import (
     Database,
     DatabaseError,
     DatabaseUnavailable,
-    StoppedWaiting,
     retrying,
 )
 from ganfriends.db.notifications import Listener
-from ganfriends.db.session_lock import LockLost, SessionLock
+from ganfriends.db.session_lock import SessionLock
 from ganfriends.errors import GanError
 from ganfriends.models import ModelConfig
 from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config
@@ -57,21 +60,11 @@ from ganfriends.rules.screening import clip_results, first_non_finite
 from ganfriends.signals import StopRequest
 from ganfriends.tracking import open_log
 
-if TYPE_CHECKING:
-    pass
+__all__ = ["Coordinator", "CoordinatorResult", "NonFiniteUpdate", "RunLocked", "RunStopped"]
 
 NUM_SAMPLES = 64  # images per sample grid
 
 
-class RunLocked(GanError):
-    """Another coordinator is already running this run."""
-
-
-class RunStopped(GanError):
-    """The run was stopped or removed in the database while this coordinator drove it."""
-
-
-RUN_CHECK_SECONDS = 2.0  # how often a waiting coordinator checks that its run still runs
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a statement that hit lock_timeout
 
 
@@ -101,7 +94,9 @@ class Coordinator:
         self.output_dir = Path(config.coordinator.output_dir)
         self.watchdog = Watchdog(db, self.console)
         self.outputs = CoordinatorOutputs(db, config, self.output_dir, self.console)
-        self._checked_at = 0.0  # when the run's lock and state were last checked
+        self.waiter = ResultsWaiter(
+            db, self.console, self.watchdog, config.coordinator.poll_interval
+        )
 
     # ------------------------------------------------------------------ set-up
 
@@ -236,7 +231,7 @@ class Coordinator:
         total = state.plan.total_versions
         non_finite = 0
         while state.version < total and not stop.requested:
-            results = self._wait_for_results(state, stop, published_at, lock, wakeups)
+            results = self.waiter.wait(state, stop, published_at, lock, wakeups)
             if results is None:
                 break
             wait_seconds = time.monotonic() - published_at
@@ -277,6 +272,9 @@ class Coordinator:
                 state = self._reload(state.run_id, stop)
                 continue
             published_at = time.monotonic()
+            # An outage here costs nothing: the next update's vacuum takes these dead rows too.
+            with contextlib.suppress(DatabaseUnavailable):
+                self.reclaim()
             # Grids, checkpoints and scores at whole steps: an alternating run's odd versions
             # hold D's new step and G's old one.
             step, mid_step = divmod(state.version, state.plan.versions_per_step)
@@ -302,88 +300,16 @@ class Coordinator:
         :class:`StoppedWaiting`, a :class:`DatabaseUnavailable`)."""
         return retrying(lambda: self._load(run_id), stop=stop.event)
 
-    def _wait_for_results(
-        self,
-        state: RunState,
-        stop: StopRequest,
-        published_at: float,
-        lock: SessionLock,
-        wakeups: Listener,
-    ) -> list[Valid] | None:
-        """Wait until the rule may combine this version's valid results; None if asked to stop.
-
-        Woken by each accepted upload, polling as the fallback. An outage is waited out by
-        :func:`ganfriends.db.retrying` around the whole check, reading and validating included.
-        """
-        poll = self.config.coordinator.poll_interval
-        self._checked_at = time.monotonic()
-
-        def unreachable(attempt: int, delay: float, exc: Exception) -> None:
-            self.console.print(f"[yellow]database unreachable ({exc}); retrying[/]")
-
-        while not stop.requested:
-            try:
-                valid = retrying(
-                    lambda: self._results_if_ready(state, lock, published_at),
-                    on_retry=unreachable,
-                    stop=stop.event,
-                )
-            except StoppedWaiting:
-                return None
-            if valid is not None:
-                return valid
-            wakeups.wait(poll, stop.event)
-        return None
-
-    def _results_if_ready(
-        self, state: RunState, lock: SessionLock, published_at: float
-    ) -> list[Valid] | None:
-        """This version's valid results if the rule may combine them now, else None (a rejected
-        result's unit is back in the queue: keep waiting)."""
-        if time.monotonic() - self._checked_at >= RUN_CHECK_SECONDS:
-            self._check_still_ours(state.run_id, lock)
-            self._checked_at = time.monotonic()
-        counts = queue.count_units(self.db, state.run_id, state.version)
-        if counts.total == 0:
-            raise GanError(
-                f"run {state.run_id} has no work units for version {state.version}: "
-                "the database was changed under the coordinator"
-            )
-        waited = time.monotonic() - published_at
-        if counts.done == 0 or not state.rule.ready(counts.done, counts.total, waited):
-            return None
-        valid = self.validated_results(state)
-        if valid is None or not state.rule.ready(len(valid), counts.total, waited):
-            return None
-        if len(valid) < counts.total:
-            self.console.print(
-                f"version {state.version}: closing with {len(valid)} of "
-                f"{counts.total} units after {waited:.0f}s (quorum)"
-            )
-        return valid
-
-    def _check_still_ours(self, run_id: int, lock: SessionLock) -> None:
-        """Raise :class:`RunLocked` when another coordinator took the run's lock while a server
-        restart had dropped ours, :class:`RunStopped` when the run no longer runs."""
-        try:
-            lock.ensure()
-        except LockLost as exc:
-            raise RunLocked(
-                f"run {run_id}'s lock went with a database restart and another coordinator "
-                "holds it now: stopping here (the run goes on under that coordinator)"
-            ) from exc
-        self.watchdog.sweep()
-        current = queue.run_state(self.db, run_id)
-        if current != "running":
-            raise RunStopped(
-                f"run {run_id} is {current or 'gone'} in the database: someone stopped it while "
-                "this coordinator was driving it (SQL, or an administrator); stopping here"
-            )
-
     def validated_results(self, state: RunState) -> list[Valid] | None:
         """This version's first valid copy of each unit (see :mod:`.intake`); None after
         rejecting one."""
-        return validated_results(self.db, state, self.console)
+        return self.waiter.intake.results(self.db, state, self.console)
+
+    def reclaim(self) -> None:
+        """Vacuum the tens of MB of dead blobs an update leaves (see migration 0002), so that
+        storage stays flat instead of growing per update. Run after publishing, while the
+        workers compute the next version: it is off their path."""
+        self.db.execute("vacuum_blob_tables")
 
     def apply_update(self, state: RunState, valid: list[Valid], wait_seconds: float) -> None:
         """Combine with the run's rule, then publish v+1 in one transaction."""
@@ -440,10 +366,8 @@ class Coordinator:
             )
         state.server.version = new_version
         state.server.images_seen += record.images
+        self.waiter.published()
         state.advanced()
-        # The update left tens of MB of dead blobs: reclaim them now, while the workers compute
-        # v+1 (see migration 0002). Storage then stays flat instead of growing per update.
-        self.db.execute("vacuum_blob_tables")
         # Logged at the optimizer step the version belongs to (an alternating step's D version
         # and G version both log at it), as train-local logs its steps.
         self.outputs.metrics(

@@ -44,43 +44,78 @@ class Valid:
     result: UnitResult
 
 
-def validated_results(db: Database, state: RunState, console: Console) -> list[Valid] | None:
-    """The first valid copy of each unit of the current version, in unit order; None after
-    rejecting a copy (its unit may be back in the queue: the caller waits again).
+class Intake:
+    """The coordinator's reading of the current version, kept across its polls.
 
-    Later valid copies of a unit are compared with the first, then dropped: the first valid copy
-    stands for the unit.
+    Each copy is fetched and validated once, as soon as it is stored (the coordinator reads
+    while the rest of the version is being computed), so the update at the end only fetches the
+    last arrivals and combines. What a copy's row loses meanwhile (its unit requeued, the run
+    reloaded) is dropped from what was read.
     """
-    first: dict[int, Valid] = {}
-    rejected = False
-    for upload in queue.uploads(db, state.run_id, state.version):
-        try:
-            result = decode(state, upload)
-        except InvalidBlob as exc:
-            rejected = True
-            queue.reject(db, state.run_id, upload, str(exc))
-            # The reason may quote a student's text: never let it be read as markup.
-            console.print(
-                f"[red]rejected[/] unit {upload.unit.index} "
-                f"from worker {upload.worker_id}: {escape(str(exc))}",
-                highlight=False,
-            )
-            index = upload.unit.index
-            times, workers = queue.unit_rejections(db, state.run_id, state.version, index)
-            if times >= MAX_UNIT_REJECTIONS:
-                raise UnitKeepsFailing(
-                    f"unit {upload.unit.index} of version {state.version} was rejected {times} "
-                    f"times, from {workers} worker(s); the last reason: {exc}. Stopping: the run "
-                    "resumes from this version once the cause is found (`ganfriends status`)"
-                ) from exc
-            continue
-        used = first.get(upload.unit_id)
-        if used is None:
-            first[upload.unit_id] = Valid(upload, result)
-            continue
-        compare_copies(db, state, used, Valid(upload, result), console)
-        queue.drop_copy(db, upload)
-    return None if rejected else list(first.values())
+
+    def __init__(self) -> None:
+        self.version: int | None = None
+        self.run_id: int | None = None
+        self.read: dict[tuple[int, int], Valid] = {}  # valid copies, by (unit_id, worker_id)
+
+    def results(self, db: Database, state: RunState, console: Console) -> list[Valid] | None:
+        """The first valid copy of each unit of the current version, in unit order; None after
+        rejecting a copy (its unit may be back in the queue: the caller waits again).
+
+        Later valid copies of a unit are compared with the first, then dropped: the first valid
+        copy (in order of arrival) stands for the unit.
+        """
+        if (state.run_id, state.version) != (self.run_id, self.version):
+            self.run_id, self.version, self.read = state.run_id, state.version, {}
+        stored = queue.upload_keys(db, state.run_id, state.version)
+        self.read = {key: v for key, v in self.read.items() if key in stored}
+        rejected = False
+        for upload in queue.uploads(db, state.run_id, state.version, seen=self.read.keys()):
+            try:
+                result = decode(state, upload)
+            except InvalidBlob as exc:
+                rejected = True
+                _reject(db, state, upload, exc, console)
+                continue
+            self.read[upload.key] = Valid(upload, result)
+        first: dict[int, Valid] = {}
+        for valid in sorted(self.read.values(), key=_arrival):
+            used = first.get(valid.upload.unit_id)
+            if used is None:
+                first[valid.upload.unit_id] = valid
+                continue
+            compare_copies(db, state, used, valid, console)
+            queue.drop_copy(db, valid.upload)
+            del self.read[valid.upload.key]
+        return None if rejected else list(first.values())
+
+
+def _arrival(valid: Valid) -> tuple[int, float, int]:
+    """Unit order, then the copies of a unit in order of arrival."""
+    upload = valid.upload
+    arrived = upload.arrived.timestamp() if upload.arrived is not None else 0.0
+    return (upload.unit.index, arrived, upload.worker_id)
+
+
+def _reject(
+    db: Database, state: RunState, upload: Upload, exc: InvalidBlob, console: Console
+) -> None:
+    """Refuse a copy against its worker; stop the run when its unit keeps failing."""
+    queue.reject(db, state.run_id, upload, str(exc))
+    # The reason may quote a student's text: never let it be read as markup.
+    console.print(
+        f"[red]rejected[/] unit {upload.unit.index} "
+        f"from worker {upload.worker_id}: {escape(str(exc))}",
+        highlight=False,
+    )
+    index = upload.unit.index
+    times, workers = queue.unit_rejections(db, state.run_id, state.version, index)
+    if times >= MAX_UNIT_REJECTIONS:
+        raise UnitKeepsFailing(
+            f"unit {upload.unit.index} of version {state.version} was rejected {times} "
+            f"times, from {workers} worker(s); the last reason: {exc}. Stopping: the run "
+            "resumes from this version once the cause is found (`ganfriends status`)"
+        ) from exc
 
 
 def decode(state: RunState, upload: Upload) -> UnitResult:

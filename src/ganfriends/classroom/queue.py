@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -101,6 +101,12 @@ class Upload:
     images: int
     payload: bytes
     device_state: bytes | None
+    arrived: datetime | None = None  # when it was stored: copies of a unit count in this order
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """(unit_id, worker_id): a copy's identity (one per worker and unit)."""
+        return (self.unit_id, self.worker_id)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Upload:
@@ -113,6 +119,7 @@ class Upload:
             images=int(row["images"]),
             payload=bytes(row["payload"]),
             device_state=None if row["device_state"] is None else bytes(row["device_state"]),
+            arrived=row.get("created_at"),
         )
 
 
@@ -351,11 +358,25 @@ def count_units(db: Database, run_id: int, version: int) -> UnitCounts:
     return UnitCounts(done=int(row["done"]), total=int(row["total"]))
 
 
-def uploads(db: Database, run_id: int, version: int) -> list[Upload]:
-    """A version's uploads in unit order, the copies of a unit in order of arrival."""
-    return [
-        Upload.from_row(r) for r in db.fetch_all("fetch_results", run_id=run_id, version=version)
-    ]
+def uploads(
+    db: Database, run_id: int, version: int, seen: Collection[tuple[int, int]] = ()
+) -> list[Upload]:
+    """A version's uploads but those ``seen`` ((unit_id, worker_id) pairs), in unit order, the
+    copies of a unit in order of arrival."""
+    rows = db.fetch_all(
+        "fetch_results",
+        run_id=run_id,
+        version=version,
+        seen_units=[unit for unit, _ in seen],
+        seen_workers=[worker for _, worker in seen],
+    )
+    return [Upload.from_row(r) for r in rows]
+
+
+def upload_keys(db: Database, run_id: int, version: int) -> set[tuple[int, int]]:
+    """(unit_id, worker_id) of every copy of the version stored now."""
+    rows = db.fetch_all("result_keys", run_id=run_id, version=version)
+    return {(int(r["unit_id"]), int(r["worker_id"])) for r in rows}
 
 
 def reject(db: Database, run_id: int, upload: Upload, reason: str) -> None:

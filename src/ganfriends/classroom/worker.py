@@ -53,6 +53,10 @@ class DatasetMismatch(GanError):
     """This worker's dataset is not the run's."""
 
 
+class VersionGone(GanError):
+    """The claimed unit's version was consumed and pruned while this worker got to it."""
+
+
 def detect_hardware(device: torch.device) -> Hardware:
     """Read the machine's resources."""
     gpu_name = vram = None
@@ -93,7 +97,7 @@ class PublishedWeights:
             return
         weights = queue.weights(db, run_id, version)
         if weights is None:
-            raise GanError(f"weights of version {version} are missing from the database")
+            raise VersionGone(f"weights of version {version} are gone from the database")
         load_weights(self.models[0], weights.generator)
         load_weights(self.models[1], weights.discriminator)
         self._states = tuple(
@@ -253,7 +257,7 @@ class Worker:
         names = session.rule.inputs_needed(claim.unit)
         blobs = queue.inputs(self.db, session.run_id, claim.version, names)
         if set(blobs) != set(names):
-            raise GanError(f"the inputs of version {claim.version} are missing from the database")
+            raise VersionGone(f"the inputs of version {claim.version} are gone from the database")
         try:
             return decode_inputs(blobs, spec)
         except InvalidBlob as exc:  # written by the coordinator: say so rather than crash
@@ -269,10 +273,16 @@ class Worker:
             + ")"
         )
         inputs = None
-        if session.rule.publishes_weights:
-            self._retry(stop, session.published.load, self.db, session.run_id, claim.version)
-        else:
-            inputs = self._retry(stop, self._inputs, session, claim)
+        try:
+            if session.rule.publishes_weights:
+                self._retry(stop, session.published.load, self.db, session.run_id, claim.version)
+            else:
+                inputs = self._retry(stop, self._inputs, session, claim)
+        except VersionGone as exc:
+            # Another copy of the unit completed it and the run moved on (old versions are
+            # pruned): nothing is lost, there is just nothing left to do for this claim.
+            self.console.print(f"{exc}: another copy completed this unit; moving on")
+            return False
         device_state = self._retry(stop, self._device_state, session, claim)
         started = time.monotonic()
         try:

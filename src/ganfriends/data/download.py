@@ -1,12 +1,16 @@
 """Downloading dataset files safely (temp file, verify, rename), and the CelebA download.
 
 A download never leaves a partial or unverified file under its final name: a later run would
-otherwise trust it. CelebA has no stable public direct link (Kaggle needs a login, Google Drive
-a confirmation page), so it downloads only from a configured URL, else explains the manual way.
+otherwise trust it. CelebA's official links need a login (Kaggle) or a confirmation page
+(Google Drive), so ``download-celeba`` fetches the aligned zip from the mirror the seed project
+uses (its Hugging Face repository), checks the official archive's MD5 (the one torchvision pins),
+and resumes an interrupted download where it stopped; ``--url`` or ``$GANFRIENDS_CELEBA_URL``
+name another source (then only its contents are checked: Kaggle's archive differs).
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import os
 import sys
@@ -37,6 +41,12 @@ CELEBA_URL_ENV = "GANFRIENDS_CELEBA_URL"
 CELEBA_ZIP_NAME = "img_align_celeba.zip"
 CELEBA_PAGE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 CELEBA_KAGGLE_COMMAND = "kaggle datasets download -d jessicali9530/celeba-dataset"
+# The seed project's copy (GANNs-with-friends downloads data/img_align_celeba.zip from it). Not
+# fetched from CI (no internet there): tests serve a generated zip from 127.0.0.1 instead.
+CELEBA_MIRROR = (
+    "https://huggingface.co/gperdrizet/GANNs-with-friends/resolve/main/data/img_align_celeba.zip"
+)
+CELEBA_ZIP_MD5 = "00d2c5bc6d35e252742224ab0c1e8fcb"  # the official img_align_celeba.zip
 
 
 class DownloadFailed(DatasetError):
@@ -95,6 +105,66 @@ def fetch_url(
     return dest
 
 
+def fetch_resumable(
+    url: str,
+    dest: Path,
+    *,
+    verify: Callable[[Path], None] | None = None,
+    timeout: float = TIMEOUT_S,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` to ``dest`` through ``dest``'s ``.part`` file, which an interrupted
+    download leaves behind: the next call asks only for the rest (an HTTP Range request) and
+    starts over when the server sends the whole file instead. ``verify`` as in
+    :func:`fetch_url`; content it rejects is deleted, partial file included.
+    """
+    part = dest.with_name(dest.name + ".part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        have = part.stat().st_size if part.is_file() else 0
+    except OSError as exc:
+        raise DownloadFailed(url, f"cannot write to {dest.parent}: {_one_line(exc)}") from None
+    headers = {"User-Agent": "ganfriends"} | ({"Range": f"bytes={have}-"} if have else {})
+    try:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            resumed = have > 0 and response.status == 206
+            total = int(response.headers.get("Content-Length") or 0) + (have if resumed else 0)
+            if have and not resumed:
+                print("the server does not resume downloads: starting over", file=sys.stderr)
+            with part.open("ab" if resumed else "wb") as out:
+                _copy(response, out, total, dest.name, show=progress)
+            if total and part.stat().st_size < total:
+                raise DownloadFailed(url, f"the connection ended after {part.stat().st_size:,} "
+                                     f"of {total:,} bytes: run again to resume")  # fmt: skip
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416:  # nothing left to send: the partial file is whole
+            pass
+        else:
+            raise DownloadFailed(url, _one_line(exc)) from None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        # URLError, HTTPError and timeouts are OSErrors; a malformed URL is a ValueError. The
+        # partial file stays for the next attempt.
+        raise DownloadFailed(url, f"{_one_line(exc)}; run again to resume") from None
+    try:
+        if verify is not None:
+            verify(part)
+    except DatasetError:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)
+    return dest
+
+
+def md5_of(path: Path) -> str:
+    """The MD5 hex digest of a file, read in chunks (the checksum CelebA's archive is known by)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _copy(src: IO[bytes], out: IO[bytes], total: int, label: str, *, show: bool) -> None:
     if show and sys.stderr.isatty():
         columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
@@ -132,8 +202,13 @@ def _manual_steps_line(dest: Path) -> str:
     )
 
 
-def _verify_celeba_zip(url: str) -> Callable[[Path], None]:
+def _verify_celeba_zip(url: str, md5: str | None = None) -> Callable[[Path], None]:
     def verify(path: Path) -> None:
+        if md5 is not None and (found := md5_of(path)) != md5:
+            raise DatasetError(
+                f"checksum mismatch for {url}: MD5 {found}, the official img_align_celeba.zip "
+                f"is {md5}; nothing was kept. {_manual_steps_line(path.parent)}"
+            )
         try:
             with zipfile.ZipFile(path) as zf:
                 _, names, _ = find_zip_images(zf.infolist(), (".jpg", ".jpeg"))
@@ -148,24 +223,23 @@ def _verify_celeba_zip(url: str) -> Callable[[Path], None]:
     return verify
 
 
-def download_celeba(dest: str | os.PathLike[str], *, url: str | None = None) -> Path:
+def download_celeba(
+    dest: str | os.PathLike[str], *, url: str | None = None, progress: bool = True
+) -> Path:
     """Download CelebA's zip to ``dest/img_align_celeba.zip`` (kept zipped) and return its path.
 
-    The URL is ``url``, else ``$GANFRIENDS_CELEBA_URL``; with neither, or when the download fails,
-    DatasetError explains the manual steps. An existing valid zip is returned as is.
+    From ``url``, else ``$GANFRIENDS_CELEBA_URL``, else the default mirror (:data:`CELEBA_MIRROR`,
+    checked against the official archive's MD5). An interrupted download resumes on the next call;
+    a failed one raises DatasetError with the manual steps. An existing valid zip is returned.
     """
     dest_dir = Path(dest).expanduser()
     target = dest_dir / CELEBA_ZIP_NAME
     if target.is_file() and zipfile.is_zipfile(target):
         return target
-    url = url or os.environ.get(CELEBA_URL_ENV)
-    if not url:
-        raise DatasetError(
-            f"CelebA has no public direct download (Kaggle needs a login): "
-            f"{_manual_steps_line(dest_dir)}, or set {CELEBA_URL_ENV} to a direct link"
-        )
+    url = url or os.environ.get(CELEBA_URL_ENV) or CELEBA_MIRROR
+    md5 = CELEBA_ZIP_MD5 if url == CELEBA_MIRROR else None
     try:
-        return fetch_url(url, target, verify=_verify_celeba_zip(url))
+        return fetch_resumable(url, target, verify=_verify_celeba_zip(url, md5), progress=progress)
     except DownloadFailed as exc:
         raise DatasetError(
             f"could not download CelebA from {url} ({exc.reason}): {_manual_steps_line(dest_dir)}"

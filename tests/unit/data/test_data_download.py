@@ -15,6 +15,7 @@ from ganfriends.data import (
     make_dataset,
     open_celeba,
 )
+from ganfriends.data import download as dl
 from ganfriends.data import fashion_mnist as fm
 from ganfriends.errors import DatasetError
 
@@ -112,11 +113,16 @@ def test_download_celeba_rejects_a_page_that_is_not_a_zip(
     assert not list((tmp_path / "celeba").iterdir())
 
 
-def test_download_celeba_without_a_url_explains_the_manual_steps(tmp_path: Path) -> None:
+def test_download_celeba_from_an_unreachable_default_mirror_explains_the_manual_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GANFRIENDS_CELEBA_URL", raising=False)
+    monkeypatch.setattr(dl, "CELEBA_MIRROR", "http://127.0.0.1:9/img_align_celeba.zip")
     with pytest.raises(DatasetError) as info:
         download_celeba(tmp_path / "celeba")
     message = str(info.value)
     assert "\n" not in message
+    assert "127.0.0.1:9" in message
     assert "mmlab.ie.cuhk.edu.hk" in message
     assert "kaggle datasets download -d jessicali9530/celeba-dataset" in message
     assert str(tmp_path / "celeba" / "img_align_celeba.zip") in message

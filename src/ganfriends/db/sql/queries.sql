@@ -182,12 +182,21 @@ SELECT version, state FROM device_states WHERE run_id = %(run_id)s AND device = 
 -- ===================================================================== results (coordinator)
 
 -- name: fetch_results
--- Every stored copy of the version's units, in unit order and, per unit, in order of arrival.
+-- The stored copies of the version's units the coordinator has not read yet (it read copy
+-- %(seen_units)s[i] of worker %(seen_workers)s[i]), in unit order and, per unit, in order of
+-- arrival.
 SELECT r.unit_id, r.unit_index, u.device, r.worker_id, r.images, r.payload, r.device_state,
-       r.compute_seconds
+       r.compute_seconds, r.created_at
 FROM results r JOIN work_units u ON u.id = r.unit_id
 WHERE r.run_id = %(run_id)s AND r.version = %(version)s
+  AND (r.unit_id, r.worker_id) NOT IN (
+      SELECT * FROM unnest(%(seen_units)s::bigint[], %(seen_workers)s::bigint[]))
 ORDER BY r.unit_index, r.created_at, r.worker_id;
+
+-- name: result_keys
+-- Which copies of the version are stored now (no payloads): what the coordinator read may since
+-- have gone with its unit.
+SELECT unit_id, worker_id FROM results WHERE run_id = %(run_id)s AND version = %(version)s;
 
 -- name: reject_result
 -- A copy that failed validation: drop it and blame its worker. Its unit stays 'done' when another
