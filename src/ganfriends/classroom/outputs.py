@@ -127,6 +127,8 @@ class CoordinatorOutputs:
         stats = {**self.latest, "images_seen": server.images_seen, "epoch": epoch}
         source = f"class run {state.run_id} ({state.run.mode})"
         dataset = state.run.fingerprint.get("name")
-        metadata = training_metadata(source, dataset, state.version, stats, state.run.model_config)
+        # The optimizer step, as train-local counts them (an alternating step is two versions).
+        step = state.version // state.plan.versions_per_step
+        metadata = training_metadata(source, dataset, step, stats, state.run.model_config)
         # A class run's curves live in its database (the dashboard): no curves.png.
         return take_snapshot(server.generator, server.discriminator, grid, None, metadata)
