@@ -50,6 +50,7 @@ def start_run(db: Database, model: ModelConfig, plan: SyncPlan, config: Config) 
         run_id = create_run(
             tx, name="bench", mode="sync", config=config.to_dict(), model_config=model,
             fingerprint=fingerprint, plan=plan, lease_seconds=600, max_backups=0,
+            max_units_per_claim=4,
         )  # fmt: skip
     row = db.fetch_one(
         "register_worker", run_id=run_id, name="bench", hostname="bench", device="cpu",

@@ -24,7 +24,7 @@ import torch
 from bench_run import embedded_database, start_run
 from ganfriends.classroom.payload import encode_result
 from ganfriends.classroom.state import server_blobs
-from ganfriends.classroom.worker import PublishedWeights
+from ganfriends.classroom.unit_work import PublishedWeights
 from ganfriends.config import Config
 from ganfriends.data import DatasetFingerprint, ImageDataset
 from ganfriends.db import Database

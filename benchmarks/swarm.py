@@ -76,17 +76,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, nargs="+", default=[10, 30, 100])
     parser.add_argument("--delay", type=float, default=0.5, help="seconds of 'compute' per unit")
     parser.add_argument("--versions", type=int, default=5, help="updates per case (default 5)")
+    parser.add_argument(
+        "--units-per-update", type=int, default=None, help="K (default: N, one unit per worker)"
+    )
+    parser.add_argument(
+        "--units-per-claim",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="units each worker claims and uploads at once (each value is a case)",
+    )
     return parser.parse_args(argv)
 
 
 class SimulatedWorker(threading.Thread):
     """A worker's database traffic with the compute replaced by ``delay`` seconds."""
 
-    def __init__(self, url: str, run_id: int, delay: float, payload: bytes, images: int) -> None:
+    def __init__(
+        self, url: str, run_id: int, delay: float, payload: bytes, images: int, per_claim: int
+    ) -> None:
         super().__init__(daemon=True)
         self.db = Database(url, max_size=WORKER_POOL)
         self.listener = self.db.listener("listen_work")
         self.run_id, self.delay, self.payload, self.images = run_id, delay, payload, images
+        self.per_claim = per_claim
+        self.calls = self.units = 0  # database calls (each its own round trip and transaction)
         self.halt = threading.Event()
         self.computing = 0.0
         self.started = time.perf_counter()
@@ -98,8 +112,10 @@ class SimulatedWorker(threading.Thread):
     def run(self) -> None:
         version, idle = -1, IDLE_BACKOFF_START
         while not self.halt.is_set():
-            claim = queue.claim(self.db, self.run_id, self.worker_id)
-            if claim is None:
+            claims = queue.claim(self.db, self.run_id, self.worker_id, self.per_claim)
+            self.calls += 1
+            if not claims:
+                self.calls += 1
                 if queue.run_state(self.db, self.run_id) != "running":
                     return
                 woken = self.listener.wait(idle, self.halt)
@@ -108,15 +124,19 @@ class SimulatedWorker(threading.Thread):
                 )
                 continue
             idle = IDLE_BACKOFF_START
-            if claim.version != version:
-                queue.weights(self.db, self.run_id, claim.version)  # what a worker downloads
-                version = claim.version
-            time.sleep(self.delay)
-            self.computing += self.delay
-            queue.submit(
-                self.db, self.run_id, self.worker_id, claim, images=self.images,
-                payload=self.payload, device_state=None, compute_seconds=self.delay,
-            )  # fmt: skip
+            if claims[0].version != version:
+                queue.weights(self.db, self.run_id, claims[0].version)  # what a worker downloads
+                version = claims[0].version
+                self.calls += 1
+            time.sleep(self.delay * len(claims))
+            self.computing += self.delay * len(claims)
+            results = [
+                queue.Outgoing(claim, self.images, self.payload, None, self.delay)
+                for claim in claims
+            ]
+            queue.submit(self.db, self.run_id, self.worker_id, results)
+            self.calls += 1
+            self.units += len(claims)
 
     def close(self) -> float:
         """Stop; the fraction of its life spent computing."""
@@ -128,14 +148,17 @@ class SimulatedWorker(threading.Thread):
         return self.computing / alive
 
 
-def case(url: str, students: Sequence[str], delay: float, versions: int) -> dict[str, float]:
-    """One run of ``versions`` updates, one simulated worker per student URL."""
-    workers = len(students)
+def case(
+    url: str, students: Sequence[str], delay: float, versions: int, units: int, per_claim: int
+) -> dict[str, float]:
+    """One run of ``versions`` updates of ``units`` units, one simulated worker per student URL,
+    each claiming ``per_claim`` units at once."""
     config = Config()
+    config.coordinator.max_units_per_claim = max(per_claim, 1)
     config.coordinator.max_iterations = versions
     config.coordinator.sample_interval = 10**9
-    plan = SyncPlan(dataset_size=IMAGES_PER_UNIT * workers * (versions + 1), seed=0,
-                    images_per_unit=IMAGES_PER_UNIT, units_per_update=workers,
+    plan = SyncPlan(dataset_size=IMAGES_PER_UNIT * units * (versions + 1), seed=0,
+                    images_per_unit=IMAGES_PER_UNIT, units_per_update=units,
                     micro_batch=MICRO_BATCH, epochs=1, max_updates=versions)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="ganfriends-swarm-out-") as out:
         config.coordinator.output_dir = out
@@ -158,7 +181,7 @@ def case(url: str, students: Sequence[str], delay: float, versions: int) -> dict
 
             coordinator.apply_update = timed_update  # type: ignore[method-assign]
             sims = [
-                SimulatedWorker(student, bench.run_id, delay, payload, honest.images)
+                SimulatedWorker(student, bench.run_id, delay, payload, honest.images, per_claim)
                 for student in students
             ]
             peak = [0]
@@ -180,7 +203,9 @@ def case(url: str, students: Sequence[str], delay: float, versions: int) -> dict
             sampling.set()
             sampler.join(timeout=5)
             utilisation = statistics.mean(sim.close() for sim in sims)
+            calls = sum(sim.calls for sim in sims) / max(1, sum(sim.units for sim in sims))
     return {
+        "calls_per_unit": calls,
         "updates_per_s": versions / wall,
         "utilisation": utilisation,
         "coordinator_share": sum(busy) / wall,
@@ -210,23 +235,33 @@ def main(argv: Sequence[str] | None = None) -> None:
                 for name in (f"student_{i}" for i in range(max(args.workers)))
             ]
             for workers in args.workers:
-                Console(stderr=True).print(f"N = {workers} ...")
-                rows.append((workers, case(url, students[:workers], args.delay, args.versions)))
+                units = args.units_per_update or workers
+                for per_claim in args.units_per_claim:
+                    Console(stderr=True).print(f"N = {workers}, K = {units}, {per_claim}/claim ...")
+                    result = case(
+                        url, students[:workers], args.delay, args.versions, units, per_claim
+                    )
+                    rows.append((workers, units, per_claim, result))
         finally:
             embedded.stop()
-    print(f"### {args.versions} updates, K = N units of {IMAGES_PER_UNIT} images, "
+    print(f"### {args.versions} updates, K units of {IMAGES_PER_UNIT} images, "
           f"'compute' {args.delay:g} s per unit, 32x32 DCGAN\n")  # fmt: skip
-    print("| workers N | updates/s | worker utilisation | coordinator share | "
-          "update s (median) | peak sessions |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|")
-    for workers, r in rows:
+    print(
+        "| workers N | units K | units per claim | updates/s | worker utilisation | "
+        "coordinator share | update s (median) | peak sessions | worker calls per unit |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for workers, units, per_claim, r in rows:
         cells = [
             str(workers),
+            str(units),
+            str(per_claim),
             f"{r['updates_per_s']:.2f}",
             f"{100 * r['utilisation']:.0f}%",
             f"{100 * r['coordinator_share']:.0f}%",
             f"{r['update_s']:.2f}",
             f"{r['sessions']:.0f}",
+            f"{r['calls_per_unit']:.2f}",
         ]
         print("| " + " | ".join(cells) + " |")
 

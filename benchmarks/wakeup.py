@@ -67,11 +67,11 @@ class IdleWorker(threading.Thread):
     def run(self) -> None:
         idle = IDLE_BACKOFF_START
         while not self.halt.is_set():
-            claim = queue.claim(self.db, self.run_id, self.worker_id)
-            if claim is not None:
+            claims = queue.claim(self.db, self.run_id, self.worker_id)
+            if claims:
                 self.claims.append(time.perf_counter())
                 self.db.fetch_one("submit_result", run_id=self.run_id, worker_id=self.worker_id,
-                                  token=claim.token, images=1, payload=b"x", device_state=None,
+                                  token=claims[0].token, images=1, payload=b"x", device_state=None,
                                   compute_seconds=0.0)  # fmt: skip
                 idle = IDLE_BACKOFF_START
                 continue

@@ -340,6 +340,7 @@ WORKER_OPTIONS = (
     "database.url",
     "worker.name",
     "worker.stop_grace",
+    "worker.units_per_claim",
     "training.device",
     "data.dataset_path",
     "data.data_dir",

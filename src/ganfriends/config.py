@@ -182,6 +182,12 @@ class WorkerConfig:
     heartbeat_interval: float = option(
         30.0, "seconds between heartbeats while computing", minimum=0.1
     )
+    units_per_claim: int = option(
+        1,
+        "units to claim and upload at once (fewer round trips for a fast GPU; the run caps it)",
+        flag="--units-per-claim",
+        minimum=1,
+    )
     # Docker's stop waits 10 s before SIGKILL, Colab and systemd about as long: 5 s leaves room.
     stop_grace: float = option(
         5.0,
@@ -250,6 +256,13 @@ class CoordinatorConfig:
         "extra copies of a straggler's unit handed to idle workers",
         flag="--max-backups",
         minimum=0,
+    )
+    max_units_per_claim: int = option(
+        4,
+        "most units one worker may claim at once (a worker asks with --units-per-claim)",
+        flag="--max-units-per-claim",
+        minimum=1,
+        maximum=64,
     )
     # 3, measured (benchmarks/robustness.py): with one worker of five sending its gradients x-10,
     # 10x the median still lets it reverse the mean (FID 559 vs 339 honest); 3x keeps the run on

@@ -162,6 +162,23 @@ def test_a_stopped_worker_gives_its_unit_back_within_the_grace(
     assert room.status()["units"]["pending"] == 1  # claimable at once, not after a 600 s lease
 
 
+@requires_fashion_mnist
+def test_a_stopped_worker_uploads_the_unit_in_hand_and_gives_back_the_claimed_ones_not_started(
+    room: ClassRoom,
+) -> None:
+    run = [*SLOW_RUN, "--workunits-per-update", "3"]
+    room.start("coordinator", run).wait_for("new run")
+    worker = room.worker("erin", "--units-per-claim", "3", "--stop-grace", "300")
+    worker.wait_for("Processing work unit 0")
+    worker.popen.send_signal(signal.SIGINT)
+    assert worker.finish(timeout=300) == 130
+    assert "Giving back 2 claimed unit(s) not started" in worker.output
+    assert "Work unit 0 completed successfully" in worker.output
+    assert "Processing work unit 1" not in worker.output
+    units = room.status()["units"]
+    assert (units["done"], units["pending"]) == (1, 2)
+
+
 def test_a_worker_waiting_for_an_unreachable_database_stops_on_the_first_signal(
     tmp_path: Path,
 ) -> None:

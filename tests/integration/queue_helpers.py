@@ -59,6 +59,7 @@ def new_run(
     units_per_update: int = 4,
     lease_seconds: float = 30.0,
     max_backups: int = 1,
+    max_units_per_claim: int = 4,
     epochs: int = 1,
     max_updates: int | None = None,
     name: str = "queue-test",
@@ -81,6 +82,7 @@ def new_run(
             ),
             lease_seconds=lease_seconds,
             max_backups=max_backups,
+            max_units_per_claim=max_units_per_claim,
         )
 
 

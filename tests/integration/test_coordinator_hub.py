@@ -46,6 +46,7 @@ def test_the_coordinator_pushes_every_nth_grid_and_the_last(
         run_id = create_run(
             tx, name="hub", mode="sync", config=config.to_dict(), model_config=MODEL,
             fingerprint=dataset.fingerprint().to_dict(), plan=PLAN, lease_seconds=60, max_backups=0,
+            max_units_per_claim=4,
         )  # fmt: skip
     state = load_run_state(db, run_id)
     out = io.StringIO()

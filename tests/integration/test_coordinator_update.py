@@ -52,6 +52,7 @@ def test_one_update_equals_the_simultaneous_step_on_all_its_micro_batches(db: Da
         run_id = create_run(
             tx, name="t", mode="sync", config=config.to_dict(), model_config=MODEL,
             fingerprint=dataset.fingerprint().to_dict(), plan=PLAN, lease_seconds=60, max_backups=0,
+            max_units_per_claim=4,
         )  # fmt: skip
     worker = db.fetch_one(
         "register_worker", run_id=run_id, name="w", hostname="h", device="cpu", gpu_name=None,

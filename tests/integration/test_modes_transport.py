@@ -39,22 +39,31 @@ def federated_run(db: Database, dataset: Labelled) -> int:
         return create_run(
             tx, name="fed", mode="federated", plan=plan, config=config.to_dict(),
             model_config=TINY_MODEL, fingerprint=dataset.fingerprint().to_dict(),
-            lease_seconds=30, max_backups=0, dataset=dataset,
+            lease_seconds=30, max_backups=0, max_units_per_claim=4, dataset=dataset,
         )  # fmt: skip
 
 
 def compute_and_upload(db: Database, run_id: int, worker: int, dataset: Labelled) -> queue.Claim:
     """What a worker does for one unit, with the run's own rule."""
     state = load_run_state(db, run_id, dataset)
-    claimed = queue.claim(db, run_id, worker)
-    assert claimed is not None
+    [claimed] = queue.claim(db, run_id, worker)
     g, d = state.server.generator, state.server.discriminator
     result = state.rule.compute(g, d, dataset, claimed.unit, device=CPU, device_state=None)
     assert result.device_state is not None
     accepted = queue.submit(
-        db, run_id, worker, claimed, images=result.images, payload=encode_result(result),
-        device_state=encode_device_state(result.device_state), compute_seconds=0.0,
-    )  # fmt: skip
+        db,
+        run_id,
+        worker,
+        [
+            queue.Outgoing(
+                claimed,
+                images=result.images,
+                payload=encode_result(result),
+                device_state=encode_device_state(result.device_state),
+                compute_seconds=0.0,
+            )
+        ],
+    )
     assert accepted
     return claimed
 
@@ -103,16 +112,25 @@ def test_negative_second_moments_are_rejected_against_their_worker(
     worker, cheat = register(db, run_id, "honest"), register(db, run_id, "cheat")
     state = load_run_state(db, run_id, dataset)
     compute_and_upload(db, run_id, worker, dataset)
-    claimed = queue.claim(db, run_id, cheat)
-    assert claimed is not None
+    [claimed] = queue.claim(db, run_id, cheat)
     g, d = state.server.generator, state.server.discriminator
     result = state.rule.compute(g, d, dataset, claimed.unit, device=CPU, device_state=None)
     assert result.device_state is not None
     result.device_state["d.0.exp_avg_sq"] = -result.device_state["d.0.exp_avg_sq"] - 1.0
     queue.submit(
-        db, run_id, cheat, claimed, images=result.images, payload=encode_result(result),
-        device_state=encode_device_state(result.device_state), compute_seconds=0.0,
-    )  # fmt: skip
+        db,
+        run_id,
+        cheat,
+        [
+            queue.Outgoing(
+                claimed,
+                images=result.images,
+                payload=encode_result(result),
+                device_state=encode_device_state(result.device_state),
+                compute_seconds=0.0,
+            )
+        ],
+    )
 
     valid = Coordinator(db, Config(), console=Console(file=io.StringIO())).validated_results(
         load_run_state(db, run_id, dataset)
@@ -129,14 +147,23 @@ def test_an_upload_without_its_device_state_is_rejected(
     run_id = federated_run(db, dataset)
     cheat = register(db, run_id, "cheat")
     state = load_run_state(db, run_id, dataset)
-    claimed = queue.claim(db, run_id, cheat)
-    assert claimed is not None
+    [claimed] = queue.claim(db, run_id, cheat)
     g, d = state.server.generator, state.server.discriminator
     result = state.rule.compute(g, d, dataset, claimed.unit, device=CPU, device_state=None)
     queue.submit(
-        db, run_id, cheat, claimed, images=result.images, payload=encode_result(result),
-        device_state=None, compute_seconds=0.0,
-    )  # fmt: skip
+        db,
+        run_id,
+        cheat,
+        [
+            queue.Outgoing(
+                claimed,
+                images=result.images,
+                payload=encode_result(result),
+                device_state=None,
+                compute_seconds=0.0,
+            )
+        ],
+    )
 
     valid = Coordinator(db, Config(), console=Console(file=io.StringIO())).validated_results(
         load_run_state(db, run_id, dataset)

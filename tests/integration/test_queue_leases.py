@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+import torch
 from rich.console import Console
 
 from ganfriends.classroom.worker import Worker
@@ -24,12 +25,13 @@ from tests.integration.queue_helpers import (
 
 
 def worker_claim(db: Database, run_id: int, worker_id: int) -> dict | None:
-    """What a real worker does to get work: claim_unit, else claim_backup_unit, in one tx."""
+    """What a real worker does to get work: claim_units, else claim_backup_unit, in one tx."""
     worker = Worker(db, Config(), console=Console(file=io.StringIO()))
     worker.worker_id = worker_id
-    claimed = worker.claim(run_id)
-    if claimed is None:
+    claims = worker.claim(run_id)
+    if not claims:
         return None
+    [claimed] = claims
     return {
         "unit_id": claimed.unit_id,
         "unit_index": claimed.unit.index,
@@ -339,7 +341,7 @@ def test_a_claim_whose_version_was_pruned_meanwhile_is_skipped_not_fatal(
     # A backup copy completed the unit and the run moved on past the kept versions while this
     # worker was descheduled between its claim and its download.
     from ganfriends.classroom.queue import get_run
-    from ganfriends.classroom.worker import PublishedWeights, _Session
+    from ganfriends.classroom.unit_work import PublishedWeights, WorkSession
     from ganfriends.models import build_models
     from ganfriends.rules import make_rule
     from ganfriends.signals import StopRequest
@@ -348,13 +350,12 @@ def test_a_claim_whose_version_was_pruned_meanwhile_is_skipped_not_fatal(
     out = io.StringIO()
     worker = Worker(db, Config(), console=Console(file=out, width=200))
     worker.worker_id = register(db, run_id, "slow")
-    claimed = worker.claim(run_id)
-    assert claimed is not None
+    [claimed] = worker.claim(run_id)
     raw.rows("DELETE FROM weights WHERE run_id = %(r)s RETURNING version", r=run_id)
     run = get_run(db, run_id)
     g, d = build_models(run.model_config)
-    session = _Session(run, make_rule(run.mode, run.plan, run.config, run.model_config),
-                       None, g, d, PublishedWeights(g, d))  # type: ignore[arg-type]  # fmt: skip
+    session = WorkSession(run, make_rule(run.mode, run.plan, run.config, run.model_config),
+                          None, g, d, PublishedWeights(g, d), torch.device("cpu"))  # type: ignore[arg-type]  # fmt: skip
 
-    assert worker._process(session, claimed, StopRequest()) is False
+    assert worker._compute(session, claimed, StopRequest()) is None
     assert "another copy completed this unit; moving on" in out.getvalue()

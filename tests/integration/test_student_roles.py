@@ -25,31 +25,22 @@ def test_a_student_does_everything_a_worker_does(db: Database, raw: Raw, student
         run = queue.latest_running_run(mine)
         assert run is not None and run.id == run_id
         worker = queue.register_worker(mine, run_id, "alice", "laptop", HARDWARE)
-        lease = queue.claim(mine, run_id, worker)
-        assert lease is not None
+        [lease] = queue.claim(mine, run_id, worker)
         with mine.transaction() as tx:
             tx.execute("heartbeat", worker_id=worker)
             tx.execute("extend_leases", worker_id=worker)
         assert queue.weights(mine, run_id, 0) is not None
         assert queue.run_state(mine, run_id) == "running"
-        assert queue.submit(
-            mine,
-            run_id,
-            worker,
-            lease,
-            images=64,
-            payload=b"blob",
-            device_state=None,
-            compute_seconds=1.0,
-        )
+        upload = queue.Outgoing(lease, images=64, payload=b"blob", device_state=None,
+                                compute_seconds=1.0)  # fmt: skip
+        assert queue.submit(mine, run_id, worker, [upload]) == {lease.unit_id}
         # Credited at once on the leaderboard the student reads, as pending until combined.
         (line,) = mine.fetch_all("leaderboard", run_id=run_id)
         assert (line["name"], line["units"], line["pending"], line["images"]) == (
             "alice", 1, 1, 64,
         )  # fmt: skip
-        second = queue.claim(mine, run_id, worker)
-        assert second is not None
-        mine.execute("release_lease", token=second.token, worker_id=worker)
+        [second] = queue.claim(mine, run_id, worker)
+        queue.release(mine, worker, [second])
         mine.execute("worker_stopped", worker_id=worker)
     row = raw.one("SELECT name, role_name FROM workers")
     assert row == {"name": "alice", "role_name": student.name}

@@ -137,6 +137,7 @@ class Coordinator:
                 fingerprint=fingerprint.to_dict(),
                 lease_seconds=cfg.training.work_unit_timeout,
                 max_backups=cfg.coordinator.max_backups,
+                max_units_per_claim=cfg.coordinator.max_units_per_claim,
                 dataset=dataset,
             )
         self.console.print(f"new run {run_id} ({mode}): {fingerprint.short()}, {plan.describe()}")

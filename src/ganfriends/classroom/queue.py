@@ -38,6 +38,7 @@ class Run:
     fingerprint: dict[str, Any]
     lease_seconds: float
     max_backups: int
+    max_units_per_claim: int
     version: int
     images_seen: int
 
@@ -61,6 +62,7 @@ class Run:
             fingerprint=dict(row["fingerprint"]),
             lease_seconds=float(row["lease_seconds"]),
             max_backups=int(row["max_backups"]),
+            max_units_per_claim=int(row["max_units_per_claim"]),
             version=int(row["version"]),
             images_seen=int(row["images_seen"]),
         )
@@ -174,6 +176,7 @@ def create_run(
     fingerprint: dict[str, Any],
     lease_seconds: float,
     max_backups: int,
+    max_units_per_claim: int,
 ) -> Run:
     """Insert a run row (its version 0 is published separately, in the same transaction)."""
     row = tx.fetch_one(
@@ -187,6 +190,7 @@ def create_run(
         fingerprint=json.dumps(fingerprint),
         lease_seconds=lease_seconds,
         max_backups=max_backups,
+        max_units_per_claim=max_units_per_claim,
     )
     assert row is not None
     return Run.from_row(row)
@@ -459,38 +463,50 @@ def register_worker(db: Database, run_id: int, name: str, hostname: str, hw: Har
     return int(row["id"])
 
 
-def claim(db: Database, run_id: int, worker_id: int) -> Claim | None:
-    """The next unit for this worker: a pending one, else a backup copy of a straggler's."""
+def claim(db: Database, run_id: int, worker_id: int, count: int = 1) -> list[Claim]:
+    """The next units for this worker, in unit order: up to ``count`` pending ones (the run caps
+    how many), else one backup copy of a straggler's unit; empty when there is nothing to do."""
     with db.transaction() as tx:
-        row = tx.fetch_one("claim_unit", run_id=run_id, worker_id=worker_id)
-        if row is None:
+        rows = tx.fetch_all("claim_units", run_id=run_id, worker_id=worker_id, count=count)
+        if not rows:
             row = tx.fetch_one("claim_backup_unit", run_id=run_id, worker_id=worker_id)
-    return None if row is None else Claim.from_row(row)
+            rows = [] if row is None else [row]
+    return [Claim.from_row(r) for r in rows]
 
 
-def submit(
-    db: Database,
-    run_id: int,
-    worker_id: int,
-    claimed: Claim,
-    *,
-    images: int,
-    payload: bytes,
-    device_state: bytes | None,
-    compute_seconds: float,
-) -> bool:
-    """Upload a result under a claim's lease; False when refused (late, duplicate, foreign)."""
-    row = db.fetch_one(
-        "submit_result",
+@dataclass(frozen=True)
+class Outgoing:
+    """A computed unit, ready to upload under its claim's lease."""
+
+    claim: Claim
+    images: int
+    payload: bytes
+    device_state: bytes | None
+    compute_seconds: float
+
+
+def submit(db: Database, run_id: int, worker_id: int, results: Sequence[Outgoing]) -> set[int]:
+    """Upload results in one call, each under its own lease; the ids of the units whose result
+    was stored (a late, duplicate or foreign one is refused and absent)."""
+    if not results:
+        return set()
+    rows = db.fetch_all(
+        "submit_results",
         run_id=run_id,
         worker_id=worker_id,
-        token=claimed.token,
-        images=images,
-        payload=payload,
-        device_state=device_state,
-        compute_seconds=compute_seconds,
+        tokens=[r.claim.token for r in results],
+        images=[r.images for r in results],
+        payloads=[r.payload for r in results],
+        device_states=[r.device_state for r in results],
+        compute_seconds=[r.compute_seconds for r in results],
     )
-    return row is not None
+    return {int(r["unit_id"]) for r in rows}
+
+
+def release(db: Database, worker_id: int, claims: Sequence[Claim]) -> None:
+    """Give claimed units back at once (each becomes pending unless another copy is live)."""
+    for claimed in claims:
+        db.execute("release_lease", token=claimed.token, worker_id=worker_id)
 
 
 def set_upload_limit(db: Database | Tx, run_id: int, max_upload_bytes: int) -> None:

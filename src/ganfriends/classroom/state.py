@@ -77,6 +77,7 @@ def create_run(
     fingerprint: dict[str, Any],
     lease_seconds: float,
     max_backups: int,
+    max_units_per_claim: int,
     dataset: ImageDataset | None = None,
 ) -> int:
     """Insert a run and publish its version 0: seeded initial weights, fresh optimizer states
@@ -91,6 +92,7 @@ def create_run(
         fingerprint=fingerprint,
         lease_seconds=lease_seconds,
         max_backups=max_backups,
+        max_units_per_claim=max_units_per_claim,
     )
     rule = make_rule(mode, plan, run.config, model_config, dataset)
     generator, discriminator = build_models(model_config, seed=rng.derive_seed(plan.seed, rng.INIT))
@@ -153,7 +155,8 @@ def load_run_state(db: Database, run_id: int, dataset: ImageDataset | None = Non
 # resuming the run takes these from the database, whatever it is given now; everything else
 # (output folder, sampling, evaluation, polling, screening, retention, paths) is its own.
 RUN_DEFINING = ("training", "federated", "mdgan", "data.dataset", "coordinator.mode",
-                "coordinator.max_backups", "coordinator.run_name")  # fmt: skip
+                "coordinator.max_backups", "coordinator.max_units_per_claim",
+                "coordinator.run_name")  # fmt: skip
 NOT_RUN_DEFINING = frozenset({"training.eval_samples"})
 
 

@@ -1,12 +1,14 @@
-"""A student's worker: claim a unit, compute it with the run's rule, upload, repeat.
+"""A student's worker: claim units, compute them with the run's rule, upload, repeat.
 
 The loop is synchronous (register -> claim -> compute -> submit), with a heartbeat thread that
-keeps the worker on the leaderboard and extends its lease while it computes. Leases are judged by
-the database clock; an upload is accepted only while the lease is live (see ``submit_result``).
-SIGINT, SIGTERM and SIGHUP stop it warmly (:mod:`ganfriends.signals`): the current unit is finished
-and uploaded if that takes less than ``worker.stop_grace`` seconds, else it is given back; a second
-signal gives it back at once. A database restart or network drop is waited out with backoff, and
-a stop ends that wait at once.
+keeps the worker on the leaderboard and extends its leases while it computes. A claim takes one
+unit, or up to ``--units-per-claim`` of one version (the run caps it); they are computed one after
+another (:mod:`ganfriends.classroom.unit_work`) and uploaded in one call. Leases are judged by
+the database clock; an upload is accepted only while its lease is live (``worker_submit_result``).
+SIGINT, SIGTERM and SIGHUP stop it warmly (:mod:`ganfriends.signals`): the unit in hand is finished
+and uploaded if that takes less than ``worker.stop_grace`` seconds, else it is given back, as are
+claimed units not started; a second signal gives them back at once. A database restart or network
+drop is waited out with backoff, and a stop ends that wait at once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import os
 import platform
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,25 +25,17 @@ import psutil
 import torch
 from rich.console import Console
 from rich.markup import escape
-from torch import nn
 
-from ganfriends.blobs import InvalidBlob
 from ganfriends.classroom import queue
-from ganfriends.classroom.payload import (
-    decode_device_state,
-    decode_inputs,
-    encode_device_state,
-    encode_result,
-    load_weights,
-)
-from ganfriends.classroom.queue import Claim, Hardware, Run
+from ganfriends.classroom.queue import Claim, Hardware, Outgoing, Run
+from ganfriends.classroom.unit_work import Computed, PublishedWeights, VersionGone, WorkSession
 from ganfriends.config import Config
 from ganfriends.data import ImageDataset, fingerprint_mismatch, make_dataset
 from ganfriends.db import Database, DatabaseUnavailable, StoppedWaiting, retrying
 from ganfriends.device import describe_device, resolve_device
 from ganfriends.errors import GanError
 from ganfriends.models import build_models
-from ganfriends.rules import Rule, make_rule
+from ganfriends.rules import make_rule
 from ganfriends.signals import StopRequest
 
 IDLE_BACKOFF_START = 0.1  # seconds: first wait after an empty poll
@@ -51,10 +44,6 @@ IDLE_BACKOFF_FACTOR = 1.15  # huey's gentle growth, capped by worker.poll_interv
 
 class DatasetMismatch(GanError):
     """This worker's dataset is not the run's."""
-
-
-class VersionGone(GanError):
-    """The claimed unit's version was consumed and pruned while this worker got to it."""
 
 
 def detect_hardware(device: torch.device) -> Hardware:
@@ -75,52 +64,6 @@ class WorkerSummary:
     units: int
     refused: int
     reason: str
-
-
-class PublishedWeights:
-    """The published version the models hold, downloaded only when the version changes.
-
-    Computing a unit moves the BatchNorm buffers, so before each unit the published state is
-    restored from a local copy rather than fetched again.
-    """
-
-    def __init__(self, generator: nn.Module, discriminator: nn.Module) -> None:
-        self.models = (generator, discriminator)
-        self.version: int | None = None
-        self._states: tuple[dict[str, torch.Tensor], ...] = ()
-
-    def load(self, db: Database, run_id: int, version: int) -> None:
-        """Make the models hold weights ``version`` exactly as published."""
-        if version == self.version:
-            for model, state in zip(self.models, self._states, strict=True):
-                model.load_state_dict(state)
-            return
-        weights = queue.weights(db, run_id, version)
-        if weights is None:
-            raise VersionGone(f"weights of version {version} are gone from the database")
-        load_weights(self.models[0], weights.generator)
-        load_weights(self.models[1], weights.discriminator)
-        self._states = tuple(
-            {k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.models
-        )
-        self.version = version
-
-
-@dataclass
-class _Session:
-    """What a worker holds while it works for one run."""
-
-    run: Run
-    rule: Rule
-    dataset: ImageDataset
-    generator: nn.Module
-    discriminator: nn.Module
-    published: PublishedWeights
-
-    @property
-    def run_id(self) -> int:
-        """The run this worker serves."""
-        return self.run.id
 
 
 class Worker:
@@ -199,7 +142,7 @@ class Worker:
 
     # ---------------------------------------------------------------- main loop
 
-    def _join(self, run: Run, stop: StopRequest) -> _Session:
+    def _join(self, run: Run, stop: StopRequest) -> WorkSession:
         """Check the data, build the models and register on the leaderboard."""
         dataset = self._open_dataset(run)
         self.console.print(
@@ -207,13 +150,14 @@ class Worker:
         )
         generator, discriminator = build_models(run.model_config)
         generator, discriminator = generator.to(self.device), discriminator.to(self.device)
-        session = _Session(
+        session = WorkSession(
             run=run,
             rule=make_rule(run.mode, run.plan, run.config, run.model_config, dataset),
             dataset=dataset,
             generator=generator,
             discriminator=discriminator,
             published=PublishedWeights(generator, discriminator),
+            device=self.device,
         )
         hardware = detect_hardware(self.device)
         self.worker_id = self._retry(
@@ -237,34 +181,8 @@ class Worker:
         )
         return session
 
-    def _device_state(self, session: _Session, claim: Claim) -> dict[str, torch.Tensor] | None:
-        """The local state the claimed unit's device starts from (per-device modes)."""
-        spec = session.rule.device_state_spec(session.generator, session.discriminator)
-        if spec is None or claim.unit.device is None:
-            return None
-        blob = queue.device_state(self.db, session.run_id, claim.unit.device)
-        if blob is None:
-            return None
-        try:
-            return decode_device_state(blob, spec)
-        except InvalidBlob as exc:  # the coordinator validated it; say so rather than crash
-            raise GanError(f"device {claim.unit.device}'s stored state is invalid: {exc}") from exc
-
-    def _inputs(self, session: _Session, claim: Claim) -> dict[str, torch.Tensor]:
-        """The published inputs the claimed unit reads (MD-GAN: its two generated batches)."""
-        spec = session.rule.inputs_spec(session.generator, session.discriminator)
-        assert spec is not None
-        names = session.rule.inputs_needed(claim.unit)
-        blobs = queue.inputs(self.db, session.run_id, claim.version, names)
-        if set(blobs) != set(names):
-            raise VersionGone(f"the inputs of version {claim.version} are gone from the database")
-        try:
-            return decode_inputs(blobs, spec)
-        except InvalidBlob as exc:  # written by the coordinator: say so rather than crash
-            raise GanError(f"the inputs of version {claim.version} are invalid: {exc}") from exc
-
-    def _process(self, session: _Session, claim: Claim, stop: StopRequest) -> bool:
-        """Compute a claimed unit and upload it; True if the upload was accepted."""
+    def _compute(self, session: WorkSession, claim: Claim, stop: StopRequest) -> Computed | None:
+        """Compute a claimed unit; None when its version is gone (nothing left to do)."""
         unit = claim.unit
         where = f"device {unit.device}, " if unit.device is not None else ""
         self.console.print(
@@ -272,36 +190,16 @@ class Worker:
             + (", backup copy" if claim.backup else "")
             + ")"
         )
-        inputs = None
         try:
-            if session.rule.publishes_weights:
-                self._retry(stop, session.published.load, self.db, session.run_id, claim.version)
-            else:
-                inputs = self._retry(stop, self._inputs, session, claim)
+            inputs = self._retry(stop, session.load_version, self.db, claim)
         except VersionGone as exc:
             # Another copy of the unit completed it and the run moved on (old versions are
             # pruned): nothing is lost, there is just nothing left to do for this claim.
             self.console.print(f"{exc}: another copy completed this unit; moving on")
-            return False
-        device_state = self._retry(stop, self._device_state, session, claim)
-        started = time.monotonic()
-        try:
-            result = session.rule.compute(
-                session.generator,
-                session.discriminator,
-                session.dataset,
-                unit,
-                device=self.device,
-                device_state=device_state,
-                inputs=inputs,
-            )
-        except torch.cuda.OutOfMemoryError as exc:
-            raise GanError(
-                f"this GPU cannot fit the run's batches at {session.run.model_config.image_size}"
-                "px: run with --device cpu, or ask the instructor for a smaller batch"
-            ) from exc
-        seconds = time.monotonic() - started
-        stats = result.stats
+            return None
+        device_state = self._retry(stop, session.device_state, self.db, claim)
+        computed = session.compute(claim, inputs=inputs, device_state=device_state)
+        stats = computed.stats
         if stats.skipped:
             self.console.print(
                 f"[yellow]unit {unit.index}: {stats.skipped} of {stats.images + stats.skipped} "
@@ -310,34 +208,49 @@ class Worker:
         # What this unit's phase measured (an alternating run's D units have no G loss).
         measured = session.rule.history(claim.version, stats)
         self.console.print(
-            f"Completed {stats.images} images in {seconds:.1f}s\n"
-            f"{measured.describe()}\nUploading results..."
+            f"Completed {stats.images} images in {computed.outgoing.compute_seconds:.1f}s\n"
+            f"{measured.describe()}"
         )
-        accepted = self._retry(
-            stop,
-            queue.submit,
-            self.db,
-            session.run_id,
-            self.worker_id,
-            claim,
-            images=stats.images,
-            payload=encode_result(
-                result,
-                session.rule.result_spec(session.generator, session.discriminator, claim.version),
-            ),
-            device_state=(
-                None if result.device_state is None else encode_device_state(result.device_state)
-            ),
-            compute_seconds=seconds,
-        )
-        if accepted:
-            self.console.print(f"Work unit {unit.index} completed successfully!")
-            return True
-        self.console.print(
-            f"Work unit {unit.index} was not needed any more "
-            "(another worker finished it first, or the lease expired)"
-        )
-        return False
+        return computed
+
+    def _upload(self, session: WorkSession, ready: list[Outgoing], stop: StopRequest) -> int:
+        """Upload computed units in one call; how many were accepted."""
+        if not ready:
+            return 0
+        self.console.print(f"Uploading {len(ready)} results..." if ready[1:] else "Uploading...")
+        stored = self._retry(stop, queue.submit, self.db, session.run_id, self.worker_id, ready)
+        for out in ready:
+            index = out.claim.unit.index
+            if out.claim.unit_id in stored:
+                self.console.print(f"Work unit {index} completed successfully!")
+            else:
+                self.console.print(
+                    f"Work unit {index} was not needed any more "
+                    "(another worker finished it first, or the lease expired)"
+                )
+        return len(stored)
+
+    def _work_on(
+        self, session: WorkSession, claims: list[Claim], stop: StopRequest
+    ) -> tuple[int, int]:
+        """Compute a claim's units one after another and upload them together: (accepted,
+        refused). A stop finishes the unit in hand and gives back the ones not started."""
+        ready: list[Outgoing] = []
+        started = 0
+        for claim in claims:
+            if started and stop.requested:
+                break
+            started += 1
+            computed = self._compute(session, claim, stop)
+            if computed is not None:
+                ready.append(computed.outgoing)
+        untouched = claims[started:]
+        if untouched:
+            self.console.print(f"Giving back {len(untouched)} claimed unit(s) not started")
+            with contextlib.suppress(GanError):  # else their leases expire by themselves
+                queue.release(self.db, self.worker_id_or_fail, untouched)
+        accepted = self._upload(session, ready, stop)
+        return accepted, started - accepted
 
     def run(
         self, stop: StopRequest | None = None, *, max_units: int | None = None
@@ -366,11 +279,14 @@ class Worker:
         units = refused = 0
         idle = IDLE_BACKOFF_START
         reason = "stopped"
-        claim: Claim | None = None
+        claims: list[Claim] = []
         try:
             while not stop.requested and (max_units is None or units < max_units):
-                claim = self._retry(stop, self.claim, session.run_id)
-                if claim is None:
+                wanted = self.config.worker.units_per_claim
+                if max_units is not None:
+                    wanted = min(wanted, max_units - units)
+                claims = self._retry(stop, self.claim, session.run_id, wanted)
+                if not claims:
                     state = self._retry(stop, queue.run_state, self.db, session.run_id)
                     if state != "running":
                         reason = f"run {session.run_id} is {state or 'gone'}"
@@ -382,26 +298,26 @@ class Worker:
                         idle = min(idle * IDLE_BACKOFF_FACTOR, self.config.worker.poll_interval)
                     continue
                 idle = IDLE_BACKOFF_START
-                if self._process(session, claim, stop):
-                    units += 1
-                else:
-                    refused += 1
-                claim = None
+                accepted, not_needed = self._work_on(session, claims, stop)
+                units += accepted
+                refused += not_needed
+                claims = []
             else:
                 if max_units is not None and units >= max_units:
                     reason = f"did {units} units"
         except StoppedWaiting:
             self.console.print(
                 "Stopped while the database was unreachable"
-                + (" (the unit's lease expires by itself)." if claim is not None else ".")
+                + (" (the units' leases expire by themselves)." if claims else ".")
             )
             return WorkerSummary(self.worker_id, units, refused, "stopped")
         except KeyboardInterrupt:
             reason = "aborted"
-            if claim is not None:
-                self.console.print("Aborting: giving the unit back")
-                with contextlib.suppress(GanError):  # else the lease expires by itself
-                    self.db.execute("release_lease", token=claim.token, worker_id=self.worker_id)
+            if claims:
+                what = "the unit" if len(claims) == 1 else f"the {len(claims)} units"
+                self.console.print(f"Aborting: giving {what} back")
+                with contextlib.suppress(GanError):  # else the leases expire by themselves
+                    queue.release(self.db, self.worker_id_or_fail, claims)
             raise
         finally:
             wakeups.close()
@@ -413,7 +329,12 @@ class Worker:
             self.console.print("Stopped after finishing the current unit. See you next time!")
         return WorkerSummary(self.worker_id, units, refused, reason)
 
-    def claim(self, run_id: int) -> Claim | None:
-        """The next unit for this worker (see :func:`queue.claim`)."""
+    @property
+    def worker_id_or_fail(self) -> int:
+        """This worker's id (it is registered before it claims anything)."""
         assert self.worker_id is not None
-        return queue.claim(self.db, run_id, self.worker_id)
+        return self.worker_id
+
+    def claim(self, run_id: int, count: int = 1) -> list[Claim]:
+        """The next units for this worker (see :func:`queue.claim`)."""
+        return queue.claim(self.db, run_id, self.worker_id_or_fail, count)

@@ -46,9 +46,9 @@ UPDATE runs SET max_upload_bytes = %(max_upload_bytes)s WHERE id = %(run_id)s;
 
 -- name: create_run
 INSERT INTO runs (name, mode, plan, total_versions, config, model_config, fingerprint,
-                  lease_seconds, max_backups)
+                  lease_seconds, max_backups, max_units_per_claim)
 VALUES (%(name)s, %(mode)s, %(plan)s, %(total_versions)s, %(config)s, %(model_config)s,
-        %(fingerprint)s, %(lease_seconds)s, %(max_backups)s)
+        %(fingerprint)s, %(lease_seconds)s, %(max_backups)s, %(max_units_per_claim)s)
 RETURNING *;
 
 -- name: latest_running_run
@@ -129,6 +129,11 @@ FROM work_units WHERE run_id = %(run_id)s AND version = %(version)s;
 -- (worker_claim_unit: FOR UPDATE SKIP LOCKED, by the database clock).
 SELECT * FROM worker_claim_unit(%(run_id)s::bigint, %(worker_id)s::bigint);
 
+-- name: claim_units
+-- [worker] Up to `count` of the lowest pending units of the current version, capped by the
+-- run's max_units_per_claim (worker_claim_units, migration 0010), in unit order.
+SELECT * FROM worker_claim_units(%(run_id)s::bigint, %(worker_id)s::bigint, %(count)s::int);
+
 -- name: claim_backup_unit
 -- [worker] A copy of a straggler's unit for an idle worker (worker_claim_backup_unit).
 SELECT * FROM worker_claim_backup_unit(%(run_id)s::bigint, %(worker_id)s::bigint);
@@ -147,6 +152,13 @@ SELECT worker_release_lease(%(token)s::uuid, %(worker_id)s::bigint);
 SELECT * FROM worker_submit_result(%(run_id)s::bigint, %(worker_id)s::bigint, %(token)s::uuid,
                                    %(images)s::int, %(payload)s::bytea, %(device_state)s::bytea,
                                    %(compute_seconds)s::real);
+
+-- name: submit_results
+-- [worker] Several results in one call, element i of each array being one (worker_submit_results):
+-- the units whose result was stored.
+SELECT * FROM worker_submit_results(%(run_id)s::bigint, %(worker_id)s::bigint,
+                                    %(tokens)s::uuid[], %(images)s::int[], %(payloads)s::bytea[],
+                                    %(device_states)s::bytea[], %(compute_seconds)s::real[]);
 
 -- name: insert_inputs
 -- A version's published inputs (MD-GAN's generated batches): parallel arrays of names and blobs.

@@ -1,0 +1,157 @@
+"""What a worker needs to compute a claimed unit: the run's rule, data and networks, the
+published weights (or inputs) of the unit's version, and its device's local state.
+
+:class:`WorkSession` computes one unit into a :class:`~ganfriends.classroom.queue.Outgoing` ready
+to upload; the worker's loop (:mod:`ganfriends.classroom.worker`) claims, retries, uploads and
+stops around it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ganfriends.blobs import InvalidBlob
+from ganfriends.classroom import queue
+from ganfriends.classroom.payload import (
+    decode_device_state,
+    decode_inputs,
+    encode_device_state,
+    encode_result,
+    load_weights,
+)
+from ganfriends.classroom.queue import Claim, Outgoing, Run
+from ganfriends.data import ImageDataset
+from ganfriends.db import Database
+from ganfriends.errors import GanError
+from ganfriends.rules import Rule
+from ganfriends.step import StepStats
+
+
+class VersionGone(GanError):
+    """The claimed unit's version was consumed and pruned while this worker got to it."""
+
+
+class PublishedWeights:
+    """The published version the models hold, downloaded only when the version changes.
+
+    Computing a unit moves the BatchNorm buffers, so before each unit the published state is
+    restored from a local copy rather than fetched again.
+    """
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module) -> None:
+        self.models = (generator, discriminator)
+        self.version: int | None = None
+        self._states: tuple[dict[str, torch.Tensor], ...] = ()
+
+    def load(self, db: Database, run_id: int, version: int) -> None:
+        """Make the models hold weights ``version`` exactly as published."""
+        if version == self.version:
+            for model, state in zip(self.models, self._states, strict=True):
+                model.load_state_dict(state)
+            return
+        weights = queue.weights(db, run_id, version)
+        if weights is None:
+            raise VersionGone(f"weights of version {version} are gone from the database")
+        load_weights(self.models[0], weights.generator)
+        load_weights(self.models[1], weights.discriminator)
+        self._states = tuple(
+            {k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.models
+        )
+        self.version = version
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A computed unit: its upload, and what its phase measured (for the worker's log)."""
+
+    outgoing: Outgoing
+    stats: StepStats
+
+
+@dataclass
+class WorkSession:
+    """What a worker holds while it works for one run."""
+
+    run: Run
+    rule: Rule
+    dataset: ImageDataset
+    generator: nn.Module
+    discriminator: nn.Module
+    published: PublishedWeights
+    device: torch.device
+
+    @property
+    def run_id(self) -> int:
+        """The run this worker serves."""
+        return self.run.id
+
+    def load_version(self, db: Database, claim: Claim) -> dict[str, torch.Tensor] | None:
+        """Make the networks hold the claim's version; the inputs it reads when the rule
+        publishes inputs rather than weights (MD-GAN). Raises :class:`VersionGone`."""
+        if self.rule.publishes_weights:
+            self.published.load(db, self.run_id, claim.version)
+            return None
+        spec = self.rule.inputs_spec(self.generator, self.discriminator)
+        assert spec is not None
+        names = self.rule.inputs_needed(claim.unit)
+        blobs = queue.inputs(db, self.run_id, claim.version, names)
+        if set(blobs) != set(names):
+            raise VersionGone(f"the inputs of version {claim.version} are gone from the database")
+        try:
+            return decode_inputs(blobs, spec)
+        except InvalidBlob as exc:  # written by the coordinator: say so rather than crash
+            raise GanError(f"the inputs of version {claim.version} are invalid: {exc}") from exc
+
+    def device_state(self, db: Database, claim: Claim) -> dict[str, torch.Tensor] | None:
+        """The local state the claimed unit's device starts from (per-device modes)."""
+        spec = self.rule.device_state_spec(self.generator, self.discriminator)
+        if spec is None or claim.unit.device is None:
+            return None
+        blob = queue.device_state(db, self.run_id, claim.unit.device)
+        if blob is None:
+            return None
+        try:
+            return decode_device_state(blob, spec)
+        except InvalidBlob as exc:  # the coordinator validated it; say so rather than crash
+            raise GanError(f"device {claim.unit.device}'s stored state is invalid: {exc}") from exc
+
+    def compute(
+        self,
+        claim: Claim,
+        *,
+        inputs: dict[str, torch.Tensor] | None,
+        device_state: dict[str, torch.Tensor] | None,
+    ) -> Computed:
+        """Compute the claimed unit on the loaded version and encode its upload."""
+        started = time.monotonic()
+        try:
+            result = self.rule.compute(
+                self.generator,
+                self.discriminator,
+                self.dataset,
+                claim.unit,
+                device=self.device,
+                device_state=device_state,
+                inputs=inputs,
+            )
+        except torch.cuda.OutOfMemoryError as exc:
+            raise GanError(
+                f"this GPU cannot fit the run's batches at {self.run.model_config.image_size}"
+                "px: run with --device cpu, or ask the instructor for a smaller batch"
+            ) from exc
+        seconds = time.monotonic() - started
+        spec = self.rule.result_spec(self.generator, self.discriminator, claim.version)
+        outgoing = Outgoing(
+            claim=claim,
+            images=result.stats.images,
+            payload=encode_result(result, spec),
+            device_state=(
+                None if result.device_state is None else encode_device_state(result.device_state)
+            ),
+            compute_seconds=seconds,
+        )
+        return Computed(outgoing, result.stats)
