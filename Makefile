@@ -12,7 +12,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_DIR ?= outputs/demo
 PYTEST_ARGS ?=
 
-.PHONY: install data browser test lint unit demo bench clean
+.PHONY: install data browser slurm test lint unit demo bench clean
 
 install: $(STAMP) data
 
@@ -33,6 +33,16 @@ browser:
 		echo "chromium not found: the dashboard browser test will be skipped"; \
 	fi
 
+# The Slurm acceptance test starts a private one-node cluster (munged, slurmctld, slurmd) from
+# Debian's slurm-wlm; the daemons are in /usr/sbin, off an ordinary user's PATH.
+slurm:
+	@if PATH="$$PATH:/usr/sbin" command -v slurmctld >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm; \
+	else \
+		echo "slurmctld not found: the Slurm submission test will be skipped"; \
+	fi
+
 # Fashion-MNIST: Debian's package when we may install it, else ganfriends' own checksummed download.
 data: $(STAMP)
 	@if [ -f $(FASHION_MNIST) ]; then \
@@ -48,7 +58,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks notebooks
 	$(BIN)/mypy
 
-test: install browser lint
+test: install browser slurm lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: install

@@ -113,7 +113,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     rendezvous on the first node); --submit also submits it, --no-submit only prints it."""
     from pathlib import Path
 
-    from ganfriends.cluster.slurm import check_train_args, render_script, submit
+    from ganfriends.cluster.slurm import check_launcher, check_train_args, render_script, submit
 
     rest = list(args.train)
     rest = rest[1:] if rest[:1] == ["--"] else rest
@@ -126,6 +126,8 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     config = _config_from(args)
     if train.resume is None:
         check_train_args(rest[1:], _config_from(train).training.batch_size, config.slurm)
+    if args.submit:
+        check_launcher(config.slurm)
     script = render_script(config.slurm, rest[1:])
     if args.no_submit:
         print(script, end="")

@@ -478,9 +478,10 @@ class SlurmConfig:
     venv: str | None = option(
         None, "virtualenv to activate on the nodes (e.g. .venv)", flag="--venv"
     )
-    rdzv_port: int = option(
-        29500,
-        "TCP port of the c10d rendezvous on the first node",
+    rdzv_port: int | None = option(
+        None,
+        "TCP port of the c10d rendezvous on the first node (default: 20000 + the job id "
+        "mod 10000, so that jobs sharing a node do not meet)",
         flag="--rdzv-port",
         minimum=1,
         maximum=65535,

@@ -90,3 +90,29 @@ def test_a_job_that_cannot_run_is_refused_before_the_queue(
     monkeypatch.chdir(tmp_path)
     assert main(["slurm", "--no-submit", *args]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_a_job_whose_nodes_would_not_find_torchrun_is_not_submitted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no torchrun (and no venv line) for the job
+    assert main(["slurm", "--submit", *TRAIN]) == 1
+    assert "torchrun is not on PATH" in capsys.readouterr().err
+    assert not (tmp_path / "ganfriends.sbatch").exists()
+
+
+def test_jobs_get_a_rendezvous_port_of_their_own_unless_one_is_given() -> None:
+    derived = render_script(SlurmConfig(), ["--epochs", "1"])
+    assert "RDZV_PORT=$((20000 + SLURM_JOB_ID % 10000))\n" in derived
+    for job_id, port in ((1, 20001), (123456789, 26789)):
+        echoed = subprocess.run(
+            ["bash", "-c", 'eval "$(grep ^RDZV_PORT= /dev/stdin)"; echo "$RDZV_PORT"'],
+            input=derived,
+            env={"SLURM_JOB_ID": str(job_id)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert echoed.stdout == f"{port}\n"
+    assert "RDZV_PORT=29500\n" in render_script(SlurmConfig(rdzv_port=29500), ["--epochs", "1"])

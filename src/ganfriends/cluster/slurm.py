@@ -23,6 +23,19 @@ def processes_per_node(slurm: SlurmConfig) -> int:
     return slurm.nproc_per_node or slurm.gpus_per_node or 1
 
 
+def rdzv_port(slurm: SlurmConfig) -> str:
+    """The rendezvous port, as the script computes it: as asked, else one of the job's own.
+
+    A fixed default (torchrun's 29500) breaks jobs that share a node: the second job's torchrun
+    finds the port taken, joins the first job's store as a client, and dies with it when the first
+    job ends (seen on a real Slurm). 20000 + the job id mod 10000 stays below Linux's ephemeral
+    ports (32768 and up), so no outgoing connection holds it.
+    """
+    if slurm.rdzv_port is not None:
+        return str(slurm.rdzv_port)
+    return "$((20000 + SLURM_JOB_ID % 10000))"
+
+
 def render_script(slurm: SlurmConfig, train_args: Sequence[str]) -> str:
     """The sbatch script for ``ganfriends train-local TRAIN_ARGS`` on ``slurm``'s allocation."""
     nproc = processes_per_node(slurm)
@@ -61,15 +74,17 @@ def render_script(slurm: SlurmConfig, train_args: Sequence[str]) -> str:
     train = shlex.join(["train-local", *train_args])
     lines += [
         "",
-        "# torchrun's c10d rendezvous listens on the job's first node.",
+        "# torchrun's c10d rendezvous listens on the job's first node"
+        + (", on a port of this job's own." if slurm.rdzv_port is None else "."),
         'RDZV_HOST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        f"RDZV_PORT={rdzv_port(slurm)}",
         "",
         "srun --cpu-bind=none torchrun \\",
         '    --nnodes="$SLURM_JOB_NUM_NODES" \\',
         f"    --nproc-per-node={nproc} \\",
         '    --rdzv-id="$SLURM_JOB_ID" \\',
         "    --rdzv-backend=c10d \\",
-        f'    --rdzv-endpoint="$RDZV_HOST:{slurm.rdzv_port}" \\',
+        '    --rdzv-endpoint="$RDZV_HOST:$RDZV_PORT" \\',
         f"    -m ganfriends {train}",
         "",
     ]
@@ -83,6 +98,20 @@ def check_train_args(train_args: Sequence[str], batch_size: int, slurm: SlurmCon
         raise GanError(
             f"--batch-size {batch_size} does not split evenly over the job's {world} processes "
             f"({slurm.nodes} node(s) x {processes_per_node(slurm)}): choose a multiple of {world}"
+        )
+
+
+def check_launcher(slurm: SlurmConfig) -> None:
+    """Refuse to submit a job whose nodes would not find ``torchrun``.
+
+    sbatch hands this environment (PATH included) to the job, so without a venv or module line
+    the nodes find torchrun where this shell does, or nowhere: a ``.venv/bin/ganfriends`` run
+    without activating the venv would otherwise fail only after the queue wait.
+    """
+    if slurm.venv is None and slurm.modules is None and shutil.which("torchrun") is None:
+        raise GanError(
+            "torchrun is not on PATH, so the job would not find it either: activate the "
+            "virtualenv that has ganfriends, or name it with --venv"
         )
 
 
