@@ -80,6 +80,7 @@ def two_steps(rule: str, cluster: Cluster | None) -> list[torch.Tensor]:
     return [*state(generator, discriminator), *moments]
 
 
+@pytest.mark.slow  # 3 s, but DeepSpeed's first use on a machine compiles its CPU op (~40 s)
 def test_deepspeed_engines_in_a_world_of_one_leave_the_plain_step_unchanged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
