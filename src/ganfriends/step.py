@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -40,6 +42,20 @@ UPDATE_RULES = ("alternating", "simultaneous")
 # same per phase, with no DDP wrapper: pytorch#175024, two BatchNorm-D forwards before one
 # backward, cannot bite). ``ganfriends.cluster.distributed.GradientReducer`` is the torchrun one.
 GradReduce = Callable[[nn.Module, int], int]
+
+# How a loss reaches a network's ``.grad``: ``backward(network, loss)`` back-propagates ``loss`` (a
+# sum over images) into ``network``, the one whose gradient it is. Autograd's when none is given; a
+# DeepSpeed run goes through each network's ``engine.backward``
+# (:meth:`ganfriends.cluster.deepspeed.DeepSpeedReducer.backward`).
+Backward = Callable[[nn.Module, torch.Tensor], None]
+LossBackward = Callable[[torch.Tensor], None]  # a Backward bound to one network
+
+
+class Stepper(Protocol):
+    """What takes a network's optimizer step: a torch optimizer, or a DeepSpeed engine."""
+
+    def step(self) -> object:
+        """Update the network from the mean gradients in its ``.grad``."""
 
 
 @dataclass(frozen=True)
@@ -123,14 +139,18 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 def discriminator_backward(
-    discriminator: nn.Module, loss: GanLoss, real: torch.Tensor, fake: torch.Tensor
+    discriminator: nn.Module,
+    loss: GanLoss,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    backward: LossBackward = torch.autograd.backward,
 ) -> StepStats:
     """Add n * grad of D's loss on (real, detached fake) to D's ``.grad``; G gets nothing."""
     n = real.shape[0]
     real_out = discriminator(real)
     fake_out = discriminator(fake.detach())
     d_loss = loss.discriminator(real_out, fake_out)
-    torch.autograd.backward(d_loss * n)
+    backward(d_loss * n)
     with torch.no_grad():
         return StepStats(
             images=n,
@@ -140,12 +160,17 @@ def discriminator_backward(
         )
 
 
-def generator_backward(discriminator: nn.Module, loss: GanLoss, fake: torch.Tensor) -> float:
+def generator_backward(
+    discriminator: nn.Module,
+    loss: GanLoss,
+    fake: torch.Tensor,
+    backward: LossBackward = torch.autograd.backward,
+) -> float:
     """Add n * grad of G's loss to G's ``.grad`` through a frozen D; returns the summed G loss."""
     n = fake.shape[0]
     with frozen(discriminator):
         g_loss = loss.generator(discriminator(fake))
-        torch.autograd.backward(g_loss * n)
+        backward(g_loss * n)
     return float(g_loss.item()) * n
 
 
@@ -173,6 +198,10 @@ def _divide_grads(module: nn.Module, total: int) -> None:
             p.grad.div_(total)
 
 
+def _bound(backward: Backward | None, network: nn.Module) -> LossBackward:
+    return torch.autograd.backward if backward is None else partial(backward, network)
+
+
 def _reduced(module: nn.Module, images: int, reduce: GradReduce | None) -> int:
     # Every process calls the hook, even one with no images, so that none waits forever.
     return images if reduce is None else reduce(module, images)
@@ -185,16 +214,17 @@ def train_step(
     batches: Iterable[MicroBatch],
     rule: str = "alternating",
     *,
-    optimizer_g: torch.optim.Optimizer | None = None,
-    optimizer_d: torch.optim.Optimizer | None = None,
+    optimizer_g: Stepper | None = None,
+    optimizer_d: Stepper | None = None,
     reduce: GradReduce | None = None,
+    backward: Backward | None = None,
 ) -> StepStats:
     """One GAN step over ``batches`` (micro-batches of one logical batch).
 
     With optimizers, D and G take one step each. Without (``simultaneous`` only), the step leaves
     the mean gradients of G and D in ``.grad`` for the caller to ship elsewhere. ``reduce`` (see
     :data:`GradReduce`) makes the means span every process of a data-parallel job; the returned
-    stats stay this process's own.
+    stats stay this process's own. ``backward`` (see :data:`Backward`) replaces autograd's.
     """
     if rule not in UPDATE_RULES:
         raise ValueError(f"unknown update rule {rule!r}: choose one of {', '.join(UPDATE_RULES)}")
@@ -208,12 +238,13 @@ def train_step(
     stats = StepStats()
     discriminator.zero_grad(set_to_none=True)
     generator.zero_grad(set_to_none=True)
+    backward_d, backward_g = _bound(backward, discriminator), _bound(backward, generator)
 
     if rule == "simultaneous":
         for batch in batches:
             fake = generator(batch.z)
-            stats += discriminator_backward(discriminator, loss, batch.real, fake)
-            stats.g_loss_sum += generator_backward(discriminator, loss, fake)
+            stats += discriminator_backward(discriminator, loss, batch.real, fake, backward_d)
+            stats.g_loss_sum += generator_backward(discriminator, loss, fake, backward_g)
         total_d = _reduced(discriminator, stats.images, reduce)
         total_g = _reduced(generator, stats.images, reduce)
         if total_d == 0:
@@ -232,14 +263,14 @@ def train_step(
     for batch in batches:
         fake = generator(batch.z)
         fakes.append(fake)
-        stats += discriminator_backward(discriminator, loss, batch.real, fake)
+        stats += discriminator_backward(discriminator, loss, batch.real, fake, backward_d)
     total = _reduced(discriminator, stats.images, reduce)
     if total == 0:
         return stats
     _divide_grads(discriminator, total)
     optimizer_d.step()
     for fake in fakes:
-        stats.g_loss_sum += generator_backward(discriminator, loss, fake)
+        stats.g_loss_sum += generator_backward(discriminator, loss, fake, backward_g)
     _divide_grads(generator, _reduced(generator, stats.images, reduce))
     optimizer_g.step()
     return stats

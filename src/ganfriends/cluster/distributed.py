@@ -18,6 +18,11 @@ collective here is skipped. There is no ``DistributedDataParallel`` wrapper. Ins
   included.
 - **Data and noise**: rank r takes slice r of every global batch and of its noise
   (:meth:`Cluster.share`), both drawn from (seed, epoch, step) as in one process.
+
+That is ``--strategy ddp`` (``auto`` under torchrun): data-parallel with torch.distributed's own
+collectives. ``--strategy deepspeed`` (:mod:`ganfriends.cluster.deepspeed`) keeps the same step,
+shares and BatchNorm chaining, but back-propagates, all-reduces and steps through one DeepSpeed
+engine per network. :meth:`Cluster.step_hooks` hands train_step the chosen strategy's hooks.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ from ganfriends.aggregate import chain_running_stats
 from ganfriends.children import die_with_parent
 from ganfriends.device import resolve_device
 from ganfriends.errors import ConfigError
-from ganfriends.step import StepStats
+from ganfriends.step import Backward, Stepper, StepStats
 
 BACKENDS = ("auto", "gloo", "nccl")
+STRATEGIES = ("auto", "ddp", "deepspeed")
 
 
 def torchrun_place(env: Mapping[str, str]) -> tuple[int, int, int] | None:
@@ -66,6 +72,7 @@ class Cluster:
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     backend: str | None = None  # None: no process group
+    strategy: str = "ddp"  # ddp or deepspeed (see the module docstring)
 
     @property
     def distributed(self) -> bool:
@@ -84,7 +91,10 @@ class Cluster:
 
     def describe(self) -> str:
         """'' alone, else e.g. ' | 2 processes (gloo)' for the start line."""
-        return f" | {self.world_size} processes ({self.backend})" if self.distributed else ""
+        if not self.distributed:
+            return ""
+        engines = " through DeepSpeed engines" if self.strategy == "deepspeed" else ""
+        return f" | {self.world_size} processes ({self.backend}){engines}"
 
     def share(self, batch_size: int) -> slice:
         """The images of a global batch this process computes: [r*B/N, (r+1)*B/N)."""
@@ -99,6 +109,28 @@ class Cluster:
     def reducer(self, *networks: nn.Module) -> GradientReducer | None:
         """The reduce hook for these networks, or None in a world of one (nothing to reduce)."""
         return GradientReducer(self, networks) if self.distributed else None
+
+    def step_hooks(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        optimizer_g: torch.optim.Optimizer,
+        optimizer_d: torch.optim.Optimizer,
+        *,
+        micro_batch: int,
+        share: int,
+    ) -> StepHooks:
+        """What train_step runs with in this job under its strategy; build it once the networks
+        and optimizers hold their starting (or resumed) state, the same in every process."""
+        if self.strategy != "deepspeed":
+            return StepHooks(optimizer_g, optimizer_d, self.reducer(generator, discriminator))
+        from ganfriends.cluster.deepspeed import DeepSpeedReducer
+
+        reducer = DeepSpeedReducer(
+            self, [(generator, optimizer_g), (discriminator, optimizer_d)], micro_batch, share
+        )
+        engine_g, engine_d = reducer.engines
+        return StepHooks(engine_g, engine_d, reducer, reducer.backward)
 
     def merge(self, stats: StepStats, stop: bool) -> tuple[StepStats, bool]:
         """The step's stats summed over every process, and whether any process must stop.
@@ -125,15 +157,45 @@ class Cluster:
         return StepStats(int(images), d_loss, g_loss, d_real, d_fake), stops > 0
 
 
+@dataclass
+class StepHooks:
+    """The keyword arguments of :func:`ganfriends.step.train_step` for one strategy: who takes
+    each network's optimizer step, who sums gradients over the processes, who back-propagates."""
+
+    optimizer_g: Stepper
+    optimizer_d: Stepper
+    reduce: GradientReducer | None = None  # None in a world of one
+    backward: Backward | None = None  # None: autograd's
+
+    def begin_step(self) -> None:
+        """Call before each step (the reducer remembers the BatchNorm statistics it starts from)."""
+        if self.reduce is not None:
+            self.reduce.begin_step()
+
+
 @contextmanager
 def joined(
-    device_name: str = "auto", backend: str = "auto", env: Mapping[str, str] | None = None
+    device_name: str = "auto",
+    backend: str = "auto",
+    env: Mapping[str, str] | None = None,
+    strategy: str = "auto",
 ) -> Iterator[Cluster]:
     """This process's :class:`Cluster`: under torchrun, a member of its process group (left on
-    exit), computing on ``cuda:LOCAL_RANK`` or the CPU; otherwise a world of one on the device."""
+    exit), computing on ``cuda:LOCAL_RANK`` or the CPU; otherwise a world of one on the device.
+
+    ``strategy`` (``--strategy``) is checked before the group is joined: deepspeed needs torchrun
+    and the deepspeed package.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown --strategy {strategy!r}: choose {', '.join(STRATEGIES)}")
     place = torchrun_place(os.environ if env is None else env)
     device = resolve_device(device_name)
     if place is None:
+        if strategy == "deepspeed":
+            raise ConfigError(
+                "--strategy deepspeed trains the processes of a torchrun job: launch with "
+                "torchrun --nproc-per-node N -m ganfriends train-local ..."
+            )
         yield Cluster(device=device)
         return
     rank, world_size, local_rank = place
@@ -156,9 +218,14 @@ def joined(
     chosen = ("nccl" if device.type == "cuda" else "gloo") if backend == "auto" else backend
     if chosen == "nccl" and device.type != "cuda":
         raise ConfigError("--dist-backend nccl needs CUDA GPUs: use gloo (or auto) on CPUs")
+    strategy = "ddp" if strategy == "auto" else strategy
+    if strategy == "deepspeed":
+        from ganfriends.cluster.deepspeed import import_deepspeed
+
+        import_deepspeed(device)  # a missing package is one error before any process waits
     dist.init_process_group(backend=chosen)
     try:
-        yield Cluster(rank, world_size, local_rank, device, chosen)
+        yield Cluster(rank, world_size, local_rank, device, chosen, strategy)
         # Leave together: a rank that tears gloo down while rank 0 still writes its checkpoint
         # and samples can abort in gloo's C++ teardown ("terminate called without an active
         # exception", seen under CPU load). On an error we skip the barrier: peers may be gone.
@@ -209,14 +276,21 @@ class GradientReducer:
         if owner is None:
             raise ValueError("this reducer was built for other networks")
         self._hooked.add(owner)
+        self._sum_gradients(network)
+        count = torch.tensor([images], dtype=torch.int64, device=self.cluster.device)
+        dist.all_reduce(count)
+        self._sync_running_stats()
+        return int(count.item())
+
+    def _sum_gradients(self, network: nn.Module) -> None:
+        """Replace ``network``'s gradients (sums over this process's images) by their sum over
+        every process."""
         params = list(network.parameters())
         # One flat all-reduce rather than one per tensor (stylegan3 flattens likewise).
         flat = torch.cat(
             [(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params]
         )
-        count = torch.tensor([images], dtype=torch.int64, device=flat.device)
         dist.all_reduce(flat)
-        dist.all_reduce(count)
         offset = 0
         for p in params:
             summed = flat[offset : offset + p.numel()].view_as(p)
@@ -225,8 +299,6 @@ class GradientReducer:
                 p.grad = summed.clone()
             else:
                 p.grad.copy_(summed)
-        self._sync_running_stats()
-        return int(count.item())
 
     def _sync_running_stats(self) -> None:
         """Chain the hooked networks' statistics over the processes, in rank order."""

@@ -236,7 +236,8 @@ def train_local(
 
     Under torchrun this is one process's part of the job; only rank 0 prints and writes.
     """
-    with joined(config.training.device, config.local.dist_backend) as cluster:
+    local = config.local
+    with joined(config.training.device, local.dist_backend, strategy=local.strategy) as cluster:
         if not cluster.is_main:
             console = Console(quiet=True)
         return _train(config, cluster, resume, console or Console(soft_wrap=True))
@@ -320,7 +321,9 @@ def _train(
         NUM_SAMPLES, model_config.latent_dim, training.seed, rng.FIXED_NOISE
     ).to(device)
     # Built after loading: every process then starts from the same weights and statistics.
-    reducer = cluster.reducer(generator, discriminator)
+    hooks = cluster.step_hooks(
+        generator, discriminator, optimizer_g, optimizer_d, micro_batch=micro, share=share_size
+    )
     evaluator = scoring_evaluator(config, dataset, device, console) if cluster.is_main else None
 
     fingerprint = dataset.fingerprint()
@@ -376,8 +379,7 @@ def _train(
                     # The step's noise is drawn for the global batch; image i gets row i.
                     z = schedule.noise(step, model_config.latent_dim, share)[: real.shape[0]]
                     mid_step = True
-                    if reducer is not None:
-                        reducer.begin_step()
+                    hooks.begin_step()
                     key = (training.seed, rng.DROPOUT, step, *cluster.rng_key)
                     with rng.seeded_global_rng(device, *key):
                         local_stats = train_step(
@@ -386,9 +388,10 @@ def _train(
                             loss,
                             micro_batches(real.to(device, non_blocking=True), z.to(device), micro),
                             training.update_rule,
-                            optimizer_g=optimizer_g,
-                            optimizer_d=optimizer_d,
-                            reduce=reducer,
+                            optimizer_g=hooks.optimizer_g,
+                            optimizer_d=hooks.optimizer_d,
+                            reduce=hooks.reduce,
+                            backward=hooks.backward,
                         )
                     stats, stopping = cluster.merge(local_stats, stop.requested)
                     step += 1
