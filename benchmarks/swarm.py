@@ -22,6 +22,7 @@ Prints a table; not a test. Put the figures in your notes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import threading
@@ -45,6 +46,7 @@ from ganfriends.db.students import add_student
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import SyncPlan, Unit, make_rule
 from ganfriends.signals import StopRequest
+from latency_proxy import DelayProxy
 
 MODEL = ModelConfig(image_size=32, channels=1)  # the class default: Fashion-MNIST's DCGAN
 IMAGES_PER_UNIT = 320
@@ -80,6 +82,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--units-per-update", type=int, default=None, help="K (default: N, one unit per worker)"
     )
     parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="round trip added between the workers and the database (a student's network)",
+    )
+    parser.add_argument(
         "--units-per-claim",
         type=int,
         nargs="+",
@@ -101,6 +109,7 @@ class SimulatedWorker(threading.Thread):
         self.run_id, self.delay, self.payload, self.images = run_id, delay, payload, images
         self.per_claim = per_claim
         self.calls = self.units = 0  # database calls (each its own round trip and transaction)
+        self.overhead = 0.0  # seconds in the calls that fetch, claim and upload work
         self.halt = threading.Event()
         self.computing = 0.0
         self.started = time.perf_counter()
@@ -112,6 +121,7 @@ class SimulatedWorker(threading.Thread):
     def run(self) -> None:
         version, idle = -1, IDLE_BACKOFF_START
         while not self.halt.is_set():
+            asked = time.perf_counter()
             claims = queue.claim(self.db, self.run_id, self.worker_id, self.per_claim)
             self.calls += 1
             if not claims:
@@ -124,17 +134,22 @@ class SimulatedWorker(threading.Thread):
                 )
                 continue
             idle = IDLE_BACKOFF_START
+            self.overhead += time.perf_counter() - asked
+            asked = time.perf_counter()
             if claims[0].version != version:
                 queue.weights(self.db, self.run_id, claims[0].version)  # what a worker downloads
                 version = claims[0].version
                 self.calls += 1
+            self.overhead += time.perf_counter() - asked
             time.sleep(self.delay * len(claims))
             self.computing += self.delay * len(claims)
             results = [
                 queue.Outgoing(claim, self.images, self.payload, None, self.delay)
                 for claim in claims
             ]
+            asked = time.perf_counter()
             queue.submit(self.db, self.run_id, self.worker_id, results)
+            self.overhead += time.perf_counter() - asked
             self.calls += 1
             self.units += len(claims)
 
@@ -203,9 +218,12 @@ def case(
             sampling.set()
             sampler.join(timeout=5)
             utilisation = statistics.mean(sim.close() for sim in sims)
-            calls = sum(sim.calls for sim in sims) / max(1, sum(sim.units for sim in sims))
+            done = max(1, sum(sim.units for sim in sims))
+            calls = sum(sim.calls for sim in sims) / done
+            overhead = sum(sim.overhead for sim in sims) / done
     return {
         "calls_per_unit": calls,
+        "overhead_per_unit": overhead,
         "updates_per_s": versions / wall,
         "utilisation": utilisation,
         "coordinator_share": sum(busy) / wall,
@@ -224,13 +242,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         embedded = EmbeddedPostgres(Path(root) / "pg")
         info = embedded.start()
         url = info.local_url()
+        stack = contextlib.ExitStack()
+        assert info.socket_dir is not None
+        proxy = DelayProxy(info.socket_dir / f".s.PGSQL.{info.port}", args.latency_ms / 2000)
         try:
             with Database(url, max_size=1) as db:
                 migrate(db)
+            stack.enter_context(proxy)
+            # Workers reach the server through the proxy (a round trip of --latency-ms); the
+            # coordinator, on the instructor's machine, directly.
+            reach = {"host": "127.0.0.1", "port": proxy.port} if args.latency_ms else {}
             # A class: one login role per student, as `ganfriends students add` makes them.
             students = [
                 make_conninfo(
-                    url, user=name, password=add_student(info.admin_url(APP_DATABASE), name)
+                    url,
+                    user=name,
+                    password=add_student(info.admin_url(APP_DATABASE), name),
+                    **reach,
                 )
                 for name in (f"student_{i}" for i in range(max(args.workers)))
             ]
@@ -243,14 +271,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                     )
                     rows.append((workers, units, per_claim, result))
         finally:
+            stack.close()
             embedded.stop()
     print(f"### {args.versions} updates, K units of {IMAGES_PER_UNIT} images, "
-          f"'compute' {args.delay:g} s per unit, 32x32 DCGAN\n")  # fmt: skip
+          f"'compute' {args.delay:g} s per unit, 32x32 DCGAN, "
+          f"workers' round trip +{args.latency_ms:g} ms\n")  # fmt: skip
     print(
         "| workers N | units K | units per claim | updates/s | worker utilisation | "
         "coordinator share | update s (median) | peak sessions | worker calls per unit |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for workers, units, per_claim, r in rows:
         cells = [
             str(workers),
@@ -262,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{r['update_s']:.2f}",
             f"{r['sessions']:.0f}",
             f"{r['calls_per_unit']:.2f}",
+            f"{1000 * r['overhead_per_unit']:.0f}",
         ]
         print("| " + " | ".join(cells) + " |")
 
