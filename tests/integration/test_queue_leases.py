@@ -359,3 +359,28 @@ def test_a_claim_whose_version_was_pruned_meanwhile_is_skipped_not_fatal(
 
     assert worker._compute(session, claimed, StopRequest()) is None
     assert "another copy completed this unit; moving on" in out.getvalue()
+
+
+def test_a_worker_whose_run_ends_while_it_loads_its_data_says_the_run_finished(
+    db: Database, raw: Raw
+) -> None:
+    # The run completes between the worker finding it and registering on it (its peers did the
+    # last units while it read its dataset): a finished run, not a database error.
+    from ganfriends.classroom.queue import Run
+    from ganfriends.data import ImageDataset
+    from tests.integration.test_coordinator_update import FixedImages
+
+    run_id = new_run(db, units_per_update=1)
+    out = io.StringIO()
+
+    class LateWorker(Worker):
+        def _open_dataset(self, run: Run) -> ImageDataset:
+            raw.rows("UPDATE runs SET state = 'complete' WHERE id = %(r)s RETURNING id", r=run.id)
+            return FixedImages()
+
+    summary = LateWorker(db, Config(), console=Console(file=out, width=200)).run()
+
+    assert summary.reason == f"run {run_id} ended before this worker joined"
+    assert summary.units == 0
+    assert "Training finished" in out.getvalue()
+    assert raw.count("workers") == 0

@@ -31,7 +31,13 @@ from ganfriends.classroom.queue import Claim, Hardware, Outgoing, Run
 from ganfriends.classroom.unit_work import Computed, PublishedWeights, VersionGone, WorkSession
 from ganfriends.config import Config
 from ganfriends.data import ImageDataset, fingerprint_mismatch, make_dataset
-from ganfriends.db import Database, DatabaseUnavailable, StoppedWaiting, retrying
+from ganfriends.db import (
+    Database,
+    DatabaseError,
+    DatabaseUnavailable,
+    StoppedWaiting,
+    retrying,
+)
 from ganfriends.device import describe_device, resolve_device
 from ganfriends.errors import GanError
 from ganfriends.models import build_models
@@ -258,6 +264,7 @@ class Worker:
         """Work until the run completes, ``stop`` is requested, or ``max_units`` are done."""
         stop = stop or StopRequest()
         self.console.print("Initializing worker...")
+        run: Run | None = None
         try:
             run = self._wait_for_run(stop)
             if run is None:
@@ -266,6 +273,13 @@ class Worker:
         except StoppedWaiting:
             self.console.print("Stopped while the database was unreachable.")
             return WorkerSummary(self.worker_id, 0, 0, "stopped")
+        except DatabaseError as exc:
+            # worker_register's no_data_found: the run ended while this worker loaded its data.
+            if run is None or exc.sqlstate != "P0002":
+                raise
+            reason = f"run {run.id} ended before this worker joined"
+            self.console.print(f"Training finished ({reason}). Thank you!")
+            return WorkerSummary(None, 0, 0, reason)
         halt = threading.Event()
         # At least three beats per lease, so one lost beat never costs a unit.
         interval = min(self.config.worker.heartbeat_interval, run.lease_seconds / 3)
