@@ -1,28 +1,22 @@
-"""Multi-unit claims against a real PostgreSQL: one call claims several units of a version, one
-call uploads their results (migration 0010), under the same checks as a single unit."""
+"""Multi-unit claims against a real PostgreSQL: one call claims several units of a version
+(migration 0010), one round trip uploads their results, under the same checks as one unit."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any
 
 import pytest
 
 from ganfriends.classroom import queue
 from ganfriends.classroom.queue import Claim, Outgoing
-from ganfriends.db import Database, DatabaseError
+from ganfriends.db import Database
 from tests.integration.queue_helpers import Raw, new_run, register
 
 
 def outgoing(claim: Claim, payload: bytes = b"grads") -> Outgoing:
     """An upload of ``payload`` for ``claim``."""
     return Outgoing(claim, images=64, payload=payload, device_state=None, compute_seconds=0.01)
-
-
-def raw_submit(db: Database, run_id: int, worker: int, **arrays: list[Any]) -> list[Any]:
-    """The ``submit_results`` statement with arrays exactly as given (a hostile client's call)."""
-    return db.fetch_all("submit_results", run_id=run_id, worker_id=worker, **arrays)
 
 
 def test_a_claim_of_three_takes_the_three_lowest_units_each_under_its_own_lease(
@@ -103,37 +97,6 @@ def test_a_token_repeated_in_one_upload_stores_one_copy(db: Database, raw: Raw) 
     assert stored == {claim.unit_id}
     row = raw.one("SELECT payload FROM results WHERE unit_id = %(u)s", u=claim.unit_id)
     assert bytes(row["payload"]) == b"one"
-
-
-def test_an_upload_whose_arrays_differ_in_length_is_refused_whole(db: Database, raw: Raw) -> None:
-    run_id = new_run(db, units_per_update=2)
-    worker = register(db, run_id)
-    claims = queue.claim(db, run_id, worker, 2)
-
-    with pytest.raises(DatabaseError, match="needs 2 images"):
-        raw_submit(
-            db, run_id, worker, tokens=[c.token for c in claims], images=[64],
-            payloads=[b"a", b"b"], device_states=[None, None], compute_seconds=[0.1, 0.1],
-        )  # fmt: skip
-
-    assert raw.count("results") == 0
-
-
-def test_an_upload_of_more_results_than_the_run_allows_per_claim_is_refused(
-    db: Database, raw: Raw
-) -> None:
-    run_id = new_run(db, units_per_update=4, max_units_per_claim=2)
-    worker = register(db, run_id)
-    claims = queue.claim(db, run_id, worker, 2)
-    tokens = [c.token for c in claims] * 2
-
-    with pytest.raises(DatabaseError, match="at most max_units_per_claim"):
-        raw_submit(
-            db, run_id, worker, tokens=tokens, images=[64] * 4, payloads=[b"x"] * 4,
-            device_states=[None] * 4, compute_seconds=[0.1] * 4,
-        )  # fmt: skip
-
-    assert raw.count("results") == 0
 
 
 def test_an_oversized_result_in_an_upload_is_refused_and_the_others_stored(

