@@ -51,7 +51,11 @@ class DelayProxy:
 
     async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_r, upstream_w = await asyncio.open_unix_connection(str(self.unix_socket))
-        await asyncio.gather(self._pipe(reader, upstream_w), self._pipe(upstream_r, writer))
+        try:
+            await asyncio.gather(self._pipe(reader, upstream_w), self._pipe(upstream_r, writer))
+        except asyncio.CancelledError:  # the proxy is closing with this connection still open
+            writer.close()
+            upstream_w.close()
 
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         """Copy ``source`` to ``sink``, each chunk written ``one_way`` seconds after it arrived."""
