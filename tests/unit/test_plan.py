@@ -104,3 +104,21 @@ def test_a_plan_of_an_older_schedule_is_refused() -> None:
 def test_a_plan_survives_its_stored_form() -> None:
     p = plan(update_rule="alternating", max_updates=4)
     assert SyncPlan.from_dict(p.to_dict()) == p
+
+
+@pytest.mark.parametrize("mode", ["federated", "md-gan"])
+def test_a_bfloat16_transfer_is_refused_for_modes_that_upload_float32(mode: str) -> None:
+    from ganfriends.config import Config
+    from ganfriends.data.memory import InMemoryDataset
+    from ganfriends.errors import GanError
+    from ganfriends.rules import plan_from_config
+
+    class Tiny(InMemoryDataset):
+        name, channels = "tiny", 1
+
+    config = Config()
+    config.training.transfer_dtype = "bfloat16"
+    dataset = Tiny(torch.zeros(64, 1, 32, 32, dtype=torch.uint8), "0" * 64)
+
+    with pytest.raises(GanError, match=f"applies to --mode sync only: {mode} uploads float32"):
+        plan_from_config(mode, config, dataset)

@@ -62,6 +62,13 @@ def plan_from_dict(mode: str, data: dict[str, Any]) -> Plan:
 
 def plan_from_config(mode: str, config: Config, dataset: ImageDataset) -> Plan:
     """A new run's plan from the coordinator's settings and its dataset."""
+    if mode != "sync" and config.training.transfer_dtype != "float32":
+        # Federated deltas and MD-GAN feedback are not rounded by their rules: refuse rather
+        # than let a bfloat16 setting look as if it applied.
+        raise GanError(
+            f"--transfer-dtype {config.training.transfer_dtype} applies to --mode sync only: "
+            f"{mode} uploads float32"
+        )
     try:
         if mode == "sync":
             training, coordinator = config.training, config.coordinator
