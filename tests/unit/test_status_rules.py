@@ -35,3 +35,16 @@ def test_nobody_waits_while_units_are_pending_or_the_run_is_over() -> None:
         status({"pending": 0, "claimed": 0, "expired": 0, "done": 0}, 5, "complete").waiting_workers
         == 0
     )
+
+
+def test_an_alternating_run_reports_its_steps_and_versions() -> None:
+    run = status({"pending": 0, "claimed": 0, "expired": 0, "done": 0}, 0)
+    run.version, run.total_updates, run.versions_per_step = 7, 12, 2
+
+    assert run.progress == "step 3/6 (version 7/12)"
+
+
+def test_a_run_of_one_version_per_step_reports_its_versions() -> None:
+    run = status({"pending": 0, "claimed": 0, "expired": 0, "done": 0}, 0)
+
+    assert run.progress == "version 1/9"

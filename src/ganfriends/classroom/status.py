@@ -59,9 +59,19 @@ class RunStatus:
     d_real: float | None
     d_fake: float | None
     mode: str = "sync"  # the run's rule (ganfriends.rules)
+    versions_per_step: int = 1  # an alternating class step publishes a D and a G version
     fid: float | None = None  # the latest recorded score (coordinator --eval-interval)
     fid_version: int | None = None
     workers: list[WorkerLine] = field(default_factory=list)
+
+    @property
+    def progress(self) -> str:
+        """Where the run is: its optimizer steps (and versions, when a step publishes two)."""
+        versions = f"version {self.version}/{self.total_updates}"
+        if self.versions_per_step == 1:
+            return versions
+        per = self.versions_per_step
+        return f"step {self.version // per}/{self.total_updates // per} ({versions})"
 
     @property
     def active_workers(self) -> int:
@@ -134,6 +144,7 @@ def read_status(db: Database) -> RunStatus | None:
         state=run["state"],
         version=version,
         mode=str(run["mode"]),
+        versions_per_step=plan.versions_per_step,
         total_updates=plan.total_versions,
         epoch=plan.epochs_done(version),
         epochs=plan.epochs,
@@ -155,7 +166,7 @@ def _format_time(value: datetime | None) -> str:
 
 
 def one_line(status: RunStatus) -> str:
-    """The demo's live line: version, epoch %, images/s, active workers, latest losses."""
+    """The demo's live line: step or version, epoch %, images/s, active workers, losses."""
     losses = (
         f"D {status.d_loss:.3f} G {status.g_loss:.3f}"
         if status.d_loss is not None
@@ -163,7 +174,7 @@ def one_line(status: RunStatus) -> str:
     )
     percent = 100 * status.version / max(1, status.total_updates)
     return (
-        f"version {status.version}/{status.total_updates} | "
+        f"{status.progress} | "
         f"epoch {status.epoch:.2f}/{status.epochs} ({percent:.0f}%) | "
         f"{status.images_per_second:,.0f} img/s | {status.active_workers} workers active | {losses}"
     )

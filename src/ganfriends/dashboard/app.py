@@ -77,7 +77,14 @@ def _select_run(runs: list[data.RunChoice]) -> data.RunChoice:
 def _header(snap: data.Snapshot, resources: data.Resources) -> None:
     s = snap.status
     cols = st.columns(6)
-    cols[0].metric("Version", f"{s.version} / {s.total_updates}")
+    per = s.versions_per_step  # an alternating step publishes a D and a G version
+    if per == 1:
+        cols[0].metric("Version", f"{s.version} / {s.total_updates}")
+    else:
+        cols[0].metric(
+            "Step", f"{s.version // per} / {s.total_updates // per}", f"version {s.version}",
+            delta_color="off", delta_arrow="off",
+        )  # fmt: skip
     cols[1].metric(
         "Epoch", f"{s.epoch:.2f} / {s.epochs}", f"{snap.epoch_percent:.0f}% of this epoch",
         delta_color="off", delta_arrow="off",

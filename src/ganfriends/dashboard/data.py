@@ -138,6 +138,7 @@ def snapshot(db: Database, run_id: int) -> Snapshot | None:
         state=run["state"],
         version=version,
         mode=str(run["mode"]),
+        versions_per_step=plan.versions_per_step,
         total_updates=plan.total_versions,
         epoch=plan.epochs_done(version),
         epochs=plan.epochs,
