@@ -27,11 +27,11 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
-UPDATES = 6
+STEPS = 6  # alternating (the default): a D version and a G version per step
 RUN = [
     "--images-per-work-unit", "128", "--workunits-per-update", "2", "--micro-batch", "32",
-    "--max-iterations", str(UPDATES), "--work-unit-timeout", "30", "--seed", "5",
-    "--sample-interval", "1", "--max-backups", "0", "--update-rule", "simultaneous",
+    "--max-iterations", str(STEPS), "--work-unit-timeout", "30", "--seed", "5",
+    "--sample-interval", "1", "--max-backups", "0",
 ]  # fmt: skip
 WORKERS = ("ada", "grace")
 
@@ -70,7 +70,7 @@ def test_dashboard_follows_a_class_run(room: ClassRoom, db_url: str, tmp_path: P
             # Each does at most half the units, and no backup copies are handed out: the run
             # needs both (a woken worker is fast enough to finish a run this small alone before
             # the other has loaded its data).
-            workers = [room.worker(name, "--max-units", str(UPDATES)) for name in WORKERS]
+            workers = [room.worker(name, "--max-units", str(2 * STEPS)) for name in WORKERS]
             wait_until_ready(dashboard, port)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -96,9 +96,9 @@ def test_dashboard_follows_a_class_run(room: ClassRoom, db_url: str, tmp_path: P
                 assert worker.finish() == 0, worker.output
         finally:
             stop_dashboard(dashboard)
-    # The grids the page showed came from the database: one per update (--sample-interval 1).
+    # The grids the page showed came from the database: one per step (--sample-interval 1).
     with Database(db_url) as db:
-        assert sample_versions(db, 1) == list(range(1, UPDATES + 1))
+        assert sample_versions(db, 1) == list(range(2, 2 * STEPS + 1, 2))
 
 
 def check_page(page: Page) -> None:
@@ -114,7 +114,8 @@ def check_page(page: Page) -> None:
     )
     assert image_width(page) > 0
     # No reload from here on: the fragment's refresh must bring the final version ...
-    page.get_by_text(f"{UPDATES} / {UPDATES}", exact=True).first.wait_for(timeout=60_000)
+    page.get_by_text(f"{STEPS} / {STEPS}", exact=True).first.wait_for(timeout=60_000)
+    assert page.get_by_text(f"version {2 * STEPS}", exact=True).count() == 1
     assert page.get_by_text("100% of the run (complete)").count() == 1
     # ... and keep refreshing after it (every 5 s, read off the page's own clock line).
     stamp = page.get_by_text(re.compile(r"^Updated \d\d:\d\d:\d\d"))
