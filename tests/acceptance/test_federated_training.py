@@ -83,13 +83,13 @@ def test_simulate_gives_the_class_run_s_model(room: ClassRoom) -> None:
 def test_straggler_round_closes_with_a_quorum_and_its_late_delta_is_refused(
     room: ClassRoom,
 ) -> None:
-    # The full-width model and 40 local steps: a unit takes seconds, so the frozen worker is
+    # The full-width model and 20 local steps: a unit takes seconds, so the frozen worker is
     # surely mid-unit. No backup copies and a long lease: only the round timeout can close a
     # round without the frozen worker's unit.
     coordinator = room.start(
         "coordinator",
         ["coordinator", "--output-dir", "run", "--mode", "federated", "--devices", "4",
-         "--fraction", "0.5", "--local-steps", "40", "--batch-size", "64", "--rounds", "2",
+         "--fraction", "0.5", "--local-steps", "20", "--batch-size", "64", "--rounds", "2",
          "--round-timeout", "3", "--max-backups", "0", "--work-unit-timeout", "300"],
     )  # fmt: skip
     frozen = room.worker("frozen")
