@@ -20,6 +20,7 @@ from ganfriends.config import Config
 from ganfriends.db import Database, migrate
 from ganfriends.db.migrations import MIGRATIONS_DIR
 from ganfriends.errors import GanError
+from ganfriends.rules.base import UnitResult
 from ganfriends.rules.federated import FederatedPlan
 from tests.integration.queue_helpers import FINGERPRINT, TINY_MODEL, Raw, register
 from tests.unit.test_rules import Labelled, federated_config
@@ -43,6 +44,19 @@ def federated_run(db: Database, dataset: Labelled) -> int:
         )  # fmt: skip
 
 
+def upload(
+    db: Database,
+    run_id: int,
+    worker: int,
+    claimed: queue.Claim,
+    result: UnitResult,
+    device_state: bytes | None,
+) -> set[int]:
+    """Upload a computed unit as the worker does; the units stored."""
+    outgoing = queue.Outgoing(claimed, result.images, encode_result(result), device_state, 0.0)
+    return queue.submit(db, run_id, worker, [outgoing])
+
+
 def compute_and_upload(db: Database, run_id: int, worker: int, dataset: Labelled) -> queue.Claim:
     """What a worker does for one unit, with the run's own rule."""
     state = load_run_state(db, run_id, dataset)
@@ -50,20 +64,7 @@ def compute_and_upload(db: Database, run_id: int, worker: int, dataset: Labelled
     g, d = state.server.generator, state.server.discriminator
     result = state.rule.compute(g, d, dataset, claimed.unit, device=CPU, device_state=None)
     assert result.device_state is not None
-    accepted = queue.submit(
-        db,
-        run_id,
-        worker,
-        [
-            queue.Outgoing(
-                claimed,
-                images=result.images,
-                payload=encode_result(result),
-                device_state=encode_device_state(result.device_state),
-                compute_seconds=0.0,
-            )
-        ],
-    )
+    accepted = upload(db, run_id, worker, claimed, result, encode_device_state(result.device_state))
     assert accepted
     return claimed
 
@@ -117,20 +118,7 @@ def test_negative_second_moments_are_rejected_against_their_worker(
     result = state.rule.compute(g, d, dataset, claimed.unit, device=CPU, device_state=None)
     assert result.device_state is not None
     result.device_state["d.0.exp_avg_sq"] = -result.device_state["d.0.exp_avg_sq"] - 1.0
-    queue.submit(
-        db,
-        run_id,
-        cheat,
-        [
-            queue.Outgoing(
-                claimed,
-                images=result.images,
-                payload=encode_result(result),
-                device_state=encode_device_state(result.device_state),
-                compute_seconds=0.0,
-            )
-        ],
-    )
+    upload(db, run_id, cheat, claimed, result, encode_device_state(result.device_state))
 
     valid = Coordinator(db, Config(), console=Console(file=io.StringIO())).validated_results(
         load_run_state(db, run_id, dataset)
@@ -150,20 +138,7 @@ def test_an_upload_without_its_device_state_is_rejected(
     [claimed] = queue.claim(db, run_id, cheat)
     g, d = state.server.generator, state.server.discriminator
     result = state.rule.compute(g, d, dataset, claimed.unit, device=CPU, device_state=None)
-    queue.submit(
-        db,
-        run_id,
-        cheat,
-        [
-            queue.Outgoing(
-                claimed,
-                images=result.images,
-                payload=encode_result(result),
-                device_state=None,
-                compute_seconds=0.0,
-            )
-        ],
-    )
+    upload(db, run_id, cheat, claimed, result, None)
 
     valid = Coordinator(db, Config(), console=Console(file=io.StringIO())).validated_results(
         load_run_state(db, run_id, dataset)

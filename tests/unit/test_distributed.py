@@ -144,8 +144,8 @@ def test_without_torchrun_the_trainer_is_a_world_of_one() -> None:
         )
 
 
-def test_a_real_world_of_one_leaves_the_step_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A real gloo process group of one process: the reducer must be the identity.
+def world_of_one_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The variables torchrun sets for a world of one, set in this process too (gloo reads them)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -153,6 +153,12 @@ def test_a_real_world_of_one_leaves_the_step_unchanged(monkeypatch: pytest.Monke
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    return env
+
+
+def test_a_real_world_of_one_leaves_the_step_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real gloo process group of one process: the reducer must be the identity.
+    env = world_of_one_env(monkeypatch)
     batch = [make_batch(4, seed=4), make_batch(4, seed=5)]
     results = []
     with joined("cpu", "gloo", env=env) as cluster:

@@ -3,7 +3,6 @@ one (the engines' backward, all-reduce and step leave exactly what the plain ste
 
 from __future__ import annotations
 
-import socket
 import sys
 
 import pytest
@@ -15,18 +14,12 @@ from ganfriends.cluster.distributed import Cluster, StepHooks, joined
 from ganfriends.errors import ConfigError
 from ganfriends.models import build_models
 from ganfriends.step import make_optimizers, train_step
-from tests.unit.test_distributed import CONFIG, LOSS, make_batch, state
+from tests.unit.test_distributed import CONFIG, LOSS, make_batch, state, world_of_one_env
 
 
 def torchrun_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The variables torchrun sets for a world of one, set in this process too (gloo reads them)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
-           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    """A world of one's torchrun variables, with DeepSpeed set to the CPU."""
+    env = world_of_one_env(monkeypatch)
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")  # restored afterwards (import_deepspeed sets it)
     return env
 
