@@ -97,7 +97,7 @@ def _worker(args: argparse.Namespace) -> int:
 def _students(args: argparse.Namespace) -> int:
     from ganfriends.classroom import commands as classroom
 
-    if args.action in ("add", "revoke") and not args.name:
+    if args.action in ("add", "revoke", "pardon") and not args.name:
         raise GanError(f"students {args.action} needs the student's name")
     return classroom.students(
         _config_from(args),
@@ -406,11 +406,11 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
     pupils = commands.add_parser(
         "students",
         parents=[verbose],
-        help="per-student database logins: add, list, revoke",
+        help="per-student database logins: add, list, revoke, pardon",
         description=classroom.students.__doc__,
     )
-    pupils.add_argument("action", choices=("add", "list", "revoke"))
-    pupils.add_argument("name", nargs="?", help="the student (add, revoke): a-z, 0-9, _")
+    pupils.add_argument("action", choices=("add", "list", "revoke", "pardon"))
+    pupils.add_argument("name", nargs="?", help="the student (add, revoke, pardon): a-z, 0-9, _")
     _add_config_flags(pupils, "database.url")
     pupils.add_argument(
         "--max-connections",

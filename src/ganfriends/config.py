@@ -259,10 +259,32 @@ class CoordinatorConfig:
     )
     max_units_per_claim: int = option(
         4,
-        "most units one worker may claim at once (a worker asks with --units-per-claim)",
+        "most units one worker may claim at once (a worker asks with --units-per-claim), and "
+        "most live units one student may hold across all their workers",
         flag="--max-units-per-claim",
         minimum=1,
         maximum=64,
+    )
+    max_workers_per_student: int = option(
+        8,
+        "workers one student may have alive at once (enough for --gpus on an 8-GPU machine)",
+        flag="--max-workers-per-student",
+        minimum=1,
+        maximum=1024,
+    )
+    max_lease_factor: float = option(
+        3.0,
+        "a unit's lease is extended by heartbeats up to this many unit timeouts after its "
+        "claim; then another student gets it",
+        flag="--max-lease-factor",
+        minimum=1,
+    )
+    quarantine_after: int = option(
+        3,
+        "rejected uploads after which a student is quarantined (no more claims until "
+        "`ganfriends students pardon`)",
+        flag="--quarantine-after",
+        minimum=1,
     )
     # 3, measured (benchmarks/robustness.py): with one worker of five sending its gradients x-10,
     # 10x the median still lets it reverse the mean (FID 559 vs 339 honest); 3x keeps the run on

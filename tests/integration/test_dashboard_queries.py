@@ -68,6 +68,7 @@ def publish(db: Database, raw: Raw, run_id: int, version: int, seconds_ago: floa
         "insert_update", run_id=run_id, version=version, epoch=version * PER_UPDATE / 10,
         images=IMAGES, images_seen=version * IMAGES, d_loss=1.0 + version, g_loss=2.0 + version,
         d_real=0.5 + version / 100, d_fake=0.4 - version / 100, contributors=2, wait_seconds=1.0,
+        norms=None,
     )  # fmt: skip
     raw.rows(
         "UPDATE updates SET created_at = now() - make_interval(secs => %(ago)s)"

@@ -14,12 +14,13 @@ import pytest
 import torch
 from rich.console import Console
 
+from ganfriends.classroom import queue
 from ganfriends.classroom.coordinator import Coordinator
-from ganfriends.classroom.intake import MAX_UNIT_REJECTIONS, UnitKeepsFailing
+from ganfriends.classroom.intake import MAX_FAILING_STUDENTS, UnitKeepsFailing
 from ganfriends.classroom.payload import encode_result
 from ganfriends.classroom.state import load_run_state
 from ganfriends.config import Config
-from ganfriends.db import Database
+from ganfriends.db import Database, DatabaseError
 from tests.integration.queue_helpers import (
     IMAGES_PER_UNIT,
     Raw,
@@ -31,6 +32,7 @@ from tests.integration.queue_helpers import (
     submit,
     tiny_models,
 )
+from tests.integration.student_helpers import HARDWARE, Student
 
 
 def valid_blob(seed: int = 0) -> bytes:
@@ -344,21 +346,38 @@ def test_disagreeing_copies_are_recorded_against_both_workers(db: Database, raw:
     assert raw.count("rejections") == 2
 
 
-def test_a_unit_rejected_again_and_again_stops_the_coordinator_with_a_reason(
+def test_a_unit_rejected_for_several_students_stops_the_coordinator_with_a_reason(
     db: Database, raw: Raw
 ) -> None:
-    # Prepare: every worker's copy of the one unit fails (say its data is broken everywhere).
+    # Prepare: every participant's copy of the one unit fails (say its data is broken
+    # everywhere); each of the instructor's workers is a participant of its own.
     run_id = new_run(db, units_per_update=1)
-    workers = [register(db, run_id, f"w{i}") for i in range(MAX_UNIT_REJECTIONS)]
+    workers = [register(db, run_id, f"w{i}") for i in range(MAX_FAILING_STUDENTS)]
     for worker in workers[:-1]:
         upload(db, run_id, worker, nan_gradient())
         assert validate(db, run_id) is None  # rejected, requeued
     upload(db, run_id, workers[-1], nan_gradient())
 
     # Execute / Assert: the last rejection ends the waiting with one line that says why.
-    with pytest.raises(UnitKeepsFailing, match=r"unit 0 of version 0 was rejected 5 times, from 5"):
+    with pytest.raises(UnitKeepsFailing, match=r"rejected 3 times, from 3 different students"):
         validate(db, run_id)
-    assert raw.count("rejections") == MAX_UNIT_REJECTIONS
+    assert raw.count("rejections") == MAX_FAILING_STUDENTS
+
+
+def test_one_student_failing_a_unit_from_every_worker_is_quarantined_and_the_run_goes_on(
+    db: Database, raw: Raw, student: Student
+) -> None:
+    run_id = new_run(db, units_per_update=1)
+    with Database(student.url, max_size=2, timeout=5) as mine:
+        workers = [queue.register_worker(mine, run_id, f"m{i}", "h", HARDWARE) for i in range(5)]
+        for worker in workers[:3]:  # more bad copies of one unit than the old cap of 5 allowed
+            upload(mine, run_id, worker, nan_gradient())
+            assert validate(db, run_id) is None  # rejected, requeued, never fatal
+        with pytest.raises(DatabaseError, match="quarantined"):
+            upload(mine, run_id, workers[3], nan_gradient())
+    honest = register(db, run_id, "honest")
+    upload(db, run_id, honest, valid_blob())
+    assert [v.upload.worker_id for v in validate(db, run_id) or []] == [honest]
 
 
 def test_mismatches_do_not_count_as_rejections_of_the_unit(db: Database, raw: Raw) -> None:

@@ -1,4 +1,4 @@
-"""Limits the worker statements enforce themselves (migration 0007), on a real PostgreSQL."""
+"""Limits the worker statements enforce themselves (migrations 0007, 0011), on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -19,19 +19,37 @@ def test_a_worker_holding_a_live_lease_gets_no_second_unit(db: Database) -> None
     assert claim(db, run_id, worker) is not None  # free again once it uploaded
 
 
-def test_a_worker_with_three_rejected_uploads_may_not_claim(db: Database, raw: Raw) -> None:
+def test_an_instructors_worker_with_three_rejected_uploads_may_not_claim(
+    db: Database, raw: Raw
+) -> None:
+    # The instructor's own workers are each a participant of their own (migration 0011).
     run_id = new_run(db, units_per_update=3)
     worker = register(db, run_id, "mallory")
-    raw.rows("UPDATE workers SET rejected = 3 WHERE id = %(id)s RETURNING id", id=worker)
-    with pytest.raises(DatabaseError, match="3 uploads rejected"):
+    other = register(db, run_id, "honest")
+    for _ in range(3):
+        raw.rows(
+            "INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)"
+            " VALUES (%(run)s, %(w)s, 0, 0, 'test') RETURNING id",
+            run=run_id,
+            w=worker,
+        )
+    with pytest.raises(DatabaseError, match="quarantined"):
         claim(db, run_id, worker)
+    assert claim(db, run_id, other) is not None
 
 
-def test_a_role_registers_at_most_32_workers_per_run(db: Database) -> None:
+def test_the_instructors_role_registers_at_most_1000_workers_per_run(
+    db: Database, raw: Raw
+) -> None:
     run_id = new_run(db, units_per_update=1)
-    for i in range(32):
-        register(db, run_id, f"w{i}")
-    with pytest.raises(DatabaseError, match="32 workers"):
+    register(db, run_id, "w0")
+    raw.rows(
+        "INSERT INTO workers (run_id, name, hostname, device, role_name, student)"
+        " SELECT %(run)s, 'w', 'h', 'cpu', session_user, 'x' || i"
+        " FROM generate_series(1, 999) AS i RETURNING id",
+        run=run_id,
+    )
+    with pytest.raises(DatabaseError, match="1000 workers"):
         register(db, run_id, "one-too-many")
 
 

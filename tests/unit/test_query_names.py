@@ -8,7 +8,7 @@ from pathlib import Path
 from ganfriends.db.sql import queries
 
 ROOT = Path(__file__).resolve().parents[2]
-# A query is run by name as the first argument of these calls (and of advisory_lock's two).
+# A query is run by name as the first argument of these calls (and of session_lock's two).
 CALL = re.compile(r"\.(?:fetch_one|fetch_all|execute)\(\s*\"(\w+)\"")
 
 

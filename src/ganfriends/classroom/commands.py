@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ganfriends.classroom import queue
 from ganfriends.classroom.connect import configured_url, embedded_url, open_database, resolve_url
 from ganfriends.config import Config
 from ganfriends.db import EmbeddedPostgres, default_data_dir, migrate, pending, reset
@@ -116,7 +117,7 @@ def coordinator(config: Config) -> int:
     from ganfriends.classroom.coordinator import Coordinator
 
     console = _console()
-    # One connection stays checked out for the run's advisory lock: the pool needs more.
+    # One connection stays checked out for the run's lock: the pool needs more.
     with open_database(config, start_embedded=True, max_size=4) as db:
         migrate(db)
         with graceful_stop() as stop:
@@ -189,7 +190,9 @@ def students(
     max_connections: int | None,
     output: str | None,
 ) -> int:
-    """``ganfriends students add|list|revoke``: per-student login roles for the class database.
+    """``ganfriends students add|list|revoke|pardon``: per-student login roles for the class
+    database. ``pardon`` lifts a student's quarantine in the running run (their earlier
+    rejected uploads stop counting).
 
     On the embedded server the commands act through its superuser (over the socket, which only
     this machine's owner reaches); with ``--db`` they act as that role, which needs CREATEROLE.
@@ -218,8 +221,11 @@ def students(
                 s.last_seen.strftime("%Y-%m-%d %H:%M:%S") if s.last_seen else "-",
             )  # fmt: skip
         console.print(table)
+        _print_flagged(url, console)
         return 0
     assert name is not None
+    if action == "pardon":
+        return _pardon(url, name, console)
     if action == "revoke":
         released = roles.revoke_student(admin_url, name)
         console.print(f"revoked {name}: sessions ended, {released} unit(s) back in the queue")
@@ -249,4 +255,33 @@ def students(
         "GANFRIENDS_DATABASE_URL='<the URL below>' ganfriends worker"
     )
     print(student_url)  # the last line: easy to copy or to pipe
+    return 0
+
+
+def _print_flagged(url: str, console: Console) -> None:
+    """The running run's students with rejections, timed-out leases or a quarantine."""
+    from ganfriends.classroom.status import read_standing
+    from ganfriends.db import Database
+
+    with Database(url, max_size=1) as db:
+        run = queue.latest_running_run_id(db)
+        flagged = [] if run is None else [s for s in read_standing(db, run) if s.flagged]
+    for standing in flagged:
+        console.print(Text(standing.describe(), style="red" if standing.quarantined else "yellow"))
+
+
+def _pardon(url: str, name: str, console: Console) -> int:
+    """Lift ``name``'s quarantine in the running run."""
+    from ganfriends.classroom.status import read_standing
+    from ganfriends.db import Database
+
+    with Database(url, max_size=1) as db:
+        run = queue.latest_running_run_id(db)
+        if run is None:
+            raise GanError("no run is running: there is no quarantine to lift")
+        known = {s.student for s in read_standing(db, run)}
+        if name not in known:
+            raise GanError(f"{name} has no worker in run {run}: nothing to pardon")
+        db.execute("pardon_student", run_id=run, student=name)
+    console.print(f"pardoned {name} in run {run}: their earlier rejected uploads no longer count")
     return 0

@@ -139,6 +139,11 @@ class Coordinator:
                 max_backups=cfg.coordinator.max_backups,
                 max_units_per_claim=cfg.coordinator.max_units_per_claim,
                 dataset=dataset,
+                limits=queue.StudentLimits(
+                    max_live_workers=cfg.coordinator.max_workers_per_student,
+                    max_lease_factor=cfg.coordinator.max_lease_factor,
+                    quarantine_after=cfg.coordinator.quarantine_after,
+                ),
             )
         self.console.print(f"new run {run_id} ({mode}): {fingerprint.short()}, {plan.describe()}")
         return run_id
@@ -151,7 +156,7 @@ class Coordinator:
         running_id = queue.latest_running_run_id(self.db)
         if running_id is None:
             return self._drive(self._create_run(), stop)
-        with self.db.advisory_lock("lock_run", "unlock_run", run_id=running_id) as lock:
+        with self.db.session_lock("lock_run", "unlock_run", run_id=running_id) as lock:
             if not lock.held:
                 raise RunLocked(f"another coordinator is already running run {running_id}")
             if not self.config.coordinator.new_run:
@@ -175,7 +180,7 @@ class Coordinator:
         return self._drive(self._create_run(), stop)
 
     def _drive(self, run_id: int, stop: StopRequest) -> CoordinatorResult:
-        with self.db.advisory_lock("lock_run", "unlock_run", run_id=run_id) as lock:
+        with self.db.session_lock("lock_run", "unlock_run", run_id=run_id) as lock:
             if not lock.held:
                 raise RunLocked(f"another coordinator is already running run {run_id}")
             return self._loop(self._load(run_id), stop, lock)
@@ -249,9 +254,16 @@ class Coordinator:
                         f"{exc}, {non_finite} times in a row: stopping with version "
                         f"{state.version} as the last good one (the run resumes from it)"
                     ) from exc
+                # Every copy goes back to be computed again, but none is blamed: which one made
+                # the update non-finite cannot be told, and honest students must never be
+                # quarantined for another's upload.
                 for v in results:
                     queue.reject(
-                        self.db, state.run_id, v.upload, "the combined update was not finite"
+                        self.db,
+                        state.run_id,
+                        v.upload,
+                        "the combined update was not finite (not counted against anyone)",
+                        blame=False,
                     )
                 state = self._reload(state.run_id, stop)
                 continue

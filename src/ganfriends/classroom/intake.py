@@ -4,8 +4,11 @@ Every stored copy of a unit is decoded against the run's rule (names, shapes, dt
 bounded values, image counts, device states) and refused if it did no work at all. The first
 copy of a unit that passes stands for it ("the first valid result wins"); a copy that fails is
 rejected against its worker, and its unit waits for another copy or goes back to the queue
-(``queue.reject``) — until MAX_UNIT_REJECTIONS copies of it failed: then the coordinator stops
-and says why rather than send the unit round the class forever. A second valid copy is compared
+(``queue.reject``) and counts towards its student's quarantine (migration 0011: a student whose
+uploads keep failing gets no more units, and only wastes their own work). Only when copies of
+one unit from MAX_FAILING_STUDENTS distinct students failed does the coordinator stop: a unit
+that fails for everyone is far more likely our bug (unreadable data, a version mismatch) than a
+conspiracy, and the message says so. A second valid copy is compared
 with the first: copies that disagree are recorded against both workers, so a free-rider next to
 an honest worker shows."""
 
@@ -26,14 +29,14 @@ from ganfriends.errors import GanError
 from ganfriends.rules.base import UnitResult
 from ganfriends.rules.screening import copies_differ, is_all_zero
 
-# Copies of one unit rejected before the coordinator stops and says so: workers' own cap (3
-# rejected uploads each) would otherwise let a unit that fails for everyone (unreadable data,
-# a bug) go round the class until every worker is blocked.
-MAX_UNIT_REJECTIONS = 5
+# Distinct students whose copies of one unit failed before the coordinator stops and says so.
+# One student (with any number of workers) can never reach it alone; students' own quarantine
+# would otherwise let a unit that fails for everyone go round the class until all are blocked.
+MAX_FAILING_STUDENTS = 3
 
 
 class UnitKeepsFailing(GanError):
-    """Copies of one unit failed validation MAX_UNIT_REJECTIONS times."""
+    """Copies of one unit from MAX_FAILING_STUDENTS distinct students failed validation."""
 
 
 @dataclass(frozen=True)
@@ -109,11 +112,12 @@ def _reject(
         highlight=False,
     )
     index = upload.unit.index
-    times, workers = queue.unit_rejections(db, state.run_id, state.version, index)
-    if times >= MAX_UNIT_REJECTIONS:
+    times, students = queue.unit_rejections(db, state.run_id, state.version, index)
+    if students >= MAX_FAILING_STUDENTS:
         raise UnitKeepsFailing(
             f"unit {upload.unit.index} of version {state.version} was rejected {times} "
-            f"times, from {workers} worker(s); the last reason: {exc}. Stopping: the run "
+            f"times, from {students} different students: likely a bug or a data problem on "
+            f"our side, not a student's doing; the last reason: {exc}. Stopping: the run "
             "resumes from this version once the cause is found (`ganfriends status`)"
         ) from exc
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -104,6 +104,9 @@ class Upload:
     payload: bytes
     device_state: bytes | None
     arrived: datetime | None = None  # when it was stored: copies of a unit count in this order
+    # Who is behind the worker (migration 0011): a student's role name, or a key of its own for
+    # each of the instructor's workers. Screening gives each student one vote.
+    student: str = ""
 
     @property
     def key(self) -> tuple[int, int]:
@@ -122,6 +125,7 @@ class Upload:
             payload=bytes(row["payload"]),
             device_state=None if row["device_state"] is None else bytes(row["device_state"]),
             arrived=row.get("created_at"),
+            student=str(row.get("student") or row["worker_id"]),
         )
 
 
@@ -152,6 +156,22 @@ class Consumed:
     epoch: float
     contributors: int
     wait_seconds: float
+    # The per-group reference norms screening recorded for this version (the next versions'
+    # history); None where nothing was screened.
+    norms: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class StudentLimits:
+    """What one student may hold of a run, whatever the number of their workers (migration
+    0011); stored in the run's row when it is created."""
+
+    max_live_workers: int = 8
+    max_lease_factor: float = 3.0
+    quarantine_after: int = 3
+
+
+DEFAULT_LIMITS = StudentLimits()
 
 
 @dataclass(frozen=True)
@@ -177,6 +197,7 @@ def create_run(
     lease_seconds: float,
     max_backups: int,
     max_units_per_claim: int,
+    limits: StudentLimits = DEFAULT_LIMITS,
 ) -> Run:
     """Insert a run row (its version 0 is published separately, in the same transaction)."""
     row = tx.fetch_one(
@@ -191,6 +212,9 @@ def create_run(
         lease_seconds=lease_seconds,
         max_backups=max_backups,
         max_units_per_claim=max_units_per_claim,
+        max_live_workers=limits.max_live_workers,
+        max_lease_factor=limits.max_lease_factor,
+        quarantine_after=limits.quarantine_after,
     )
     assert row is not None
     return Run.from_row(row)
@@ -275,6 +299,7 @@ def publish(
             d_fake=_measured(record.d_fake),
             contributors=consumed.contributors,
             wait_seconds=consumed.wait_seconds,
+            norms=None if consumed.norms is None else json.dumps(dict(consumed.norms)),
         )
         advanced = tx.execute(
             "advance_run",
@@ -383,10 +408,17 @@ def upload_keys(db: Database, run_id: int, version: int) -> set[tuple[int, int]]
     return {(int(r["unit_id"]), int(r["worker_id"])) for r in rows}
 
 
-def reject(db: Database, run_id: int, upload: Upload, reason: str) -> None:
-    """Drop an invalid copy and record it against its worker; its unit is requeued unless
-    another copy is stored or still being computed (idle workers are woken for it)."""
-    db.execute("reject_result", unit_id=upload.unit_id, worker_id=upload.worker_id, reason=reason)
+def reject(db: Database, run_id: int, upload: Upload, reason: str, *, blame: bool = True) -> None:
+    """Drop an invalid copy and record it against its worker (``blame``: counted towards its
+    student's quarantine); its unit is requeued unless another copy is stored or still being
+    computed (idle workers are woken for it)."""
+    db.execute(
+        "reject_result",
+        unit_id=upload.unit_id,
+        worker_id=upload.worker_id,
+        reason=reason,
+        blame=blame,
+    )
     db.execute("notify_work", run_id=run_id)
 
 
@@ -426,10 +458,17 @@ def record_mismatch(db: Database, run_id: int, version: int, upload: Upload, rea
 
 
 def unit_rejections(db: Database, run_id: int, version: int, unit_index: int) -> tuple[int, int]:
-    """How many copies of a unit were rejected, and by how many distinct workers."""
+    """How many copies of a unit were rejected, and by how many distinct students."""
     row = db.fetch_one("unit_rejections", run_id=run_id, version=version, unit_index=unit_index)
     assert row is not None
-    return int(row["rejected"]), int(row["workers"])
+    return int(row["rejected"]), int(row["students"])
+
+
+def recent_norms(db: Database, run_id: int, version: int, limit: int) -> list[dict[str, float]]:
+    """The screening references of the latest ``limit`` updates up to ``version``, oldest
+    first."""
+    rows = db.fetch_all("recent_norms", run_id=run_id, version=version, limit=limit)
+    return [{str(k): float(v) for k, v in row["norms"].items()} for row in reversed(rows)]
 
 
 # ----------------------------------------------------------------------------- workers

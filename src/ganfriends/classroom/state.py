@@ -7,7 +7,7 @@ continues exactly where the last committed update left off, with no flag.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -24,6 +24,9 @@ from ganfriends.errors import GanError
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import Plan, Rule, ServerState, make_rule
 
+# Versions whose screening references a coordinator remembers (rules/screening.py).
+NORM_HISTORY = 8
+
 
 @dataclass
 class RunState:
@@ -32,6 +35,9 @@ class RunState:
     run: Run
     rule: Rule
     server: ServerState
+    # Screening's memory: the per-group reference norms recorded by the latest updates, oldest
+    # first (at most NORM_HISTORY), so that a round's own uploads never set their bound alone.
+    norm_history: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def run_id(self) -> int:
@@ -48,11 +54,14 @@ class RunState:
         """The run's plan."""
         return self.rule.plan
 
-    def advanced(self) -> None:
-        """Mirror a committed publish of ``server.version`` in the cached run row."""
+    def advanced(self, norms: dict[str, float] | None = None) -> None:
+        """Mirror a committed publish of ``server.version`` (and the screening reference it
+        recorded) in the cached run row and history."""
         self.run = replace(
             self.run, version=self.server.version, images_seen=self.server.images_seen
         )
+        if norms is not None:
+            self.norm_history = [*self.norm_history, norms][-NORM_HISTORY:]
 
 
 def server_blobs(server: ServerState) -> tuple[Blobs, Blobs]:
@@ -79,6 +88,7 @@ def create_run(
     max_backups: int,
     max_units_per_claim: int,
     dataset: ImageDataset | None = None,
+    limits: queue.StudentLimits = queue.DEFAULT_LIMITS,
 ) -> int:
     """Insert a run and publish its version 0: seeded initial weights, fresh optimizer states
     and the first units."""
@@ -93,6 +103,7 @@ def create_run(
         lease_seconds=lease_seconds,
         max_backups=max_backups,
         max_units_per_claim=max_units_per_claim,
+        limits=limits,
     )
     rule = make_rule(mode, plan, run.config, model_config, dataset)
     generator, discriminator = build_models(model_config, seed=rng.derive_seed(plan.seed, rng.INIT))
@@ -148,7 +159,8 @@ def load_run_state(db: Database, run_id: int, dataset: ImageDataset | None = Non
     server = ServerState(
         generator, discriminator, optimizer_g, optimizer_d, run.version, run.images_seen
     )
-    return RunState(run=run, rule=rule, server=server)
+    history = queue.recent_norms(db, run.id, server.version, NORM_HISTORY)
+    return RunState(run=run, rule=rule, server=server, norm_history=history)
 
 
 # What a run fixes when it is created: its schedule, model, optimizer and mode. A coordinator
@@ -156,7 +168,8 @@ def load_run_state(db: Database, run_id: int, dataset: ImageDataset | None = Non
 # (output folder, sampling, evaluation, polling, screening, retention, paths) is its own.
 RUN_DEFINING = ("training", "federated", "mdgan", "data.dataset", "coordinator.mode",
                 "coordinator.max_backups", "coordinator.max_units_per_claim",
-                "coordinator.run_name")  # fmt: skip
+                "coordinator.max_workers_per_student", "coordinator.max_lease_factor",
+                "coordinator.quarantine_after", "coordinator.run_name")  # fmt: skip
 NOT_RUN_DEFINING = frozenset({"training.eval_samples"})
 
 

@@ -40,6 +40,50 @@ class WorkerLine:
     pending: int = 0  # of ``units``: uploaded, not yet combined (dropped if a copy loses)
 
 
+@dataclass(frozen=True)
+class Standing:
+    """What one student (a role, whatever the number of their workers) did that the instructor
+    should see: rejected uploads counted towards quarantine, leases let time out."""
+
+    student: str
+    workers: int
+    rejections: int
+    quarantined: bool
+    timed_out: int
+
+    @property
+    def flagged(self) -> bool:
+        """Whether anything about this student is worth a line."""
+        return self.quarantined or self.rejections > 0 or self.timed_out > 0
+
+    def describe(self) -> str:
+        """One plain-text line for ``status`` and the dashboard."""
+        what = [f"{self.rejections} rejected upload(s)"] if self.rejections else []
+        if self.timed_out:
+            what.append(f"{self.timed_out} lease(s) let time out")
+        line = f"{self.student}: {', '.join(what) or 'nothing'}"
+        if self.quarantined:
+            line += (
+                f" — QUARANTINED (no new units; `ganfriends students pardon {self.student}` "
+                "lifts it)"
+            )
+        return line
+
+
+def read_standing(db: Database, run_id: int) -> list[Standing]:
+    """Every student of the run, quarantined ones first (migration 0011's view)."""
+    return [
+        Standing(
+            student=str(row["student"]),
+            workers=int(row["workers"]),
+            rejections=int(row["rejections"]),
+            quarantined=bool(row["quarantined"]),
+            timed_out=int(row["timed_out"]),
+        )
+        for row in db.fetch_all("student_standing", run_id=run_id)
+    ]
+
+
 @dataclass
 class RunStatus:
     """A snapshot of a run."""
@@ -63,6 +107,12 @@ class RunStatus:
     fid: float | None = None  # the latest recorded score (coordinator --eval-interval)
     fid_version: int | None = None
     workers: list[WorkerLine] = field(default_factory=list)
+    students: list[Standing] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> list[Standing]:
+        """Students with rejections, timed-out leases or a quarantine."""
+        return [s for s in self.students if s.flagged]
 
     @property
     def progress(self) -> str:
@@ -158,6 +208,7 @@ def read_status(db: Database) -> RunStatus | None:
         fid=float(scores[-1]["fid"]) if scores else None,
         fid_version=int(scores[-1]["version"]) if scores else None,
         workers=workers,
+        students=read_standing(db, run_id),
     )
 
 
@@ -216,3 +267,6 @@ def render(status: RunStatus, console: Console) -> None:
             Text(w.hardware),
         )
     console.print(table)
+    for standing in status.flagged:
+        colour = "red" if standing.quarantined else "yellow"
+        console.print(Text(standing.describe(), style=colour))

@@ -233,6 +233,17 @@ def _samples(db: Database, url: str, run_id: int) -> None:
         st.image(png, caption=f"version {version} (fixed noise)", width="content")
 
 
+def _flagged(snap: data.Snapshot) -> None:
+    """Students the instructor should look at: quarantined, or with rejections or timed-out
+    leases (one line each, as `status` prints them)."""
+    for standing in snap.status.flagged:
+        # Plain text: a student's role name is theirs to choose within the name rules.
+        if standing.quarantined:
+            st.error(standing.describe(), icon=None)
+        else:
+            st.warning(standing.describe(), icon=None)
+
+
 def _rejections(db: Database, run_id: int) -> None:
     st.subheader("Rejected uploads")
     by_worker = data.rejections_by_worker(db, run_id)
@@ -278,6 +289,7 @@ def _page(url: str) -> None:
         if snap is None:  # deleted between the two queries
             return
         _header(snap, data.resources(db, run.run_id))
+        _flagged(snap)
         left, right = st.columns([3, 2])
         with left:
             _leaderboard(snap)

@@ -21,6 +21,7 @@ from ganfriends.classroom.status import (
     THROUGHPUT_WINDOW,
     RunStatus,
     read_leaderboard,
+    read_standing,
 )
 from ganfriends.db import Database, sql
 from ganfriends.db.errors import DatabaseError
@@ -150,6 +151,7 @@ def snapshot(db: Database, run_id: int) -> Snapshot | None:
         d_real=latest.get("d_real"),
         d_fake=latest.get("d_fake"),
         workers=workers,
+        students=read_standing(db, run_id),
     )
     complete = run["state"] == "complete" or version >= plan.total_versions
     per_update = plan.images_per_version

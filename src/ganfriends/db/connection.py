@@ -273,10 +273,10 @@ class Database:
             raise translate_error(exc) from exc
 
     @contextmanager
-    def advisory_lock(
+    def session_lock(
         self, lock_query: str, unlock_query: str, /, **params: Any
     ) -> Iterator[SessionLock]:
-        """Try to take a session-level advisory lock, on a connection of its own, for the block.
+        """Try to take a lock held by a session, on a connection of its own, for the block.
 
         Yields the :class:`SessionLock`: ``held`` says whether it was taken (``lock_query`` must
         return one boolean); ``ensure()`` re-takes it after a server restart. The lock lives as

@@ -1,19 +1,24 @@
 """Schema migrations: numbered ``sql/migrations/NNNN_name.sql`` files, applied in order.
 
 Each file runs in its own transaction together with its row in ``schema_migrations``, under a
-transaction-scoped advisory lock, so concurrent ``migrate`` calls (a class starting at once)
-apply every file exactly once. A file cannot hold statements that refuse to run in a
+lock on that table (``migrations_lock``), so concurrent ``migrate`` calls (a class starting at
+once) apply every file exactly once. A file cannot hold statements that refuse to run in a
 transaction (CREATE INDEX CONCURRENTLY, ALTER TYPE ... ADD VALUE before PG 12).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ganfriends.db.connection import Database
-from ganfriends.db.errors import MigrationError
+from ganfriends.db.connection import Database, Tx
+from ganfriends.db.errors import DatabaseError, MigrationError
+
+UNIQUE_VIOLATION = "23505"
+LOCK_NOT_AVAILABLE = "55P03"
 
 MIGRATIONS_DIR = Path(__file__).parent / "sql" / "migrations"
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -69,17 +74,12 @@ def pending(db: Database, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations in order; return the names applied by this call."""
     migrations = discover(directory)
-    with db.transaction() as tx:
-        # Under the lock: two concurrent CREATE SCHEMA IF NOT EXISTS can still collide.
-        tx.fetch_one("migrations_lock")
-        tx.execute("create_schema")
-        tx.execute("create_migrations_table")
+    _bootstrap(db)
     applied_now: list[str] = []
     for migration in migrations:
         if migration.version in _applied(db):
             continue
-        with db.transaction() as tx:
-            tx.fetch_one("migrations_lock")
+        with migration_lock(db) as tx:
             # Re-check under the lock: another process may have applied it while we waited.
             done = {row["version"] for row in tx.fetch_all("applied_migrations")}
             if migration.version in done:
@@ -92,6 +92,38 @@ def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
 
 def reset(db: Database) -> None:
     """Drop everything ganfriends owns (schema ``ganfriends``); ``migrate`` recreates it."""
-    with db.transaction() as tx:
-        tx.fetch_one("migrations_lock")
+    _bootstrap(db)
+    with migration_lock(db) as tx:
         tx.execute("drop_schema")
+
+
+def _bootstrap(db: Database) -> None:
+    """The schema and its migrations table, created if missing. Two processes creating them at
+    once may collide on the catalog's unique index (CREATE ... IF NOT EXISTS is not atomic):
+    the loser finds them there on its second try."""
+    for attempt in range(3):
+        try:
+            with db.transaction() as tx:
+                tx.execute("create_schema")
+                tx.execute("create_migrations_table")
+            return
+        except DatabaseError as exc:
+            if exc.sqlstate != UNIQUE_VIOLATION or attempt == 2:
+                raise
+
+
+@contextmanager
+def migration_lock(db: Database) -> Iterator[Tx]:
+    """A transaction holding the migrations lock; a one-line error when a session holds a table
+    so long that the lock cannot be had."""
+    try:
+        with db.transaction() as tx:
+            tx.execute("migrations_lock")
+            yield tx
+    except DatabaseError as exc:
+        if exc.sqlstate != LOCK_NOT_AVAILABLE:
+            raise
+        raise MigrationError(
+            "another session held the class's tables for 30 s: stop the coordinator and the "
+            "workers (`ganfriends students list` shows who is connected), then run it again"
+        ) from exc

@@ -1,9 +1,11 @@
-"""A session-level advisory lock that survives a server restart, or says it was taken over.
+"""A lock held by a session, that survives a server restart or says it was taken over.
 
-A session-level lock lives as long as its connection: a holder that is killed releases it at
-once, which is what makes it the right lock for "one coordinator per run". A server restart ends
-every session, so the holder silently stops holding it, and a second coordinator started during
-the outage could take it. :meth:`SessionLock.ensure` checks the lock's connection; when it is
+The lock (``lock_run``: a row of ``run_locks`` naming the holding session, migration 0011) lives
+as long as its connection: a holder that is killed releases it at once, which is what makes it
+the right lock for "one coordinator per run". It is not an advisory lock: any role may take any
+advisory lock key, so a student could squat it. A server restart ends every session, so the
+holder silently stops holding it, and a second coordinator started during the outage could take
+it. :meth:`SessionLock.ensure` checks the lock's connection; when it is
 gone it takes the lock again on a new one, or raises :class:`LockLost` when another session holds
 it now.
 """

@@ -63,7 +63,7 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA ganfriends FROM PUBLIC;
 GRANT SELECT ON ganfriends.runs, ganfriends.weights, ganfriends.version_inputs,
     ganfriends.device_states, ganfriends.workers, ganfriends.work_units, ganfriends.updates,
     ganfriends.samples, ganfriends.evaluations, ganfriends.rejections,
-    ganfriends.pending_credit TO {group};
+    ganfriends.pending_credit, ganfriends.student_standing TO {group};
 -- Write: only through the worker functions (migration 0007), each acting as the caller.
 GRANT EXECUTE ON FUNCTION
     ganfriends.worker_register(bigint, text, text, text, text, real, int, real),

@@ -11,9 +11,14 @@ SELECT now() AS now;
 -- The migration runner's queries (ganfriends.db.migrations): keep these names.
 
 -- name: migrations_lock
--- One transaction-scoped advisory lock serialises every migrate/reset of this database,
--- so two processes migrating at once neither race on CREATE SCHEMA nor apply a file twice.
-SELECT pg_advisory_xact_lock(hashtext('ganfriends.migrations')) AS locked;
+-- Serialises every migrate/reset of this database, so two processes migrating at once never
+-- apply a file twice: a table lock held to the end of the transaction. Not an advisory lock:
+-- any role may take any advisory key, and a student holding it would block init-db for good;
+-- no student has a privilege on this table, so none can take a lock that conflicts with it.
+-- A session holding a table a migration alters makes it wait: lock_timeout turns that into an
+-- error that says so instead of a silent wait.
+SET LOCAL lock_timeout = '30s';
+LOCK TABLE ganfriends.schema_migrations IN EXCLUSIVE MODE;
 
 -- name: create_schema
 CREATE SCHEMA IF NOT EXISTS ganfriends;
@@ -46,9 +51,11 @@ UPDATE runs SET max_upload_bytes = %(max_upload_bytes)s WHERE id = %(run_id)s;
 
 -- name: create_run
 INSERT INTO runs (name, mode, plan, total_versions, config, model_config, fingerprint,
-                  lease_seconds, max_backups, max_units_per_claim)
+                  lease_seconds, max_backups, max_units_per_claim, max_live_workers,
+                  max_lease_factor, quarantine_after)
 VALUES (%(name)s, %(mode)s, %(plan)s, %(total_versions)s, %(config)s, %(model_config)s,
-        %(fingerprint)s, %(lease_seconds)s, %(max_backups)s, %(max_units_per_claim)s)
+        %(fingerprint)s, %(lease_seconds)s, %(max_backups)s, %(max_units_per_claim)s,
+        %(max_live_workers)s, %(max_lease_factor)s, %(quarantine_after)s)
 RETURNING *;
 
 -- name: latest_running_run
@@ -67,12 +74,14 @@ SELECT state, version FROM runs WHERE id = %(run_id)s;
 UPDATE runs SET state = 'stopped', updated_at = now() WHERE id = %(run_id)s AND state = 'running';
 
 -- name: lock_run
--- One coordinator per run: a session-level advisory lock, released when its connection ends
--- (including when the coordinator is killed).
-SELECT pg_try_advisory_lock(7426001, %(run_id)s::int) AS locked;
+-- One coordinator per run: the run's row in run_locks names the session holding it, free once
+-- that session ends (including when the coordinator is killed). Students cannot write the table,
+-- so they cannot take it (an advisory lock is open to every role: migration 0011).
+SELECT take_run_lock(%(run_id)s::bigint) AS locked;
 
 -- name: unlock_run
-SELECT pg_advisory_unlock(7426001, %(run_id)s::int) AS unlocked;
+UPDATE run_locks SET holder_pid = NULL, holder_started = NULL
+WHERE run_id = %(run_id)s AND holder_pid = pg_backend_pid();
 
 -- name: advance_run
 -- Guarded by the expected version: if anything else advanced the run, nothing changes and the
@@ -190,9 +199,9 @@ SELECT version, state FROM device_states WHERE run_id = %(run_id)s AND device = 
 -- The stored copies of the version's units the coordinator has not read yet (it read copy
 -- %(seen_units)s[i] of worker %(seen_workers)s[i]), in unit order and, per unit, in order of
 -- arrival.
-SELECT r.unit_id, r.unit_index, u.device, r.worker_id, r.images, r.payload, r.device_state,
-       r.compute_seconds, r.created_at
-FROM results r JOIN work_units u ON u.id = r.unit_id
+SELECT r.unit_id, r.unit_index, u.device, r.worker_id, w.student, r.images, r.payload,
+       r.device_state, r.compute_seconds, r.created_at
+FROM results r JOIN work_units u ON u.id = r.unit_id JOIN workers w ON w.id = r.worker_id
 WHERE r.run_id = %(run_id)s AND r.version = %(version)s
   AND (r.unit_id, r.worker_id) NOT IN (
       SELECT * FROM unnest(%(seen_units)s::bigint[], %(seen_workers)s::bigint[]))
@@ -226,10 +235,13 @@ WITH unit AS (
       AND NOT EXISTS (SELECT 1 FROM results o
                       WHERE o.unit_id = u.id AND o.worker_id <> dropped.worker_id)
 ), blamed AS (
-    UPDATE workers SET rejected = rejected + 1 WHERE id IN (SELECT worker_id FROM dropped)
+    UPDATE workers SET rejected = rejected + 1
+    WHERE id IN (SELECT worker_id FROM dropped) AND %(blame)s
 )
-INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)
-SELECT run_id, worker_id, version, unit_index, %(reason)s FROM dropped;
+-- Not blamed (%(blame)s false: a combined update that was not finite, which no one copy can be
+-- shown to have caused): kept as a mismatch is, shown but not counted towards quarantine.
+INSERT INTO rejections (run_id, worker_id, version, unit_index, reason, mismatch)
+SELECT run_id, worker_id, version, unit_index, %(reason)s, NOT %(blame)s FROM dropped;
 
 -- name: drop_copy
 -- A valid copy of a unit that another copy already stands for: compared, then not kept.
@@ -266,9 +278,16 @@ DELETE FROM work_units WHERE run_id = %(run_id)s AND version = %(version)s;
 
 -- name: insert_update
 INSERT INTO updates (run_id, version, epoch, images, images_seen, d_loss, g_loss, d_real, d_fake,
-                     contributors, wait_seconds)
+                     contributors, wait_seconds, norms)
 VALUES (%(run_id)s, %(version)s, %(epoch)s, %(images)s, %(images_seen)s, %(d_loss)s,
-        %(g_loss)s, %(d_real)s, %(d_fake)s, %(contributors)s, %(wait_seconds)s);
+        %(g_loss)s, %(d_real)s, %(d_fake)s, %(contributors)s, %(wait_seconds)s, %(norms)s);
+
+-- name: recent_norms
+-- The screening references recorded by the latest %(limit)s updates up to %(version)s, newest
+-- first (what a restarted coordinator's screening remembers).
+SELECT version, norms FROM updates
+WHERE run_id = %(run_id)s AND version <= %(version)s AND norms IS NOT NULL
+ORDER BY version DESC LIMIT %(limit)s;
 
 -- name: record_mismatch
 -- Two valid copies of a unit disagreed: noted against one of their workers (called for both).
@@ -276,11 +295,22 @@ INSERT INTO rejections (run_id, worker_id, version, unit_index, reason, mismatch
 VALUES (%(run_id)s, %(worker_id)s, %(version)s, %(unit_index)s, %(reason)s, true);
 
 -- name: unit_rejections
--- How often copies of one unit were rejected (mismatches aside), by how many workers.
-SELECT count(*) AS rejected, count(DISTINCT worker_id) AS workers
-FROM rejections
-WHERE run_id = %(run_id)s AND version = %(version)s AND unit_index = %(unit_index)s
-  AND NOT mismatch;
+-- How often copies of one unit were rejected (mismatches aside), by how many students.
+SELECT count(*) AS rejected, count(DISTINCT w.student) AS students
+FROM rejections j JOIN workers w ON w.id = j.worker_id
+WHERE j.run_id = %(run_id)s AND j.version = %(version)s AND j.unit_index = %(unit_index)s
+  AND NOT j.mismatch;
+
+-- name: student_standing
+-- Per student of the run: live workers registered, rejections counted towards quarantine,
+-- whether quarantined, leases let time out (migration 0011's view).
+SELECT student, workers, rejections, quarantined, timed_out
+FROM student_standing WHERE run_id = %(run_id)s
+ORDER BY quarantined DESC, rejections DESC, student;
+
+-- name: pardon_student
+-- The instructor lifts a student's quarantine: their earlier rejections stop counting.
+INSERT INTO student_pardons (run_id, student) VALUES (%(run_id)s, %(student)s);
 
 -- name: record_rejection
 INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)
