@@ -12,7 +12,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_DIR ?= outputs/demo
 PYTEST_ARGS ?=
 
-.PHONY: install data browser slurm test lint unit demo bench clean
+.PHONY: install data browser slurm postgres test lint unit demo bench clean
 
 install: $(STAMP) data
 
@@ -43,6 +43,16 @@ slurm:
 		echo "slurmctld not found: the Slurm submission test will be skipped"; \
 	fi
 
+# The managed-server acceptance test starts a private cluster of Debian's PostgreSQL (15 on
+# Debian 12) with a CREATEROLE instructor role and no superuser, as a hosted service gives one.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	else \
+		echo "Debian's PostgreSQL not found: the managed-server test will be skipped"; \
+	fi
+
 # Fashion-MNIST: Debian's package when we may install it, else ganfriends' own checksummed download.
 data: $(STAMP)
 	@if [ -f $(FASHION_MNIST) ]; then \
@@ -58,7 +68,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks notebooks
 	$(BIN)/mypy
 
-test: install browser slurm lint
+test: install browser slurm postgres lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: install

@@ -6,6 +6,11 @@ on purpose would hold row locks for good: a unit they claimed cannot be claimed 
 (claims skip locked rows), and the coordinator's publish would wait on it. The coordinator ends
 such sessions (``queries.sql``: ``end_stuck_student_sessions``) every few seconds while it waits,
 and when a publish meets a lock (``publish_lock_timeout``).
+
+PostgreSQL shows a session's transaction and lets it be ended only to superusers, to members of
+``pg_read_all_stats`` and ``pg_signal_backend``, and to members of the session's role. Without
+any of these (another instructor's students on a managed server), the query above silently sees
+nothing, so the watchdog names the students it cannot reach, once each.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ class Watchdog:
         self.db = db
         self.console = console
         self._failed = False
+        self._unreachable: set[str] = set()
 
     def sweep(self, seconds: float = STUCK_TRANSACTION_SECONDS) -> None:
         """End students' sessions whose transaction is older than ``seconds``."""
         try:
+            self._name_unreachable()
             ended = queue.end_stuck_student_sessions(self.db, seconds)
         except DatabaseUnavailable:
             raise
@@ -50,3 +57,18 @@ class Watchdog:
                 f"inside one transaction for {session.seconds:.0f}s, holding rows of the run",
                 highlight=False,
             )
+
+    def _name_unreachable(self) -> None:
+        """Say once which students' sessions this role can neither see nor end, and why."""
+        rows = self.db.fetch_all("students_out_of_reach")
+        new = [str(r["name"]) for r in rows if r["name"] not in self._unreachable]
+        if not new:
+            return
+        self._unreachable.update(new)
+        self.console.print(
+            f"[yellow]cannot end the sessions of student(s) {escape(', '.join(new))} if they hold "
+            "the run up: this role is not a member of their roles and lacks pg_read_all_stats "
+            "and pg_signal_backend (students added by this role with `ganfriends students add` "
+            "are reachable)[/]",
+            highlight=False,
+        )

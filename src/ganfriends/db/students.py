@@ -9,6 +9,12 @@ Everything here runs on an *admin* connection to the class database: the embedde
 superuser over its socket, or the instructor's own role on another server (it needs CREATEROLE).
 Statements come from ``admin.sql``; identifiers, the connection limit and the password verifier
 are composed with :mod:`psycopg.sql`, never formatted into strings by hand.
+
+On a server the instructor does not own as superuser (a managed PostgreSQL), the instructor's
+role usually lacks ``pg_read_all_stats`` and ``pg_signal_backend``: it could neither see what a
+student's session is doing nor end it. PostgreSQL grants both to members of the session's role,
+so ``students add`` makes the instructor's role a member of each student's role
+(``reach_student``); what such a server still cannot give is named by :func:`server_limits`.
 """
 
 from __future__ import annotations
@@ -17,20 +23,26 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePath
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql as pgsql
+from psycopg.conninfo import conninfo_to_dict
 
 from ganfriends.db.admin import compose, connect
 from ganfriends.db.connection import translate_error
 from ganfriends.db.errors import DatabaseError
-from ganfriends.db.sql import admin_queries
+from ganfriends.db.sql import admin_queries, queries
 from ganfriends.errors import GanError
 
 STUDENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 PASSWORD_BYTES = 18  # 144 random bits, 24 url-safe characters
 DEFAULT_CONNECTIONS = 5  # a worker: its pool (3) and its wake-up listener; a `status` beside it
+# sslmode values that let a connection go unencrypted, or encrypted without a checked server.
+UNCHECKED_TLS = ("disable", "allow", "prefer")
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 class StudentError(GanError):
@@ -127,6 +139,7 @@ def add_student(
                 limit=pgsql.Literal(max_connections),
                 group=pgsql.Identifier(group),
             )
+            _reach_students(conn)
         except psycopg.Error as exc:
             raise _refused(exc) from exc
     return password
@@ -169,11 +182,134 @@ def revoke_student(admin_url: str, name: str) -> int:
             if name not in members:
                 raise StudentError(f"{name!r} is not a student of this class")
             _run(conn, "disable_student", role=pgsql.Identifier(name))
-            conn.execute(admin_queries()["end_student_sessions"], {"role": name})
+            _reach_students(conn)
+            try:
+                conn.execute(admin_queries()["end_student_sessions"], {"role": name})
+            except psycopg.errors.InsufficientPrivilege as exc:
+                # Their leases stay: a session of theirs may hold the rows' locks, and releasing
+                # would wait on it. The leases expire by themselves.
+                raise StudentError(
+                    f"{name} can no longer log in, but their open sessions could not be ended "
+                    f"({translate_error(exc)}): their units go back to the queue when their "
+                    "leases expire"
+                ) from exc
             released = conn.execute(admin_queries()["release_student_leases"], {"role": name})
             return max(0, released.rowcount)
         except psycopg.Error as exc:
             raise _refused(exc) from exc
+
+
+def _reach_students(conn: psycopg.Connection[Any]) -> None:
+    """Make this role a member of each student's role whose sessions it could not end (see the
+    module docstring): the new student's, and those added before by another version or role."""
+    for (student,) in conn.execute(queries()["students_out_of_reach"]).fetchall():
+        try:
+            _run(conn, "reach_student", role=pgsql.Identifier(student))
+        except psycopg.errors.InsufficientPrivilege:
+            # Not this role's to grant (another instructor created it): the coordinator's
+            # watchdog names the students it cannot reach, and revoke says what it could not do.
+            continue
+
+
+def student_url(instructor_url: str, name: str, password: str) -> str:
+    """The URL a student connects with: the instructor's server and database, as ``name``.
+
+    Host, port and database are the ones the instructor's connection actually reached (a URL
+    may leave them to libpq's defaults). TLS as :func:`student_tls` decides.
+    """
+    with connect(instructor_url) as conn:
+        info = conn.info
+        tls_in_use = bool(conn.pgconn.ssl_in_use)
+        host, port, database = info.host, info.port, info.dbname
+    sslmode, sslrootcert = student_tls(instructor_url, tls_in_use=tls_in_use)
+    return format_student_url(
+        name, password, host=host, port=port, database=database, sslmode=sslmode,
+        sslrootcert=sslrootcert,
+    )  # fmt: skip
+
+
+def student_tls(instructor_url: str, *, tls_in_use: bool) -> tuple[str, str | None]:
+    """The ``sslmode`` (and ``sslrootcert``) for a student's URL, from the instructor's URL.
+
+    A checking mode (``require``, ``verify-ca``, ``verify-full``) is kept. A mode that allows
+    plaintext (none given, ``prefer``, ``allow``) becomes ``require`` when the instructor's
+    connection is encrypted: the server has TLS, and a student's URL should not let an impostor
+    without it take their password. Otherwise it stays (``prefer`` when none was given: libpq's
+    default, said out loud). A certificate file becomes its bare name: students keep the copy
+    they were given beside them (``system`` stays as it is).
+    """
+    params = conninfo_to_dict(instructor_url)
+    mode = str(params.get("sslmode") or "prefer")
+    if mode in UNCHECKED_TLS:
+        return ("require" if tls_in_use else mode), None
+    root = str(params.get("sslrootcert") or "") or None
+    if mode.startswith("verify-") and root and root != "system":
+        root = PurePath(root).name
+    return mode, root
+
+
+def format_student_url(
+    name: str,
+    password: str,
+    *,
+    host: str,
+    port: int | str | None,
+    database: str,
+    sslmode: str,
+    sslrootcert: str | None = None,
+) -> str:
+    """``postgresql://NAME:PASSWORD@HOST:PORT/DATABASE?sslmode=MODE``, percent-encoded where a
+    part needs it (libpq decodes every part; a socket directory is a percent-encoded host)."""
+    netloc = f"[{host}]" if ":" in host else quote(host, safe="")  # [an IPv6 literal]
+    if port:
+        netloc += f":{port}"
+    params = {"sslmode": sslmode}
+    if sslrootcert:
+        params["sslrootcert"] = sslrootcert
+    query = urlencode(params, quote_via=quote, safe="")
+    credentials = f"{quote(name, safe='')}:{quote(password, safe='')}"
+    return f"postgresql://{credentials}@{netloc}/{quote(database, safe='')}?{query}"
+
+
+def server_limits(admin_url: str, name: str) -> list[str]:
+    """One line for each protection of a class that this server does not give, as seen after
+    adding student ``name`` (for a server other than the embedded one: a managed PostgreSQL)."""
+    with connect(admin_url) as conn:
+        try:
+            database = _database(conn)
+            row = conn.execute(
+                admin_queries()["server_limits"], {"role": name, "group": group_role(database)}
+            ).fetchone()
+            host = conn.info.host
+        except psycopg.Error as exc:
+            raise _refused(exc) from exc
+    assert row is not None
+    reserved, max_connections, superuser_slots, students, databases, tls = row
+    lines = []
+    if not reserved:
+        share = "no limit" if students < 0 else f"{students} connections"
+        lines.append(
+            f"no connection slots are kept for your role on this server (reserved_connections: "
+            f"PostgreSQL 16+, set by its superuser): the students may open {share} of its "
+            f"{max_connections - superuser_slots}, and if they fill them the coordinator and "
+            "`students revoke` cannot connect"
+        )
+    if databases:
+        lines.append(
+            f"{name} may also connect to this server's database(s) {', '.join(databases)} (no "
+            "class data there; only their owner can REVOKE CONNECT ... FROM PUBLIC)"
+        )
+    if not tls:
+        lines.append(
+            "your connection to this server is not encrypted: students' passwords and uploads "
+            "cross the network in clear unless the server has TLS (then use sslmode=require)"
+        )
+    if host.startswith("/") or host in LOCAL_HOSTS:
+        lines.append(
+            f"this URL names this machine ({host}): students elsewhere need the server's "
+            "network address in it"
+        )
+    return lines
 
 
 def _refused(exc: psycopg.Error) -> DatabaseError:

@@ -89,6 +89,42 @@ ALTER ROLE {role} SET tcp_keepalives_idle = 10;
 ALTER ROLE {role} SET tcp_keepalives_interval = 5;
 ALTER ROLE {role} SET tcp_keepalives_count = 3;
 
+-- name: reach_student
+-- On a server where the instructor's role is no superuser and lacks pg_read_all_stats and
+-- pg_signal_backend (a managed PostgreSQL), membership in a student's role is what lets it see
+-- that student's sessions in full and end them: the watchdog and `students revoke`. A CREATEROLE
+-- role may grant itself a role it created (PostgreSQL 15: any non-superuser role; 16 and later:
+-- the creator holds ADMIN OPTION on it). The student gains nothing: membership goes one way.
+GRANT {role} TO CURRENT_USER;
+
+-- name: server_limits
+-- What this server does not give the class, seen by the instructor's role after adding the
+-- student %(role)s: connection slots only this role may use (PostgreSQL 16's
+-- reserved_connections with pg_use_reserved_connections, or a superuser's), the connections the
+-- students may open (-1: a role without limit), the other databases the student may connect to,
+-- and whether this session is encrypted.
+SELECT
+    CASE WHEN me.rolsuper THEN current_setting('superuser_reserved_connections')::int
+         WHEN EXISTS (SELECT 1 FROM pg_roles p WHERE p.rolname = 'pg_use_reserved_connections'
+                        AND pg_has_role(current_user, p.oid, 'USAGE'))
+         THEN coalesce(current_setting('reserved_connections', true), '0')::int
+         ELSE 0 END AS reserved_slots,
+    current_setting('max_connections')::int AS max_connections,
+    current_setting('superuser_reserved_connections')::int AS superuser_slots,
+    (SELECT CASE WHEN bool_or(s.rolconnlimit < 0) THEN -1
+                 ELSE coalesce(sum(s.rolconnlimit), 0) END
+     FROM pg_roles s
+     JOIN pg_auth_members m ON m.member = s.oid
+     JOIN pg_roles g ON g.oid = m.roleid AND g.rolname = %(group)s
+     WHERE s.rolcanlogin) AS student_connections,
+    (SELECT coalesce(array_agg(d.datname::text ORDER BY d.datname), '{}')
+     FROM pg_database d
+     WHERE d.datallowconn AND d.datname <> current_database()
+       AND has_database_privilege(%(role)s, d.oid, 'CONNECT')) AS open_databases,
+    coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false) AS tls
+FROM pg_roles me
+WHERE me.rolname = current_user;
+
 -- name: student_roles
 -- Each student of the class, whether they may log in, and their open sessions.
 SELECT r.rolname AS name, r.rolcanlogin AS can_login, r.rolconnlimit AS connection_limit,

@@ -435,8 +435,9 @@ SET LOCAL lock_timeout = '5s';
 -- transaction lasts that long, and such a session holds row locks that stall a version (a unit
 -- it claimed cannot be claimed by anyone else) or the publish. Spared: a transaction of one
 -- statement still receiving its data (a slow upload, ClientRead), which holds no lock until its
--- bytes are in. Sees and ends nothing without pg_read_all_stats and pg_signal_backend
--- (the embedded server grants both to its app role).
+-- bytes are in. Sees and ends nothing without pg_read_all_stats and pg_signal_backend (the
+-- embedded server grants both to its app role) or membership in the student's role (what
+-- `students add` gives the instructor's role on a managed server).
 SELECT a.pid, a.usename AS role,
        extract(epoch FROM now() - a.xact_start)::float8 AS seconds,
        pg_terminate_backend(a.pid) AS ended
@@ -447,6 +448,21 @@ WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
            AND a.query_start <= a.xact_start + interval '1 second')
   AND a.usesysid IN (SELECT m.member FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
                      WHERE g.rolname = current_database() || '_students');
+
+-- name: students_out_of_reach
+-- The class's students whose sessions the current role can neither see in full nor end, so
+-- neither the watchdog (end_stuck_student_sessions) nor `students revoke` can act on them: the
+-- role is no superuser, lacks pg_read_all_stats or pg_signal_backend, and is no member of their
+-- role (PostgreSQL shows and signals a session to members of its role). On a managed server
+-- `students add` makes the instructor's role a member of each student's (admin.sql: reach_student).
+SELECT r.rolname AS name
+FROM pg_roles r
+JOIN pg_auth_members m ON m.member = r.oid
+JOIN pg_roles g ON g.oid = m.roleid AND g.rolname = current_database() || '_students'
+WHERE NOT pg_has_role(current_user, r.oid, 'USAGE')
+  AND NOT (pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
+           AND pg_has_role(current_user, 'pg_signal_backend', 'USAGE'))
+ORDER BY r.rolname;
 
 -- name: vacuum_blob_tables
 -- Run outside a transaction (VACUUM cannot run inside one): reclaims the dead TOAST space of
