@@ -88,6 +88,8 @@ def test_a_class_on_a_managed_server(managed: ManagedServer, tmp_path: Path) -> 
     url = roles.student_url(managed.url, "alice", password)
     assert url == f"postgresql://alice:{password}@127.0.0.1:{managed.port}/class?sslmode=require"
     assert session_ssl(url)
+    assert added.stdout.strip().splitlines()[-1] == url  # the form the embedded server prints
+    assert "no connection slots are kept for your role" in added.stdout  # (server_limits)
 
     # A class run: the coordinator as the instructor, one worker as alice, from her URL.
     coordinator = subprocess.Popen(

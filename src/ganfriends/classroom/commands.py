@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from psycopg.conninfo import make_conninfo
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -238,8 +237,11 @@ def students(
     )
     student_url = (
         info.role_url(name, password) if info is not None
-        else make_conninfo(url, user=name, password=password)
+        else roles.student_url(url, name, password)
     )  # fmt: skip
+    if info is None:  # another server (a managed one): say what it does not give the class
+        for limit in roles.server_limits(admin_url, name):
+            console.print(Text(limit, style="yellow"))
     if info is not None and info.host is None:
         console.print(
             "[yellow]the embedded server is not listening on the network: this URL works on "
