@@ -113,7 +113,13 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     rendezvous on the first node); --submit also submits it, --no-submit only prints it."""
     from pathlib import Path
 
-    from ganfriends.cluster.slurm import check_launcher, check_train_args, render_script, submit
+    from ganfriends.cluster.slurm import (
+        check_fields,
+        check_launcher,
+        check_train_args,
+        render_script,
+        submit,
+    )
 
     rest = list(args.train)
     rest = rest[1:] if rest[:1] == ["--"] else rest
@@ -124,6 +130,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     # Check the train-local command here, not after a wait in the queue.
     train = build_parser().parse_args(rest)
     config = _config_from(args)
+    check_fields(config.slurm)  # before anything else is checked or written
     if train.resume is None:
         check_train_args(rest[1:], _config_from(train).training.batch_size, config.slurm)
     if args.submit:

@@ -83,16 +83,20 @@ class TrainingConfig:
     learning_rate: float = option(2e-4, "Adam learning rate for G and D", flag="--lr", minimum=0)
     beta1: float = option(0.5, "Adam beta1", flag="--beta1", minimum=0, maximum=1)
     beta2: float = option(0.999, "Adam beta2", flag="--beta2", minimum=0, maximum=1)
-    latent_dim: int = option(100, "size of the noise vector z", flag="--latent-dim", minimum=1)
+    latent_dim: int = option(
+        100, "size of the noise vector z", flag="--latent-dim", minimum=1, maximum=4096
+    )
     image_size: int | None = option(
         None,
         "image height/width: 32 or 64 (default: the dataset's own, 32 for fashion-mnist, 64 else)",
         flag="--image-size",
         choices=("16", "32", "64", "128"),
     )
-    g_features: int = option(64, "generator width (DCGAN's ngf)", flag="--g-features", minimum=1)
+    g_features: int = option(
+        64, "generator width (DCGAN's ngf)", flag="--g-features", minimum=1, maximum=1024
+    )
     d_features: int = option(
-        64, "discriminator width (DCGAN's ndf)", flag="--d-features", minimum=1
+        64, "discriminator width (DCGAN's ndf)", flag="--d-features", minimum=1, maximum=1024
     )
     model: str = option(
         "dcgan",

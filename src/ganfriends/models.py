@@ -28,6 +28,11 @@ SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128)
 ARCHITECTURES = ("dcgan", "lsgan")
 LSGAN_IMAGE_SIZE = 32  # FeGAN's LSGAN is written for 32x32 only (see models_lsgan)
 _STR_FIELDS = frozenset({"arch"})  # every other ModelConfig field is an int
+# Upper bounds, generous for real models, so that a stored or downloaded configuration cannot ask
+# for an absurd network (a few-KB Hub repository asked for 10 GB to 32 TB). StyleGAN's z has 512
+# entries and BigGAN's 120; DCGAN's widths are 64 and the largest published ones 128-512.
+MAX_LATENT_DIM = 4096
+MAX_FEATURES = 1024
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,13 @@ class ModelConfig:
             )
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        for name in ("latent_dim", "g_features", "d_features"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, most in (
+            ("latent_dim", MAX_LATENT_DIM),
+            ("g_features", MAX_FEATURES),
+            ("d_features", MAX_FEATURES),
+        ):
+            if not 1 <= getattr(self, name) <= most:
+                raise ValueError(f"{name} must be in 1..{most}, got {getattr(self, name)}")
 
     @property
     def num_blocks(self) -> int:

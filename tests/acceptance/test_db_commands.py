@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 
 from ganfriends.db.migrations import discover
+from ganfriends.db.server import PASSWORD_FILE
 from tests.acceptance.conftest import cli_env
 
 
@@ -49,8 +50,17 @@ def test_db_start_listen_url_and_stop(tmp_path: Path) -> None:
         assert started.returncode == 0, started.stderr
         assert f"TLS on 127.0.0.1 port {port}: self-signed certificate" in started.stdout
         assert "SHA-256 fingerprint" in started.stdout and "WARNING" not in started.stderr
-        url = gf(["db", "url", "--data-dir", str(data_dir)], tmp_path).stdout.strip()
-        assert f"127.0.0.1:{port}" in url and "ganfriends:" in url  # user and password
+        # The owner's password is in no output but `db url`'s: students get logins of their own.
+        password = (data_dir / PASSWORD_FILE).read_text().strip()
+        status = gf(["db", "status", "--data-dir", str(data_dir)], tmp_path)
+        assert status.returncode == 0, status.stderr
+        for shown in (started, status):
+            assert password not in shown.stdout + shown.stderr
+        assert "ganfriends students add NAME" in started.stdout
+        owner = gf(["db", "url", "--data-dir", str(data_dir)], tmp_path)
+        url = owner.stdout.strip()
+        assert f"127.0.0.1:{port}" in url and f"ganfriends:{password}@" in url
+        assert "owner's URL" in owner.stderr and password not in owner.stderr
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
         # Over the network a password is required: never trust.
@@ -95,4 +105,5 @@ def test_worker_without_a_database_says_how_to_get_one(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1
-    assert "no database configured" in result.stderr and "ganfriends db url" in result.stderr
+    assert "no database configured" in result.stderr
+    assert "ganfriends students add NAME" in result.stderr

@@ -13,16 +13,22 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load
+from safetensors.torch import load, save
 
 from ganfriends.config import REDACTED, load_config
 from ganfriends.errors import ConfigError
 from ganfriends.generate import generate_grid_from_hub
 from ganfriends.grid import save_grid
 from ganfriends.hub import HubPublisher, HubTarget, open_publisher, take_snapshot
-from ganfriends.hub.download import HubRepoError, check_metadata, fetch_model, target_for
+from ganfriends.hub.download import (
+    HubRepoError,
+    check_metadata,
+    fetch_model,
+    generator_bytes,
+    target_for,
+)
 from ganfriends.hub.files import HubSnapshot
-from ganfriends.models import ModelConfig, build_models
+from ganfriends.models import ModelConfig, build_models, make_generator
 from ganfriends.step import make_optimizers
 from ganfriends.training.local import RunOutputs
 from tests.hub_endpoint import LocalHub, configure_client, local_hub
@@ -272,6 +278,8 @@ def test_generate_and_fetch_read_a_push_back(hub: LocalHub, tmp_path: Path) -> N
         ({"step": -1}, "step"),
         ({"model_config": {"image_size": 48}}, "image_size"),
         ({"model_config": {"image_size": [16]}}, "model_config"),
+        ({"model_config": {"image_size": 64, "latent_dim": 10**7}}, "latent_dim must be in"),
+        ({"model_config": {"image_size": 64, "g_features": 10**5}}, "g_features must be in"),
         ({"sample_grids": ["samples/../../x.png"]}, "sample_grids"),
         ({"loss_history": [{"step": 1}]}, "loss_history"),
     ],
@@ -317,3 +325,63 @@ def test_a_missing_client_is_a_one_line_config_error(monkeypatch: pytest.MonkeyP
     with pytest.raises(ConfigError, match=r"pip install 'ganfriends\[hub\]'") as caught:
         open_publisher(config.huggingface, Console(quiet=True))
     assert "\n" not in str(caught.value)
+
+
+def serve_repo(hub: LocalHub, model: dict[str, object], generator: bytes) -> HubTarget:
+    """A repository holding ``generator`` as the weights of the metadata's ``model``."""
+    metadata = {"format": "ganfriends-hub/1", "step": 1, "model_config": model}
+    hub.state.repos[REPO] = {"metadata.json": json.dumps(metadata).encode(),
+                             "generator.safetensors": generator}  # fmt: skip
+    return HubTarget(REPO, None, hub.url)
+
+
+def weights_requests(hub: LocalHub) -> list[str]:
+    return [r.split()[0] for r in hub.state.requests if r.endswith("/generator.safetensors")]
+
+
+def tiny_weights() -> bytes:
+    return save(make_generator(MODEL).state_dict())
+
+
+def test_a_small_repo_cannot_ask_for_a_huge_model(hub: LocalHub) -> None:
+    # A few KB of weights, and metadata asking for the largest generator ModelConfig accepts.
+    huge = {"image_size": 128, "latent_dim": 4096, "g_features": 1024}
+    target = serve_repo(hub, huge, tiny_weights())
+    started = time.perf_counter()
+    with pytest.raises(HubRepoError) as refused:
+        fetch_model(target)
+    assert str(refused.value) == (
+        f"{target.describe()}: metadata.json's model needs 15,704,178,728 bytes of weights, "
+        "more than 2,147,483,648"
+    )
+    assert weights_requests(hub) == []  # not even asked for
+    assert time.perf_counter() - started < 5
+
+
+def test_weights_of_the_wrong_size_are_refused_before_download(hub: LocalHub) -> None:
+    bigger = ModelConfig(image_size=16, channels=1, latent_dim=8, g_features=64, d_features=4)
+    # The metadata says MODEL (~10 KB), the file is a far bigger generator's (~560 KB).
+    target = serve_repo(hub, MODEL.to_dict(), save(make_generator(bigger).state_dict()))
+    with pytest.raises(HubRepoError, match=r"generator\.safetensors is [\d,]+ bytes, not .*: not "):
+        fetch_model(target)
+    assert weights_requests(hub) == ["HEAD"]  # its size, never its bytes
+    # ... and a file too small for its metadata's model: nothing is built from it.
+    hub.state.repos[REPO]["generator.safetensors"] = b"{}"
+    with pytest.raises(HubRepoError, match="is 2 bytes, not "):
+        fetch_model(target)
+    assert weights_requests(hub) == ["HEAD", "HEAD"]
+
+
+def test_an_oversized_metadata_file_is_not_downloaded(hub: LocalHub) -> None:
+    target = serve_repo(hub, MODEL.to_dict(), tiny_weights())
+    hub.state.repos[REPO]["metadata.json"] += b" " * (2 << 20)
+    with pytest.raises(HubRepoError, match=r"metadata\.json is 2,097,[\d,]+ bytes, not 0 to "):
+        fetch_model(target)
+    assert not any(r.startswith("GET") for r in hub.state.requests)
+
+
+def test_the_generator_size_is_counted_without_allocating_it() -> None:
+    assert generator_bytes(MODEL) == sum(
+        t.numel() * t.element_size() for t in make_generator(MODEL).state_dict().values()
+    )
+    assert generator_bytes(ModelConfig()) == 14_314_528  # the 64x64 default, 3.58 M parameters

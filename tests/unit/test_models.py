@@ -3,7 +3,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganfriends.models import Discriminator, Generator, ModelConfig, build_models, count_parameters
+from ganfriends.config import option_fields
+from ganfriends.models import (
+    MAX_FEATURES,
+    MAX_LATENT_DIM,
+    Discriminator,
+    Generator,
+    ModelConfig,
+    build_models,
+    count_parameters,
+)
 
 
 def test_default_generator_is_the_seed_faq_model() -> None:
@@ -66,11 +75,21 @@ def test_build_models_with_a_seed_is_reproducible_and_leaves_global_rng_alone() 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("image_size", 48), ("channels", 2), ("latent_dim", 0)],
-)
+    [("image_size", 48), ("channels", 2), ("latent_dim", 0), ("latent_dim", MAX_LATENT_DIM + 1),
+     ("g_features", MAX_FEATURES + 1), ("d_features", 10**9)],
+)  # fmt: skip
 def test_model_config_rejects_bad_values(field: str, value: int) -> None:
     with pytest.raises(ValueError, match=field):
         ModelConfig(**{field: value})
+
+
+def test_the_training_options_stop_where_model_config_does() -> None:
+    # The config checks first, in one line naming the flag; ModelConfig guards stored configs.
+    fields = option_fields("training")
+    assert fields["latent_dim"].metadata["maximum"] == MAX_LATENT_DIM
+    assert fields["g_features"].metadata["maximum"] == MAX_FEATURES
+    assert fields["d_features"].metadata["maximum"] == MAX_FEATURES
+    ModelConfig(latent_dim=MAX_LATENT_DIM, g_features=MAX_FEATURES, d_features=MAX_FEATURES)
 
 
 def test_model_config_round_trips_through_a_dict() -> None:

@@ -4,14 +4,22 @@ import pytest
 import torch
 
 from ganfriends.blobs import InvalidBlob, TensorSpec, encode
-from ganfriends.classroom.payload import decode_result, encode_result, encode_weights, load_weights
+from ganfriends.classroom.payload import (
+    MAX_LOSS_PER_IMAGE,
+    MAX_SCORE_PER_IMAGE,
+    decode_result,
+    encode_result,
+    encode_weights,
+    load_weights,
+)
+from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import result_spec
 from ganfriends.rules.base import UnitResult
 from ganfriends.rules.screening import clip_results
 from ganfriends.rules.sync import collect_gradients as collect_result
 from ganfriends.rules.sync import phase_spec, rounded_to
-from ganfriends.step import StepStats
+from ganfriends.step import StepStats, discriminator_backward, generator_backward
 
 CONFIG = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
 
@@ -140,3 +148,66 @@ def test_a_float32_upload_to_a_bfloat16_run_is_refused() -> None:
     result = collect_result(g, d, StepStats(64, 80.0, 50.0, 32.0, 30.0))
     with pytest.raises(InvalidBlob):
         decode_result(encode_result(result), phase_spec(g, d, "GD", torch.bfloat16), max_images=64)
+
+
+def stats_blob(images: int, **stats: float) -> tuple[bytes, TensorSpec]:
+    """A result blob of ``images`` images whose statistics are honest but for ``stats``."""
+    g, d = build_models(CONFIG, seed=0)
+    fill_grads(g, d)
+    honest = {"d_loss_sum": 1.3 * images, "g_loss_sum": 0.7 * images,
+              "d_real_sum": 0.5 * images, "d_fake_sum": 0.5 * images}  # fmt: skip
+    result = collect_result(g, d, StepStats(images, **(honest | stats)))
+    return encode_result(result), result_spec(g, d)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("d_loss_sum", 1.7e308),  # stored and plotted before; two of them summed to inf
+        ("g_loss_sum", 64 * MAX_LOSS_PER_IMAGE * 1.001),
+        ("d_loss_sum", -1.0),  # both objectives are >= 0 for every image
+        ("g_loss_sum", -1e-3),
+        ("d_real_sum", 64 * MAX_SCORE_PER_IMAGE + 1),
+        ("d_fake_sum", -64 * MAX_SCORE_PER_IMAGE - 1),
+        ("d_fake_sum", -1.7e308),
+    ],
+)
+def test_statistics_no_honest_unit_can_produce_are_refused(key: str, value: float) -> None:
+    data, spec = stats_blob(64, **{key: value})
+    with pytest.raises(InvalidBlob, match=f"^result statistic {key} = .* 64 image"):
+        decode_result(data, spec, max_images=64)
+
+
+def test_the_bounds_scale_with_the_images_a_result_claims() -> None:
+    # Beyond 10 images' bound, within 64's: refused for a 10-image result only.
+    data, spec = stats_blob(10, d_loss_sum=20 * MAX_LOSS_PER_IMAGE)
+    with pytest.raises(InvalidBlob, match="d_loss_sum"):
+        decode_result(data, spec, max_images=64)
+    data, spec = stats_blob(64, d_loss_sum=20 * MAX_LOSS_PER_IMAGE)
+    assert decode_result(data, spec, max_images=64).stats.d_loss_sum == 20 * MAX_LOSS_PER_IMAGE
+
+
+def test_edge_values_are_accepted() -> None:
+    edges = {"d_loss_sum": 0.0, "g_loss_sum": 64 * MAX_LOSS_PER_IMAGE,
+             "d_real_sum": 64 * MAX_SCORE_PER_IMAGE, "d_fake_sum": -3.5}  # fmt: skip
+    data, spec = stats_blob(64, **edges)
+    back = decode_result(data, spec, max_images=64).stats
+    assert {key: getattr(back, key) for key in edges} == edges
+
+
+@pytest.mark.parametrize("loss_name", ["bce", "lsgan"])
+@pytest.mark.parametrize("scale", [1.0, 30.0])  # a D from its first step, and one far out
+def test_statistics_of_a_real_step_are_accepted(loss_name: str, scale: float) -> None:
+    g, d = build_models(CONFIG, seed=0)
+    loss = make_loss(loss_name)
+    last = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():  # D's outputs pushed out: logits of +-10s, LSGAN outputs around 5
+        last.weight.mul_(scale)
+    real = torch.rand(64, 1, 32, 32) * 2 - 1
+    fake = g(torch.randn(64, CONFIG.latent_dim, 1, 1))
+    stats = discriminator_backward(d, loss, real, fake)
+    stats.g_loss_sum = generator_backward(d, loss, fake)
+    fill_grads(g, d)  # the statistics are under test, not the gradients' magnitude bound
+    result = collect_result(g, d, stats)
+    back = decode_result(encode_result(result), result_spec(g, d), max_images=64)
+    assert back.stats.d_loss_sum == pytest.approx(stats.d_loss_sum)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ganfriends.cli import main
-from ganfriends.cluster.slurm import render_script
+from ganfriends.cluster.slurm import SlurmFieldError, render_script
 from ganfriends.config import SlurmConfig
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -116,3 +116,58 @@ def test_jobs_get_a_rendezvous_port_of_their_own_unless_one_is_given() -> None:
         )
         assert echoed.stdout == f"{port}\n"
     assert "RDZV_PORT=29500\n" in render_script(SlurmConfig(rdzv_port=29500), ["--epochs", "1"])
+
+
+HOSTILE = ["a\nb", "a;b", "$(id)", "`id`", "a b", "a\tb", "", "a|b", "a&b", "a>b", "'a'", "a\rb"]
+VALID_TIMES = ["30", "30:00", "01:59:00", "2-12", "2-12:30", "2-12:30:00", "UNLIMITED", "infinite"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.parametrize("field", ["job_name", "partition", "account", "time"])
+def test_a_field_outside_slurms_syntax_is_refused(field: str, value: str) -> None:
+    with pytest.raises(SlurmFieldError, match=f"^--{field.replace('_', '-')} ") as refused:
+        render_script(SlurmConfig(**{field: value}), ["--epochs", "1"])
+    assert "\n" not in str(refused.value)  # one line, whatever the value held
+
+
+@pytest.mark.parametrize("value", [*HOSTILE[:4], "a\tb", "", " ", "CUDA/12 ;id", "-f x", "a\nb c"])
+def test_a_module_list_that_is_not_module_names_is_refused(value: str) -> None:
+    with pytest.raises(SlurmFieldError, match=r"^--modules "):
+        render_script(SlurmConfig(modules=value), ["--epochs", "1"])
+
+
+@pytest.mark.parametrize("time", VALID_TIMES)
+def test_every_time_format_of_sbatch_is_accepted(time: str) -> None:
+    assert f"#SBATCH --time={time}\n" in render_script(SlurmConfig(time=time), [])
+
+
+@pytest.mark.parametrize("time", ["1:2:3:4", "1-2-3", "-1", "1.5", "1h", "2-", ":30", "1-2:3:4:5"])
+def test_time_limits_sbatch_would_not_read_are_refused(time: str) -> None:
+    with pytest.raises(SlurmFieldError, match=r"^--time "):
+        render_script(SlurmConfig(time=time), [])
+
+
+def test_names_and_module_lists_of_real_sites_are_accepted() -> None:
+    slurm = SlurmConfig(
+        job_name="gan_celeba-2.0+x",
+        partition="gpu,gpu-long",
+        account="proj.ai_01",
+        modules=" Stages/2024  GCC cuda/12.1 PyTorch/2.1.2-foss-2023a ",
+    )
+    script = render_script(slurm, [])
+    assert "#SBATCH --job-name=gan_celeba-2.0+x\n" in script
+    assert "#SBATCH --partition=gpu,gpu-long\n#SBATCH --account=proj.ai_01\n" in script
+    assert "\nmodule load Stages/2024 GCC cuda/12.1 PyTorch/2.1.2-foss-2023a\n" in script
+
+
+def test_a_hostile_field_from_the_config_file_is_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text('slurm:\n  modules: "CUDA/12\\ntouch pwned"\n')
+    assert main(["slurm", *TRAIN]) == 1
+    assert capsys.readouterr().err == (
+        "error: --modules 'CUDA/12\\ntouch pwned' is not module names separated by spaces "
+        "(letters, digits, . _ + / -)\n"
+    )
+    assert not (tmp_path / "ganfriends.sbatch").exists()

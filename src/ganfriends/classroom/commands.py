@@ -77,8 +77,12 @@ def db_command(
         info = server.start()
         print(f"PostgreSQL is running (data in {info.data_dir})")
         _describe_transport(info)
-        # In the environment, not on the command line, where ps shows the password to everyone.
-        print(f"students connect with: GANFRIENDS_DATABASE_URL='{info.url()}' ganfriends worker")
+        # Never the owner's URL: it holds the password of the role that owns every table, and
+        # whoever has it can rewrite or drop the run. Students get logins of their own.
+        print(
+            "add each student with `ganfriends students add NAME`: it prints that student's own "
+            "URL (your own is `ganfriends db url`: keep it to yourself)"
+        )
         return 0
     if action == "stop":
         print("stopped" if server.stop() else "it was not running")
@@ -89,9 +93,16 @@ def db_command(
             f"no PostgreSQL is running in {server.data_dir}: start it with `ganfriends db start`"
         )
     if action == "url":
+        # The one place the owner's URL is shown: stdout for `$(ganfriends db url)`, the note on
+        # stderr so that it does not end up in the variable.
         print(running.url())
+        print(
+            "(the owner's URL, for your own commands: give students `ganfriends students add` "
+            "URLs instead)",
+            file=sys.stderr,
+        )
     else:
-        print(f"running, pid {running.pid}, data in {running.data_dir}; url {running.url()}")
+        print(f"running, pid {running.pid}, data in {running.data_dir}")
         _describe_transport(running)
     return 0
 

@@ -45,9 +45,9 @@ def resolve_url(config: Config, *, start_embedded: bool) -> str:
     url = configured_url(config) or embedded_url(start=start_embedded)
     if url is None:
         raise ConfigError(
-            "no database configured: pass --db URL (your instructor gets it with "
-            "`ganfriends db url`), set GANFRIENDS_DATABASE_URL, or fill the database section "
-            "of config.yaml"
+            "no database configured: set GANFRIENDS_DATABASE_URL to your own URL (a student's "
+            "comes from the instructor's `ganfriends students add NAME`; the instructor's from "
+            "`ganfriends db url`), pass --db URL, or fill the database section of config.yaml"
         )
     return url
 

@@ -25,6 +25,24 @@ NON_NEGATIVE = (".exp_avg_sq", ".step", ".running_var")  # device-state tensors 
 # No honest gradient, weight delta, feedback, BatchNorm statistic or Adam moment comes near this;
 # a finite 3e38 does, and its square overflows Adam's second moment to inf for good.
 MAX_MAGNITUDE = 1e6
+# What one image can add to a statistic of an honest unit. The statistics are sums over the
+# unit's images, so their bounds scale with its image count, and no sum of them overflows.
+# - Losses: BCE-with-logits is softplus(-+logit) >= 0 and least squares is a square/2 >= 0; D's
+#   loss is a real part plus a fake part. Per image, 1e4 is a logit of 1e4, or an LSGAN output
+#   141 away from its target: a D that far out has diverged long before. A finite 1.7e308 (seen)
+#   is refused, and two of them no longer sum to inf in the run's curves.
+# - Scores: bce's is a probability in [0, 1]; lsgan's is D's raw output, which the loss bound
+#   above keeps within 1 + sqrt(2e4) ~ 142 of 0. The payload does not know the run's loss, so
+#   both get lsgan's bound.
+MAX_LOSS_PER_IMAGE = 1e4
+MAX_SCORE_PER_IMAGE = 1 + math.sqrt(2 * MAX_LOSS_PER_IMAGE)
+# {key: (lowest, highest) value per image}
+STAT_BOUNDS = {
+    "d_loss_sum": (0.0, MAX_LOSS_PER_IMAGE),
+    "g_loss_sum": (0.0, MAX_LOSS_PER_IMAGE),
+    "d_real_sum": (-MAX_SCORE_PER_IMAGE, MAX_SCORE_PER_IMAGE),
+    "d_fake_sum": (-MAX_SCORE_PER_IMAGE, MAX_SCORE_PER_IMAGE),
+}
 
 
 def _check_magnitudes(tensors: dict[str, torch.Tensor]) -> None:
@@ -86,6 +104,12 @@ def decode_result(data: bytes, spec: TensorSpec, *, max_images: int) -> UnitResu
             or not math.isfinite(value)
         ):
             raise InvalidBlob(f"result statistic {key} is missing or not a finite number")
+        low, high = STAT_BOUNDS[key]
+        if not low * images <= value <= high * images:
+            raise InvalidBlob(
+                f"result statistic {key} = {value:g} is outside what {images} image(s) can give "
+                f"([{low * images:g}, {high * images:g}])"
+            )
         values[key] = float(value)
     # The spec fixed the names: buffers are the networks' (gbuf./dbuf.), the rest is the rule's,
     # combined in float32 whatever dtype it travelled in.

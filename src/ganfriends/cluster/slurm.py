@@ -8,6 +8,7 @@ computed by hand. Inside, ``train-local`` detects torchrun and trains data-paral
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -16,6 +17,58 @@ from pathlib import Path
 
 from ganfriends.config import SlurmConfig
 from ganfriends.errors import GanError
+
+# The script is text that sbatch and bash both read: a newline in a #SBATCH value starts a
+# command of its own, a ";" or "$(...)" in the module line runs one. Each field is held to the
+# syntax Slurm (or Lmod) itself gives it, so nothing but a name can get in.
+_NAME = r"[A-Za-z0-9._+-]+"  # job, partition and account names as sites write them
+_JOB_NAME = re.compile(_NAME)
+_NAME_LIST = re.compile(rf"{_NAME}(,{_NAME})*")  # --partition=a,b: the first that can run it
+# sbatch's --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
+# days-hours:minutes, days-hours:minutes:seconds, or no limit (see `man sbatch`).
+_TIME = re.compile(r"\d{1,9}(:\d{1,9}){0,2}|\d{1,9}-\d{1,9}(:\d{1,9}){0,2}|UNLIMITED|INFINITE",
+                   re.IGNORECASE)  # fmt: skip
+# cuda/12.1, PyTorch/2.1.2-foss-2023a, Stages/2024; never a leading "-", which `module` reads
+# as one of its own options.
+_MODULE = re.compile(r"[A-Za-z0-9._+/][A-Za-z0-9._+/-]*")
+
+
+def module_names(modules: str) -> list[str]:
+    """The names of a ``--modules`` value: split on spaces only (a tab or newline stays inside a
+    name, where :func:`check_fields` refuses it)."""
+    return [name for name in modules.split(" ") if name]
+
+
+class SlurmFieldError(GanError):
+    """A field of the sbatch script is not what Slurm accepts there."""
+
+
+def check_fields(slurm: SlurmConfig) -> None:
+    """Refuse a job name, partition, account, time limit or module list outside Slurm's syntax
+    (one line naming the flag), before any of it is written into a script."""
+
+    def refuse(flag: str, value: str, expected: str) -> SlurmFieldError:
+        return SlurmFieldError(f"{flag} {value!r} is not {expected}")
+
+    if not _JOB_NAME.fullmatch(slurm.job_name):
+        raise refuse("--job-name", slurm.job_name, "a job name (letters, digits, . _ + -)")
+    for flag, value in (("--partition", slurm.partition), ("--account", slurm.account)):
+        if value is not None and not _NAME_LIST.fullmatch(value):
+            raise refuse(flag, value, "a name or comma-separated names (letters, digits, . _ + -)")
+    if not _TIME.fullmatch(slurm.time):
+        raise refuse(
+            "--time",
+            slurm.time,
+            "a Slurm time limit (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED)",
+        )
+    if slurm.modules is not None:
+        names = module_names(slurm.modules)
+        if not names or not all(_MODULE.fullmatch(name) for name in names):
+            raise refuse(
+                "--modules",
+                slurm.modules,
+                "module names separated by spaces (letters, digits, . _ + / -)",
+            )
 
 
 def processes_per_node(slurm: SlurmConfig) -> int:
@@ -37,7 +90,11 @@ def rdzv_port(slurm: SlurmConfig) -> str:
 
 
 def render_script(slurm: SlurmConfig, train_args: Sequence[str]) -> str:
-    """The sbatch script for ``ganfriends train-local TRAIN_ARGS`` on ``slurm``'s allocation."""
+    """The sbatch script for ``ganfriends train-local TRAIN_ARGS`` on ``slurm``'s allocation.
+
+    :class:`SlurmFieldError` for a field outside Slurm's syntax (see :func:`check_fields`).
+    """
+    check_fields(slurm)
     nproc = processes_per_node(slurm)
     world = slurm.nodes * nproc
     directives = [
@@ -65,7 +122,9 @@ def render_script(slurm: SlurmConfig, train_args: Sequence[str]) -> str:
         "set -eo pipefail",  # no -u: environment-module scripts read unset variables
     ]
     if slurm.modules:
-        lines.append(f"module load {slurm.modules}")
+        # Checked names already; quoted anyway, so that the line stays one command whatever
+        # a later, looser check lets through.
+        lines.append("module load " + " ".join(shlex.quote(m) for m in module_names(slurm.modules)))
     if slurm.venv:
         lines.append(f"source {shlex.quote(str(Path(slurm.venv) / 'bin' / 'activate'))}")
     if slurm.cpus_per_task:

@@ -23,6 +23,7 @@ from ganfriends.data.files import (
     find_zip_images,
     list_image_files,
     open_zip,
+    read_member,
 )
 from ganfriends.data.paths import resolve_data_dir
 from ganfriends.errors import DatasetError
@@ -117,7 +118,11 @@ def _locate(path: Path) -> tuple[FileSource, _PartitionLoader] | None:
 def _zip_source(zip_path: Path) -> tuple[ZipSource, _PartitionLoader]:
     zf = open_zip(zip_path)
     infos = zf.infolist()
-    prefix, names, sizes = find_zip_images(infos, _EXTENSIONS)
+    try:
+        prefix, names, sizes = find_zip_images(infos, _EXTENSIONS, str(zip_path))
+    except DatasetError:
+        zf.close()
+        raise
     if not names:
         zf.close()
         raise DatasetError(
@@ -148,7 +153,8 @@ def _partition_from_zip(
     for info in infos:
         base = info.filename.rpartition("/")[2]
         if base in PARTITION_FILES and not info.filename.startswith("__MACOSX/"):
-            return parse_partition(zf.read(info), f"{zf.filename}:{info.filename}")
+            # Bounded like an image: a partition file is ~3 MB, never a bomb's gigabyte.
+            return parse_partition(read_member(zf, info), f"{zf.filename}:{info.filename}")
     return None
 
 

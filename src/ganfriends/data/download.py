@@ -211,7 +211,7 @@ def _verify_celeba_zip(url: str, md5: str | None = None) -> Callable[[Path], Non
             )
         try:
             with zipfile.ZipFile(path) as zf:
-                _, names, _ = find_zip_images(zf.infolist(), (".jpg", ".jpeg"))
+                _, names, _ = find_zip_images(zf.infolist(), (".jpg", ".jpeg"), url)
         except (zipfile.BadZipFile, OSError, EOFError):
             names = []
         if not names:

@@ -69,7 +69,8 @@ def login_refusal(conninfo: str) -> AccessRefused | None:
             reason = message[message.find("FATAL:") :] if "FATAL:" in message else message
             return AccessRefused(
                 f"the database refused this login ({reason}): check the URL "
-                "(the instructor's `ganfriends db url` prints the right one)"
+                "(each student's own comes from `ganfriends students add NAME`, the "
+                "instructor's from `ganfriends db url`)"
             )
     return None
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 
 from ganfriends.config import REPO_ID, HuggingFaceConfig
@@ -23,9 +24,12 @@ from ganfriends.hub.files import GENERATOR_FILE, HUB_FORMAT, METADATA_FILE
 from ganfriends.models import Generator, ModelConfig, make_generator
 
 MAX_METADATA_BYTES = 1 << 20  # 1 MiB: a few numbers and short lists
-MAX_WEIGHTS_BYTES = 2 << 30  # 2 GiB: far above any supported generator
+MAX_WEIGHTS_BYTES = 2 << 30  # 2 GiB: 150x the default 64x64 generator (14.3 MB)
 MAX_PNG_BYTES = 32 << 20
 MAX_GRIDS = 50  # progression grids the notebook downloads at most
+# The safetensors header on top of the tensors: a JSON index, measured 1-2.6 KB for our
+# generators (16x16 to 128x128); 64 KiB holds the index of hundreds of tensors.
+SAFETENSORS_HEADER_BYTES = 64 << 10
 
 
 class HubRepoError(GanError):
@@ -59,7 +63,18 @@ def fetch_model(target: HubTarget, *, with_grids: bool = False) -> HubModel:
     require_hub_client()
     metadata = check_metadata(json_file(_download(target, METADATA_FILE, MAX_METADATA_BYTES)))
     model_config = ModelConfig.from_dict(metadata["model_config"])
-    weights = _download(target, GENERATOR_FILE, MAX_WEIGHTS_BYTES)
+    # The weights must be the size of the model the metadata describes, checked before either is
+    # downloaded or built: a few-KB repository cannot make us allocate its metadata's 10 GB model.
+    needed = generator_bytes(model_config)
+    if needed > MAX_WEIGHTS_BYTES:
+        raise HubRepoError(
+            f"{target.describe()}: {METADATA_FILE}'s model needs {needed:,} bytes of weights, "
+            f"more than {MAX_WEIGHTS_BYTES:,}"
+        )
+    # At least half: float32 tensors, or bfloat16/float16 ones (load_state_dict converts).
+    weights = _download(
+        target, GENERATOR_FILE, needed + SAFETENSORS_HEADER_BYTES, at_least=needed // 2
+    )
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -138,11 +153,30 @@ def check_metadata(data: Any) -> dict[str, Any]:
     return {**data, "sample_grids": grids, "loss_history": history}
 
 
-def _download(target: HubTarget, filename: str, limit: int) -> Path:
-    from huggingface_hub import hf_hub_download
+def generator_bytes(config: ModelConfig) -> int:
+    """The bytes of ``config``'s generator state (parameters and buffers), counted on PyTorch's
+    meta device: nothing is allocated, whatever the configuration asks for."""
+    with torch.device("meta"):
+        generator = make_generator(config)
+    return sum(t.numel() * t.element_size() for t in generator.state_dict().values())
+
+
+def _download(target: HubTarget, filename: str, limit: int, *, at_least: int = 0) -> Path:
+    """``filename`` of ``target``'s repository, in the client's cache. Its size (the Hub's
+    answer to a HEAD request, the one ``hf_hub_download`` itself makes) must be in
+    ``at_least..limit`` before a byte of it is downloaded."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
     try:
+        url = hf_hub_url(target.repo_id, filename, endpoint=target.endpoint)
+        size = get_hf_file_metadata(url, token=target.token, endpoint=target.endpoint).size
+        if size is None or not at_least <= size <= limit:
+            raise HubRepoError(
+                f"{target.describe()}: {filename} is "
+                + ("of unknown size" if size is None else f"{size:,} bytes")
+                + f", not {at_least:,} to {limit:,}: not downloaded"
+            )
         path = Path(
             hf_hub_download(target.repo_id, filename, endpoint=target.endpoint, token=target.token)
         )
@@ -155,13 +189,18 @@ def _download(target: HubTarget, filename: str, limit: int) -> Path:
         raise HubRepoError(
             f"{target.describe()} has no {filename}: is it a ganfriends push?"
         ) from exc
+    except HubRepoError:
+        raise
     except Exception as exc:  # network, HTTP, cache: one line, never the token
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if target.token:
             text = text.replace(target.token, "***")
         raise HubRepoError(f"cannot download {filename} from {target.describe()}: {text}") from exc
-    if os.path.getsize(path) > limit:
-        raise HubRepoError(f"{target.describe()}: {filename} is larger than {limit:,} bytes")
+    if not at_least <= os.path.getsize(path) <= limit:  # a server whose HEAD said otherwise
+        raise HubRepoError(
+            f"{target.describe()}: {filename} is {os.path.getsize(path):,} bytes, not "
+            f"{at_least:,} to {limit:,}"
+        )
     return path
 
 
