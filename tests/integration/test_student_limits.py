@@ -226,3 +226,56 @@ def test_the_instructors_workers_are_participants_of_their_own(db: Database, raw
     assert all(claim(db, run_id, w) is not None for w in workers)
     token = raw.scalar("SELECT token FROM leases WHERE worker_id = %(w)s", w=workers[0])
     assert submit(db, run_id, workers[0], token) is not None
+
+
+def test_units_held_to_the_lease_bound_without_an_upload_are_strikes(
+    db: Database, raw: Raw, mallory: Database
+) -> None:
+    run_id = new_run(db, units_per_update=3, lease_seconds=30.0)
+    workers = workers_of(mallory, run_id, 3)
+    for worker in workers:
+        (lease,) = queue.claim(mallory, run_id, worker)
+        raw.rows(  # heartbeaten all along, up to the bound (3 x 30 s), then let go
+            "UPDATE leases SET claimed_at = now() - interval '100 seconds',"
+            " expires_at = now() - interval '10 seconds' WHERE token = %(t)s RETURNING token",
+            t=lease.token,
+        )
+    with pytest.raises(DatabaseError, match="quarantined"):
+        queue.claim(mallory, run_id, workers[0])
+
+
+def test_a_lease_that_merely_expired_is_no_strike(
+    db: Database, raw: Raw, mallory: Database
+) -> None:
+    run_id = new_run(db, units_per_update=3)
+    workers = workers_of(mallory, run_id, 3)
+    for worker in workers:  # three laptops closed mid-unit
+        (lease,) = queue.claim(mallory, run_id, worker)
+        raw.expire_lease(lease.token)
+    (standing,) = db.fetch_all("student_standing", run_id=run_id)
+    assert (standing["timed_out"], standing["rejections"], standing["quarantined"]) == (
+        3,
+        0,
+        False,
+    )
+
+
+def test_a_quarantined_students_leases_are_no_longer_extended(
+    db: Database, raw: Raw, mallory: Database
+) -> None:
+    run_id = new_run(db, units_per_update=2)
+    (worker,) = workers_of(mallory, run_id, 1)
+    (lease,) = queue.claim(mallory, run_id, worker)
+    raw.expire_lease_in(lease.token, 2.0)
+    for _ in range(3):
+        raw.rows(
+            "INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)"
+            " VALUES (%(run)s, %(w)s, 0, 1, 'test') RETURNING id",
+            run=run_id,
+            w=worker,
+        )
+    mallory.execute("extend_leases", worker_id=worker)
+    assert raw.scalar(
+        "SELECT expires_at < now() + interval '3 seconds' FROM leases WHERE token = %(t)s",
+        t=lease.token,
+    )

@@ -43,7 +43,8 @@ class WorkerLine:
 @dataclass(frozen=True)
 class Standing:
     """What one student (a role, whatever the number of their workers) did that the instructor
-    should see: rejected uploads counted towards quarantine, leases let time out."""
+    should see: strikes counted towards quarantine (rejected uploads, units held to the lease
+    bound without an upload) and leases that timed out."""
 
     student: str
     workers: int
@@ -58,9 +59,9 @@ class Standing:
 
     def describe(self) -> str:
         """One plain-text line for ``status`` and the dashboard."""
-        what = [f"{self.rejections} rejected upload(s)"] if self.rejections else []
+        what = [f"{self.rejections} strike(s)"] if self.rejections else []
         if self.timed_out:
-            what.append(f"{self.timed_out} lease(s) let time out")
+            what.append(f"{self.timed_out} lease(s) timed out")
         line = f"{self.student}: {', '.join(what) or 'nothing'}"
         if self.quarantined:
             line += (

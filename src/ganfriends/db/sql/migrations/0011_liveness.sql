@@ -69,35 +69,55 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ganfriends, pg_temp AS $$
                 ELSE session_user END;
 $$;
 
--- Rejected copies of a student's that count towards quarantine (those since the last pardon).
+-- A student's strikes since their last pardon: rejected copies, and leases they held to the
+-- bound without ever uploading (heartbeating a unit they never compute is hoarding: with
+-- backups off it would delay every version by the bound). A lease that merely expired (a laptop
+-- closed mid-unit) is shown in student_standing but is no strike.
 CREATE FUNCTION student_rejections(p_run_id bigint, p_student text) RETURNS int
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ganfriends, pg_temp AS $$
-    SELECT count(*)::int FROM rejections j JOIN workers w ON w.id = j.worker_id
-    WHERE j.run_id = p_run_id AND w.student = p_student AND NOT j.mismatch
-      AND j.created_at > coalesce((SELECT max(pardoned_at) FROM student_pardons p
-                                   WHERE p.run_id = p_run_id AND p.student = p_student),
-                                  '-infinity');
+    WITH since AS (
+        SELECT coalesce(max(pardoned_at), '-infinity') AS at FROM student_pardons p
+        WHERE p.run_id = p_run_id AND p.student = p_student
+    )
+    SELECT ((SELECT count(*) FROM rejections j JOIN workers w ON w.id = j.worker_id, since
+             WHERE j.run_id = p_run_id AND w.student = p_student AND NOT j.mismatch
+               AND j.created_at > since.at)
+          + (SELECT count(*) FROM leases l JOIN workers w ON w.id = l.worker_id
+             JOIN runs r ON r.id = w.run_id, since
+             WHERE w.run_id = p_run_id AND w.student = p_student
+               AND (l.state = 'expired' OR (l.state = 'active' AND l.expires_at <= now()))
+               AND l.expires_at >= l.claimed_at
+                                   + make_interval(secs => r.lease_seconds * r.max_lease_factor)
+               AND l.expires_at > since.at))::int;
 $$;
 
 -- Per student of each run: what the instructor (status, students list, dashboard) shows.
 -- Runs with its owner's rights, so students see who is quarantined without reading leases.
+-- Strikes are student_rejections' (its owner runs it: a view's functions need EXECUTE by
+-- whoever reads the view, and students have none on it, so its count is inlined here).
 CREATE VIEW student_standing AS
 SELECT w.run_id, w.student, count(*)::int AS workers,
-       coalesce(j.rejections, 0) AS rejections,
-       coalesce(j.rejections, 0) >= r.quarantine_after AS quarantined,
+       j.rejections, j.rejections >= r.quarantine_after AS quarantined,
        (SELECT count(*)::int FROM leases l JOIN workers o ON o.id = l.worker_id
         WHERE o.run_id = w.run_id AND o.student = w.student
           AND (l.state = 'expired' OR (l.state = 'active' AND l.expires_at <= now())))
            AS timed_out
 FROM workers w JOIN runs r ON r.id = w.run_id
-LEFT JOIN LATERAL (
-    -- student_rejections, inlined: a view's functions need EXECUTE by whoever reads it
-    SELECT count(*)::int AS rejections FROM rejections x JOIN workers o ON o.id = x.worker_id
-    WHERE x.run_id = w.run_id AND o.student = w.student AND NOT x.mismatch
-      AND x.created_at > coalesce((SELECT max(pardoned_at) FROM student_pardons p
-                                   WHERE p.run_id = w.run_id AND p.student = w.student),
-                                  '-infinity')
-) j ON true
+CROSS JOIN LATERAL (
+    SELECT coalesce(max(pardoned_at), '-infinity') AS at FROM student_pardons p
+    WHERE p.run_id = w.run_id AND p.student = w.student
+) since
+CROSS JOIN LATERAL (
+    SELECT ((SELECT count(*) FROM rejections x JOIN workers o ON o.id = x.worker_id
+             WHERE x.run_id = w.run_id AND o.student = w.student AND NOT x.mismatch
+               AND x.created_at > since.at)
+          + (SELECT count(*) FROM leases l JOIN workers o ON o.id = l.worker_id
+             WHERE o.run_id = w.run_id AND o.student = w.student
+               AND (l.state = 'expired' OR (l.state = 'active' AND l.expires_at <= now()))
+               AND l.expires_at >= l.claimed_at
+                                   + make_interval(secs => r.lease_seconds * r.max_lease_factor)
+               AND l.expires_at > since.at))::int AS rejections
+) j
 GROUP BY w.run_id, w.student, r.quarantine_after, j.rejections;
 
 -- Raise unless the caller's worker may take new work: registered by the caller and not
@@ -111,9 +131,10 @@ BEGIN
     SELECT wk.run_id, wk.student, r.quarantine_after INTO w
     FROM workers wk JOIN runs r ON r.id = wk.run_id WHERE wk.id = p_worker_id;
     IF student_rejections(w.run_id, w.student) >= w.quarantine_after THEN
-        RAISE EXCEPTION '% is quarantined in run %: % uploads were rejected (see `ganfriends '
-                        'status`; the instructor lifts it with `ganfriends students pardon`)',
-                        w.student, w.run_id, w.quarantine_after
+        RAISE EXCEPTION '% is quarantined in run %: % strikes (rejected uploads, or units '
+                        'held without uploading); see `ganfriends status`, the instructor '
+                        'lifts it with `ganfriends students pardon`', w.student, w.run_id,
+                        w.quarantine_after
             USING ERRCODE = 'insufficient_privilege';
     END IF;
 END $$;
@@ -142,9 +163,9 @@ BEGIN
     END IF;
     IF me IS NOT NULL THEN
         IF student_rejections(p_run_id, me) >= run.quarantine_after THEN
-            RAISE EXCEPTION '% is quarantined in run %: % uploads were rejected (the '
-                            'instructor lifts it with `ganfriends students pardon`)',
-                            me, p_run_id, run.quarantine_after
+            RAISE EXCEPTION '% is quarantined in run %: % strikes (rejected uploads, or '
+                            'units held without uploading); the instructor lifts it with '
+                            '`ganfriends students pardon`', me, p_run_id, run.quarantine_after
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
         IF (SELECT count(*) FROM workers WHERE run_id = p_run_id AND student = me
@@ -360,11 +381,16 @@ END $$;
 
 -- Heartbeat: push back the expiry of this worker's live leases, but never past
 -- max_lease_factor x the unit timeout after the claim: a worker that heartbeats without ever
--- uploading cannot keep a unit from the class.
+-- uploading cannot keep a unit from the class. A quarantined student's leases are not extended
+-- (they could not upload them): their units go back within a timeout.
 CREATE OR REPLACE FUNCTION worker_extend_leases(p_worker_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = ganfriends, pg_temp AS $$
 BEGIN
     PERFORM worker_check(p_worker_id);
+    IF (SELECT student_rejections(w.run_id, w.student) >= r.quarantine_after
+        FROM workers w JOIN runs r ON r.id = w.run_id WHERE w.id = p_worker_id) THEN
+        RETURN;
+    END IF;
     PERFORM 1 FROM work_units u
     WHERE u.id IN (SELECT l.unit_id FROM leases l
                    WHERE l.worker_id = p_worker_id AND l.state = 'active'
