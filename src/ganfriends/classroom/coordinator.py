@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.markup import escape
 
@@ -30,7 +31,7 @@ from ganfriends import rng
 from ganfriends.classroom import queue
 from ganfriends.classroom.intake import Valid
 from ganfriends.classroom.outputs import CoordinatorOutputs
-from ganfriends.classroom.payload import encode_inputs
+from ganfriends.classroom.payload import decode_device_state, encode_inputs
 from ganfriends.classroom.queue import Consumed, Retention
 from ganfriends.classroom.state import (
     RunState,
@@ -55,8 +56,8 @@ from ganfriends.db.session_lock import SessionLock
 from ganfriends.errors import GanError
 from ganfriends.models import ModelConfig
 from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config
-from ganfriends.rules.base import Unit, total_stats
-from ganfriends.rules.screening import clip_results, first_non_finite
+from ganfriends.rules.base import Unit, network_buffers, total_stats
+from ganfriends.rules.screening import HISTORY_VERSIONS, first_non_finite, screen_units
 from ganfriends.signals import StopRequest
 from ganfriends.tracking import open_log
 
@@ -70,6 +71,11 @@ LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a statement that hit lock_timeout
 
 class NonFiniteUpdate(GanError):
     """Combining a version's results produced NaN or inf: nothing may be published."""
+
+
+class ResultsRefused(GanError):
+    """Screening refused results of the version (each rejected against its worker, its unit
+    back in the queue): nothing was combined; the coordinator waits for other copies."""
 
 
 MAX_NON_FINITE = 3  # consecutive non-finite updates of one version before the coordinator stops
@@ -97,6 +103,8 @@ class Coordinator:
         self.waiter = ResultsWaiter(
             db, self.console, self.watchdog, config.coordinator.poll_interval
         )
+        # Screening references of recent versions, by run. TODO(history): from the database.
+        self.references: dict[int, list[dict[str, float]]] = {}
 
     # ------------------------------------------------------------------ set-up
 
@@ -239,6 +247,8 @@ class Coordinator:
             try:
                 self.apply_update(state, results, wait_seconds)
                 non_finite = 0
+            except ResultsRefused:
+                continue  # nothing was combined: wait for the refused units' other copies
             except NonFiniteUpdate as exc:
                 # Nothing was published; the in-memory state is spoiled: take the last good
                 # version from the database again and have the units computed anew.
@@ -323,15 +333,48 @@ class Coordinator:
                     f"{v.result.images}"
                 )
         factor = self.config.coordinator.clip_factor
-        results, clipped = clip_results([v.result for v in valid], factor)
-        for c in clipped:
+        server, rule = state.server, state.rule
+        # TODO(student): the student behind each upload (Upload.student, their role; a key per
+        # worker for the instructor's own workers) once the transport has it: one vote each.
+        students = [str(v.upload.worker_id) for v in valid]
+        # TODO(history): the references of recent versions, kept with each version's update row
+        # and loaded with the run state; in memory until then (a restart starts it afresh).
+        history = self.references.setdefault(state.run_id, [])
+        previous: dict[int, dict[str, torch.Tensor]] = {}
+        state_spec = rule.device_state_spec(server.generator, server.discriminator)
+        for unit in units:
+            blob = None
+            if state_spec is not None and unit.device is not None:
+                blob = queue.device_state(self.db, state.run_id, unit.device)
+            if blob is not None and unit.device is not None and state_spec is not None:
+                previous[unit.device] = decode_device_state(blob, state_spec)
+        screening = screen_units(
+            rule, units, [v.result for v in valid], students, history, factor,
+            published=network_buffers(server.generator, server.discriminator)
+            if rule.publishes_weights else None,
+            previous_states=previous,
+        )  # fmt: skip
+        for c in screening.clipped:
             upload = valid[c.index].upload
             self.console.print(
                 f"[yellow]clipped[/] unit {upload.unit.index} from worker {upload.worker_id}: "
                 f"{c.group} norm {c.norm:.3g} scaled to {c.bound:.3g} "
-                f"({factor:g}x the version's median)"
+                f"(the version's bound, {factor:g}x a reference of its votes and recent versions)"
             )
-        state.rule.combine(state.server, units, results)
+        if screening.refused:
+            for refused in screening.refused:
+                upload = valid[refused.index].upload
+                queue.reject(self.db, state.run_id, upload, refused.reason)
+                self.console.print(
+                    f"[red]refused[/] unit {upload.unit.index} from worker {upload.worker_id}: "
+                    f"{escape(refused.reason)}",
+                    highlight=False,
+                )
+            raise ResultsRefused(
+                f"{len(screening.refused)} result(s) of version {state.version} refused"
+            )
+        results = screening.results
+        rule.combine(server, units, results)
         bad = first_non_finite(state.server)
         if bad is not None:
             raise NonFiniteUpdate(
@@ -367,6 +410,8 @@ class Coordinator:
             )
         state.server.version = new_version
         state.server.images_seen += record.images
+        history.append(screening.reference)
+        del history[:-HISTORY_VERSIONS]
         self.waiter.published()
         state.advanced()
         # Logged at the optimizer step the version belongs to (an alternating step's D version
