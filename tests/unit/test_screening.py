@@ -23,11 +23,11 @@ from ganfriends.rules.screening import (
     adam_state_problem,
     adam_step_bound,
     clip_results,
-    move_problem,
-    screen,
     copies_differ,
     first_non_finite,
     is_all_zero,
+    move_problem,
+    screen,
 )
 from ganfriends.step import StepStats, make_optimizers
 
