@@ -9,7 +9,8 @@ result it uploads, staying inside what validation on arrival accepts (finite, |x
 - ``scale``: every gradient x1000 (the issue's upload "of norm 1, 1000x honest");
 - ``flip``: every gradient x-10 (it pulls the mean backwards);
 - ``zero``: all-zero gradients: without screening it earns credit and drags the mean 20% to zero
-  (the coordinator refuses it before screening; here it shows what that refusal is worth).
+  (screening refuses it and the unit is computed again by another worker, as in a class run;
+  the row with screening off shows what that refusal is worth).
 
 Each attack runs with screening off (``--clip-factor 0``) and at each ``--factors`` value; the
 honest run (at the default factor) is the reference. One markdown table goes to stdout: final
@@ -143,7 +144,12 @@ def run_one(args: argparse.Namespace, root: Path, attack: str | None, factor: fl
     recorder = Recorder(attack)
     log = io.StringIO()
     start = time.monotonic()
-    result = simulate(config, console=Console(file=log, width=200), tamper=recorder)
+    result = simulate(
+        config,
+        console=Console(file=log, width=200),
+        tamper=recorder,
+        students=lambda unit: f"worker {unit.index % WORKERS}",  # one vote per worker
+    )
     seconds = time.monotonic() - start
     if result.version != args.updates:
         raise SystemExit(f"{label}: stopped at version {result.version}")

@@ -138,6 +138,8 @@ def chain_buffers(
 # most in benchmarks/robustness.py), so the default factor 3 does not touch them: an honest run
 # keeps its exact aggregation. The median is
 # the lower one for an even count, so with two contributions the smaller one sets the bound.
+# ``rules/screening.py`` builds on these: one vote per student, and a reference that also holds
+# recent versions' (a student holding every unit of a round does not set it).
 
 
 def tensor_group(name: str) -> str:

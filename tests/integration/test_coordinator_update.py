@@ -122,3 +122,6 @@ def test_one_update_equals_the_simultaneous_step_on_all_its_micro_batches(db: Da
         published.server.generator.parameters(), state.server.generator.parameters(), strict=True
     ):
         assert torch.equal(a, b)
+    # Screening's memory goes with the version: a restarted coordinator holds what this one does.
+    assert published.norm_history == state.norm_history
+    assert len(published.norm_history) == 1 and published.norm_history[0]["g"] > 0

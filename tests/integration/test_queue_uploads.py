@@ -213,7 +213,9 @@ def test_rejecting_the_first_copy_keeps_the_unit_done_when_another_copy_is_store
     assert submit(db, run_id, worker_b, backup["token"], b"good") is not None
 
     # Execute
-    db.execute("reject_result", unit_id=primary["unit_id"], worker_id=worker_a, reason="NaN")
+    db.execute(
+        "reject_result", unit_id=primary["unit_id"], worker_id=worker_a, reason="NaN", blame=True
+    )
 
     # Assert: only A's copy went, A is blamed, the unit stays done with B's copy.
     assert [r["worker_id"] for r in raw.rows("SELECT worker_id FROM results")] == [worker_b]
@@ -233,7 +235,9 @@ def test_a_rejected_copy_does_not_cancel_a_copy_still_being_computed(
     assert submit(db, run_id, worker_a, primary["token"], b"garbage") is not None
 
     # Execute: the coordinator rejects A's copy.
-    db.execute("reject_result", unit_id=primary["unit_id"], worker_id=worker_a, reason="bad")
+    db.execute(
+        "reject_result", unit_id=primary["unit_id"], worker_id=worker_a, reason="bad", blame=True
+    )
 
     # Assert: the unit waits for B (claimed until B's lease ends, not handed to an idle C), and
     # B's copy is then accepted.
@@ -259,7 +263,11 @@ def test_reject_result_drops_it_requeues_the_unit_and_blames_the_worker(
 
     # Execute
     db.execute(
-        "reject_result", unit_id=lease["unit_id"], worker_id=worker, reason="tensor g.x holds NaN"
+        "reject_result",
+        unit_id=lease["unit_id"],
+        worker_id=worker,
+        reason="tensor g.x holds NaN",
+        blame=True,
     )
 
     # Assert
@@ -313,7 +321,7 @@ def test_credit_workers_ignores_rejected_results(db: Database, raw: Raw) -> None
         lease = claim(db, run_id, worker)
         assert lease is not None and submit(db, run_id, worker, lease["token"]) is not None
         unit_ids.append(lease["unit_id"])
-    db.execute("reject_result", unit_id=unit_ids[1], worker_id=worker, reason="bad")
+    db.execute("reject_result", unit_id=unit_ids[1], worker_id=worker, reason="bad", blame=True)
 
     # Execute
     db.execute("credit_workers", unit_ids=unit_ids, worker_ids=[worker, worker])

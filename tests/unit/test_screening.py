@@ -1,4 +1,5 @@
-"""Screening a version's results: norm clipping around the median, free-riders, non-finite state."""
+"""Screening a version's results: one vote per student, a reference of votes and recent versions,
+clipping, near-zero refusals, buffers, Adam's exact bounds, free-riders, non-finite state."""
 
 from __future__ import annotations
 
@@ -7,14 +8,26 @@ import math
 import pytest
 import torch
 
-from ganfriends.aggregate import group_norms, lower_median, norm_scales, scale_groups
+from ganfriends.aggregate import (
+    MAX_FORWARDS,
+    group_norms,
+    lower_median,
+    norm_scales,
+    scale_groups,
+)
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules.base import ServerState, UnitResult
 from ganfriends.rules.screening import (
+    BUFFER_FACTOR,
+    HISTORY_VERSIONS,
+    adam_state_problem,
+    adam_step_bound,
     clip_results,
     copies_differ,
     first_non_finite,
     is_all_zero,
+    move_problem,
+    screen,
 )
 from ganfriends.step import StepStats, make_optimizers
 
@@ -108,3 +121,123 @@ def test_copies_differ_in_the_group_that_moved_most() -> None:
 def test_a_scaled_copy_differs_by_its_relative_change() -> None:
     differs = copies_differ(result(1.0, 1.0), result(1.1, 1.0), tolerance=0.05)
     assert differs is not None and differs[1] == pytest.approx(0.1 / 1.1)
+
+
+# ------------------------------------------------------------------ one vote per student, history
+
+
+def test_a_student_holding_every_unit_sets_the_bound_only_without_history() -> None:
+    honest_history = [{"g": math.sqrt(2), "d": 1.0}] * 3
+    attack = [result(1e4, 1.0), result(1e4, 1.0)]  # both units of a 2-unit round, one student
+
+    alone = screen(attack, ["mallory", "mallory"], [], factor=3.0)
+    with_history = screen(attack, ["mallory", "mallory"], honest_history, factor=3.0)
+
+    assert alone.clipped == []  # version 0: its own vote is the reference (the claim side's job)
+    assert [(c.index, c.group) for c in with_history.clipped] == [(0, "g"), (1, "g")]
+    for r in with_history.results:  # 3x the history's reference
+        assert group_norms(r.parameters)["g"] == pytest.approx(3 * math.sqrt(2))
+
+
+def test_several_units_of_one_student_are_one_vote() -> None:
+    # Three units of one student against two honest students: one vote of three, the median
+    # is honest, and all three of the student's units are clipped.
+    results = [result(1.0, 1.0), result(1.1, 1.0), *(result(1e4, 1.0) for _ in range(3))]
+    students = ["alice", "bob", "mallory", "mallory", "mallory"]
+
+    screening = screen(results, students, [], factor=3.0)
+
+    assert sorted(c.index for c in screening.clipped) == [2, 3, 4]
+    assert screening.reference["g"] == pytest.approx(1.1 * math.sqrt(2))
+
+
+def test_a_student_alone_cannot_raise_the_recorded_reference() -> None:
+    history: list[dict[str, float]] = [{"g": 1.0, "d": 1.0}] * 8
+    for _ in range(20):  # a student alone in every round, sending the largest upload allowed
+        screening = screen([result(1e4, 1e4)], ["mallory"], history, factor=3.0)
+        history = [*history[1:], screening.reference]
+    assert max(h["g"] for h in history) == pytest.approx(1.0)
+    assert group_norms(screening.results[0].parameters)["g"] == pytest.approx(3.0)
+
+
+def test_honest_norms_that_grow_are_followed_without_clipping() -> None:
+    history: list[dict[str, float]] = []
+    for version in range(40):  # 10% growth a version, two students a round
+        size = 1.1**version
+        results = [result(size, size), result(1.2 * size, size)]
+        screening = screen(results, ["alice", "bob"], history, factor=3.0)
+        assert screening.clipped == [] and screening.refused == []
+        assert all(a is b for a, b in zip(screening.results, results, strict=True))
+        history = [*history, screening.reference][-HISTORY_VERSIONS:]
+
+
+def test_a_near_zero_result_is_refused_but_absent_groups_are_not_zero() -> None:
+    lazy = UnitResult(
+        {"g.a": torch.tensor([1e-20, 0.0]), "g.b": torch.zeros(2), "d.a": torch.zeros(1)},
+        {}, StepStats(images=8),
+    )  # fmt: skip
+    d_phase = UnitResult({"d.a": torch.tensor([1.0])}, {}, StepStats(images=8))
+    results = [result(1.0, 1.0), result(1.0, 1.0), lazy]
+
+    screening = screen(results, ["a", "b", "c"], [], factor=3.0)
+
+    assert [r.index for r in screening.refused] == [2] and "no work" in screening.refused[0].reason
+    assert screening.accepted == [0, 1]
+    assert screen([d_phase, d_phase], ["a", "b"], [{"g": 1.0}], factor=3.0).refused == []
+
+
+def test_buffer_changes_are_clipped_towards_the_published_buffers() -> None:
+    published = {"dbuf.bn.running_var": torch.ones(4), "dbuf.bn.num_batches_tracked":
+                 torch.tensor(10)}  # fmt: skip
+
+    def with_buffers(var: float, tracked: int) -> UnitResult:
+        buffers = {"dbuf.bn.running_var": torch.full((4,), var),
+                   "dbuf.bn.num_batches_tracked": torch.tensor(tracked)}  # fmt: skip
+        return UnitResult({"d.a": torch.tensor([1.0])}, buffers, StepStats(images=8))
+
+    results = [with_buffers(1.1, 12), with_buffers(0.9, 12), with_buffers(1e6, 2**62)]
+
+    screening = screen(results, ["a", "b", "c"], [], 3.0, published=published)
+
+    assert [(c.index, c.group) for c in screening.clipped] == [(2, "dbuf~")]
+    var = screening.results[2].buffers["dbuf.bn.running_var"]
+    torch.testing.assert_close(var, torch.full((4,), 1.0 + BUFFER_FACTOR * 0.1))  # > 0
+    assert int(screening.results[2].buffers["dbuf.bn.num_batches_tracked"]) <= 10 + MAX_FORWARDS
+    assert screening.results[0] is results[0] and screening.results[1] is results[1]
+
+
+# ------------------------------------------------------------------ Adam's exact bounds
+
+
+def test_adam_moments_of_any_gradients_stay_within_the_invariant() -> None:
+    betas = (0.5, 0.999)
+    gen = torch.Generator().manual_seed(0)
+    p = torch.zeros(1000, requires_grad=True)
+    adam = torch.optim.Adam([p], lr=1e-3, betas=betas)
+    for step in range(200):  # growing, shrinking, constant, sign-flipping gradients
+        scale = torch.randn(1000, generator=gen) * 10 ** (step % 7 - 3)
+        p.grad = scale * (1.05**step) * (1 if step % 3 else -1)
+        adam.step()
+        state = adam.state[p]
+        moments = {"0.exp_avg": state["exp_avg"], "0.exp_avg_sq": state["exp_avg_sq"]}
+        assert adam_state_problem(moments, betas) is None, step
+
+
+def test_an_adam_state_no_gradient_gives_is_refused() -> None:
+    state = {"0.exp_avg": torch.tensor([1e6]), "0.exp_avg_sq": torch.tensor([1e-12])}
+    reason = adam_state_problem(state, (0.5, 0.999))
+    assert reason is not None and "exceeds" in reason
+
+
+def test_one_adam_step_moves_no_coordinate_beyond_the_step_bound() -> None:
+    betas = (0.5, 0.999)
+    bound = adam_step_bound(betas)
+    gen = torch.Generator().manual_seed(1)
+    p = torch.zeros(1000, requires_grad=True)
+    adam = torch.optim.Adam([p], lr=1.0, betas=betas)
+    for step in range(300):
+        before = p.detach().clone()
+        p.grad = torch.randn(1000, generator=gen) * (1.1 ** (step % 50)) + 0.5
+        adam.step()
+        assert float((p.detach() - before).abs().max()) <= bound
+    assert move_problem({"w": torch.tensor([0.5])}, {"w": torch.tensor([0.0])}, 0.1) is not None

@@ -23,14 +23,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.markup import escape
 
 from ganfriends import rng
 from ganfriends.classroom import queue
-from ganfriends.classroom.intake import Valid
+from ganfriends.classroom.intake import Valid, reject_copy
 from ganfriends.classroom.outputs import CoordinatorOutputs
-from ganfriends.classroom.payload import encode_inputs
+from ganfriends.classroom.payload import decode_device_state, encode_inputs
 from ganfriends.classroom.queue import Consumed, Retention
 from ganfriends.classroom.state import (
     RunState,
@@ -55,8 +56,8 @@ from ganfriends.db.session_lock import SessionLock
 from ganfriends.errors import GanError
 from ganfriends.models import ModelConfig
 from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config
-from ganfriends.rules.base import Unit, total_stats
-from ganfriends.rules.screening import clip_results, first_non_finite
+from ganfriends.rules.base import Unit, network_buffers, total_stats
+from ganfriends.rules.screening import first_non_finite, screen_units
 from ganfriends.signals import StopRequest
 from ganfriends.tracking import open_log
 
@@ -70,6 +71,11 @@ LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a statement that hit lock_timeout
 
 class NonFiniteUpdate(GanError):
     """Combining a version's results produced NaN or inf: nothing may be published."""
+
+
+class ResultsRefused(GanError):
+    """Screening refused results of the version (each rejected against its worker, its unit
+    back in the queue): nothing was combined; the coordinator waits for other copies."""
 
 
 MAX_NON_FINITE = 3  # consecutive non-finite updates of one version before the coordinator stops
@@ -244,6 +250,8 @@ class Coordinator:
             try:
                 self.apply_update(state, results, wait_seconds)
                 non_finite = 0
+            except ResultsRefused:
+                continue  # nothing was combined: wait for the refused units' other copies
             except NonFiniteUpdate as exc:
                 # Nothing was published; the in-memory state is spoiled: take the last good
                 # version from the database again and have the units computed anew.
@@ -335,15 +343,44 @@ class Coordinator:
                     f"{v.result.images}"
                 )
         factor = self.config.coordinator.clip_factor
-        results, clipped = clip_results([v.result for v in valid], factor)
-        for c in clipped:
+        server, rule = state.server, state.rule
+        # One vote per student: their role, or a key of its own for each instructor's worker.
+        students = [v.upload.student for v in valid]
+        # Recorded with each version's update row and loaded with the run state, so a restarted
+        # coordinator screens the next version exactly as this one would have.
+        history = state.norm_history
+        previous: dict[int, dict[str, torch.Tensor]] = {}
+        state_spec = rule.device_state_spec(server.generator, server.discriminator)
+        for unit in units:
+            blob = None
+            if state_spec is not None and unit.device is not None:
+                blob = queue.device_state(self.db, state.run_id, unit.device)
+            if blob is not None and unit.device is not None and state_spec is not None:
+                previous[unit.device] = decode_device_state(blob, state_spec)
+        screening = screen_units(
+            rule, units, [v.result for v in valid], students, history, factor,
+            published=network_buffers(server.generator, server.discriminator)
+            if rule.publishes_weights else None,
+            previous_states=previous,
+        )  # fmt: skip
+        for c in screening.clipped:
             upload = valid[c.index].upload
             self.console.print(
                 f"[yellow]clipped[/] unit {upload.unit.index} from worker {upload.worker_id}: "
                 f"{c.group} norm {c.norm:.3g} scaled to {c.bound:.3g} "
-                f"({factor:g}x the version's median)"
+                f"(the version's bound, {factor:g}x a reference of its votes and recent versions)"
             )
-        state.rule.combine(state.server, units, results)
+        if screening.refused:
+            for refused in screening.refused:
+                # Blamed and requeued like a copy refused on arrival (a unit refused for several
+                # students stops the run: then it is our bug).
+                reject_copy(self.db, state, valid[refused.index].upload, refused.reason,
+                            self.console)  # fmt: skip
+            raise ResultsRefused(
+                f"{len(screening.refused)} result(s) of version {state.version} refused"
+            )
+        results = screening.results
+        rule.combine(server, units, results)
         bad = first_non_finite(state.server)
         if bad is not None:
             raise NonFiniteUpdate(
@@ -372,6 +409,7 @@ class Coordinator:
                     epoch=plan.epochs_done(new_version),
                     contributors=contributors,
                     wait_seconds=wait_seconds,
+                    norms=screening.reference,
                 ),
                 retention=Retention(keep.keep_last_versions, keep.keep_every_versions),
                 inputs=None if inputs is None else encode_inputs(inputs),
@@ -380,7 +418,7 @@ class Coordinator:
         state.server.version = new_version
         state.server.images_seen += record.images
         self.waiter.published()
-        state.advanced()
+        state.advanced(screening.reference)
         # Logged at the optimizer step the version belongs to (an alternating step's D version
         # and G version both log at it), as train-local logs its steps.
         self.outputs.metrics(

@@ -78,7 +78,7 @@ class Intake:
                 result = decode(state, upload)
             except InvalidBlob as exc:
                 rejected = True
-                _reject(db, state, upload, exc, console)
+                reject_copy(db, state, upload, str(exc), console)
                 continue
             self.read[upload.key] = Valid(upload, result)
         first: dict[int, Valid] = {}
@@ -100,15 +100,16 @@ def _arrival(valid: Valid) -> tuple[int, float, int]:
     return (upload.unit.index, arrived, upload.worker_id)
 
 
-def _reject(
-    db: Database, state: RunState, upload: Upload, exc: InvalidBlob, console: Console
+def reject_copy(
+    db: Database, state: RunState, upload: Upload, reason: str, console: Console
 ) -> None:
-    """Refuse a copy against its worker; stop the run when its unit keeps failing."""
-    queue.reject(db, state.run_id, upload, str(exc))
+    """Refuse a copy against its worker (and its student's quarantine count); stop the run when
+    copies of its unit failed for several students."""
+    queue.reject(db, state.run_id, upload, reason)
     # The reason may quote a student's text: never let it be read as markup.
     console.print(
         f"[red]rejected[/] unit {upload.unit.index} "
-        f"from worker {upload.worker_id}: {escape(str(exc))}",
+        f"from worker {upload.worker_id} ({escape(upload.student)}): {escape(reason)}",
         highlight=False,
     )
     index = upload.unit.index
@@ -117,9 +118,9 @@ def _reject(
         raise UnitKeepsFailing(
             f"unit {upload.unit.index} of version {state.version} was rejected {times} "
             f"times, from {students} different students: likely a bug or a data problem on "
-            f"our side, not a student's doing; the last reason: {exc}. Stopping: the run "
+            f"our side, not a student's doing; the last reason: {reason}. Stopping: the run "
             "resumes from this version once the cause is found (`ganfriends status`)"
-        ) from exc
+        )
 
 
 def decode(state: RunState, upload: Upload) -> UnitResult:

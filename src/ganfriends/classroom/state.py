@@ -23,9 +23,10 @@ from ganfriends.db import Database, Tx
 from ganfriends.errors import GanError
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import Plan, Rule, ServerState, make_rule
+from ganfriends.rules.screening import HISTORY_VERSIONS
 
-# Versions whose screening references a coordinator remembers (rules/screening.py).
-NORM_HISTORY = 8
+# Versions whose screening references a coordinator remembers.
+NORM_HISTORY = HISTORY_VERSIONS
 
 
 @dataclass

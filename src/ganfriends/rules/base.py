@@ -258,6 +258,12 @@ class PublishesWeights:
         """Device states never move."""
         return None
 
+    def check_result(
+        self, unit: Unit, result: UnitResult, previous_state: dict[str, torch.Tensor] | None
+    ) -> str | None:
+        """No exact check beyond the spec (sync: a gradient has no a-priori bound)."""
+        return None
+
 
 class Rule(Protocol):
     """A mode's science, behind the loop described in the module docstring."""
@@ -339,6 +345,16 @@ class Rule(Protocol):
         inputs: Inputs | None = None,
     ) -> UnitResult:
         """A worker's job: ``unit`` on the published weights the networks hold."""
+        ...
+
+    def check_result(
+        self, unit: Unit, result: UnitResult, previous_state: dict[str, torch.Tensor] | None
+    ) -> str | None:
+        """Why ``result`` cannot be an honest result of ``unit``, from exact properties of the
+        computation (Adam's bounded steps and moments, step counts), or None. ``previous_state``
+        is the device state the unit started from (None: a fresh device). Screening refuses
+        such a result; a check must therefore hold for every honest result, whatever the data.
+        """
         ...
 
     def combine(

@@ -64,6 +64,12 @@ from ganfriends.rules.base import (
     apply_pseudo_gradients,
     network_buffers,
 )
+from ganfriends.rules.screening import (
+    adam_state_problem,
+    adam_step_bound,
+    move_problem,
+    step_count_problem,
+)
 from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
 
 SERVER_OPTIMIZERS = ("sgd", "nesterov", "adam")
@@ -387,6 +393,27 @@ class FederatedRule(PublishesWeights):
             network_buffers(generator, discriminator),
             stats,
             device_state=export_local_state(optimizer_g, optimizer_d) if keep else None,
+        )
+
+    def check_result(
+        self, unit: Unit, result: UnitResult, previous_state: dict[str, torch.Tensor] | None
+    ) -> str | None:
+        """Exact bounds of E local Adam steps: no delta coordinate beyond E * lr * the Adam
+        step bound (an absolute bound, history or not: at most ~18 honest rounds' moves for
+        DCGAN's betas), a device state within Adam's moment invariant, step counts advanced
+        by at most E."""
+        assert unit.device is not None
+        steps = self.local_steps(unit.device)
+        bound = steps * self.learning_rate * adam_step_bound(self.betas)
+        zero = {name: torch.zeros(()) for name in result.parameters}
+        reason = move_problem(result.parameters, zero, bound)
+        if reason is not None:
+            return reason
+        state = result.device_state
+        if state is None:
+            return None
+        return adam_state_problem(state, self.betas) or step_count_problem(
+            state, previous_state, steps
         )
 
     # ------------------------------------------------------------------ server side

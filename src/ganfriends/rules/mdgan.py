@@ -38,6 +38,12 @@ from ganfriends.federated.local_state import export_moments, import_local_state,
 from ganfriends.losses import GanLoss
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules.base import Inputs, ServerState, Unit, UnitResult, UpdateRecord
+from ganfriends.rules.screening import (
+    adam_state_problem,
+    adam_step_bound,
+    move_problem,
+    step_count_problem,
+)
 from ganfriends.step import StepStats, discriminator_backward, discriminator_feedback
 
 WEIGHTS = "dw."  # a device state's discriminator tensors; its Adam moments are "d.<i>.<key>"
@@ -228,6 +234,37 @@ class MdganRule:
         for name, tensor in discriminator.state_dict().items():
             shapes[WEIGHTS + name], dtypes[WEIGHTS + name] = tuple(tensor.shape), tensor.dtype
         return TensorSpec(shapes, dtypes).merged(moments_spec(discriminator, "d."))
+
+    def check_result(
+        self, unit: Unit, result: UnitResult, previous_state: dict[str, torch.Tensor] | None
+    ) -> str | None:
+        """Exact bounds of the unit's L discriminator steps from the state it started from
+        (``previous_state``, or the run's initial D for a fresh device): every D weight within
+        L * lr * the Adam step bound of its start, Adam's moment invariant, step counts
+        advanced by L. A state swapped in from another device fails the move bound once the
+        two devices' discriminators differ by more than one unit's move; before that (early
+        in a run) it is within one honest unit's move of the right one, and bounded so."""
+        state = result.device_state
+        if state is None:
+            return "an md-gan result carries its device's discriminator"
+        start = (
+            {WEIGHTS + k: v for k, v in self.initial_discriminator.items()}
+            if previous_state is None
+            else previous_state
+        )
+        moved = {WEIGHTS + n: state[WEIGHTS + n] for n in self._parameter_names}
+        bound = self.plan.disc_steps * self.learning_rate * adam_step_bound(self.betas)
+        return (
+            move_problem(moved, start, bound)
+            or adam_state_problem(state, self.betas)
+            or step_count_problem(state, previous_state, self.plan.disc_steps, "d.")
+        )
+
+    @cached_property
+    def _parameter_names(self) -> list[str]:
+        """The discriminator's parameter names (its state also holds BatchNorm buffers)."""
+        _, discriminator = build_models(self.model_config)
+        return [name for name, _ in discriminator.named_parameters()]
 
     # ------------------------------------------------------------------ server side
 

@@ -23,12 +23,12 @@ from ganfriends import rng
 from ganfriends.config import Config
 from ganfriends.data import make_dataset
 from ganfriends.device import describe_device, resolve_device
-from ganfriends.errors import ConfigError
+from ganfriends.errors import ConfigError, GanError
 from ganfriends.grid import save_grid
 from ganfriends.models import build_models, count_parameters
 from ganfriends.rules import ServerState, make_rule, plan_from_config
-from ganfriends.rules.base import Unit, UnitResult, step_stats, total_stats
-from ganfriends.rules.screening import clip_results
+from ganfriends.rules.base import Unit, UnitResult, network_buffers, step_stats, total_stats
+from ganfriends.rules.screening import HISTORY_VERSIONS, screen_units
 from ganfriends.signals import graceful_stop
 from ganfriends.step import StepStats
 from ganfriends.training.checkpoint import save_checkpoint
@@ -59,15 +59,35 @@ class SimulationResult:
 
 
 Tamper = Callable[[Unit, UnitResult], UnitResult]
+Students = Callable[[Unit], str]
+# What a version's units compute on: the published G and D, inputs, device states.
+Published = tuple[
+    tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]],
+    dict[str, torch.Tensor] | None,
+    dict[int, dict[str, torch.Tensor]],
+]
+
+
+def by_position(units: list[Unit]) -> list[str]:
+    """The default students: one per unit of a version (a class of K who each take one)."""
+    return [f"student {j}" for j in range(len(units))]
 
 
 def simulate(
-    config: Config, *, console: Console | None = None, tamper: Tamper | None = None
+    config: Config,
+    *,
+    console: Console | None = None,
+    tamper: Tamper | None = None,
+    students: Students | None = None,
 ) -> SimulationResult:
     """Run ``config.coordinator.mode``'s rule in this process, as ``config`` says.
 
-    ``tamper`` (research): called on each unit's result before it is combined, as a hostile
-    worker would change it (``benchmarks/robustness.py`` measures the screening with it).
+    ``tamper`` (research, tests): called on each unit's result before it is combined, as a
+    hostile worker would change it (``benchmarks/robustness.py`` measures the screening with
+    it); ``students`` names who computed each unit (default: a student per unit of a version).
+    Screening is the class run's (``rules/screening.py``): a result it refuses is computed
+    again, untampered, by a backup student — as the class queue gives a refused unit to
+    another worker — so a run whose every tampered result is refused equals the honest run.
     """
     console = console or Console(soft_wrap=True)
     training, mode = config.training, config.coordinator.mode
@@ -95,6 +115,9 @@ def simulate(
     worker_g, worker_d = worker_g.to(device), worker_d.to(device)
     weights_bytes = tensor_bytes(generator.state_dict()) + tensor_bytes(discriminator.state_dict())
     device_states: dict[int, dict[str, torch.Tensor]] = {}
+    # Each version's screening reference, for the next versions' (the coordinator keeps them in
+    # the database); never more than screening reads.
+    references: list[dict[str, float]] = []
     inputs = rule.inputs_of(server, 0)
 
     evaluator = scoring_evaluator(config, dataset, device, console)
@@ -132,6 +155,9 @@ def simulate(
             run_config=config.to_dict(),
         )
 
+    def result_bytes(version: int) -> int:
+        return rule.result_spec(generator, discriminator, version).nbytes
+
     # An alternating sync step publishes two versions: rows, grids and scores are per step.
     per_step = plan.versions_per_step
     progress = TrainingProgress(console, total_steps=plan.total_versions // per_step)
@@ -145,37 +171,65 @@ def simulate(
                     {k: v.detach().clone() for k, v in generator.state_dict().items()},
                     {k: v.detach().clone() for k, v in discriminator.state_dict().items()},
                 )
-                results: list[UnitResult] = []
-                result_bytes = rule.result_spec(generator, discriminator, server.version).nbytes
                 if server.version % per_step == 0:
                     phases, down, up = [], 0, 0
-                for unit in units:
+
+                def compute(unit: Unit, version: Published) -> UnitResult:
+                    """A worker's unit on the published version; counts the bytes it moves."""
+                    nonlocal down, up
+                    weights, published_inputs, states = version
                     if rule.publishes_weights:
-                        worker_g.load_state_dict(published[0])
-                        worker_d.load_state_dict(published[1])
+                        worker_g.load_state_dict(weights[0])
+                        worker_d.load_state_dict(weights[1])
                         down += weights_bytes
                     needed = rule.inputs_needed(unit)
-                    if inputs is not None:
-                        down += tensor_bytes({name: inputs[name] for name in needed})
-                    state = device_states.get(unit.device) if unit.device is not None else None
+                    if published_inputs is not None:
+                        down += tensor_bytes({name: published_inputs[name] for name in needed})
+                    state = states.get(unit.device) if unit.device is not None else None
                     result = rule.compute(
                         worker_g, worker_d, dataset, unit, device=device, device_state=state,
-                        inputs=inputs,
+                        inputs=published_inputs,
                     )  # fmt: skip
-                    results.append(result if tamper is None else tamper(unit, result))
                     down += tensor_bytes(state)
-                    up += result_bytes + tensor_bytes(result.device_state)
-                # States become the devices' only once the version is combined, as in a class run.
-                for unit, result in zip(units, results, strict=True):
-                    if unit.device is not None and result.device_state is not None:
-                        device_states[unit.device] = result.device_state
-                # The class run's screening too, so that both runs combine the same tensors.
-                results, clipped = clip_results(results, config.coordinator.clip_factor)
-                for c in clipped:
+                    up += result_bytes(server.version) + tensor_bytes(result.device_state)
+                    return result
+
+                version = (published, inputs, device_states)
+                results = [compute(u, version) for u in units]
+                if tamper is not None:
+                    results = [tamper(u, r) for u, r in zip(units, results, strict=True)]
+                who = by_position(units) if students is None else [students(u) for u in units]
+                # The class run's screening, so that both runs combine the same tensors.
+                buffers = network_buffers(generator, discriminator)  # the published ones
+                while True:
+                    screening = screen_units(
+                        rule, units, results, who, references, config.coordinator.clip_factor,
+                        published=buffers, previous_states=device_states,
+                    )  # fmt: skip
+                    if not screening.refused:
+                        break
+                    for refused in screening.refused:
+                        unit = units[refused.index]
+                        progress.note(
+                            f"version {server.version}: unit {unit.index} from "
+                            f"{who[refused.index]} refused: {refused.reason}"
+                        )
+                        if who[refused.index].startswith("backup "):
+                            raise GanError(f"an untampered copy of unit {unit.index} was refused")
+                        results[refused.index] = compute(unit, version)
+                        who[refused.index] = f"backup {unit.index}"
+                results = screening.results
+                for c in screening.clipped:
                     progress.note(
                         f"version {server.version}: unit {units[c.index].index}'s {c.group} norm "
                         f"{c.norm:.3g} clipped to {c.bound:.3g}"
                     )
+                references.append(screening.reference)
+                del references[:-HISTORY_VERSIONS]
+                # States become the devices' only once the version is combined, as in a class run.
+                for unit, result in zip(units, results, strict=True):
+                    if unit.device is not None and result.device_state is not None:
+                        device_states[unit.device] = result.device_state
                 rule.combine(server, units, results)
                 phases.append(total_stats(results))
                 server.version += 1
