@@ -97,9 +97,10 @@ class ClassRoom:
         )
         return env
 
-    def start(self, name: str, args: list[str]) -> Proc:
+    def start(self, name: str, args: list[str], db_url: str | None = None) -> Proc:
+        """``ganfriends ARGS`` against the room's database (as ``db_url``'s role if given)."""
         popen = subprocess.Popen(
-            [sys.executable, "-m", "ganfriends", *args, "--db", self.db_url],
+            [sys.executable, "-m", "ganfriends", *args, "--db", db_url or self.db_url],
             cwd=self.workdir,
             env=self.env(),
             stdout=subprocess.PIPE,
@@ -125,8 +126,10 @@ class ClassRoom:
     def coordinator(self, out: str, *args: str) -> Proc:
         return self.start(f"coordinator {out}", ["coordinator", "--output-dir", out, *TINY, *args])
 
-    def worker(self, name: str, *args: str) -> Proc:
-        return self.start(f"worker {name}", ["worker", "--name", name, "--device", "cpu", *args])
+    def worker(self, name: str, *args: str, db_url: str | None = None) -> Proc:
+        return self.start(
+            f"worker {name}", ["worker", "--name", name, "--device", "cpu", *args], db_url
+        )
 
     def status(self) -> dict[str, Any]:
         """``ganfriends status --json`` on this room's database."""
