@@ -186,6 +186,35 @@ def test_a_near_zero_result_is_refused_but_absent_groups_are_not_zero() -> None:
     assert screen([d_phase, d_phase], ["a", "b"], [{"g": 1.0}], factor=3.0).refused == []
 
 
+def test_beside_one_honest_student_a_huge_result_never_makes_the_honest_one_look_idle() -> None:
+    # Version 0, no history, two students: the honest result is judged by no single other vote.
+    screening = screen([result(1.0, 1.0), result(1e4, 1e4)], ["honest", "cheat"], [], 3.0)
+
+    assert screening.refused == []
+    assert {c.index for c in screening.clipped} == {1}
+
+
+def test_beside_one_honest_student_a_free_rider_is_refused_by_the_absolute_floor() -> None:
+    lazy = UnitResult(
+        {"g.a": torch.tensor([1e-20, 0.0]), "g.b": torch.zeros(2), "d.a": torch.zeros(1)},
+        {}, StepStats(images=8),
+    )  # fmt: skip
+
+    screening = screen([result(1.0, 1.0), lazy], ["honest", "cheat"], [], 3.0)
+
+    assert [r.index for r in screening.refused] == [1]
+    assert screening.clipped == []  # the free-rider did not set the honest one's bound
+
+
+def test_a_free_rider_is_judged_by_the_other_students_not_by_its_own_vote() -> None:
+    small = result(1e-5, 1e-5)  # above the absolute floor, far below the others
+    results = [result(1.0, 1.0), result(1.2, 1.2), small, small]
+
+    screening = screen(results, ["a", "b", "cheat", "cheat"], [], 3.0)
+
+    assert [r.index for r in screening.refused] == [2, 3]
+
+
 def test_buffer_changes_are_clipped_towards_the_published_buffers() -> None:
     published = {"dbuf.bn.running_var": torch.ones(4), "dbuf.bn.num_batches_tracked":
                  torch.tensor(10)}  # fmt: skip

@@ -69,6 +69,9 @@ HISTORY_VERSIONS = 8
 # stay above 0.3x (the smallest federated non-iid delta of a round, weak clients included):
 # three orders of magnitude of margin, while zeros plus one 1e-20 are caught.
 NEAR_ZERO = 1e-3
+# Where no reference can be trusted (one other student at the first version), a parameter group
+# at or below this norm did no work: honest float32 gradients and deltas are many orders above.
+ABSOLUTE_ZERO = 1e-12
 
 # Device states (Adam's bias-corrected second moments, as a norm of their square roots) of
 # honest devices of one version stay within 1.2x of each other (measured, iid and non-iid); a
@@ -214,8 +217,9 @@ def _references(votes: Mapping[str, Mapping[str, float]], history: History) -> d
     """Per group, the lower median of the votes and of the recent recorded references."""
     recent = list(history)[-HISTORY_VERSIONS:]
     return {
-        group: lower_median([*voters.values(), *(h[group] for h in recent if group in h)])
+        group: lower_median(values)
         for group, voters in votes.items()
+        if (values := [*voters.values(), *(h[group] for h in recent if group in h)])
     }
 
 
@@ -257,11 +261,12 @@ def screen(
     if factor <= 0:
         return Screening(list(results), [], refused, {})
 
-    # Refusals first, against a reference the refused results still vote in (a lower one: the
-    # near-zero test errs towards accepting), then the reference of the accepted ones.
-    references = _references(_votes(norms, students, keep), history)
+    # Refusals first, each result judged against the *other* students' votes and the history
+    # (with its own vote in, a free-rider beside one honest student would be the lower median
+    # and set its own reference), then the reference of the accepted ones.
+    every_vote = _votes(norms, students, keep)
     for i in list(keep):
-        reason = _implausible(norms[i], references, factor)
+        reason = _implausible(norms[i], _judges(every_vote, history, students[i]), factor)
         if reason is not None:
             refused.append(Refused(i, reason))
             keep.remove(i)
@@ -285,6 +290,25 @@ def screen(
                      _record(votes, references, history, factor))  # fmt: skip
 
 
+def _judges(
+    votes: Mapping[str, Mapping[str, float]], history: History, student: str
+) -> dict[str, float]:
+    """Per group, the reference a result of ``student`` is judged against: the lower median of
+    the *other* students' votes and of the history, where at least two such values exist. With
+    its own vote in, a free-rider beside one honest student would be the lower median and set
+    its own reference; with a single other value, that value could be a hostile student's (a
+    result x1e4 would make the honest one look idle): there only :data:`ABSOLUTE_ZERO` judges,
+    and the group is absent here."""
+    recent = list(history)[-HISTORY_VERSIONS:]
+    out: dict[str, float] = {}
+    for group, voters in votes.items():
+        values = [v for s, v in voters.items() if s != student]
+        values += [h[group] for h in recent if group in h]
+        if len(values) >= 2:
+            out[group] = lower_median(values)
+    return out
+
+
 def _factor(group: str, factor: float) -> float:
     """The clip factor of a group: ``factor``, or at least :data:`BUFFER_FACTOR` for buffers."""
     return max(factor, BUFFER_FACTOR) if group in BUFFER_GROUPS.values() else factor
@@ -295,7 +319,11 @@ def _implausible(
 ) -> str | None:
     """Why a result is refused outright (near-zero parameters, an outsized device state)."""
     for group, norm in norms.items():
-        reference = references[group]
+        if "~" not in group and norm <= ABSOLUTE_ZERO:
+            return f"its {group} tensors have norm {norm:.3g}: no work was done"
+        reference = references.get(group)
+        if reference is None:
+            continue
         if group.endswith(STATE_GROUP):
             if norm > STATE_FACTOR * reference:
                 times = f"{norm / reference:.3g}x" if reference > 0 else "far above"
