@@ -291,3 +291,176 @@ def tamper(result: UnitResult, kind: str) -> UnitResult:
     elif kind == STEER:
         params = {k: v * 1e4 for k, v in params.items()}
     return replace(result, parameters=params, stats=stats)
+
+
+# ---------------------------------------------------------------------------- the benchmark
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One line of the table: what the attacker does (and how the coordinator is run)."""
+
+    name: str
+    what: str
+    kinds: tuple[str, ...] = ()
+    hoard: bool = False
+    squat: bool = False
+    flood: bool = False
+    coordinator: tuple[str, ...] = ()
+    restart: bool = False  # kill the coordinator mid-run and start it again
+
+
+SCENARIOS = (
+    Scenario("honest", "no attacker (the reference)"),
+    Scenario("stop", "tampered copies of every refused kind", kinds=REFUSED_KINDS),
+    Scenario("freeze", "all it may claim and back up, held alive, never uploaded", hoard=True),
+    Scenario(
+        "freeze, no backups",
+        "the same with --max-backups 0",
+        hoard=True,
+        coordinator=("--max-backups", "0"),
+    ),
+    Scenario(
+        "squat",
+        "every lock it can take, a NOTIFY flood, the coordinator killed and restarted mid-run",
+        squat=True,
+        flood=True,
+        restart=True,
+    ),
+    Scenario("steer", "every tensor x1e4 (accepted only clipped)", kinds=(STEER,)),
+    Scenario("free-ride", "zeros and one 1e-20", kinds=("zero",)),
+    Scenario(
+        "all at once",
+        "everything above but steer",
+        kinds=REFUSED_KINDS,
+        hoard=True,
+        squat=True,
+        flood=True,
+    ),
+)
+
+
+def main() -> None:  # pragma: no cover - a benchmark, run by hand
+    """Run a small class once per scenario on a private embedded PostgreSQL and print a table:
+    the class's wall time against the honest one's, the attacker's strikes, who was flagged,
+    and how far the final model is from the honest run's.
+
+        python benchmarks/hostile_student.py [--steps 10] [--lease 3] [--only NAME ...]
+    """
+    import argparse
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from psycopg.conninfo import make_conninfo
+
+    from ganfriends.classroom.status import read_standing
+    from ganfriends.db import EmbeddedPostgres, migrate
+    from ganfriends.db.server import APP_DATABASE
+    from ganfriends.db.students import add_student
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--lease", type=float, default=3.0)
+    parser.add_argument("--only", nargs="*", help="scenario names to run (after the honest one)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hostile-"))
+    server = EmbeddedPostgres(work / "pg", durable=False)
+    info = server.start()
+    owner = info.local_url()
+    try:
+        with Database(owner, max_size=2) as db:
+            migrate(db)
+        admin = info.admin_url(APP_DATABASE)
+        urls = {
+            name: make_conninfo(owner, user=name, password=add_student(admin, name))
+            for name in ("alice", "bob", "mallory")
+        }
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("GANFRIENDS_")},
+            "OMP_NUM_THREADS": "1", "GANFRIENDS_DATA_DIR": str(work / "data"),
+            "GANFRIENDS_PG_DIR": str(work / "no-server"),
+        }  # fmt: skip
+        run = [
+            "--g-features", "8", "--d-features", "8", "--latent-dim", "16",
+            "--images-per-work-unit", "64", "--workunits-per-update", "3", "--micro-batch", "32",
+            "--max-iterations", str(args.steps), "--work-unit-timeout", str(args.lease),
+            "--seed", "9", "--sample-interval", "1000",
+        ]  # fmt: skip
+
+        def gf(cli: list[str], url: str) -> subprocess.Popen[str]:
+            return subprocess.Popen(
+                [sys.executable, "-m", "ganfriends", *cli, "--db", url], cwd=work, env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+
+        rows = []
+        honest_seconds = 0.0
+        honest_weights: dict[str, torch.Tensor] = {}
+        chosen = [s for s in SCENARIOS if s.name == "honest" or not args.only
+                  or s.name in args.only]  # fmt: skip
+        for scenario in chosen:
+            out = work / scenario.name.replace(" ", "-").replace(",", "")
+            attacker = None
+            if scenario.name != "honest":
+                attacker = HostileStudent(
+                    urls["mallory"], kinds=scenario.kinds, hoard=scenario.hoard,
+                    squat=scenario.squat, flood=scenario.flood, data_dir=str(work / "data"),
+                )  # fmt: skip
+            started = time.monotonic()
+            coordinator = gf(["coordinator", "--output-dir", str(out), "--new-run", *run,
+                              *scenario.coordinator], owner)  # fmt: skip
+            if attacker is not None:
+                attacker.start()
+            workers = [gf(["worker", "--name", n, "--device", "cpu"], urls[n])
+                       for n in ("alice", "bob")]  # fmt: skip
+            if scenario.restart:
+                time.sleep(4.0)
+                coordinator.kill()
+                coordinator.communicate()
+                coordinator = gf(["coordinator", "--output-dir", str(out), *run], owner)
+            log = coordinator.communicate(timeout=900)[0]
+            seconds = time.monotonic() - started
+            for w in workers:
+                w.communicate(timeout=300)
+            report = attacker.stop() if attacker is not None else Report()
+            weights = {
+                f"{key}.{name}": t
+                for key in ("generator_state_dict", "discriminator_state_dict")
+                for name, t in torch.load(out / "checkpoints" / "latest.pt",
+                                          weights_only=True)[key].items()
+            }  # fmt: skip
+            if scenario.name == "honest":
+                honest_seconds, honest_weights = seconds, weights
+            with Database(owner, max_size=1) as db:
+                run_id = int(db.fetch_all("dashboard_runs")[0]["id"])  # newest first
+                standing = read_standing(db, run_id)
+            flagged = [s for s in standing if s.flagged]
+            diff = max(
+                float((weights[k] - honest_weights[k]).abs().max()
+                      / max(float(honest_weights[k].abs().max()), 1e-12))
+                for k in weights if weights[k].is_floating_point()
+            )  # fmt: skip
+            rows.append((
+                scenario.name, f"{seconds:.1f}", f"{seconds - honest_seconds:+.1f}",
+                str(sum(s.rejections for s in standing if s.student == "mallory")),
+                ", ".join(f"{s.student}{' (Q)' if s.quarantined else ''}" for s in flagged)
+                or "-",
+                "identical" if diff == 0 else f"{diff:.2g}",
+                "yes" if coordinator.returncode == 0 else f"NO ({log.splitlines()[-1]})",
+            ))  # fmt: skip
+            if attacker is not None:
+                print(f"{scenario.name}: " + "; ".join(report.lines()), file=sys.stderr)
+        print("| scenario | class seconds | delay | attacker strikes | flagged (Q: quarantined) "
+              "| model vs honest (max rel. diff) | coordinator finished |")  # fmt: skip
+        print("|---|---:|---:|---:|---|---|---|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
