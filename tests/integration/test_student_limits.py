@@ -7,6 +7,7 @@ their workers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,7 @@ from ganfriends.classroom import queue
 from ganfriends.db import Database, DatabaseError
 from tests.integration.queue_helpers import Raw, claim, claim_backup, new_run, register, submit
 from tests.integration.student_helpers import HARDWARE, Student, new_student
+from tests.integration.test_session_lock import squat_every_lock
 
 
 @pytest.fixture
@@ -244,6 +246,24 @@ def test_units_held_to_the_lease_bound_without_an_upload_are_strikes(
         queue.claim(mallory, run_id, workers[0])
 
 
+def test_strikes_for_hoarding_outlive_the_version_they_held_up(
+    db: Database, raw: Raw, mallory: Database, student: Student
+) -> None:
+    run_id = new_run(db, units_per_update=3, lease_seconds=30.0)
+    (worker,) = workers_of(mallory, run_id, 1)
+    (lease,) = queue.claim(mallory, run_id, worker)
+    raw.rows(
+        "UPDATE leases SET claimed_at = now() - interval '100 seconds',"
+        " expires_at = now() - interval '10 seconds' WHERE token = %(t)s RETURNING token",
+        t=lease.token,
+    )
+    with db.transaction() as tx:  # what publishing the next version does with this one
+        tx.execute("record_hoarding", run_id=run_id, version=0)
+        tx.execute("delete_version_units", run_id=run_id, version=0)
+    (standing,) = db.fetch_all("student_standing", run_id=run_id)
+    assert (standing["student"], standing["rejections"]) == (student.name, 1)
+
+
 def test_a_lease_that_merely_expired_is_no_strike(
     db: Database, raw: Raw, mallory: Database
 ) -> None:
@@ -279,3 +299,19 @@ def test_a_quarantined_students_leases_are_no_longer_extended(
         "SELECT expires_at < now() + interval '3 seconds' FROM leases WHERE token = %(t)s",
         t=lease.token,
     )
+
+
+def test_a_student_holding_every_table_they_can_read_does_not_stall_the_coordinators_vacuum(
+    db: Database, raw: Raw, student: Student
+) -> None:
+    run_id = new_run(db, units_per_update=2)
+    # Trailing empty pages in the blob tables: a VACUUM that truncates them would wait up to
+    # 5 s for an ACCESS EXCLUSIVE lock that the student's ACCESS SHARE blocks.
+    raw.rows("DELETE FROM weights WHERE run_id = %(r)s RETURNING version", r=run_id)
+    squatter = squat_every_lock(student.url, run_id)
+    try:
+        started = time.monotonic()
+        db.execute("vacuum_blob_tables")
+        assert time.monotonic() - started < 2.5  # 5 s and more when it waits for the lock
+    finally:
+        squatter.close()

@@ -283,6 +283,7 @@ def publish(
                 sources=list(range(len(device_moves))),
                 targets=list(device_moves),
             )
+        tx.execute("record_hoarding", run_id=run.id, version=version - 1)
         tx.execute("delete_version_units", run_id=run.id, version=version - 1)
         tx.execute("delete_inputs", run_id=run.id, version=version - 1)
         record = consumed.record

@@ -271,6 +271,19 @@ WHERE r.device_state IS NOT NULL AND u.device IS NOT NULL
 ON CONFLICT (run_id, device) DO UPDATE
 SET version = EXCLUDED.version, state = EXCLUDED.state, updated_at = now();
 
+-- name: record_hoarding
+-- Leases of the consumed version held to the lease bound (max_lease_factor unit timeouts) and
+-- let time out without an upload become strikes against their workers' students (migration
+-- 0011), kept in the rejections before the leases go with their units.
+INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)
+SELECT u.run_id, l.worker_id, u.version, u.unit_index,
+       'held unit ' || u.unit_index || ' to the lease bound without uploading it'
+FROM leases l JOIN work_units u ON u.id = l.unit_id JOIN runs r ON r.id = u.run_id
+WHERE u.run_id = %(run_id)s AND u.version = %(version)s
+  AND (l.state = 'expired' OR (l.state = 'active' AND l.expires_at <= now()))
+  AND l.expires_at >= l.claimed_at
+                      + make_interval(secs => r.lease_seconds * r.max_lease_factor);
+
 -- name: delete_version_units
 -- Consumed: results and leases go with their units (ON DELETE CASCADE), and so do the units a
 -- round closed by quorum left unfinished: their late uploads find no lease and are refused.
@@ -467,7 +480,11 @@ ORDER BY r.rolname;
 -- name: vacuum_blob_tables
 -- Run outside a transaction (VACUUM cannot run inside one): reclaims the dead TOAST space of
 -- consumed results and replaced weights/optimizer states so the next update reuses it.
-VACUUM results, weights, optimizer_states, device_states, version_inputs;
+-- TRUNCATE false: giving trailing pages back to the OS needs an ACCESS EXCLUSIVE lock, which
+-- VACUUM waits up to 5 s for; a student holding ACCESS SHARE on a table they may read (any open
+-- transaction that read it) would stall the coordinator that long after every update. The
+-- space is reused by the next update either way.
+VACUUM (TRUNCATE false) results, weights, optimizer_states, device_states, version_inputs;
 
 -- ===================================================================== evaluations
 
