@@ -94,6 +94,13 @@ def test_a_hostile_student_beside_two_honest_ones_wastes_only_their_own_work(
     assert credited["alice"] > 0 and credited["bob"] > 0
     assert all(credited.get(f"mallory{i}", 0) == 0 for i in range(12))
 
+    # What the instructor reads: the attacker in red, with what they did, and how to lift it.
+    listed = room.start("students list", ["students", "list"])
+    assert listed.finish() == 0, listed.output
+    flagged = [line for line in listed.lines if "strike(s)" in line or "timed out" in line]
+    assert [line.split(":")[0] for line in flagged] == [mallory.name], listed.output
+    assert "QUARANTINED" in flagged[0] and f"students pardon {mallory.name}" in flagged[0]
+
     # Within the stated bound of the honest run's time.
     assert attacked_seconds <= honest_seconds + BOUND_SECONDS, (
         f"attacked {attacked_seconds:.1f} s, honest {honest_seconds:.1f} s"

@@ -272,13 +272,13 @@ def students(
 
 
 def _print_flagged(url: str, console: Console) -> None:
-    """The running run's students with rejections, timed-out leases or a quarantine."""
+    """The latest run's students with strikes, timed-out leases or a quarantine."""
     from ganfriends.classroom.status import read_standing
     from ganfriends.db import Database
 
     with Database(url, max_size=1) as db:
-        run = queue.latest_running_run_id(db)
-        flagged = [] if run is None else [s for s in read_standing(db, run) if s.flagged]
+        run = db.fetch_one("status_latest_run")
+        flagged = [] if run is None else [s for s in read_standing(db, run["id"]) if s.flagged]
     for standing in flagged:
         console.print(Text(standing.describe(), style="red" if standing.quarantined else "yellow"))
 
