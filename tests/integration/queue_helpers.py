@@ -220,6 +220,17 @@ class Raw:
             assert time.monotonic() < deadline, what
             time.sleep(0.01)
 
+    def strike(self, run_id: int, worker_id: int, times: int = 3, unit_index: int = 0) -> None:
+        """Record ``times`` rejected copies against a worker (strikes towards quarantine)."""
+        for _ in range(times):
+            self.rows(
+                "INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)"
+                " VALUES (%(run)s, %(w)s, 0, %(unit)s, 'test') RETURNING id",
+                run=run_id,
+                w=worker_id,
+                unit=unit_index,
+            )
+
     def expire_lease(self, token: Any, seconds_ago: float = 5.0) -> None:
         """Move time for one lease: its expiry goes ``seconds_ago`` into the past (DB clock),
         and its unit's lease_expires_at becomes the latest expiry over its active leases."""

@@ -23,10 +23,10 @@ from ganfriends.config import Config
 from ganfriends.db import Database
 from ganfriends.rules import plan_from_config
 from ganfriends.rules.base import UnitResult
-from ganfriends.rules.federated import FederatedPlan
 from tests.integration.queue_helpers import TINY_MODEL, Raw, register
 from tests.integration.student_helpers import HARDWARE, Student
-from tests.unit.test_rules import Labelled, federated_config
+from tests.integration.test_modes_transport import federated_run
+from tests.unit.test_rules import Labelled
 
 CPU = torch.device("cpu")
 Tamper = Callable[[UnitResult], UnitResult]
@@ -54,17 +54,6 @@ def sync_run(db: Database, dataset: Labelled, units: int = 3) -> int:
             tx, name="sync", mode="sync", plan=plan, config=config.to_dict(),
             model_config=TINY_MODEL, fingerprint=dataset.fingerprint().to_dict(),
             lease_seconds=30, max_backups=1, max_units_per_claim=4, dataset=dataset,
-        )  # fmt: skip
-
-
-def federated_run(db: Database, dataset: Labelled) -> int:
-    config = federated_config()
-    plan = FederatedPlan.from_config(config, dataset)
-    with db.transaction() as tx:
-        return create_run(
-            tx, name="fed", mode="federated", plan=plan, config=config.to_dict(),
-            model_config=TINY_MODEL, fingerprint=dataset.fingerprint().to_dict(),
-            lease_seconds=30, max_backups=0, max_units_per_claim=4, dataset=dataset,
         )  # fmt: skip
 
 

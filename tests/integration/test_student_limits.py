@@ -158,13 +158,7 @@ def test_a_pardoned_student_may_claim_again(
 ) -> None:
     run_id = new_run(db, units_per_update=2)
     (worker,) = workers_of(mallory, run_id, 1)
-    for _ in range(3):
-        raw.rows(
-            "INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)"
-            " VALUES (%(run)s, %(w)s, 0, 0, 'test') RETURNING id",
-            run=run_id,
-            w=worker,
-        )
+    raw.strike(run_id, worker, unit_index=0)
     with pytest.raises(DatabaseError, match="quarantined"):
         queue.claim(mallory, run_id, worker)
     db.execute("pardon_student", run_id=run_id, student=student.name)
@@ -177,13 +171,7 @@ def test_a_quarantined_students_upload_is_not_stored(
     run_id = new_run(db, units_per_update=2)
     (worker,) = workers_of(mallory, run_id, 1)
     (lease,) = queue.claim(mallory, run_id, worker)
-    for _ in range(3):
-        raw.rows(
-            "INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)"
-            " VALUES (%(run)s, %(w)s, 0, 1, 'test') RETURNING id",
-            run=run_id,
-            w=worker,
-        )
+    raw.strike(run_id, worker, unit_index=1)
     with pytest.raises(DatabaseError, match="quarantined"):
         queue.submit(
             mallory,
@@ -287,13 +275,7 @@ def test_a_quarantined_students_leases_are_no_longer_extended(
     (worker,) = workers_of(mallory, run_id, 1)
     (lease,) = queue.claim(mallory, run_id, worker)
     raw.expire_lease_in(lease.token, 2.0)
-    for _ in range(3):
-        raw.rows(
-            "INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)"
-            " VALUES (%(run)s, %(w)s, 0, 1, 'test') RETURNING id",
-            run=run_id,
-            w=worker,
-        )
+    raw.strike(run_id, worker, unit_index=1)
     mallory.execute("extend_leases", worker_id=worker)
     assert raw.scalar(
         "SELECT expires_at < now() + interval '3 seconds' FROM leases WHERE token = %(t)s",

@@ -26,13 +26,7 @@ def test_an_instructors_worker_with_three_rejected_uploads_may_not_claim(
     run_id = new_run(db, units_per_update=3)
     worker = register(db, run_id, "mallory")
     other = register(db, run_id, "honest")
-    for _ in range(3):
-        raw.rows(
-            "INSERT INTO rejections (run_id, worker_id, version, unit_index, reason)"
-            " VALUES (%(run)s, %(w)s, 0, 0, 'test') RETURNING id",
-            run=run_id,
-            w=worker,
-        )
+    raw.strike(run_id, worker, unit_index=0)
     with pytest.raises(DatabaseError, match="quarantined"):
         claim(db, run_id, worker)
     assert claim(db, run_id, other) is not None
