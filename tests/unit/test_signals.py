@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from ganfriends import signals
 from ganfriends.signals import graceful_stop
 
 
@@ -27,6 +28,20 @@ def test_each_stop_signal_asks_for_a_warm_stop(sig: signal.Signals) -> None:
         os.kill(os.getpid(), sig)
         wait_until(lambda: stop.requested)
         assert stop.requested
+
+
+def test_a_hang_up_detaches_from_the_terminal_before_the_stop_is_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen_at_detach: list[bool] = []
+    with graceful_stop() as stop:
+        # Whoever sees the stop may print its goodbye: by then the closed terminal must be gone.
+        monkeypatch.setattr(
+            signals, "_detach_from_terminal", lambda: seen_at_detach.append(stop.requested)
+        )
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_until(lambda: stop.requested)
+    assert seen_at_detach == [False]
 
 
 def test_a_second_signal_aborts_at_once() -> None:
