@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ganfriends.errors import ConfigError
+
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128)
 ARCHITECTURES = ("dcgan", "lsgan")
 LSGAN_IMAGE_SIZE = 32  # FeGAN's LSGAN is written for 32x32 only (see models_lsgan)
@@ -33,6 +35,15 @@ _STR_FIELDS = frozenset({"arch"})  # every other ModelConfig field is an int
 # entries and BigGAN's 120; DCGAN's widths are 64 and the largest published ones 128-512.
 MAX_LATENT_DIM = 4096
 MAX_FEATURES = 1024
+
+
+class InvalidModelConfig(ConfigError, ValueError):
+    """The model configuration is invalid.
+
+    A :class:`ConfigError`, so every command's error funnel prints it as one line (``coordinator
+    --model lsgan`` on 64x64 data is a user's mistake, not a bug); still a ``ValueError``, which
+    is what callers reading stored or downloaded configurations catch.
+    """
 
 
 @dataclass(frozen=True)
@@ -53,25 +64,25 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
-            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+            raise InvalidModelConfig(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
         if self.arch == "lsgan" and self.image_size != LSGAN_IMAGE_SIZE:
-            raise ValueError(
+            raise InvalidModelConfig(
                 f"image_size must be {LSGAN_IMAGE_SIZE} for arch 'lsgan' "
                 f"(FeGAN's LSGAN is 32x32 only), got {self.image_size}"
             )
         if self.image_size not in SUPPORTED_IMAGE_SIZES:
-            raise ValueError(
+            raise InvalidModelConfig(
                 f"image_size must be one of {SUPPORTED_IMAGE_SIZES}, got {self.image_size}"
             )
         if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+            raise InvalidModelConfig(f"channels must be 1 or 3, got {self.channels}")
         for name, most in (
             ("latent_dim", MAX_LATENT_DIM),
             ("g_features", MAX_FEATURES),
             ("d_features", MAX_FEATURES),
         ):
             if not 1 <= getattr(self, name) <= most:
-                raise ValueError(f"{name} must be in 1..{most}, got {getattr(self, name)}")
+                raise InvalidModelConfig(f"{name} must be in 1..{most}, got {getattr(self, name)}")
 
     @property
     def num_blocks(self) -> int:

@@ -5,7 +5,12 @@ SIGHUP (the terminal was closed) all mean "stop warmly": the first asks the loop
 next safe point; a second signal, or the end of an optional grace period, aborts at once with
 ``KeyboardInterrupt`` (the worker then gives its unit back).
 
-Handlers only set a flag (no I/O, no locks: a signal can land anywhere); the loop checks
+Handlers only count (a plain attribute: no I/O, no locks) and raise on the second signal: a
+Python-level handler runs in the main thread between two bytecodes, which may be inside
+``Event.wait()`` holding the event's non-reentrant lock, so a handler that called ``Event.set()``
+could wait for itself forever. The event is set by a relay thread instead: Python's own C-level
+handler writes each signal's number to a socket (:func:`signal.set_wakeup_fd`), the relay reads
+it, detaches from a hung-up terminal (SIGHUP) and then sets ``stop.event``. The loop checks
 ``stop.requested`` between steps and waits on ``stop.event``, so every wait returns at once on a
 signal. The grace deadline is enforced by a watcher thread, never by the handler. Handlers are
 installed for the duration of a ``with`` block and the previous ones restored afterwards.
@@ -19,6 +24,7 @@ import _thread
 import contextlib
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +34,7 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
     (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()
 )
 WATCH_INTERVAL = 0.1  # seconds between the grace watcher's looks at the stop flag
+RELAY_JOIN = 5.0  # seconds the end of a block waits for the relay to act on the last signals
 
 
 class StopRequest:
@@ -35,12 +42,16 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.signals = 0
+        self.signals = 0  # stop signals handled so far (written by the handler only)
         self.expired = False  # the grace period ran out: the next handler call aborts
 
     @property
     def requested(self) -> bool:
-        """True once a stop was asked for."""
+        """True once a stop was asked for.
+
+        Reads the event, which the relay sets only after a hang-up's detach: whoever sees a stop
+        may print its goodbye safely.
+        """
         return self.event.is_set()
 
     def request(self) -> None:
@@ -48,12 +59,11 @@ class StopRequest:
         self.event.set()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        # Flag-only: no lock, no I/O. The first signal is acted on by the relay thread (which
+        # sets the event); raising is all a handler can do without waiting on anything.
         self.signals += 1
-        if signum == getattr(signal, "SIGHUP", None):
-            _detach_from_terminal()
         if self.signals > 1 or self.expired:
             raise KeyboardInterrupt
-        self.event.set()
 
 
 def _detach_from_terminal() -> None:
@@ -67,6 +77,32 @@ def _detach_from_terminal() -> None:
                 if os.isatty(fd):
                     os.dup2(null, fd)
         os.close(null)
+
+
+def _relay(stop: StopRequest, receiver: socket.socket, previous_fd: int) -> None:
+    """Act on the signal numbers Python's C-level handler writes to ``receiver``, until the
+    block's end closes the other side.
+
+    SIGHUP first detaches from the terminal, then the event is set: a thread that sees the stop
+    may print at once. Numbers of signals not handled here are passed on to the wakeup fd that
+    was set before the block (asyncio's, for one), which would otherwise miss them.
+    """
+    handled = {int(sig) for sig in HANDLED_SIGNALS}
+    while True:
+        try:
+            data = receiver.recv(256)
+        except OSError:
+            return
+        if not data:
+            return
+        others = bytes(signum for signum in data if signum not in handled)
+        if others and previous_fd != -1:
+            with contextlib.suppress(OSError):
+                os.write(previous_fd, others)
+        if any(signum == getattr(signal, "SIGHUP", None) for signum in data):
+            _detach_from_terminal()
+        if any(signum in handled for signum in data):
+            stop.event.set()
 
 
 def _watch(stop: StopRequest, grace: float, done: threading.Event, lock: threading.Lock) -> None:
@@ -96,6 +132,16 @@ def graceful_stop(grace: float | None = None) -> Iterator[StopRequest]:
         yield stop
         return
     previous = {sig: signal.getsignal(sig) for sig in HANDLED_SIGNALS}
+    # A socket pair, not a pipe: set_wakeup_fd takes a socket on every platform. The C-level
+    # handler writes without blocking; a full buffer only drops numbers the relay has yet to read
+    # anyway, so no warning (it would go to the terminal a SIGHUP just closed).
+    receiver, sender = socket.socketpair()
+    sender.setblocking(False)
+    previous_fd = signal.set_wakeup_fd(sender.fileno(), warn_on_full_buffer=False)
+    relay = threading.Thread(
+        target=_relay, args=(stop, receiver, previous_fd), daemon=True, name="stop-relay"
+    )
+    relay.start()
     for sig in HANDLED_SIGNALS:
         signal.signal(sig, stop._handle)
     done, lock = threading.Event(), threading.Lock()
@@ -110,3 +156,9 @@ def graceful_stop(grace: float | None = None) -> Iterator[StopRequest]:
             done.set()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        signal.set_wakeup_fd(previous_fd)
+        # The relay reads what is left, then sees the end: a signal that landed just before
+        # the end of the block has set the event once we return (``stop.requested`` after it).
+        sender.close()
+        relay.join(RELAY_JOIN)
+        receiver.close()

@@ -4,10 +4,12 @@ command warmly; after any of them, and after SIGKILL, nothing it started is left
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -60,16 +62,62 @@ def assert_nothing_left(tag: str, workdir: Path, timeout: float = LEFTOVER_WAIT)
 
 
 def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 120) -> list[str]:
-    """Lines of ``proc``'s output up to the first containing ``text``."""
-    assert proc.stdout is not None
-    lines: list[str] = []
+    """Lines of ``proc``'s output up to the first containing ``text``, within ``timeout`` seconds
+    even if ``proc`` goes silent (a read blocks until a line comes, so a thread does the reading
+    and this one waits on it with a deadline)."""
+    stdout = proc.stdout
+    assert stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        # Stops right after the line looked for: the rest stays in the pipe for communicate().
+        for line in stdout:
+            lines.put(line)
+            if text in line:
+                return
+        lines.put(None)  # the process closed its output
+
+    reader = threading.Thread(target=read, daemon=True, name="wait-for-line")
+    reader.start()
+    seen: list[str] = []
     deadline = time.monotonic() + timeout
-    for line in proc.stdout:
-        lines.append(line)
+    while True:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0))
+        except queue.Empty:
+            # The reader stays blocked until the caller's ``finally`` kills the process.
+            raise AssertionError(f"no {text!r} within {timeout}s:\n{''.join(seen)}") from None
+        if line is None:
+            raise AssertionError(f"exited before printing {text!r}:\n{''.join(seen)}")
+        seen.append(line)
         if text in line:
-            return lines
-        assert time.monotonic() < deadline, "".join(lines)
-    raise AssertionError(f"exited before printing {text!r}:\n{''.join(lines)}")
+            reader.join()  # returns at once: the reader stopped after this line
+            return seen
+
+
+def test_wait_for_line_gives_up_on_a_silent_process() -> None:
+    """The helper itself: a process that prints a line and then nothing fails the wait on time
+    (it used to block on the read forever) and keeps what it printed for the message."""
+    silent = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('hello', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        started = time.monotonic()
+        with pytest.raises(AssertionError, match="hello"):
+            wait_for_line(silent, "never printed", timeout=1)
+        assert time.monotonic() - started < 10
+    finally:
+        silent.kill()
+        silent.wait(timeout=10)
+        # The abandoned reader sees the end of the output now; close the pipe once it is done.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(
+            t.name == "wait-for-line" for t in threading.enumerate()
+        ):
+            time.sleep(0.01)
+        assert silent.stdout is not None
+        silent.stdout.close()
 
 
 # ------------------------------------------------------------------------------------ demo
