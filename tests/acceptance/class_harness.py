@@ -86,6 +86,7 @@ class ClassRoom:
         self.workdir = workdir
         self.data_dir = workdir / "data_dir"
         self.procs: list[Proc] = []
+        self.extra_env: dict[str, str] = {}  # set for the processes started from now on
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GANFRIENDS_")}
@@ -95,6 +96,7 @@ class ClassRoom:
             GANFRIENDS_DATA_DIR=str(self.data_dir),
             GANFRIENDS_PG_DIR=str(self.workdir / "no-embedded-server"),
         )
+        env.update(self.extra_env)
         return env
 
     def start(self, name: str, args: list[str], db_url: str | None = None) -> Proc:

@@ -35,13 +35,30 @@ RUN = [
 BOUND_SECONDS = 3 * (3 * LEASE + Config().worker.poll_interval)
 
 
-def timed_run(room: ClassRoom, out: str, students: dict[str, str], *extra: str) -> float:
+def run_class(
+    room: ClassRoom,
+    out: str,
+    students: dict[str, str],
+    *extra: str,
+    attacker: HostileStudent | None = None,
+) -> float:
+    """One class run: the honest students' workers wait for it first (polling often, so that
+    both join at once), then the coordinator starts it (and the attacker joins); its seconds
+    from the coordinator's start to its end."""
+    room.extra_env["GANFRIENDS_WORKER_POLL_INTERVAL"] = "0.1"
+    workers = [room.worker(name, db_url=url) for name, url in students.items()]
+    for worker in workers:
+        worker.wait_for("Waiting for the instructor to start a run")
+    started = time.monotonic()
     coordinator = room.coordinator(out, *RUN, *extra)
     coordinator.wait_for("new run")
-    started = time.monotonic()
-    workers = [room.worker(name, db_url=url) for name, url in students.items()]
-    assert coordinator.finish(timeout=300) == 0, coordinator.output
+    if attacker is not None:
+        attacker.start()
+    code = coordinator.finish(timeout=300)
     seconds = time.monotonic() - started
+    if attacker is not None:
+        print("\n".join(attacker.stop().lines()))
+    assert code == 0, coordinator.output
     for worker in workers:
         assert worker.finish() == 0, worker.output
     return seconds
@@ -55,22 +72,11 @@ def test_a_hostile_student_beside_two_honest_ones_wastes_only_their_own_work(
     alice, bob, mallory = (new_student(db_url, class_admin) for _ in range(3))
     honest = {"alice": alice.url, "bob": bob.url}
 
-    honest_seconds = timed_run(room, "honest", honest)
-
+    honest_seconds = run_class(room, "honest", honest)
     attacker = HostileStudent(mallory.url, data_dir=str(room.data_dir))
-    coordinator = room.coordinator("attacked", *RUN, "--new-run")
-    coordinator.wait_for("new run")
-    attacker.start()
-    started = time.monotonic()
-    workers = [room.worker(name, db_url=url) for name, url in honest.items()]
-    code = coordinator.finish(timeout=300)
-    attacked_seconds = time.monotonic() - started
-    report = attacker.stop()
-    assert code == 0, coordinator.output
-    for worker in workers:
-        assert worker.finish() == 0, worker.output
+    attacked_seconds = run_class(room, "attacked", honest, "--new-run", attacker=attacker)
+    report = attacker.report
     print(f"honest {honest_seconds:.1f} s, attacked {attacked_seconds:.1f} s")
-    print("\n".join(report.lines()))
 
     # The attacker tried everything and got nothing in.
     assert report.registrations_refused > 0 and report.units_claimed > 0

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +39,28 @@ def instructor_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     subprocess.run([sys.executable, "-m", "ganfriends", "db", "stop"], env=env, timeout=120)
 
 
+STEPS = 6  # long enough that the last of three workers to load its data still gets units
+
+
+def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 120.0) -> None:
+    """Read ``proc``'s output until a line holds ``text`` (bounded: a silent process fails)."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if text in line:
+                found.set()
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert found.wait(timeout), f"no line with {text!r} in {timeout}s:\n{''.join(lines)}"
+
+
 def gf(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ganfriends", *args],
@@ -60,16 +83,12 @@ def test_students_added_by_the_instructor_train_from_their_own_urls(
     with pytest.raises(psycopg.OperationalError, match="no encryption"):
         psycopg.connect(urls["alice"].replace("require", "disable"), connect_timeout=10)
 
-    coordinator = subprocess.Popen(
-        [sys.executable, "-m", "ganfriends", "coordinator", "--output-dir", "run", *TINY,
-         "--images-per-work-unit", "64", "--workunits-per-update", "3", "--micro-batch", "32",
-         "--max-iterations", "2", "--seed", "1"],
-        cwd=tmp_path, env=instructor_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    # Each student's machine knows only its own URL, passed in the environment.
+    # Each student's machine knows only its own URL, passed in the environment. The workers
+    # connect first and wait for the run, polling often, so that all three join it at once
+    # (a worker that loads its data after two others finished a short run has nothing to do).
     student_env = {k: v for k, v in instructor_env.items() if k != "GANFRIENDS_PG_DIR"}
     student_env["GANFRIENDS_PG_DIR"] = str(tmp_path / "no-server-here")
+    student_env["GANFRIENDS_WORKER_POLL_INTERVAL"] = "0.1"
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "ganfriends", "worker", "--name", name, "--device", "cpu"],
@@ -81,6 +100,15 @@ def test_students_added_by_the_instructor_train_from_their_own_urls(
         )
         for name, url in urls.items()
     ]
+    for worker in workers:
+        wait_for_line(worker, "Waiting for the instructor to start a run")
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "ganfriends", "coordinator", "--output-dir", "run", *TINY,
+         "--images-per-work-unit", "64", "--workunits-per-update", "3", "--micro-batch", "32",
+         "--max-iterations", str(STEPS), "--seed", "1"],
+        cwd=tmp_path, env=instructor_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
     try:
         out = coordinator.communicate(timeout=300)[0]
         assert coordinator.returncode == 0, out
@@ -100,8 +128,8 @@ def test_students_added_by_the_instructor_train_from_their_own_urls(
         credited = dict(conn.execute(
             "SELECT role_name, sum(units_done) FROM ganfriends.workers GROUP BY role_name"
         ).fetchall())  # fmt: skip
-    # 2 alternating steps x 3 units x (D, G)
-    assert set(credited) == set(urls) and sum(credited.values()) == 12
+    # STEPS alternating steps x 3 units x (D, G)
+    assert set(credited) == set(urls) and sum(credited.values()) == STEPS * 3 * 2
 
     revoked = gf(["students", "revoke", "bob"], instructor_env, tmp_path)
     assert revoked.returncode == 0, revoked.stderr
