@@ -125,7 +125,7 @@ class Upload:
             payload=bytes(row["payload"]),
             device_state=None if row["device_state"] is None else bytes(row["device_state"]),
             arrived=row.get("created_at"),
-            student=str(row.get("student") or row["worker_id"]),
+            student=str(row["student"]),
         )
 
 

@@ -71,7 +71,8 @@ GRANT EXECUTE ON FUNCTION
     ganfriends.worker_claim_unit(bigint, bigint), ganfriends.worker_claim_backup_unit(bigint, bigint),
     ganfriends.worker_submit_result(bigint, bigint, uuid, int, bytea, bytea, real),
     ganfriends.worker_release_lease(uuid, bigint), ganfriends.worker_stop(bigint),
-    ganfriends.worker_claim_units(bigint, bigint, int)
+    ganfriends.worker_claim_units(bigint, bigint, int),
+    ganfriends.student_rejections(bigint, text)
 TO {group};
 
 -- name: create_student

@@ -93,32 +93,18 @@ $$;
 
 -- Per student of each run: what the instructor (status, students list, dashboard) shows.
 -- Runs with its owner's rights, so students see who is quarantined without reading leases.
--- Strikes are student_rejections' (its owner runs it: a view's functions need EXECUTE by
--- whoever reads the view, and students have none on it, so its count is inlined here).
+-- Strikes are student_rejections' (a view's functions run with the rights of whoever reads it:
+-- admin.sql grants students EXECUTE on it, which reveals no more than this view does).
 CREATE VIEW student_standing AS
 SELECT w.run_id, w.student, count(*)::int AS workers,
-       j.rejections, j.rejections >= r.quarantine_after AS quarantined,
+       student_rejections(w.run_id, w.student) AS rejections,
+       student_rejections(w.run_id, w.student) >= r.quarantine_after AS quarantined,
        (SELECT count(*)::int FROM leases l JOIN workers o ON o.id = l.worker_id
         WHERE o.run_id = w.run_id AND o.student = w.student
           AND (l.state = 'expired' OR (l.state = 'active' AND l.expires_at <= now())))
            AS timed_out
 FROM workers w JOIN runs r ON r.id = w.run_id
-CROSS JOIN LATERAL (
-    SELECT coalesce(max(pardoned_at), '-infinity') AS at FROM student_pardons p
-    WHERE p.run_id = w.run_id AND p.student = w.student
-) since
-CROSS JOIN LATERAL (
-    SELECT ((SELECT count(*) FROM rejections x JOIN workers o ON o.id = x.worker_id
-             WHERE x.run_id = w.run_id AND o.student = w.student AND NOT x.mismatch
-               AND x.created_at > since.at)
-          + (SELECT count(*) FROM leases l JOIN workers o ON o.id = l.worker_id
-             WHERE o.run_id = w.run_id AND o.student = w.student
-               AND (l.state = 'expired' OR (l.state = 'active' AND l.expires_at <= now()))
-               AND l.expires_at >= l.claimed_at
-                                   + make_interval(secs => r.lease_seconds * r.max_lease_factor)
-               AND l.expires_at > since.at))::int AS rejections
-) j
-GROUP BY w.run_id, w.student, r.quarantine_after, j.rejections;
+GROUP BY w.run_id, w.student, r.quarantine_after;
 
 -- Raise unless the caller's worker may take new work: registered by the caller and not
 -- quarantined.
@@ -217,10 +203,11 @@ DECLARE
 BEGIN
     SELECT id, version, lease_seconds, max_units_per_claim INTO run
     FROM runs WHERE id = p_run_id;
-    SELECT count(*), count(*) FILTER (WHERE u.version = run.version) INTO held, held_here
+    held := student_live_leases(p_run_id, me);
+    SELECT count(*) INTO held_here
     FROM leases l JOIN workers w ON w.id = l.worker_id JOIN work_units u ON u.id = l.unit_id
     WHERE w.run_id = p_run_id AND w.student = me AND l.state = 'active'
-      AND l.expires_at > now();
+      AND l.expires_at > now() AND u.version = run.version;
     SELECT count(DISTINCT w.student) INTO others FROM workers w
     WHERE w.run_id = p_run_id AND w.student <> me AND w.state = 'active'
       AND w.last_heartbeat > now() - make_interval(secs => run.lease_seconds);
