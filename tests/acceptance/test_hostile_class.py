@@ -26,7 +26,7 @@ pytestmark = requires_fashion_mnist
 LEASE = 3.0  # seconds: a short unit timeout, so that hoarding shows within the test
 RUN = [
     "--images-per-work-unit", "64", "--workunits-per-update", "3", "--micro-batch", "32",
-    "--max-iterations", "10", "--work-unit-timeout", str(LEASE), "--seed", "9",
+    "--max-iterations", "30", "--work-unit-timeout", str(LEASE), "--seed", "9",
     "--sample-interval", "100",
 ]  # fmt: skip
 # The stated bound on what one student can delay a class by, in total (docs/running-a-class-
