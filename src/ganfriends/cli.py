@@ -1,5 +1,8 @@
 """The ``ganfriends`` command line. This is the one error funnel: a ``GanError`` becomes one line on
-stderr and exit status 1; ``-v`` adds the traceback."""
+stderr and exit status 1; ``-v`` adds the traceback.
+
+A command's config flags are the options that name it (``ganfriends.config.sections``): a section
+lists the commands that read it, so a new option appears on exactly the commands that use it."""
 
 from __future__ import annotations
 
@@ -12,51 +15,37 @@ from typing import Any
 
 from ganfriends import __version__
 from ganfriends.children import bind_to_parent
-from ganfriends.config import env_name, flag_options, is_switch, load_config, redact_url
+from ganfriends.config import (
+    Config,
+    command_options,
+    config_yaml,
+    env_name,
+    is_switch,
+    load_config,
+    redact_url,
+)
 from ganfriends.errors import GanError
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-# Options that only a class run uses: not flags of train-local.
-CLASS_RUN_OPTIONS = (
-    "training.images_per_work_unit",
-    "training.workunits_per_update",
-    "training.micro_batch",
-    "training.transfer_dtype",
-    "training.work_unit_timeout",
-)
-
-
-def _add_config_flags(
-    parser: argparse.ArgumentParser, *sections: str, exclude: tuple[str, ...] = ()
-) -> None:
-    """One flag per config option of these sections; unset flags leave file/env values alone."""
+def _add_config_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """One flag per config option ``command`` reads; unset flags leave file/env values alone."""
     parser.add_argument(
         "--config", metavar="FILE", help="YAML config file (default: ./config.yaml if present)"
     )
-    for key, f in flag_options(*sections, exclude=exclude):
+    for key, f in command_options(command):
         help_text = f"{f.metadata['help']} (default: {f.default}; env {env_name(key)})"
         if is_switch(key):
-            parser.add_argument(
-                f.metadata["flag"],
-                dest=key,
-                action="store_const",
-                const=True,
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
-            continue
+            how: dict[str, Any] = {"action": "store_const", "const": True}
+        else:
+            how = {"metavar": key.split(".")[1].upper()}
         parser.add_argument(
-            f.metadata["flag"],
-            dest=key,
-            default=argparse.SUPPRESS,
-            metavar=key.split(".")[1].upper(),
-            help=help_text,
+            f.metadata["flag"], dest=key, default=argparse.SUPPRESS, help=help_text, **how
         )
 
 
-def _config_from(args: argparse.Namespace) -> Any:
+def _config_from(args: argparse.Namespace) -> Config:
     overrides = {k: v for k, v in vars(args).items() if "." in k}
     url = overrides.get("database.url")
     if url and redact_url(url) != url:
@@ -65,7 +54,42 @@ def _config_from(args: argparse.Namespace) -> Any:
             "(ps, shell history): pass it in GANFRIENDS_DATABASE_URL or config.yaml instead",
             file=sys.stderr,
         )
-    return load_config(args.config, overrides=overrides)
+    config = load_config(args.config, overrides=overrides)
+    for note in dict.fromkeys(config.renamed):  # old names keep working: say the new ones once
+        print(f"warning: {note}", file=sys.stderr)
+    return config
+
+
+def _command(
+    commands: Any,
+    verbose: argparse.ArgumentParser,
+    name: str,
+    help: str,
+    func: Handler,
+    description: str | None = None,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """The subcommand ``name`` with -v, the flags of the config options it reads, and its handler
+    (described by the handler's docstring unless ``description`` says otherwise)."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        parents=[verbose],
+        help=help,
+        description=description or func.__doc__,
+        **kwargs,
+    )
+    if command_options(name):
+        _add_config_flags(parser, name)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print the configuration the commands would read here (config file < environment), one
+    section per block, each headed by the commands that read it; secrets masked. A bad value or
+    an unknown option is reported as any command would."""
+    print(config_yaml(_config_from(args)), end="")
+    return 0
 
 
 def cmd_train_local(args: argparse.Namespace) -> int:
@@ -150,7 +174,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """Run a distributed mode (sync or federated) in this process, with the class run's rules."""
+    """Run a class run's mode (sync, federated, md-gan) in this process, with its rules."""
     from ganfriends.training.simulate import simulate
 
     result = simulate(_config_from(args))
@@ -212,22 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ganfriends {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    train = commands.add_parser(
-        "train-local",
-        parents=[verbose],
-        help="train on this machine",
-        description=cmd_train_local.__doc__,
-    )
-    _add_config_flags(train, "training", "data", "local", "tracking", exclude=CLASS_RUN_OPTIONS)
+    train = _command(commands, verbose, "train-local", "train on this machine", cmd_train_local)
     train.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
-    train.set_defaults(func=cmd_train_local)
 
-    gen = commands.add_parser(
-        "generate",
-        parents=[verbose],
-        help="draw images from a checkpoint or a Hugging Face repository",
-        description=cmd_generate.__doc__,
-    )
+    gen = _command(
+        commands, verbose, "generate",
+        "draw images from a checkpoint or a Hugging Face repository", cmd_generate,
+    )  # fmt: skip
     source = gen.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--checkpoint", metavar="PATH", help="a train-local or coordinator checkpoint"
@@ -245,27 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", default="faces.png", help="output PNG (default: faces.png)")
     gen.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     gen.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    gen.set_defaults(func=cmd_generate)
 
     from ganfriends.evaluation.command import add_eval_arguments, run_eval
 
-    evaluate = commands.add_parser(
-        "eval",
-        parents=[verbose],
-        help="FID, KID and precision/recall of a checkpoint",
-        description=run_eval.__doc__,
+    evaluate = _command(
+        commands, verbose, "eval", "FID, KID and precision/recall of a checkpoint", run_eval
     )
     add_eval_arguments(evaluate)
-    evaluate.set_defaults(func=run_eval)
 
-    slurm = commands.add_parser(
-        "slurm",
-        parents=[verbose],
-        help="an sbatch script for train-local under torchrun (SLURM clusters)",
-        description=cmd_slurm.__doc__,
-        usage="ganfriends slurm [options] -- train-local [train-local options]",
-    )
-    _add_config_flags(slurm, "slurm")
+    slurm = _command(
+        commands, verbose, "slurm", "an sbatch script for train-local under torchrun (SLURM "
+        "clusters)", cmd_slurm, usage="ganfriends slurm [options] -- train-local [train-local "
+        "options]",
+    )  # fmt: skip
     submit = slurm.add_mutually_exclusive_group()
     submit.add_argument("--submit", action="store_true", help="also submit it with sbatch")
     submit.add_argument(
@@ -274,23 +281,17 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument(
         "train", nargs=argparse.REMAINDER, help="-- train-local and its options, as on one machine"
     )
-    slurm.set_defaults(func=cmd_slurm)
 
-    sim = commands.add_parser(
-        "simulate",
-        parents=[verbose],
-        help="a distributed mode (sync, federated) in one process, for research",
-        description=cmd_simulate.__doc__,
-    )
-    _add_config_flags(sim, *SIMULATE_OPTIONS, exclude=SIMULATE_EXCLUDED)
-    sim.set_defaults(func=cmd_simulate)
+    _command(
+        commands, verbose, "simulate",
+        "a class run's mode (sync, federated, md-gan) in one process, for research", cmd_simulate,
+    )  # fmt: skip
 
-    celeba = commands.add_parser(
-        "download-celeba",
-        parents=[verbose],
-        help="fetch CelebA's aligned zip from the default mirror, checked and resumable",
-        description=cmd_download_celeba.__doc__,
-    )
+    celeba = _command(
+        commands, verbose, "download-celeba",
+        "fetch CelebA's aligned zip from the default mirror, checked and resumable",
+        cmd_download_celeba,
+    )  # fmt: skip
     celeba.add_argument(
         "--dest", metavar="DIR", help="where to put it (default: <data dir>/celeba)"
     )
@@ -299,86 +300,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="another source of img_align_celeba.zip (default: $GANFRIENDS_CELEBA_URL, else "
         "the seed project's Hugging Face mirror)",
     )
-    celeba.set_defaults(func=cmd_download_celeba)
+    settings = _command(
+        commands, verbose, "config", "print the configuration the commands would read here",
+        cmd_config,
+    )  # fmt: skip
+    settings.add_argument(
+        "--config", metavar="FILE", help="YAML config file (default: ./config.yaml if present)"
+    )
     _add_class_commands(commands, verbose)
     return parser
 
 
-# simulate: a mode's settings as the coordinator takes them, train-local's outputs and device.
-SIMULATE_OPTIONS = (
-    "training",
-    "data",
-    "coordinator.mode",
-    "coordinator.sample_interval",
-    "coordinator.max_iterations",
-    "coordinator.clip_factor",
-    "federated",
-    "mdgan",
-)
-SIMULATE_EXCLUDED = (
-    "training.batch_size",  # --batch-size is the federated B (sync uses --micro-batch)
-    "training.max_steps",
-    "training.sample_interval",  # per versions: coordinator.sample_interval
-    "training.checkpoint_interval",
-    "training.work_unit_timeout",
-    "federated.round_timeout",  # nothing is late in one process
-    "data.num_workers",
-)
+def _db(args: argparse.Namespace) -> int:
+    from ganfriends.classroom import commands as classroom
 
-# Coordinator flags: the run's schedule and model, its data, its outputs.
-COORDINATOR_OPTIONS = (
-    "database.url",
-    "tracking",
-    "training",
-    "data",
-    "coordinator",
-    "federated",
-    "mdgan",
-)
-COORDINATOR_EXCLUDED = (
-    "training.device",  # the coordinator's Adam step runs on the CPU
-    "training.eval_interval",  # the coordinator's own counts updates (coordinator.eval_interval)
-    "training.batch_size",
-    "training.max_steps",
-    "training.sample_interval",
-    "training.checkpoint_interval",
-    "training.output_dir",
-    "data.num_workers",
-)
-WORKER_OPTIONS = (
-    "database.url",
-    "worker.name",
-    "worker.stop_grace",
-    "worker.units_per_claim",
-    "training.device",
-    "data.dataset_path",
-    "data.data_dir",
-)
+    where = ("data_dir", "listen", "port", "tls_cert", "tls_key", "plaintext")
+    return classroom.db_command(args.action, **{name: getattr(args, name) for name in where})
 
 
 def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None:
-    """init-db, db, coordinator, worker, status and demo."""
+    """init-db, db, students, coordinator, worker, status, dashboard and demo."""
     from ganfriends.classroom import commands as classroom
 
-    init = commands.add_parser(
-        "init-db",
-        parents=[verbose],
-        help="create or migrate the database schema",
-        description="Create or migrate the schema (the embedded PostgreSQL when no --db is given).",
-    )
-    _add_config_flags(init, "database.url")
+    init = _command(
+        commands, verbose, "init-db", "create or migrate the database schema",
+        lambda a: classroom.init_db(_config_from(a), do_reset=a.reset, yes=a.yes),
+        "Create or migrate the schema (the embedded PostgreSQL when no --db is given).",
+    )  # fmt: skip
     init.add_argument("--reset", action="store_true", help="delete everything first (asks)")
     init.add_argument("--yes", action="store_true", help="do not ask before --reset")
-    init.set_defaults(
-        func=lambda a: classroom.init_db(_config_from(a), do_reset=a.reset, yes=a.yes)
-    )
 
-    db = commands.add_parser(
-        "db",
-        parents=[verbose],
-        help="the embedded PostgreSQL: start, stop, url, status",
-        description="Host the class database on this machine (no server to install).",
-    )
+    db = _command(
+        commands, verbose, "db", "the embedded PostgreSQL: start, stop, url, status", _db,
+        "Host the class database on this machine (no server to install).",
+    )  # fmt: skip
     db.add_argument("action", choices=("start", "stop", "url", "status"))
     db.add_argument("--data-dir", help="cluster directory (default: $GANFRIENDS_PG_DIR or ours)")
     db.add_argument(
@@ -395,92 +350,58 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
     db.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     db.add_argument(
         "--insecure-plaintext",
+        dest="plaintext",
         action="store_true",
         help="with --listen: no TLS (anyone on the network can read and hijack sessions)",
     )
-    db.set_defaults(
-        func=lambda a: classroom.db_command(
-            a.action,
-            data_dir=a.data_dir,
-            listen=a.listen,
-            port=a.port,
-            tls_cert=a.tls_cert,
-            tls_key=a.tls_key,
-            plaintext=a.insecure_plaintext,
-        )
-    )
 
-    pupils = commands.add_parser(
-        "students",
-        parents=[verbose],
-        help="per-student database logins: add, list, revoke, pardon",
-        description=classroom.students.__doc__,
-    )
+    pupils = _command(
+        commands, verbose, "students", "per-student database logins: add, list, revoke, pardon",
+        _students, classroom.students.__doc__,
+    )  # fmt: skip
     pupils.add_argument("action", choices=("add", "list", "revoke", "pardon"))
     pupils.add_argument("name", nargs="?", help="the student (add, revoke, pardon): a-z, 0-9, _")
-    _add_config_flags(pupils, "database.url")
     pupils.add_argument(
         "--max-connections",
         type=int,
         help="the student's connections (default: 5: a worker and a `status` beside it)",
     )
     pupils.add_argument("--output", metavar="FILE", help="also write the student's URL to FILE")
-    pupils.set_defaults(func=_students)
 
-    coord = commands.add_parser(
-        "coordinator",
-        parents=[verbose],
-        help="run (or resume) the class run",
-        description=classroom.coordinator.__doc__,
-    )
-    _add_config_flags(coord, *COORDINATOR_OPTIONS, exclude=COORDINATOR_EXCLUDED)
-    coord.set_defaults(func=lambda a: classroom.coordinator(_config_from(a)))
+    _command(
+        commands, verbose, "coordinator", "run (or resume) the class run",
+        lambda a: classroom.coordinator(_config_from(a)), classroom.coordinator.__doc__,
+    )  # fmt: skip
 
-    work = commands.add_parser(
-        "worker",
-        parents=[verbose],
-        help="contribute to the class run",
-        description=classroom.worker.__doc__,
-    )
-    _add_config_flags(work, *WORKER_OPTIONS)
+    work = _command(
+        commands, verbose, "worker", "contribute to the class run", _worker,
+        classroom.worker.__doc__,
+    )  # fmt: skip
     work.add_argument("--max-units", type=int, help="exit after this many units")
     work.add_argument(
         "--gpus",
         metavar="all|0,1",
         help="one worker process per GPU, named NAME-gpu0, NAME-gpu1, ... (Ctrl+C stops them all)",
     )
-    work.set_defaults(func=_worker)
 
-    stat = commands.add_parser(
-        "status",
-        parents=[verbose],
-        help="where the class run stands",
-        description=classroom.status.__doc__,
-    )
-    _add_config_flags(stat, "database.url")
+    stat = _command(
+        commands, verbose, "status", "where the class run stands",
+        lambda a: classroom.status(_config_from(a), as_json=a.json), classroom.status.__doc__,
+    )  # fmt: skip
     stat.add_argument("--json", action="store_true", help="machine-readable output")
-    stat.set_defaults(func=lambda a: classroom.status(_config_from(a), as_json=a.json))
 
-    dash = commands.add_parser(
-        "dashboard",
-        parents=[verbose],
-        help="live class dashboard in the browser (read-only)",
-        description="Serve the class dashboard (extra: pip install 'ganfriends[dashboard]').",
-    )
-    _add_config_flags(dash, "database.url")
+    dash = _command(
+        commands, verbose, "dashboard", "live class dashboard in the browser (read-only)",
+        lambda a: classroom.dashboard(_config_from(a), port=a.port, address=a.address),
+        "Serve the class dashboard (extra: pip install 'ganfriends[dashboard]').",
+    )  # fmt: skip
     dash.add_argument("--port", type=int, default=8501, help="HTTP port (default: 8501)")
     dash.add_argument(
         "--address", default="127.0.0.1", help="listen address (0.0.0.0 for the whole class)"
     )
-    dash.set_defaults(
-        func=lambda a: classroom.dashboard(_config_from(a), port=a.port, address=a.address)
-    )
 
-    demo = commands.add_parser(
-        "demo",
-        parents=[verbose],
-        help="a coordinator and workers on this machine",
-        description=classroom.demo.__doc__,
+    demo = _command(
+        commands, verbose, "demo", "a coordinator and workers on this machine", classroom.demo
     )
     demo.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
     demo.add_argument(
@@ -495,7 +416,6 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
         "--dashboard", action="store_true", help="also start the dashboard and print its address"
     )
     demo.add_argument("--dashboard-port", type=int, default=8501, help="(default: 8501)")
-    demo.set_defaults(func=classroom.demo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
