@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -35,27 +37,35 @@ def test_flags_keep_their_names_and_reach_the_moved_options() -> None:
     assert vars(local)["training.micro_batch"] == "4"
 
 
+def config_command(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, Any], str]:
+    """``ganfriends config`` on a config file holding ``text``: the YAML it prints, its stderr."""
+    monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.startswith("GANFRIENDS_")]:
+        monkeypatch.delenv(name)  # the file alone, whatever the test run's environment says
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert main(["config", "--config", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "# train-local, simulate, coordinator\ntraining:" in captured.out
+    return yaml.safe_load(captured.out), captured.err
+
+
 def test_the_config_command_prints_every_section_with_its_commands(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    path = tmp_path / "config.yaml"
-    path.write_text("coordinator:\n  images_per_work_unit: 48\n", encoding="utf-8")
-    assert main(["config", "--config", str(path)]) == 0
-    out = capsys.readouterr().out
-    printed = yaml.safe_load(out)
+    printed, _ = config_command(
+        "coordinator:\n  images_per_work_unit: 48\n", tmp_path, capsys, monkeypatch
+    )
     assert printed["coordinator"]["images_per_work_unit"] == 48
     assert "images_per_work_unit" not in printed["training"]
-    assert "# train-local, simulate, coordinator\ntraining:" in out
 
 
 def test_an_old_key_in_the_config_file_is_a_warning_naming_the_new_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
+    printed, err = config_command("training:\n  device: cpu\n", tmp_path, capsys, monkeypatch)
+    assert printed["local"]["device"] == "cpu"
     path = tmp_path / "config.yaml"
-    path.write_text("training:\n  device: cpu\n", encoding="utf-8")
-    assert main(["config", "--config", str(path)]) == 0
-    captured = capsys.readouterr()
-    assert yaml.safe_load(captured.out)["local"]["device"] == "cpu"
-    assert captured.err == f"warning: config file {path}: training.device is now local.device\n"
+    assert err == f"warning: config file {path}: training.device is now local.device\n"

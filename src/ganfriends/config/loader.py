@@ -20,22 +20,8 @@ from typing import Any
 
 import yaml
 
-from ganfriends.config.modes import (
-    FederatedConfig,
-    HuggingFaceConfig,
-    MdganConfig,
-    SlurmConfig,
-    TrackingConfig,
-)
+from ganfriends.config import modes, sections
 from ganfriends.config.options import REDACTED, base_type, commands_of, convert, stored_value
-from ganfriends.config.sections import (
-    CoordinatorConfig,
-    DatabaseConfig,
-    DataConfig,
-    LocalConfig,
-    TrainingConfig,
-    WorkerConfig,
-)
 from ganfriends.errors import ConfigError
 
 ENV_PREFIX = "GANFRIENDS_"
@@ -65,17 +51,17 @@ MOVED = {
 class Config:
     """All options, by section."""
 
-    database: DatabaseConfig = field(default_factory=DatabaseConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    local: LocalConfig = field(default_factory=LocalConfig)
-    coordinator: CoordinatorConfig = field(default_factory=CoordinatorConfig)
-    worker: WorkerConfig = field(default_factory=WorkerConfig)
-    federated: FederatedConfig = field(default_factory=FederatedConfig)
-    mdgan: MdganConfig = field(default_factory=MdganConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    huggingface: HuggingFaceConfig = field(default_factory=HuggingFaceConfig)
-    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    database: sections.DatabaseConfig = field(default_factory=sections.DatabaseConfig)
+    training: sections.TrainingConfig = field(default_factory=sections.TrainingConfig)
+    data: sections.DataConfig = field(default_factory=sections.DataConfig)
+    local: sections.LocalConfig = field(default_factory=sections.LocalConfig)
+    coordinator: sections.CoordinatorConfig = field(default_factory=sections.CoordinatorConfig)
+    worker: sections.WorkerConfig = field(default_factory=sections.WorkerConfig)
+    federated: modes.FederatedConfig = field(default_factory=modes.FederatedConfig)
+    mdgan: modes.MdganConfig = field(default_factory=modes.MdganConfig)
+    tracking: modes.TrackingConfig = field(default_factory=modes.TrackingConfig)
+    huggingface: modes.HuggingFaceConfig = field(default_factory=modes.HuggingFaceConfig)
+    slurm: modes.SlurmConfig = field(default_factory=modes.SlurmConfig)
     # Options given explicitly (file, environment or flag), by key, with where each came from:
     # what a resumed run reports it ignores. Not an option itself (init=False).
     given: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)

@@ -19,9 +19,8 @@ class FederatedConfig:
     devices: int = option(
         10,
         "devices N: federated clients (plus device 0, FeGAN's server shard); md-gan discriminators",
-        flag="--devices",
-        minimum=1,
-    )
+        flag="--devices", minimum=1,
+    )  # fmt: skip
     fraction: float = option(
         0.2, "fraction C of the clients chosen per round", flag="--fraction", minimum=0, maximum=1
     )
@@ -29,21 +28,17 @@ class FederatedConfig:
         30, "local alternating steps E per device and round", flag="--local-steps", minimum=1
     )
     batch_size: int = option(
-        50,
-        "images per local step B (md-gan: per device and batch b)",
-        flag="--batch-size",
+        50, "images per local step B (md-gan: per device and batch b)", flag="--batch-size",
         minimum=1,
-    )
+    )  # fmt: skip
     rounds: int | None = option(
         None, "rounds R (default: enough rounds for --epochs passes)", flag="--rounds", minimum=1
     )
     non_iid: bool = option(False, "FeGAN's non-iid partition (needs labels)", flag="--non-iid")
     magic_num: int = option(
-        3000,
-        "FeGAN's magic_num: per-class cap of the non-iid partition",
-        flag="--magic-num",
+        3000, "FeGAN's magic_num: per-class cap of the non-iid partition", flag="--magic-num",
         minimum=1,
-    )
+    )  # fmt: skip
     weighting: str = option(
         "fedavg",
         "how deltas are weighted: fedavg (by shard size), uniform, or FeGAN's kl-exp, kl-linear, "
@@ -98,26 +93,20 @@ class MdganConfig:
     COMMANDS: ClassVar[tuple[str, ...]] = CLASS_RULES
 
     k: int | None = option(
-        None,
-        "generated batches per iteration (default ceil(log2 N), as the paper)",
-        flag="--k",
-        minimum=1,
-    )
+        None, "generated batches per iteration (default ceil(log2 N), as the paper)",
+        flag="--k", minimum=1,
+    )  # fmt: skip
     disc_steps: int = option(
         1, "discriminator steps L per device and iteration", flag="--disc-steps", minimum=1
     )
     swap_epochs: int = option(
-        1,
-        "swap the devices' discriminators along a seeded permutation every E local epochs",
-        flag="--swap-epochs",
-        minimum=1,
-    )
+        1, "swap the devices' discriminators along a seeded permutation every E local epochs",
+        minimum=1, flag="--swap-epochs",
+    )  # fmt: skip
     iterations: int | None = option(
-        None,
-        "generator updates I (default: enough for --epochs passes)",
-        flag="--iterations",
+        None, "generator updates I (default: enough for --epochs passes)", flag="--iterations",
         minimum=1,
-    )
+    )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -174,11 +163,9 @@ class SlurmConfig:
         0, "GPUs per node (0: a CPU job)", flag="--gpus-per-node", minimum=0
     )
     nproc_per_node: int | None = option(
-        None,
-        "training processes per node (default: --gpus-per-node, or 1 without GPUs)",
-        flag="--nproc-per-node",
-        minimum=1,
-    )
+        None, "training processes per node (default: --gpus-per-node, or 1 without GPUs)",
+        flag="--nproc-per-node", minimum=1,
+    )  # fmt: skip
     cpus_per_task: int | None = option(
         None, "CPU cores for each node's torchrun task", flag="--cpus-per-task", minimum=1
     )

@@ -150,10 +150,6 @@ class LocalConfig:
 
     COMMANDS: ClassVar[tuple[str, ...]] = (TRAIN_LOCAL,)
 
-    max_steps: int | None = option(
-        None, "stop once the run has taken N optimizer steps (smoke runs)", flag="--max-steps",
-        minimum=1,
-    )  # fmt: skip
     sample_interval: int = option(
         1, "write a sample grid every N epochs", flag="--sample-interval", minimum=1
     )
@@ -173,14 +169,18 @@ class LocalConfig:
         None, "score the generator (FID, KID, precision/recall) every N steps (default: never)",
         flag="--eval-interval", minimum=1, commands=(TRAIN_LOCAL, SIMULATE),
     )  # fmt: skip
+    max_steps: int | None = option(
+        None, "stop once the run has taken N optimizer steps (smoke runs)", flag="--max-steps",
+        minimum=1,
+    )  # fmt: skip
     num_workers: int = option(
         2, "image decoding processes for file datasets", flag="--num-workers", minimum=0
     )
     dist_backend: str = option(
         "auto",
         "torch.distributed backend under torchrun: auto (nccl on CUDA, gloo otherwise), gloo, nccl",
-        flag="--dist-backend",
         choices=("auto", "gloo", "nccl"),
+        flag="--dist-backend",
     )
     strategy: str = option(
         "auto",
@@ -226,11 +226,9 @@ class CoordinatorConfig:
         commands=CLASS_RULES,
     )
     work_unit_timeout: float = option(
-        300.0,
-        "seconds a claimed unit may go without a heartbeat before it is handed out again",
-        flag="--work-unit-timeout",
-        minimum=1,
-    )
+        300.0, "seconds a claimed unit may go without a heartbeat before it is handed out again",
+        flag="--work-unit-timeout", minimum=1,
+    )  # fmt: skip
     output_dir: str = option(
         "outputs", "where sample grids and checkpoints go", flag="--output-dir"
     )
@@ -315,15 +313,11 @@ class WorkerConfig:
         30.0, "seconds between heartbeats while computing", minimum=0.1
     )
     units_per_claim: int = option(
-        1,
-        "units to claim and upload at once (fewer round trips for a fast GPU; the run caps it)",
-        flag="--units-per-claim",
-        minimum=1,
-    )
+        1, "units to claim and upload at once (fewer round trips for a fast GPU; the run caps it)",
+        flag="--units-per-claim", minimum=1,
+    )  # fmt: skip
     # Docker's stop waits 10 s before SIGKILL, Colab and systemd about as long: 5 s leaves room.
     stop_grace: float = option(
-        5.0,
-        "seconds a stopped worker may spend finishing its unit before it gives the unit back",
-        flag="--stop-grace",
-        minimum=0.0,
-    )
+        5.0, "seconds a stopped worker may spend finishing its unit before it gives the unit back",
+        flag="--stop-grace", minimum=0.0,
+    )  # fmt: skip
