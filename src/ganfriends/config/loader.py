@@ -13,7 +13,7 @@ import dataclasses
 import os
 import re
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,7 +119,11 @@ def _known(key: str) -> bool:
 
 
 def _current_names(
-    pairs: Iterable[tuple[str, Any]], where: str, renamed: list[str], *, name: Any = str
+    pairs: Iterable[tuple[str, Any]],
+    where: str,
+    renamed: list[str],
+    *,
+    name: Callable[[str], str] = str,
 ) -> dict[str, Any]:
     """``{key: value}`` with moved options under their new keys; an old name is noted in
     ``renamed``, and one set beside its new name is an error (which would win is a guess)."""

@@ -6,7 +6,7 @@ what a run on this machine adds (train-local and torchrun; ``simulate`` writes i
 same way), ``coordinator`` what a class run adds (its units, leases, students and storage;
 ``simulate`` runs its rules). The other sections belong to one command or one mode each. A section
 names its commands in ``COMMANDS``; an option read by fewer or more commands says so itself, and
-each command's flags are exactly the options that name it (``ganfriends.cli``).
+each command's flags are exactly the options that name it (``ganfriends.cli.flags``).
 """
 
 from __future__ import annotations
