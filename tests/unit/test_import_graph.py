@@ -1,11 +1,12 @@
 """No import circles among ganfriends' modules.
 
-The graph is read from the source with ``ast``, not by importing: an edge ``a -> b`` is a
+The graph is read from the source with ``ast``, not by importing: an edge ``a -> b`` is an
 ``import b`` / ``from b import x`` anywhere in ``a`` (``from pkg import sub`` is an edge to the
 submodule ``pkg.sub`` when ``sub`` is one). Imports under ``if TYPE_CHECKING:`` do not count: they
 never run. Imports inside functions do: moving one there hides a circle from the interpreter,
-not from the reader (the three circles issue 21 named were all hidden that way). A package's ``__init__`` is a node like any other module,
-so a circle through one (``pkg/__init__`` -> ``pkg.a`` -> ``pkg``) is found too.
+not from the reader (the three circles issue 21 named were all hidden that way). A package's
+``__init__`` is a node like any other module, so a circle through one (``pkg/__init__`` ->
+``pkg.a`` -> ``pkg``) is found too.
 """
 
 from __future__ import annotations
