@@ -15,12 +15,21 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ganfriends.db import Database
-from ganfriends.db.migrations import MIGRATIONS_DIR, current_version, discover, migrate
+from ganfriends.db.migrations import (
+    FUNCTIONS_NAME,
+    MIGRATIONS_DIR,
+    current_version,
+    discover,
+    migrate,
+    reset,
+)
 from ganfriends.db.schema_dump import SCHEMA_FILE
 from ganfriends.db.sql import load_queries
 
 CATALOG = load_queries(Path(__file__).with_name("catalog.sql"))
 OLD_VERSION = 6  # before the worker functions (0007) and every later re-creation of them
+FUNCTION_V1 = "CREATE OR REPLACE FUNCTION answer() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n"
+FUNCTION_V2 = FUNCTION_V1.replace("SELECT 1", "SELECT 2")
 
 
 def catalog(url: str) -> dict[str, set[tuple[Any, ...]]]:
@@ -83,3 +92,22 @@ def test_a_database_at_an_old_version_upgrades_to_the_fresh_schema(
     found = differences(empty_db_url, db_url, "the upgraded database", "a fresh one")
 
     assert not found, "\n".join(found)
+
+
+def test_the_functions_file_runs_after_the_migrations_and_again_when_it_changes(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "0001_table.sql").write_text("CREATE TABLE t (id int);\n")
+    functions = tmp_path / f"{FUNCTIONS_NAME}.sql"
+    functions.write_text(FUNCTION_V1)
+    with Database(empty_db_url) as db:
+        assert migrate(db, migrations) == ["0001_table", FUNCTIONS_NAME]
+        assert migrate(db, migrations) == []  # the same text is not run again
+        functions.write_text(FUNCTION_V2)
+        assert migrate(db, migrations) == [FUNCTIONS_NAME]
+        with psycopg.connect(empty_db_url) as conn:
+            assert conn.execute("SELECT ganfriends.answer()").fetchone() == (2,)
+        reset(db)
+        assert migrate(db, migrations) == ["0001_table", FUNCTIONS_NAME]

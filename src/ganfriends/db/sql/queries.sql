@@ -30,6 +30,20 @@ CREATE TABLE IF NOT EXISTS ganfriends.schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- name: create_functions_table
+-- The digest of the functions file (sql/functions.sql) last applied: one row.
+CREATE TABLE IF NOT EXISTS ganfriends.schema_functions (
+    digest text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: functions_digest
+SELECT digest FROM ganfriends.schema_functions;
+
+-- name: record_functions
+WITH gone AS (DELETE FROM ganfriends.schema_functions)
+INSERT INTO ganfriends.schema_functions (digest) VALUES (%(digest)s);
+
 -- name: migrations_table_exists
 SELECT to_regclass('ganfriends.schema_migrations') IS NOT NULL AS present;
 

@@ -658,6 +658,13 @@ CREATE TABLE ganfriends.samples (
 );
 ALTER TABLE ONLY ganfriends.samples ALTER COLUMN png SET STORAGE EXTERNAL;
 
+-- TABLE schema_functions
+
+CREATE TABLE ganfriends.schema_functions (
+    digest text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
 -- TABLE schema_migrations
 
 CREATE TABLE ganfriends.schema_migrations (
