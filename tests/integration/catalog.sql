@@ -2,10 +2,17 @@
 -- describes it, one row per fact, in a form that does not depend on the order objects were
 -- created in (no oids, no column numbers; dropped columns left out).
 
+-- name: relations
+SELECT relname AS name, relkind AS kind, reloptions AS options
+FROM pg_class
+WHERE relnamespace = 'ganfriends'::regnamespace AND relkind IN ('r', 'p', 'v', 'm', 'S')
+ORDER BY 1;
+
 -- name: columns
 SELECT c.relname AS relation, a.attname AS column_name,
        format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
-       a.attidentity AS identity, pg_get_expr(d.adbin, d.adrelid) AS default_value
+       a.attidentity AS identity, pg_get_expr(d.adbin, d.adrelid) AS default_value,
+       a.attstorage AS storage
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum

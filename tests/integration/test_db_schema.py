@@ -1,4 +1,5 @@
-"""schema.sql and the migrations describe one schema; an old database upgrades to it.
+"""schema.sql (with functions.sql) and the migrations describe one schema; an old database
+upgrades to it; the functions file runs again when it changes.
 
 Each check compares two databases' catalogs (``catalog.sql``: columns with their types and
 defaults, constraints, indexes, views', functions' and triggers' definitions, sequences and
@@ -20,6 +21,7 @@ from ganfriends.db.migrations import (
     MIGRATIONS_DIR,
     current_version,
     discover,
+    functions_file,
     migrate,
     reset,
 )
@@ -36,9 +38,14 @@ def catalog(url: str) -> dict[str, set[tuple[Any, ...]]]:
     """Every fact of ``catalog.sql`` about the database at ``url``, per query."""
     with psycopg.connect(url, row_factory=dict_row) as conn:
         return {
-            name: {tuple(row.values()) for row in conn.execute(query).fetchall()}
+            name: {_hashable(row.values()) for row in conn.execute(query).fetchall()}
             for name, query in CATALOG.items()
         }
+
+
+def _hashable(values: Any) -> tuple[Any, ...]:
+    """A row as a set member (reloptions come back as lists)."""
+    return tuple(tuple(v) if isinstance(v, list) else v for v in values)
 
 
 def differences(left: str, right: str, left_name: str, right_name: str) -> list[str]:
@@ -65,10 +72,14 @@ def test_the_catalog_sees_the_schema(db_url: str) -> None:
 
 
 def test_schema_sql_builds_what_the_migrations_build(db_url: str, empty_db_url: str) -> None:
+    functions = functions_file()
+    assert functions is not None
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute(SCHEMA_FILE.read_text(encoding="utf-8").encode())
+        conn.execute("SET search_path = ganfriends")  # as migrate's sessions run it
+        conn.execute(functions.read_text(encoding="utf-8").encode())
 
-    found = differences(empty_db_url, db_url, "schema.sql", "the migrations")
+    found = differences(empty_db_url, db_url, "schema.sql + functions.sql", "the migrations")
 
     assert not found, (
         "schema.sql is not what the migrations build: regenerate it with "
