@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from ganfriends.db import Database
+from ganfriends.db.rows import typed_row
 from ganfriends.rules import Plan, plan_from_dict
 
 ACTIVE_SECONDS = 60  # heartbeat younger than this: Active (the seed's dashboard rule)
@@ -45,12 +46,9 @@ class WorkerLine:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> WorkerLine:
         """Parse a ``leaderboard`` row, with the Active/Idle/Offline rule."""
-        return cls(
-            name=str(row["name"]),
-            units=int(row["units"]),
-            pending=int(row["pending"]),
-            images=int(row["images"]),
-            rejected=int(row["rejected"]),
+        return typed_row(
+            cls,
+            row,
             status=activity(float(row["seconds_since_heartbeat"]), bool(row["running"])),
             last_heartbeat=_format_time(row["last_heartbeat"]),
             hardware=_hardware(row),
@@ -90,13 +88,7 @@ class Standing:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Standing:
         """Parse a ``student_standing`` row."""
-        return cls(
-            student=str(row["student"]),
-            workers=int(row["workers"]),
-            rejections=int(row["rejections"]),
-            quarantined=bool(row["quarantined"]),
-            timed_out=int(row["timed_out"]),
-        )
+        return typed_row(cls, row)
 
 
 @dataclass(frozen=True)
@@ -114,16 +106,7 @@ class RunRow:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> RunRow:
         """Parse a ``runs`` row (``status_latest_run``, ``dashboard_run``)."""
-        mode = str(row["mode"])
-        return cls(
-            id=int(row["id"]),
-            name=str(row["name"]),
-            state=str(row["state"]),
-            mode=mode,
-            plan=plan_from_dict(mode, dict(row["plan"])),
-            version=int(row["version"]),
-            images_seen=int(row["images_seen"]),
-        )
+        return typed_row(cls, row, plan=plan_from_dict(str(row["mode"]), dict(row["plan"])))
 
 
 @dataclass(frozen=True)
@@ -144,11 +127,7 @@ class Throughput:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Throughput:
         """Parse a ``throughput`` row (the span is NULL with no update in the window)."""
-        return cls(
-            images=int(row["images"]),
-            updates=int(row["updates"]),
-            span_seconds=float(row["span_seconds"] or 0.0),
-        )
+        return typed_row(cls, row, span_seconds=float(row["span_seconds"] or 0.0))
 
 
 @dataclass(frozen=True)
@@ -163,9 +142,7 @@ class Losses:
     @classmethod
     def from_row(cls, row: dict[str, Any] | None) -> Losses:
         """Parse a ``latest_update`` row, or no row."""
-        if row is None:
-            return cls()
-        return cls(*(_optional(row[k]) for k in ("d_loss", "g_loss", "d_real", "d_fake")))
+        return cls() if row is None else typed_row(cls, row)
 
 
 @dataclass
@@ -296,10 +273,6 @@ def read_status(db: Database) -> RunStatus | None:
     """The latest run's status (the running one if any), or None when there is no run."""
     run = latest_run(db)
     return None if run is None else build_status(db, run)
-
-
-def _optional(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 def _hardware(row: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ganfriends.db import Database, sql
 from ganfriends.db.errors import DatabaseError
+from ganfriends.db.rows import typed_row
 from ganfriends.run_status import ACTIVE_SECONDS, RunStatus, build_status, run_by_id
 
 APPLICATION_NAME = "ganfriends-dashboard"
@@ -78,17 +79,7 @@ class RunChoice:
 
 def list_runs(db: Database) -> list[RunChoice]:
     """Every run, newest first."""
-    return [
-        RunChoice(
-            run_id=int(r["id"]),
-            name=r["name"],
-            state=r["state"],
-            version=int(r["version"]),
-            created_at=r["created_at"],
-            latest=bool(r["latest"]),
-        )
-        for r in db.fetch_all("dashboard_runs")
-    ]
+    return [typed_row(RunChoice, r, run_id=int(r["id"])) for r in db.fetch_all("dashboard_runs")]
 
 
 @dataclass
@@ -150,14 +141,7 @@ def resources(db: Database, run_id: int) -> Resources:
     """Sum of the cores, RAM, GPUs and VRAM of the run's active workers (hosts counted once)."""
     row = db.fetch_one("dashboard_resources", run_id=run_id, active_seconds=ACTIVE_SECONDS)
     assert row is not None  # an aggregate always returns one row
-    return Resources(
-        workers=int(row["workers"]),
-        hosts=int(row["hosts"]),
-        cpu_cores=int(row["cpu_cores"]),
-        ram_gb=float(row["ram_gb"]),
-        gpus=int(row["gpus"]),
-        gpu_vram_gb=float(row["gpu_vram_gb"]),
-    )
+    return typed_row(Resources, row)
 
 
 def loss_history(db: Database, run_id: int) -> list[dict[str, Any]]:

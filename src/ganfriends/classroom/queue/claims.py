@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from ganfriends.db import Database
+from ganfriends.db.rows import typed_row
 from ganfriends.rules import Unit
 
 
@@ -36,14 +37,7 @@ class Claim:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Claim:
         """Parse a ``claim_unit`` / ``claim_backup_unit`` row."""
-        return cls(
-            unit_id=int(row["unit_id"]),
-            version=int(row["version"]),
-            unit=unit_of(row),
-            token=row["token"],
-            expires_at=row["expires_at"],
-            backup=bool(row["backup"]),
-        )
+        return typed_row(cls, row, unit=unit_of(row))
 
 
 @dataclass(frozen=True)

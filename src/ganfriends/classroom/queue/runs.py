@@ -11,6 +11,7 @@ from typing import Any
 
 from ganfriends.config import Config, config_from_stored
 from ganfriends.db import Database, Tx
+from ganfriends.db.rows import typed_row
 from ganfriends.errors import GanError
 from ganfriends.models import ModelConfig
 from ganfriends.rules import Plan, plan_from_dict
@@ -43,21 +44,13 @@ class Run:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
         """Parse a ``runs`` row."""
-        return cls(
-            id=int(row["id"]),
-            name=str(row["name"]),
-            state=str(row["state"]),
-            mode=str(row["mode"]),
-            plan=plan_from_dict(str(row["mode"]), dict(row["plan"])),
-            total_versions=int(row["total_versions"]),
+        mode = str(row["mode"])
+        return typed_row(
+            cls,
+            row,
+            plan=plan_from_dict(mode, dict(row["plan"])),
             stored_config=dict(row["config"]),
             model_config=ModelConfig.from_dict(row["model_config"]),
-            fingerprint=dict(row["fingerprint"]),
-            lease_seconds=float(row["lease_seconds"]),
-            max_backups=int(row["max_backups"]),
-            max_units_per_claim=int(row["max_units_per_claim"]),
-            version=int(row["version"]),
-            images_seen=int(row["images_seen"]),
         )
 
 

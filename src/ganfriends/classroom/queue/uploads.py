@@ -13,6 +13,7 @@ from typing import Any
 
 from ganfriends.classroom.queue.claims import unit_of
 from ganfriends.db import Database
+from ganfriends.db.rows import typed_row
 from ganfriends.rules import Unit
 
 
@@ -39,16 +40,7 @@ class Upload:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Upload:
         """Parse a ``fetch_results`` row."""
-        return cls(
-            unit_id=int(row["unit_id"]),
-            unit=unit_of(row),
-            worker_id=int(row["worker_id"]),
-            images=int(row["images"]),
-            payload=bytes(row["payload"]),
-            device_state=None if row["device_state"] is None else bytes(row["device_state"]),
-            arrived=row.get("created_at"),
-            student=str(row["student"]),
-        )
+        return typed_row(cls, row, unit=unit_of(row), arrived=row.get("created_at"))
 
 
 @dataclass(frozen=True)
@@ -63,7 +55,7 @@ def count_units(db: Database, run_id: int, version: int) -> UnitCounts:
     """How far a version's units are."""
     row = db.fetch_one("count_units", run_id=run_id, version=version)
     assert row is not None
-    return UnitCounts(done=int(row["done"]), total=int(row["total"]))
+    return typed_row(UnitCounts, row)
 
 
 def uploads(
@@ -113,9 +105,7 @@ class EndedSession:
 def end_stuck_student_sessions(db: Database, seconds: float) -> list[EndedSession]:
     """End students' sessions whose transaction is older than ``seconds``; those it ended."""
     rows = db.fetch_all("end_stuck_student_sessions", seconds=seconds)
-    return [
-        EndedSession(int(r["pid"]), str(r["role"]), float(r["seconds"])) for r in rows if r["ended"]
-    ]
+    return [typed_row(EndedSession, r) for r in rows if r["ended"]]
 
 
 def drop_copy(db: Database, upload: Upload) -> None:
