@@ -37,6 +37,10 @@ _HEADING = re.compile(r"^-- Name: (?P<name>.+?); Type: (?P<type>[^;]+); Schema: 
 _NOISE = re.compile(
     r"^(SET |SELECT pg_catalog\.set_config|\\(un)?restrict |-- Dumped |-- PostgreSQL)"
 )
+_KEY = re.compile(
+    r"-- CONSTRAINT \S+ \S+\n\nALTER TABLE ONLY ganfriends\.(?P<table>\w+)\n"
+    r"    ADD CONSTRAINT (?P<name>\w+) (?P<definition>(?:PRIMARY KEY|UNIQUE) [^;]*);\n+"
+)
 HEADER = """\
 -- The tables of schema ganfriends as the numbered migrations leave them (version {version}), for
 -- a reader: columns, constraints, indexes, views and grants. The functions, and the view that
@@ -59,8 +63,20 @@ def tidy(dump: str, version: int) -> str:
             continue
         else:
             lines.append(line.rstrip())
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    text = _inline_keys(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip())
     return HEADER.format(version=version) + "\n" + text + "\n"
+
+
+def _inline_keys(text: str) -> str:
+    """Primary keys and unique constraints moved into their table's CREATE TABLE, where a reader
+    looks for them (pg_dump adds every constraint apart; foreign keys stay apart, after every
+    table they name exists)."""
+    for key in list(_KEY.finditer(text)):
+        text = text.replace(key.group(0), "", 1)
+        create = text.index(f"CREATE TABLE ganfriends.{key['table']} (")
+        end = text.index("\n)", create)
+        text = f"{text[:end]},\n    CONSTRAINT {key['name']} {key['definition']}{text[end:]}"
+    return text
 
 
 def dump(url: str) -> str:

@@ -17,7 +17,7 @@
 -- no write privilege on any table (see migrations 0007 and 0011 for the reasoning and the
 -- limits they enforce).
 
--- ===================================================================== Who may act: a worker's owner, a student's standing and allowance
+-- ============================== Who may act: a worker's owner, a student's standing and allowance
 
 -- Raise unless the calling role registered this worker.
 CREATE OR REPLACE FUNCTION worker_check(p_worker_id bigint) RETURNS void
@@ -150,7 +150,7 @@ BEGIN
     END IF;
 END $$;
 
--- ===================================================================== A worker's life: registration, heartbeat, stop
+-- ================================================= A worker's life: registration, heartbeat, stop
 
 CREATE OR REPLACE FUNCTION worker_register(
     p_run_id bigint, p_name text, p_hostname text, p_device text, p_gpu_name text,
@@ -251,7 +251,7 @@ LANGUAGE sql SECURITY DEFINER SET search_path = ganfriends, pg_temp AS $$
     UPDATE workers SET state = 'stopped', last_heartbeat = now() WHERE id = p_worker_id;
 $$;
 
--- ===================================================================== Claims: units leased to a worker, and given back
+-- =============================================== Claims: units leased to a worker, and given back
 
 CREATE OR REPLACE FUNCTION worker_claim_units(p_run_id bigint, p_worker_id bigint, p_count int)
 RETURNS TABLE (unit_id bigint, version int, unit_index int, device int, token uuid,
@@ -409,7 +409,7 @@ BEGIN
                       AND l.expires_at > now() AND l.token <> p_token);
 END $$;
 
--- ===================================================================== Uploads
+-- ======================================================================================== Uploads
 
 -- A quarantined student's uploads are not stored (their claims were refused from the moment
 -- they were quarantined; this covers what they held then).
@@ -452,7 +452,7 @@ BEGIN
     FROM stored, LATERAL pg_notify('ganfriends_results', p_run_id::text);
 END $$;
 
--- ===================================================================== The coordinator
+-- ================================================================================ The coordinator
 
 -- The coordinator's lock (queries.sql lock_run): true when the calling session holds it now.
 -- The row lock serialises two coordinators taking it at once; the holder's session is judged

@@ -18,7 +18,8 @@ CREATE TABLE ganfriends.device_states (
     version integer NOT NULL,
     state bytea NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT device_states_device_check CHECK ((device >= 0))
+    CONSTRAINT device_states_device_check CHECK ((device >= 0)),
+    CONSTRAINT device_states_pkey PRIMARY KEY (run_id, device)
 )
 WITH (autovacuum_enabled='false', toast.autovacuum_enabled='false');
 ALTER TABLE ONLY ganfriends.device_states ALTER COLUMN state SET STORAGE EXTERNAL;
@@ -35,7 +36,8 @@ CREATE TABLE ganfriends.evaluations (
     "precision" double precision,
     recall double precision,
     num_samples integer NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT evaluations_pkey PRIMARY KEY (run_id, version)
 );
 
 -- TABLE leases
@@ -48,7 +50,8 @@ CREATE TABLE ganfriends.leases (
     claimed_at timestamp with time zone DEFAULT now() NOT NULL,
     expires_at timestamp with time zone NOT NULL,
     finished_at timestamp with time zone,
-    CONSTRAINT leases_state_check CHECK ((state = ANY (ARRAY['active'::text, 'done'::text, 'expired'::text, 'released'::text, 'superseded'::text])))
+    CONSTRAINT leases_state_check CHECK ((state = ANY (ARRAY['active'::text, 'done'::text, 'expired'::text, 'released'::text, 'superseded'::text]))),
+    CONSTRAINT leases_pkey PRIMARY KEY (token)
 );
 
 -- TABLE optimizer_states
@@ -58,7 +61,8 @@ CREATE TABLE ganfriends.optimizer_states (
     version integer NOT NULL,
     generator bytea NOT NULL,
     discriminator bytea NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT optimizer_states_pkey PRIMARY KEY (run_id)
 )
 WITH (autovacuum_enabled='false', toast.autovacuum_enabled='false');
 ALTER TABLE ONLY ganfriends.optimizer_states ALTER COLUMN generator SET STORAGE EXTERNAL;
@@ -77,7 +81,8 @@ CREATE TABLE ganfriends.results (
     compute_seconds double precision,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     device_state bytea,
-    CONSTRAINT results_images_check CHECK ((images > 0))
+    CONSTRAINT results_images_check CHECK ((images > 0)),
+    CONSTRAINT results_pkey PRIMARY KEY (unit_id, worker_id)
 )
 WITH (autovacuum_enabled='false', toast.autovacuum_enabled='false');
 ALTER TABLE ONLY ganfriends.results ALTER COLUMN payload SET STORAGE EXTERNAL;
@@ -103,7 +108,8 @@ CREATE TABLE ganfriends.rejections (
     unit_index bigint NOT NULL,
     reason text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    mismatch boolean DEFAULT false NOT NULL
+    mismatch boolean DEFAULT false NOT NULL,
+    CONSTRAINT rejections_pkey PRIMARY KEY (id)
 );
 
 -- SEQUENCE rejections_id_seq
@@ -125,7 +131,8 @@ CREATE TABLE ganfriends.run_locks (
     run_id bigint NOT NULL,
     holder_pid integer,
     holder_started timestamp with time zone,
-    taken_at timestamp with time zone
+    taken_at timestamp with time zone,
+    CONSTRAINT run_locks_pkey PRIMARY KEY (run_id)
 );
 
 -- TABLE runs
@@ -160,7 +167,8 @@ CREATE TABLE ganfriends.runs (
     CONSTRAINT runs_mode_check CHECK ((mode = ANY (ARRAY['sync'::text, 'federated'::text, 'md-gan'::text]))),
     CONSTRAINT runs_quarantine_after_check CHECK ((quarantine_after >= 1)),
     CONSTRAINT runs_state_check CHECK ((state = ANY (ARRAY['running'::text, 'complete'::text, 'stopped'::text]))),
-    CONSTRAINT runs_total_versions_check CHECK ((total_versions > 0))
+    CONSTRAINT runs_total_versions_check CHECK ((total_versions > 0)),
+    CONSTRAINT runs_pkey PRIMARY KEY (id)
 );
 
 -- SEQUENCE runs_id_seq
@@ -182,7 +190,8 @@ CREATE TABLE ganfriends.samples (
     run_id bigint NOT NULL,
     version integer NOT NULL,
     png bytea NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT samples_pkey PRIMARY KEY (run_id, version)
 );
 ALTER TABLE ONLY ganfriends.samples ALTER COLUMN png SET STORAGE EXTERNAL;
 
@@ -198,7 +207,8 @@ CREATE TABLE ganfriends.schema_functions (
 CREATE TABLE ganfriends.schema_migrations (
     version integer NOT NULL,
     name text NOT NULL,
-    applied_at timestamp with time zone DEFAULT now() NOT NULL
+    applied_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
 );
 
 -- TABLE student_pardons
@@ -206,7 +216,8 @@ CREATE TABLE ganfriends.schema_migrations (
 CREATE TABLE ganfriends.student_pardons (
     run_id bigint NOT NULL,
     student text NOT NULL,
-    pardoned_at timestamp with time zone DEFAULT now() NOT NULL
+    pardoned_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT student_pardons_pkey PRIMARY KEY (run_id, student, pardoned_at)
 );
 
 -- TABLE updates
@@ -224,7 +235,8 @@ CREATE TABLE ganfriends.updates (
     contributors integer NOT NULL,
     wait_seconds double precision,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    norms jsonb
+    norms jsonb,
+    CONSTRAINT updates_pkey PRIMARY KEY (run_id, version)
 );
 
 -- TABLE version_inputs
@@ -233,7 +245,8 @@ CREATE TABLE ganfriends.version_inputs (
     run_id bigint NOT NULL,
     version integer NOT NULL,
     name text NOT NULL,
-    blob bytea NOT NULL
+    blob bytea NOT NULL,
+    CONSTRAINT version_inputs_pkey PRIMARY KEY (run_id, version, name)
 )
 WITH (autovacuum_enabled='false', toast.autovacuum_enabled='false');
 ALTER TABLE ONLY ganfriends.version_inputs ALTER COLUMN blob SET STORAGE EXTERNAL;
@@ -245,7 +258,8 @@ CREATE TABLE ganfriends.weights (
     version integer NOT NULL,
     generator bytea NOT NULL,
     discriminator bytea NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT weights_pkey PRIMARY KEY (run_id, version)
 )
 WITH (autovacuum_enabled='false', toast.autovacuum_enabled='false');
 ALTER TABLE ONLY ganfriends.weights ALTER COLUMN generator SET STORAGE EXTERNAL;
@@ -265,7 +279,9 @@ CREATE TABLE ganfriends.work_units (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     device integer,
     CONSTRAINT work_units_device_check CHECK ((device >= 0)),
-    CONSTRAINT work_units_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'claimed'::text, 'done'::text])))
+    CONSTRAINT work_units_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'claimed'::text, 'done'::text]))),
+    CONSTRAINT work_units_pkey PRIMARY KEY (id),
+    CONSTRAINT work_units_run_id_unit_index_key UNIQUE (run_id, unit_index)
 );
 
 -- SEQUENCE work_units_id_seq
@@ -301,7 +317,8 @@ CREATE TABLE ganfriends.workers (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     role_name text DEFAULT SESSION_USER NOT NULL,
     student text NOT NULL,
-    CONSTRAINT workers_state_check CHECK ((state = ANY (ARRAY['active'::text, 'stopped'::text])))
+    CONSTRAINT workers_state_check CHECK ((state = ANY (ARRAY['active'::text, 'stopped'::text]))),
+    CONSTRAINT workers_pkey PRIMARY KEY (id)
 );
 
 -- SEQUENCE workers_id_seq
@@ -332,91 +349,6 @@ ALTER TABLE ONLY ganfriends.work_units ALTER COLUMN id SET DEFAULT nextval('ganf
 -- DEFAULT workers id
 
 ALTER TABLE ONLY ganfriends.workers ALTER COLUMN id SET DEFAULT nextval('ganfriends.workers_id_seq'::regclass);
-
--- CONSTRAINT device_states device_states_pkey
-
-ALTER TABLE ONLY ganfriends.device_states
-    ADD CONSTRAINT device_states_pkey PRIMARY KEY (run_id, device);
-
--- CONSTRAINT evaluations evaluations_pkey
-
-ALTER TABLE ONLY ganfriends.evaluations
-    ADD CONSTRAINT evaluations_pkey PRIMARY KEY (run_id, version);
-
--- CONSTRAINT leases leases_pkey
-
-ALTER TABLE ONLY ganfriends.leases
-    ADD CONSTRAINT leases_pkey PRIMARY KEY (token);
-
--- CONSTRAINT optimizer_states optimizer_states_pkey
-
-ALTER TABLE ONLY ganfriends.optimizer_states
-    ADD CONSTRAINT optimizer_states_pkey PRIMARY KEY (run_id);
-
--- CONSTRAINT rejections rejections_pkey
-
-ALTER TABLE ONLY ganfriends.rejections
-    ADD CONSTRAINT rejections_pkey PRIMARY KEY (id);
-
--- CONSTRAINT results results_pkey
-
-ALTER TABLE ONLY ganfriends.results
-    ADD CONSTRAINT results_pkey PRIMARY KEY (unit_id, worker_id);
-
--- CONSTRAINT run_locks run_locks_pkey
-
-ALTER TABLE ONLY ganfriends.run_locks
-    ADD CONSTRAINT run_locks_pkey PRIMARY KEY (run_id);
-
--- CONSTRAINT runs runs_pkey
-
-ALTER TABLE ONLY ganfriends.runs
-    ADD CONSTRAINT runs_pkey PRIMARY KEY (id);
-
--- CONSTRAINT samples samples_pkey
-
-ALTER TABLE ONLY ganfriends.samples
-    ADD CONSTRAINT samples_pkey PRIMARY KEY (run_id, version);
-
--- CONSTRAINT schema_migrations schema_migrations_pkey
-
-ALTER TABLE ONLY ganfriends.schema_migrations
-    ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
-
--- CONSTRAINT student_pardons student_pardons_pkey
-
-ALTER TABLE ONLY ganfriends.student_pardons
-    ADD CONSTRAINT student_pardons_pkey PRIMARY KEY (run_id, student, pardoned_at);
-
--- CONSTRAINT updates updates_pkey
-
-ALTER TABLE ONLY ganfriends.updates
-    ADD CONSTRAINT updates_pkey PRIMARY KEY (run_id, version);
-
--- CONSTRAINT version_inputs version_inputs_pkey
-
-ALTER TABLE ONLY ganfriends.version_inputs
-    ADD CONSTRAINT version_inputs_pkey PRIMARY KEY (run_id, version, name);
-
--- CONSTRAINT weights weights_pkey
-
-ALTER TABLE ONLY ganfriends.weights
-    ADD CONSTRAINT weights_pkey PRIMARY KEY (run_id, version);
-
--- CONSTRAINT work_units work_units_pkey
-
-ALTER TABLE ONLY ganfriends.work_units
-    ADD CONSTRAINT work_units_pkey PRIMARY KEY (id);
-
--- CONSTRAINT work_units work_units_run_id_unit_index_key
-
-ALTER TABLE ONLY ganfriends.work_units
-    ADD CONSTRAINT work_units_run_id_unit_index_key UNIQUE (run_id, unit_index);
-
--- CONSTRAINT workers workers_pkey
-
-ALTER TABLE ONLY ganfriends.workers
-    ADD CONSTRAINT workers_pkey PRIMARY KEY (id);
 
 -- INDEX leases_unit
 

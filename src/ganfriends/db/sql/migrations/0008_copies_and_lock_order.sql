@@ -23,6 +23,6 @@ CREATE INDEX rejections_unit ON rejections (run_id, version, unit_index) WHERE N
 
 -- One lock order in every statement that touches both: the unit's row, then its leases.
 -- worker_submit_result takes the unit (FOR UPDATE OF u) and then writes the lease; the heartbeat
--- and the release (now in ../functions.sql) used to write the lease first and the unit second, so a worker's
--- heartbeat thread and its own upload could each hold what the other waited for (a deadlock that
--- PostgreSQL breaks by aborting one of them after deadlock_timeout).
+-- and the release (now in ../functions.sql) used to write the lease first and the unit second,
+-- so a worker's heartbeat thread and its own upload could each hold what the other waited for
+-- (a deadlock that PostgreSQL breaks by aborting one of them after deadlock_timeout).
