@@ -117,20 +117,17 @@ def publish(
         )
         if advanced != 1:
             raise GanError(f"run {run.id} was advanced by someone else; stopping")
-    tx.execute(
-        "insert_weights",
-        run_id=run.id,
-        version=version,
-        generator=weights.generator,
-        discriminator=weights.discriminator,
-    )
-    tx.execute(
-        "upsert_optimizer_states",
-        run_id=run.id,
-        version=version,
-        generator=optimizer_states.generator,
-        discriminator=optimizer_states.discriminator,
-    )
+    for query, blobs in (
+        ("insert_weights", weights),
+        ("upsert_optimizer_states", optimizer_states),
+    ):
+        tx.execute(
+            query,
+            run_id=run.id,
+            version=version,
+            generator=blobs.generator,
+            discriminator=blobs.discriminator,
+        )
     if inputs:
         tx.execute(
             "insert_inputs",
