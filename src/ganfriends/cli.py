@@ -12,8 +12,16 @@ from typing import Any
 
 from ganfriends import __version__
 from ganfriends.children import bind_to_parent
-from ganfriends.config import env_name, flag_options, is_switch, load_config, redact_url
+from ganfriends.config import (
+    env_name,
+    flag_options,
+    is_switch,
+    load_config,
+    option_help,
+    redact_url,
+)
 from ganfriends.errors import GanError
+from ganfriends.rules.registry import mode_names, mode_settings
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -36,7 +44,7 @@ def _add_config_flags(
         "--config", metavar="FILE", help="YAML config file (default: ./config.yaml if present)"
     )
     for key, f in flag_options(*sections, exclude=exclude):
-        help_text = f"{f.metadata['help']} (default: {f.default}; env {env_name(key)})"
+        help_text = f"{option_help(f)} (default: {f.default}; env {env_name(key)})"
         if is_switch(key):
             parser.add_argument(
                 f.metadata["flag"],
@@ -150,7 +158,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """Run a distributed mode (sync or federated) in this process, with the class run's rules."""
+    """Run a class run's mode (--mode) in this process, with the class run's rules."""
     from ganfriends.training.simulate import simulate
 
     result = simulate(_config_from(args))
@@ -279,10 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim = commands.add_parser(
         "simulate",
         parents=[verbose],
-        help="a distributed mode (sync, federated) in one process, for research",
+        help=f"a class run's mode ({', '.join(mode_names())}) in one process, for research",
         description=cmd_simulate.__doc__,
     )
-    _add_config_flags(sim, *SIMULATE_OPTIONS, exclude=SIMULATE_EXCLUDED)
+    _add_config_flags(sim, *SIMULATE_OPTIONS, *mode_settings(), exclude=SIMULATE_EXCLUDED)
     sim.set_defaults(func=cmd_simulate)
 
     celeba = commands.add_parser(
@@ -312,9 +320,7 @@ SIMULATE_OPTIONS = (
     "coordinator.sample_interval",
     "coordinator.max_iterations",
     "coordinator.clip_factor",
-    "federated",
-    "mdgan",
-)
+)  # and every mode's own settings (rules.registry)
 SIMULATE_EXCLUDED = (
     "training.batch_size",  # --batch-size is the federated B (sync uses --micro-batch)
     "training.max_steps",
@@ -332,9 +338,7 @@ COORDINATOR_OPTIONS = (
     "training",
     "data",
     "coordinator",
-    "federated",
-    "mdgan",
-)
+)  # and every mode's own settings (rules.registry)
 COORDINATOR_EXCLUDED = (
     "training.device",  # the coordinator's Adam step runs on the CPU
     "training.eval_interval",  # the coordinator's own counts updates (coordinator.eval_interval)
@@ -433,7 +437,7 @@ def _add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None
         help="run (or resume) the class run",
         description=classroom.coordinator.__doc__,
     )
-    _add_config_flags(coord, *COORDINATOR_OPTIONS, exclude=COORDINATOR_EXCLUDED)
+    _add_config_flags(coord, *COORDINATOR_OPTIONS, *mode_settings(), exclude=COORDINATOR_EXCLUDED)
     coord.set_defaults(func=lambda a: classroom.coordinator(_config_from(a)))
 
     work = commands.add_parser(

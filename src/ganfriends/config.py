@@ -16,7 +16,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -24,6 +24,7 @@ from typing import Any, Union
 import yaml
 
 from ganfriends.errors import ConfigError
+from ganfriends.rules import registry
 
 REDACTED = "***"  # what a secret reads as in runs.config, checkpoints and logs
 
@@ -35,16 +36,19 @@ DEFAULT_CONFIG_FILE = "config.yaml"
 
 def option(
     default: Any,
-    help: str,
+    help: str | Callable[[], str],
     *,
     flag: str | None = None,
-    choices: tuple[str, ...] | None = None,
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None,
     minimum: float | None = None,
     maximum: float | None = None,
     secret: bool = False,
     holds_password: bool = False,
 ) -> Any:
-    """A config field: its default, its help text, and how it is checked and exposed."""
+    """A config field: its default, its help text, and how it is checked and exposed.
+
+    ``help`` and ``choices`` may be functions, asked each time (``--mode``'s come from the
+    registry of modes, which may grow after this module is loaded)."""
     meta = {
         "help": help,
         "flag": flag,
@@ -229,14 +233,7 @@ class DataConfig:
 class CoordinatorConfig:
     """The instructor's coordinator: outputs, pacing and storage retention."""
 
-    mode: str = option(
-        "sync",
-        "sync: one optimizer step from K units of gradients per version; "
-        "federated: FeGAN rounds of local steps on device shards, combined by weights; "
-        "md-gan: one generator at the coordinator, a discriminator per device",
-        flag="--mode",
-        choices=("sync", "federated", "md-gan"),
-    )
+    mode: str = option("sync", registry.modes_help, flag="--mode", choices=registry.mode_names)
     output_dir: str = option(
         "outputs", "where sample grids and checkpoints go", flag="--output-dir"
     )
@@ -605,6 +602,18 @@ def option_fields(section: str) -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in dataclasses.fields(SECTIONS[section])}
 
 
+def option_help(f: dataclasses.Field[Any]) -> str:
+    """An option's help text."""
+    text = f.metadata["help"]
+    return str(text() if callable(text) else text)
+
+
+def option_choices(f: dataclasses.Field[Any]) -> tuple[str, ...] | None:
+    """The values an option accepts, or None for any of its type."""
+    choices = f.metadata["choices"]
+    return tuple(choices()) if callable(choices) else choices
+
+
 def is_switch(key: str) -> bool:
     """True for boolean options, whose flags take no value."""
     section, name = key.split(".")
@@ -664,9 +673,9 @@ def _convert(key: str, value: Any, source: str) -> Any:
             raise bad("must be a string")
         result = str(value)
 
-    meta = f.metadata
-    if meta["choices"] is not None and str(result) not in meta["choices"]:
-        raise bad(f"must be one of {', '.join(meta['choices'])}")
+    meta, choices = f.metadata, option_choices(f)
+    if choices is not None and str(result) not in choices:
+        raise bad(f"must be one of {', '.join(choices)}")
     if meta["minimum"] is not None and result < meta["minimum"]:
         raise bad(f"must be >= {meta['minimum']}")
     if meta["maximum"] is not None and result > meta["maximum"]:
@@ -789,13 +798,14 @@ def flag_options(
 ) -> list[tuple[str, dataclasses.Field[Any]]]:
     """Options of these sections that have a command-line flag, as (key, field) pairs.
 
-    ``sections`` may also name single options (``"database.url"``); ``exclude`` drops options.
+    ``sections`` may also name single options (``"database.url"``), an option named twice
+    counts once; ``exclude`` drops options.
     """
-    keys: list[tuple[str, dataclasses.Field[Any]]] = []
+    keys: dict[str, dataclasses.Field[Any]] = {}
     for entry in sections:
         section, _, only = entry.partition(".")
         for name, f in option_fields(section).items():
             key = f"{section}.{name}"
             if f.metadata["flag"] and (not only or name == only) and key not in exclude:
-                keys.append((key, f))
-    return keys
+                keys[key] = f
+    return list(keys.items())

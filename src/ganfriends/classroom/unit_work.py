@@ -28,6 +28,7 @@ from ganfriends.data import ImageDataset
 from ganfriends.db import Database
 from ganfriends.errors import GanError
 from ganfriends.rules import Rule
+from ganfriends.rules.base import PublishesInputs, UnitStart, Workspace, device_state_spec
 from ganfriends.step import StepStats
 
 
@@ -92,11 +93,10 @@ class WorkSession:
     def load_version(self, db: Database, claim: Claim) -> dict[str, torch.Tensor] | None:
         """Make the networks hold the claim's version; the inputs it reads when the rule
         publishes inputs rather than weights (MD-GAN). Raises :class:`VersionGone`."""
-        if self.rule.publishes_weights:
+        if not isinstance(self.rule, PublishesInputs):
             self.published.load(db, self.run_id, claim.version)
             return None
         spec = self.rule.inputs_spec(self.generator, self.discriminator)
-        assert spec is not None
         names = self.rule.inputs_needed(claim.unit)
         blobs = queue.inputs(db, self.run_id, claim.version, names)
         if set(blobs) != set(names):
@@ -108,7 +108,7 @@ class WorkSession:
 
     def device_state(self, db: Database, claim: Claim) -> dict[str, torch.Tensor] | None:
         """The local state the claimed unit's device starts from (per-device modes)."""
-        spec = self.rule.device_state_spec(self.generator, self.discriminator)
+        spec = device_state_spec(self.rule, self.generator, self.discriminator)
         if spec is None or claim.unit.device is None:
             return None
         blob = queue.device_state(db, self.run_id, claim.unit.device)
@@ -129,15 +129,8 @@ class WorkSession:
         """Compute the claimed unit on the loaded version and encode its upload."""
         started = time.monotonic()
         try:
-            result = self.rule.compute(
-                self.generator,
-                self.discriminator,
-                self.dataset,
-                claim.unit,
-                device=self.device,
-                device_state=device_state,
-                inputs=inputs,
-            )
+            work = Workspace(self.generator, self.discriminator, self.dataset, self.device)
+            result = self.rule.compute(work, claim.unit, UnitStart(device_state, inputs))
         except torch.cuda.OutOfMemoryError as exc:
             raise GanError(
                 f"this GPU cannot fit the run's batches at {self.run.model_config.image_size}"
