@@ -40,7 +40,8 @@ from ganfriends.data import ImageDataset, make_dataset
 from ganfriends.db import Database, DatabaseError, DatabaseUnavailable
 from ganfriends.models import build_models
 from ganfriends.rules import Rule, make_rule
-from ganfriends.rules.base import UnitResult, Workspace
+from ganfriends.rules.base import UnitResult
+from ganfriends.rules.work import Workspace
 
 # Uploads that validation or screening must refuse (the run stays bit-identical to an honest one).
 REFUSED_KINDS = ("nan", "stats", "zero", "shape", "images")

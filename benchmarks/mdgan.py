@@ -61,7 +61,7 @@ from ganfriends.evaluation import Evaluator
 from ganfriends.evaluation.checkpoints import evaluate_checkpoint
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import make_rule, plan_from_config
-from ganfriends.rules.base import device_state_spec
+from ganfriends.rules.capabilities import device_state_spec
 from ganfriends.training.history import read_history
 from ganfriends.training.local import model_config_for, train_local
 from ganfriends.training.simulate import simulate

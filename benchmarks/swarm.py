@@ -45,7 +45,7 @@ from ganfriends.db.server import APP_DATABASE
 from ganfriends.db.students import add_student
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import SyncPlan, Unit, make_rule
-from ganfriends.rules.base import Workspace
+from ganfriends.rules.work import Workspace
 from ganfriends.signals import StopRequest
 from latency_proxy import DelayProxy
 

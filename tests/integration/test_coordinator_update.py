@@ -17,7 +17,7 @@ from ganfriends.db import Database
 from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import SyncPlan, Unit, make_rule
-from ganfriends.rules.base import Workspace
+from ganfriends.rules.work import Workspace
 from ganfriends.schedule import micro_slices
 from ganfriends.step import MicroBatch, make_optimizers, train_step
 

@@ -22,7 +22,9 @@ from ganfriends.classroom.state import create_run, load_run_state
 from ganfriends.config import Config
 from ganfriends.db import Database
 from ganfriends.rules import plan_from_config
-from ganfriends.rules.base import UnitResult, UnitStart, Workspace, device_state_spec
+from ganfriends.rules.base import UnitResult
+from ganfriends.rules.capabilities import device_state_spec
+from ganfriends.rules.work import UnitStart, Workspace
 from tests.integration.queue_helpers import TINY_MODEL, Raw, register
 from tests.integration.student_helpers import HARDWARE, Student
 from tests.integration.test_modes_transport import federated_run

@@ -20,8 +20,9 @@ from ganfriends.config import Config
 from ganfriends.db import Database, migrate
 from ganfriends.db.migrations import MIGRATIONS_DIR
 from ganfriends.errors import GanError
-from ganfriends.rules.base import UnitResult, Workspace
+from ganfriends.rules.base import UnitResult
 from ganfriends.rules.federated import FederatedPlan
+from ganfriends.rules.work import Workspace
 from tests.integration.queue_helpers import FINGERPRINT, TINY_MODEL, Raw, register
 from tests.unit.test_rules import Labelled, federated_config
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +23,16 @@ from rich.console import Console
 
 from ganfriends.classroom import queue
 from ganfriends.classroom.coordinator import Coordinator
+from ganfriends.classroom.intake import Valid
 from ganfriends.classroom.payload import decode_result, encode_result
 from ganfriends.classroom.state import create_run, load_run_state
-from ganfriends.classroom.unit_work import PublishedWeights, WorkSession
-from ganfriends.config import Config
+from ganfriends.classroom.unit_work import WorkSession
+from ganfriends.config import Config, load_config
 from ganfriends.data import ImageDataset, make_dataset
 from ganfriends.db import Database
 from ganfriends.errors import GanError
-from ganfriends.models import ModelConfig, build_models
-from ganfriends.rules import ServerState, make_rule, plan_from_config
+from ganfriends.models import ModelConfig
+from ganfriends.rules import ServerState, plan_from_config
 from ganfriends.rules.registry import mode_names
 from ganfriends.training.local import model_config_for
 from ganfriends.training.simulate import simulate
@@ -40,34 +42,28 @@ CPU = torch.device("cpu")
 IMAGES = 64
 
 
-def sync(config: Config) -> None:
-    config.training.images_per_work_unit = 16
-    config.training.workunits_per_update = 2
-    config.training.micro_batch = 8
-    config.coordinator.max_iterations = 2  # the alternating default: 4 versions
-
-
-def federated(config: Config) -> None:
-    config.federated.devices = 3
-    config.federated.fraction = 0.5
-    config.federated.local_steps = 2
-    config.federated.batch_size = 4
-    config.federated.rounds = 3
-
-
-def md_gan(config: Config) -> None:
-    config.federated.devices = 2
-    config.federated.batch_size = 8
-    config.mdgan.k = 2
-    config.mdgan.disc_steps = 1
-    config.mdgan.iterations = 5  # shards of 32 images: a swap every 4 iterations
-
-
-# A tiny run of each registered mode: its settings beside the shared ones below.
-CASES: dict[str, Callable[[Config], None]] = {
-    "sync": sync,
-    "federated": federated,
-    "md-gan": md_gan,
+# A tiny run of each registered mode: its own settings, beside the shared ones of run_config.
+CASES: dict[str, dict[str, object]] = {
+    "sync": {
+        "training.images_per_work_unit": 16,
+        "training.workunits_per_update": 2,
+        "training.micro_batch": 8,
+        "coordinator.max_iterations": 2,  # the alternating default: 4 versions
+    },
+    "federated": {
+        "federated.devices": 3,
+        "federated.fraction": 0.5,
+        "federated.local_steps": 2,
+        "federated.batch_size": 4,
+        "federated.rounds": 3,
+    },
+    "md-gan": {
+        "federated.devices": 2,
+        "federated.batch_size": 8,
+        "mdgan.k": 2,
+        "mdgan.disc_steps": 1,
+        "mdgan.iterations": 5,  # shards of 32 images: a swap every 4 iterations
+    },
 }
 
 
@@ -85,22 +81,39 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_config(mode: str, images: Path, out: Path) -> Config:
     """The tiny run of ``mode`` on the image folder, on the CPU, writing under ``out``."""
-    config = Config()
-    config.coordinator.mode = mode
-    config.coordinator.output_dir = str(out / "class")
-    config.coordinator.sample_interval = 10**6
-    config.data.dataset = "folder"
-    config.data.dataset_path = str(images)
-    config.data.data_dir = str(out / "data")
-    config.data.num_workers = 0
-    config.training.image_size = 32
-    config.training.latent_dim = 8
-    config.training.g_features = config.training.d_features = 4
-    config.training.seed = 3
-    config.training.device = "cpu"
-    config.training.output_dir = str(out / "sim")
-    CASES[mode](config)
-    return config
+    shared = {
+        "coordinator.mode": mode,
+        "coordinator.output_dir": out / "class",
+        "coordinator.sample_interval": 10**6,
+        "data.dataset": "folder",
+        "data.dataset_path": images,
+        "data.data_dir": out / "data",
+        "data.num_workers": 0,
+        "training.image_size": 32,
+        "training.latent_dim": 8,
+        "training.g_features": 4,
+        "training.d_features": 4,
+        "training.seed": 3,
+        "training.device": "cpu",
+        "training.output_dir": out / "sim",
+    }
+    overrides = {k: str(v) if isinstance(v, Path) else v for k, v in shared.items()}
+    return load_config(overrides=overrides | CASES[mode], env={}, default_file=None)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A registered mode's tiny run: its config and its data."""
+
+    mode: str
+    config: Config
+    dataset: ImageDataset
+
+
+@pytest.fixture(params=mode_names())
+def case(request: pytest.FixtureRequest, images: Path, tmp_path: Path) -> Case:
+    config = run_config(request.param, images, tmp_path)
+    return Case(request.param, config, open_data(config))
 
 
 def open_data(config: Config) -> ImageDataset:
@@ -126,18 +139,8 @@ def new_run(db: Database, config: Config, dataset: ImageDataset) -> int:
 
 
 def session(db: Database, run_id: int, dataset: ImageDataset) -> WorkSession:
-    """A worker's session on the run, as ``ganfriends worker`` builds it."""
-    run = queue.get_run(db, run_id)
-    generator, discriminator = build_models(run.model_config)
-    return WorkSession(
-        run=run,
-        rule=make_rule(run.mode, run.plan, run.config, run.model_config, dataset),
-        dataset=dataset,
-        generator=generator,
-        discriminator=discriminator,
-        published=PublishedWeights(generator, discriminator),
-        device=CPU,
-    )
+    """A worker's session on the run, as ``ganfriends worker`` opens it."""
+    return WorkSession.open(queue.get_run(db, run_id), dataset, CPU)
 
 
 def work_version(db: Database, run_id: int, worker: int, work: WorkSession) -> int:
@@ -169,43 +172,35 @@ def test_every_registered_mode_has_a_contract_case() -> None:
     assert set(CASES) == set(mode_names())
 
 
-@pytest.mark.parametrize("mode", mode_names())
-def test_a_plan_reads_back_from_runs_plan_as_it_was_made(
-    mode: str, db: Database, images: Path, tmp_path: Path
-) -> None:
-    config = run_config(mode, images, tmp_path)
-    dataset = open_data(config)
-    plan = plan_from_config(mode, config, dataset)
+def validated(db: Database, case: Case, run_id: int) -> list[Valid] | None:
+    """The coordinator's validation of the published version's uploads."""
+    state = load_run_state(db, run_id, case.dataset)
+    coordinator = Coordinator(db, case.config, console=Console(file=io.StringIO()))
+    return coordinator.validated_results(state)
 
-    run_id = new_run(db, config, dataset)
+
+def test_a_plan_reads_back_from_runs_plan_as_it_was_made(case: Case, db: Database) -> None:
+    plan = plan_from_config(case.mode, case.config, case.dataset)
+
+    run_id = new_run(db, case.config, case.dataset)
 
     assert queue.get_run(db, run_id).plan == plan
 
 
-@pytest.mark.parametrize("mode", mode_names())
-def test_a_units_result_passes_validation_against_its_spec(
-    mode: str, db: Database, images: Path, tmp_path: Path
-) -> None:
-    config = run_config(mode, images, tmp_path)
-    dataset = open_data(config)
-    run_id = new_run(db, config, dataset)
+def test_a_units_result_passes_validation_against_its_spec(case: Case, db: Database) -> None:
+    run_id = new_run(db, case.config, case.dataset)
     worker = register(db, run_id)
 
-    stored = work_version(db, run_id, worker, session(db, run_id, dataset))
+    stored = work_version(db, run_id, worker, session(db, run_id, case.dataset))
 
-    state = load_run_state(db, run_id, dataset)
-    valid = Coordinator(db, config, console=Console(file=io.StringIO())).validated_results(state)
-    assert valid is not None and len(valid) == stored == len(state.rule.units_of(0))
+    valid = validated(db, case, run_id)
+    assert valid is not None and len(valid) == stored
+    assert stored == len(load_run_state(db, run_id, case.dataset).rule.units_of(0))
 
 
-@pytest.mark.parametrize("mode", mode_names())
-def test_simulate_gives_the_model_of_a_one_worker_class_run(
-    mode: str, db: Database, images: Path, tmp_path: Path
-) -> None:
-    config = run_config(mode, images, tmp_path)
-
-    simulated = simulate(config, console=Console(file=io.StringIO()))
-    served = class_run(db, config, open_data(config))
+def test_simulate_gives_the_model_of_a_one_worker_class_run(case: Case, db: Database) -> None:
+    simulated = simulate(case.config, console=Console(file=io.StringIO()))
+    served = class_run(db, case.config, case.dataset)
 
     saved = torch.load(simulated.latest_checkpoint, map_location="cpu", weights_only=False)
     for key, net in (("generator_state_dict", served.generator),
@@ -234,21 +229,16 @@ def huge(t: torch.Tensor) -> torch.Tensor:
     ("tamper", "reason"),
     [(wrong_shape, "shape|wrong tensors"), (not_a_number, "NaN"), (huge, "beyond")],
 )
-@pytest.mark.parametrize("mode", mode_names())
 def test_a_hostile_result_is_refused_on_arrival(
-    mode: str,
+    case: Case,
     tamper: Callable[[torch.Tensor], torch.Tensor],
     reason: str,
     db: Database,
     raw: Raw,
-    images: Path,
-    tmp_path: Path,
 ) -> None:
-    config = run_config(mode, images, tmp_path)
-    dataset = open_data(config)
-    run_id = new_run(db, config, dataset)
+    run_id = new_run(db, case.config, case.dataset)
     mallory = register(db, run_id, "mallory")
-    work = session(db, run_id, dataset)
+    work = session(db, run_id, case.dataset)
     [claim] = queue.claim(db, run_id, mallory)
     inputs = work.load_version(db, claim)
     computed = work.compute(claim, inputs=inputs, device_state=work.device_state(db, claim))
@@ -260,8 +250,7 @@ def test_a_hostile_result_is_refused_on_arrival(
     hostile = queue.Outgoing(claim, honest.images, encode_result(result), honest.device_state, 0.0)
     assert queue.submit(db, run_id, mallory, [hostile])
 
-    state = load_run_state(db, run_id, dataset)
-    valid = Coordinator(db, config, console=Console(file=io.StringIO())).validated_results(state)
+    valid = validated(db, case, run_id)
 
     assert valid is None
     rejection = raw.one("SELECT worker_id, reason FROM rejections")

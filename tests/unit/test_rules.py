@@ -14,8 +14,9 @@ from ganfriends.errors import GanError
 from ganfriends.losses import NonSaturatingBCE
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import ServerState, SyncPlan, Unit, make_rule, plan_from_dict
-from ganfriends.rules.base import UnitResult, UnitStart, Workspace
+from ganfriends.rules.base import UnitResult
 from ganfriends.rules.federated import FederatedPlan, FederatedRule
+from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.schedule import BatchSchedule, micro_slices
 from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
 

@@ -10,8 +10,8 @@ from ganfriends.errors import GanError
 from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import ServerState, make_rule, plan_from_dict
-from ganfriends.rules.base import UnitStart, Workspace
 from ganfriends.rules.mdgan import WEIGHTS, MdganPlan, MdganRule
+from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.step import frozen
 from tests.unit.test_rules import Labelled
 

@@ -21,19 +21,16 @@ from ganfriends.classroom.payload import (
 from ganfriends.config import Config
 from ganfriends.models import build_models
 from ganfriends.rules import ServerState, SyncPlan, Unit, make_rule
-from ganfriends.rules.base import (
-    Rule,
-    UnitResult,
-    UnitStart,
-    Workspace,
+from ganfriends.rules.base import Rule, UnitResult, network_buffers
+from ganfriends.rules.capabilities import (
     device_moves,
     device_state_spec,
     inputs_of,
-    network_buffers,
     publishes_weights,
 )
 from ganfriends.rules.mdgan import WEIGHTS
 from ganfriends.rules.screening import Screening, screen_units
+from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.training import simulate as simulate_module
 from ganfriends.training.progress import TrainingProgress
 from tests.unit.test_rules import CPU, MODEL, Labelled, federated_rule

@@ -56,14 +56,12 @@ from ganfriends.db.session_lock import SessionLock
 from ganfriends.errors import GanError
 from ganfriends.models import ModelConfig
 from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config
-from ganfriends.rules.base import (
-    Unit,
+from ganfriends.rules.base import Unit, network_buffers, total_stats
+from ganfriends.rules.capabilities import (
     device_moves,
     device_state_spec,
     inputs_of,
-    network_buffers,
     publishes_weights,
-    total_stats,
 )
 from ganfriends.rules.screening import first_non_finite, screen_units
 from ganfriends.signals import StopRequest

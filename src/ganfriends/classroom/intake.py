@@ -26,7 +26,8 @@ from ganfriends.classroom.queue import Upload
 from ganfriends.classroom.state import RunState
 from ganfriends.db import Database
 from ganfriends.errors import GanError
-from ganfriends.rules.base import UnitResult, device_state_spec
+from ganfriends.rules.base import UnitResult
+from ganfriends.rules.capabilities import device_state_spec
 from ganfriends.rules.screening import copies_differ, is_all_zero
 
 # Distinct students whose copies of one unit failed before the coordinator stops and says so.

@@ -23,7 +23,7 @@ from ganfriends.db import Database, Tx
 from ganfriends.errors import GanError
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import Plan, Rule, ServerState, make_rule
-from ganfriends.rules.base import device_state_spec, inputs_of
+from ganfriends.rules.capabilities import device_state_spec, inputs_of
 from ganfriends.rules.registry import SHARED_RUN_DEFINING, stored_mode
 from ganfriends.rules.screening import HISTORY_VERSIONS
 

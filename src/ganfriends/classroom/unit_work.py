@@ -27,8 +27,10 @@ from ganfriends.classroom.queue import Claim, Outgoing, Run
 from ganfriends.data import ImageDataset
 from ganfriends.db import Database
 from ganfriends.errors import GanError
-from ganfriends.rules import Rule
-from ganfriends.rules.base import PublishesInputs, UnitStart, Workspace, device_state_spec
+from ganfriends.models import build_models
+from ganfriends.rules import Rule, make_rule
+from ganfriends.rules.capabilities import PublishesInputs, device_state_spec
+from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.step import StepStats
 
 
@@ -84,6 +86,21 @@ class WorkSession:
     discriminator: nn.Module
     published: PublishedWeights
     device: torch.device
+
+    @classmethod
+    def open(cls, run: Run, dataset: ImageDataset, device: torch.device) -> WorkSession:
+        """A session on ``run``: its rule, and networks of its architecture on ``device``."""
+        generator, discriminator = build_models(run.model_config)
+        generator, discriminator = generator.to(device), discriminator.to(device)
+        return cls(
+            run=run,
+            rule=make_rule(run.mode, run.plan, run.config, run.model_config, dataset),
+            dataset=dataset,
+            generator=generator,
+            discriminator=discriminator,
+            published=PublishedWeights(generator, discriminator),
+            device=device,
+        )
 
     @property
     def run_id(self) -> int:

@@ -7,7 +7,8 @@ or the in-process simulator (``simulate.py``):
     version v published -> units = rule.units_of(v) -> each unit: rule.compute(...) on v's weights
     (or, for rules that publish inputs, on v's published inputs)
     -> once rule.ready(done, total, waited): rule.combine(server, results) -> publish v+1
-    (with inputs_of(rule, server, v+1), and the device states moved by device_moves(rule, v+1))
+    (with inputs_of(rule, server, v+1), and the device states moved by device_moves(rule, v+1):
+    see :mod:`ganfriends.rules.capabilities`)
 
 The transport owns leases, uploads, validation against ``rule.result_spec``, crash safety and
 storage; the rule owns the science. A rule never touches the database, and the transport never
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ from ganfriends.blobs import TensorSpec, buffer_spec, parameter_spec
 from ganfriends.data import ImageDataset
 from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig
+from ganfriends.rules.work import FRESH, UnitStart, Workspace
 from ganfriends.step import StepStats, make_optimizers
 
 if TYPE_CHECKING:
@@ -238,38 +240,9 @@ def total_stats(results: Sequence[UnitResult]) -> StepStats:
     return total
 
 
-Inputs = dict[str, torch.Tensor]  # what a version publishes besides weights (MD-GAN's batches)
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """Where a worker computes units: its own G and D (holding the published weights of the
-    unit's version when the unit starts; computing moves them), its copy of the data, its
-    torch device."""
-
-    generator: nn.Module
-    discriminator: nn.Module
-    dataset: ImageDataset
-    device: torch.device
-
-
-@dataclass(frozen=True)
-class UnitStart:
-    """What a unit starts from besides the published weights: its device's local state
-    (per-device modes; None: a fresh device) and its version's published inputs
-    (:class:`PublishesInputs`)."""
-
-    device_state: dict[str, torch.Tensor] | None = None
-    inputs: Inputs | None = None
-
-
-FRESH = UnitStart()
-
-
 class Rule(Protocol):
     """A mode's science, behind the loop described in the module docstring. What only some
-    rules do is a capability of its own (the protocols below), asked through the free functions
-    at the end of this module."""
+    rules do is a capability of its own (:mod:`ganfriends.rules.capabilities`)."""
 
     @property
     def plan(self) -> Plan:
@@ -316,65 +289,6 @@ class Rule(Protocol):
         ...
 
 
-@runtime_checkable
-class PublishesInputs(Protocol):
-    """A rule whose workers compute on tensors each version publishes (MD-GAN's generated
-    batches) instead of the published G and D."""
-
-    def inputs_of(self, state: ServerState, version: int) -> Inputs | None:
-        """What version ``version`` publishes for the workers (None once the run is done).
-
-        Called once per version, right after the version's weights are final and before they
-        are stored (it may move BatchNorm running statistics, as a training forward does).
-        """
-        ...
-
-    def inputs_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec:
-        """The tensors of :meth:`inputs_of`, for validation on arrival."""
-        ...
-
-    def inputs_needed(self, unit: Unit) -> tuple[str, ...]:
-        """The names of the published inputs ``unit`` reads (all a worker has to download)."""
-        ...
-
-
-@runtime_checkable
-class KeepsDeviceState(Protocol):
-    """A rule whose devices keep a local state between their units (federated's local Adam,
-    MD-GAN's discriminators), stored per device and sent back with each result."""
-
-    def device_state_spec(
-        self, generator: nn.Module, discriminator: nn.Module
-    ) -> TensorSpec | None:
-        """The tensors of a device's state (None: this run keeps none, e.g. a reset policy)."""
-        ...
-
-
-@runtime_checkable
-class MovesDeviceStates(Protocol):
-    """A rule that moves device states between devices (MD-GAN's discriminator swaps)."""
-
-    def device_moves(self, version: int) -> list[int] | None:
-        """A permutation applied to the device states when publishing ``version``: the state of
-        device n becomes device ``moves[n]``'s; None: no move."""
-        ...
-
-
-@runtime_checkable
-class ChecksResults(Protocol):
-    """A rule whose results have exact properties a screening can check (bounded Adam moves)."""
-
-    def check_result(
-        self, unit: Unit, result: UnitResult, previous_state: dict[str, torch.Tensor] | None
-    ) -> str | None:
-        """Why ``result`` cannot be an honest result of ``unit``, from exact properties of the
-        computation (Adam's bounded steps and moments, step counts), or None. ``previous_state``
-        is the device state the unit started from (None: a fresh device). Screening refuses
-        such a result; a check must therefore hold for every honest result, whatever the data.
-        """
-        ...
-
-
 P = TypeVar("P")
 
 
@@ -409,37 +323,3 @@ class RuleBase(Generic[P]):
     ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         """DCGAN's Adam for G and D, at the coordinator."""
         return make_optimizers(generator, discriminator, self.learning_rate, self.betas)
-
-
-def publishes_weights(rule: Rule) -> bool:
-    """Whether workers compute on the published G and D (else on published inputs)."""
-    return not isinstance(rule, PublishesInputs)
-
-
-def inputs_of(rule: Rule, state: ServerState, version: int) -> Inputs | None:
-    """What version ``version`` publishes besides weights (see :class:`PublishesInputs`)."""
-    return rule.inputs_of(state, version) if isinstance(rule, PublishesInputs) else None
-
-
-def device_state_spec(
-    rule: Rule, generator: nn.Module, discriminator: nn.Module
-) -> TensorSpec | None:
-    """The tensors of a device's state, or None for a rule whose units carry none."""
-    if isinstance(rule, KeepsDeviceState):
-        return rule.device_state_spec(generator, discriminator)
-    return None
-
-
-def device_moves(rule: Rule, version: int) -> list[int] | None:
-    """How device states move when ``version`` is published (None: they stay)."""
-    return rule.device_moves(version) if isinstance(rule, MovesDeviceStates) else None
-
-
-def result_problem(
-    rule: Rule, unit: Unit, result: UnitResult, previous_state: dict[str, torch.Tensor] | None
-) -> str | None:
-    """Why ``result`` cannot be honest by the rule's exact checks, or None (also for a rule
-    without any: a sync gradient has no a-priori bound)."""
-    if isinstance(rule, ChecksResults):
-        return rule.check_result(unit, result, previous_state)
-    return None

@@ -55,13 +55,10 @@ from ganfriends.federated.local_state import (
 )
 from ganfriends.models import ModelConfig
 from ganfriends.rules.base import (
-    FRESH,
     RuleBase,
     ServerState,
     Unit,
     UnitResult,
-    UnitStart,
-    Workspace,
     apply_pseudo_gradients,
     network_buffers,
     result_spec,
@@ -73,6 +70,7 @@ from ganfriends.rules.screening import (
     move_problem,
     step_count_problem,
 )
+from ganfriends.rules.work import FRESH, UnitStart, Workspace
 from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
 
 if TYPE_CHECKING:

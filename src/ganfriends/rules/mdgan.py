@@ -35,16 +35,7 @@ from ganfriends.errors import GanError
 from ganfriends.federated import Partition, iid_partition
 from ganfriends.federated.local_state import export_moments, import_local_state, moments_spec
 from ganfriends.models import build_models
-from ganfriends.rules.base import (
-    FRESH,
-    Inputs,
-    RuleBase,
-    ServerState,
-    Unit,
-    UnitResult,
-    UnitStart,
-    Workspace,
-)
+from ganfriends.rules.base import RuleBase, ServerState, Unit, UnitResult
 from ganfriends.rules.registry import Fixed, Mode
 from ganfriends.rules.screening import (
     adam_state_problem,
@@ -52,6 +43,7 @@ from ganfriends.rules.screening import (
     move_problem,
     step_count_problem,
 )
+from ganfriends.rules.work import FRESH, Inputs, UnitStart, Workspace
 from ganfriends.step import StepStats, discriminator_backward, discriminator_feedback
 
 if TYPE_CHECKING:

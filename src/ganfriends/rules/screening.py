@@ -52,7 +52,8 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ganfriends.aggregate import MAX_FORWARDS, group_norms, lower_median, scale_groups
-from ganfriends.rules.base import Rule, ServerState, Unit, UnitResult, result_problem
+from ganfriends.rules.base import Rule, ServerState, Unit, UnitResult
+from ganfriends.rules.capabilities import result_problem
 
 # Relative L2 difference of one tensor group between two honest copies of a unit. Copies from a
 # CPU and a GPU differ by float rounding and non-deterministic kernels (TF32 matmuls on Ampere

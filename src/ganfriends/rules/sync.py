@@ -38,18 +38,16 @@ from ganfriends.data import ImageDataset
 from ganfriends.errors import DatasetError
 from ganfriends.models import ModelConfig
 from ganfriends.rules.base import (
-    FRESH,
     RuleBase,
     ServerState,
     Unit,
     UnitResult,
-    UnitStart,
     UpdateRecord,
-    Workspace,
     apply_pseudo_gradients,
     network_buffers,
 )
 from ganfriends.rules.registry import Mode
+from ganfriends.rules.work import FRESH, UnitStart, Workspace
 from ganfriends.schedule import BatchSchedule, micro_slices
 from ganfriends.step import (
     UPDATE_RULES,

@@ -27,20 +27,15 @@ from ganfriends.errors import ConfigError, GanError
 from ganfriends.grid import save_grid
 from ganfriends.models import build_models, count_parameters
 from ganfriends.rules import ServerState, make_rule, plan_from_config
-from ganfriends.rules.base import (
+from ganfriends.rules.base import Unit, UnitResult, network_buffers, step_stats, total_stats
+from ganfriends.rules.capabilities import (
     PublishesInputs,
-    Unit,
-    UnitResult,
-    UnitStart,
-    Workspace,
     device_moves,
     inputs_of,
-    network_buffers,
     publishes_weights,
-    step_stats,
-    total_stats,
 )
 from ganfriends.rules.screening import HISTORY_VERSIONS, screen_units
+from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.signals import graceful_stop
 from ganfriends.step import StepStats
 from ganfriends.training.checkpoint import save_checkpoint
