@@ -450,3 +450,11 @@ def test_a_bfloat16_run_rounds_a_units_gradients_to_bfloat16_values() -> None:
         assert spec.dtypes[name] == torch.bfloat16
         assert torch.equal(tensor, tensor.to(torch.bfloat16).float())
     assert all(spec.dtypes[name] == b.dtype for name, b in result.buffers.items())
+
+
+def test_the_plan_fields_taken_as_configured_are_federated_options() -> None:
+    from ganfriends.config import option_fields
+    from ganfriends.rules.federated import AS_CONFIGURED
+
+    assert set(AS_CONFIGURED) <= set(FederatedPlan.__dataclass_fields__)
+    assert set(AS_CONFIGURED) <= set(option_fields("federated"))

@@ -79,6 +79,12 @@ if TYPE_CHECKING:
 SERVER_OPTIMIZERS = ("sgd", "nesterov", "adam")
 NESTEROV_MOMENTUM = 0.9  # DiLoCo's outer Nesterov momentum
 SERVER_ADAM_BETAS = (0.9, 0.99)  # FedAdam's (Reddi et al. 2021)
+# Plan fields the `federated` config section gives as they are, under the same names.
+AS_CONFIGURED = (
+    "fraction", "local_steps", "batch_size", "non_iid", "magic_num", "weighting",
+    "balanced_sampling", "weak_fraction", "round_timeout", "local_state", "server_optimizer",
+    "server_lr",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -140,21 +146,10 @@ class FederatedPlan:
             dataset_size=len(dataset),
             seed=training.seed,
             clients=fed.devices,
-            fraction=fed.fraction,
-            local_steps=fed.local_steps,
-            batch_size=fed.batch_size,
             rounds=rounds,
             epochs=epochs,
-            non_iid=fed.non_iid,
-            magic_num=fed.magic_num,
             num_classes=dataset.num_classes(),
-            weighting=fed.weighting,
-            balanced_sampling=fed.balanced_sampling,
-            weak_fraction=fed.weak_fraction,
-            round_timeout=fed.round_timeout,
-            local_state=fed.local_state,
-            server_optimizer=fed.server_optimizer,
-            server_lr=fed.server_lr,
+            **{name: getattr(fed, name) for name in AS_CONFIGURED},
         )
 
     @classmethod
