@@ -45,8 +45,8 @@ IMAGES = 64
 # A tiny run of each registered mode: its own settings, beside the shared ones of run_config.
 CASES: dict[str, dict[str, object]] = {
     "sync": {
-        "training.images_per_work_unit": 16,
-        "training.workunits_per_update": 2,
+        "coordinator.images_per_work_unit": 16,
+        "coordinator.workunits_per_update": 2,
         "training.micro_batch": 8,
         "coordinator.max_iterations": 2,  # the alternating default: 4 versions
     },
@@ -88,14 +88,14 @@ def run_config(mode: str, images: Path, out: Path) -> Config:
         "data.dataset": "folder",
         "data.dataset_path": images,
         "data.data_dir": out / "data",
-        "data.num_workers": 0,
+        "local.num_workers": 0,
         "training.image_size": 32,
         "training.latent_dim": 8,
         "training.g_features": 4,
         "training.d_features": 4,
         "training.seed": 3,
-        "training.device": "cpu",
-        "training.output_dir": out / "sim",
+        "local.device": "cpu",
+        "local.output_dir": out / "sim",
     }
     overrides = {k: str(v) if isinstance(v, Path) else v for k, v in shared.items()}
     return load_config(overrides=overrides | CASES[mode], env={}, default_file=None)

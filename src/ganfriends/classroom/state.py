@@ -171,9 +171,10 @@ def load_run_state(db: Database, run_id: int, dataset: ImageDataset | None = Non
 # settings) from the database, whatever it is given now; everything else (output folder,
 # sampling, evaluation, polling, screening, retention, paths) is its own.
 CLASS_RUN_DEFINING = (*SHARED_RUN_DEFINING, "training", "coordinator.mode",
-                      "coordinator.max_backups", "coordinator.max_units_per_claim",
-                      "coordinator.max_workers_per_student", "coordinator.max_lease_factor",
-                      "coordinator.quarantine_after", "coordinator.run_name")  # fmt: skip
+                      "coordinator.work_unit_timeout", "coordinator.max_backups",
+                      "coordinator.max_units_per_claim", "coordinator.max_workers_per_student",
+                      "coordinator.max_lease_factor", "coordinator.quarantine_after",
+                      "coordinator.run_name")  # fmt: skip
 NOT_RUN_DEFINING = frozenset({"training.eval_samples"})
 
 

@@ -460,5 +460,5 @@ MODE = Mode(
     rule=FederatedRule,
     needs_dataset=True,
     settings=("federated",),
-    fixed=(Fixed("training.transfer_dtype", "float32", "uploads float32"),),
+    fixed=(Fixed("coordinator.transfer_dtype", "float32", "uploads float32"),),
 )

@@ -1,8 +1,8 @@
 """The training modes ganfriends knows: each rule file declares its :class:`Mode` once, and one
 ``register`` line in ``rules/__init__.py`` adds it.
 
-Everything that names modes derives from here: the config's ``--mode`` choices and help, the
-flags of ``coordinator`` and ``simulate``, the settings a resumed class run keeps
+Everything that names modes derives from here: the config's ``--mode`` choices and help (and
+so ``coordinator``'s and ``simulate``'s), the settings a resumed class run keeps
 (:func:`ganfriends.classroom.state.run_defining`), reading ``runs.plan`` back and building a
 run's rule. The database holds no list of modes (migration 0012): a run of a mode this version
 does not know is refused when its plan is read, with what to upgrade.
@@ -65,8 +65,8 @@ class Mode:
     rule: RuleFactory  # builds the run's rule
     # The rule reads the dataset (its labels place images on devices) at the coordinator.
     needs_dataset: bool = False
-    # Config sections or "section.option" keys holding its own settings: they get flags in
-    # `coordinator` and `simulate`, and a resumed run of the mode keeps the run's values.
+    # Config sections or "section.option" keys holding its own settings: a resumed run of the
+    # mode keeps the run's values (its section's COMMANDS give them flags).
     settings: tuple[str, ...] = ()
     fixed: tuple[Fixed, ...] = ()
 
@@ -102,11 +102,6 @@ def mode_names() -> tuple[str, ...]:
 def modes_help() -> str:
     """``--mode``'s help: each mode's name and line."""
     return "; ".join(f"{m.name}: {m.description}" for m in _MODES.values())
-
-
-def mode_settings() -> tuple[str, ...]:
-    """Every mode's own settings, once each, in registration order."""
-    return tuple(dict.fromkeys(s for m in _MODES.values() for s in m.settings))
 
 
 def get_mode(name: str) -> Mode:

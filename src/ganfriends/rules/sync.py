@@ -114,15 +114,15 @@ class SyncPlan:
     @classmethod
     def from_config(cls, config: Config, dataset: ImageDataset) -> SyncPlan:
         """A new run's plan from the coordinator's (or simulator's) settings."""
-        training = config.training
+        training, coordinator = config.training, config.coordinator
         return cls(
             dataset_size=len(dataset),
             seed=training.seed,
-            images_per_unit=training.images_per_work_unit,
-            units_per_update=training.workunits_per_update,
-            micro_batch=training.micro_batch,
+            images_per_unit=coordinator.images_per_work_unit,
+            units_per_update=coordinator.workunits_per_update,
+            micro_batch=training.unit_micro_batch,
             epochs=training.epochs,
-            max_updates=config.coordinator.max_iterations,
+            max_updates=coordinator.max_iterations,
             update_rule=training.update_rule,
         )
 
@@ -316,7 +316,7 @@ class SyncRule(RuleBase[SyncPlan]):
     ) -> None:
         super().__init__(plan, config, model_config)
         self.latent_dim = model_config.latent_dim
-        self.transfer_dtype = TRANSFER_DTYPES[config.training.transfer_dtype]
+        self.transfer_dtype = TRANSFER_DTYPES[config.coordinator.transfer_dtype]
 
     def units_of(self, version: int) -> list[Unit]:
         """The K fixed units computed on weights ``version``."""
@@ -412,10 +412,9 @@ MODE = Mode(
     plan=SyncPlan,
     rule=SyncRule,
     settings=(
-        "training.images_per_work_unit",
-        "training.workunits_per_update",
-        "training.micro_batch",
-        "training.transfer_dtype",
+        "coordinator.images_per_work_unit",
+        "coordinator.workunits_per_update",
+        "coordinator.transfer_dtype",
         "coordinator.max_iterations",
     ),
 )

@@ -51,7 +51,7 @@ NUM_SAMPLES = 64  # images in each sample grid (8 x 8)
 RUN_DEFINING = (
     *SHARED_RUN_DEFINING,
     "training.batch_size",
-    "local.micro_batch",  # BatchNorm normalises over each micro-batch
+    "training.micro_batch",  # BatchNorm normalises over each micro-batch
 )
 
 
@@ -86,7 +86,7 @@ def scoring_evaluator(
     config: Config, dataset: ImageDataset, device: torch.device, console: Console
 ) -> Evaluator | None:
     """The evaluator that scores a run during training (``--eval-interval``), or None."""
-    if config.training.eval_interval is None:
+    if config.local.eval_interval is None:
         return None
     from ganfriends.evaluation import Evaluator
 
@@ -233,7 +233,7 @@ def train_local(
     Under torchrun this is one process's part of the job; only rank 0 prints and writes.
     """
     local = config.local
-    with joined(config.training.device, local.dist_backend, strategy=local.strategy) as cluster:
+    with joined(config.local.device, local.dist_backend, strategy=local.strategy) as cluster:
         if not cluster.is_main:
             console = Console(quiet=True)
         return _train(config, cluster, resume, console or Console(soft_wrap=True))
@@ -248,16 +248,16 @@ def _train(
         _adopt_checkpoint_settings(config, checkpoint, console)
     share = cluster.share(training.batch_size)
     share_size = share.stop - share.start
-    micro = config.local.micro_batch or share_size
+    micro = config.training.micro_batch or share_size
     if micro > share_size:
         console.print(
             f"[yellow]note:[/] micro-batch {micro} exceeds each process's {share_size} images: "
             f"using {share_size}"
         )
         micro = share_size
-    config.local.micro_batch = micro  # stored in checkpoints: a resume continues with it
+    config.training.micro_batch = micro  # stored in checkpoints: a resume continues with it
 
-    out_dir = Path(training.output_dir)
+    out_dir = Path(config.local.output_dir)
     latest = out_dir / "checkpoints" / "latest.pt"
     if checkpoint is None and latest.exists():
         raise ConfigError(
@@ -289,8 +289,8 @@ def _train(
         )
     schedule = BatchSchedule(len(dataset), training.batch_size, training.seed)
     total_steps = training.epochs * steps_per_epoch
-    if training.max_steps is not None:
-        total_steps = min(total_steps, training.max_steps)
+    if config.local.max_steps is not None:
+        total_steps = min(total_steps, config.local.max_steps)
 
     generator, discriminator = build_models(
         model_config, seed=rng.derive_seed(training.seed, rng.INIT)
@@ -369,7 +369,7 @@ def _train(
                 steps = range(step, min(epoch_end, total_steps))
                 batches = [schedule.images(s, share) for s in steps]
                 for real, skipped in BatchLoader(
-                    dataset, batches, num_workers=config.data.num_workers
+                    dataset, batches, num_workers=config.local.num_workers
                 ):
                     skipped_total += skipped
                     # The step's noise is drawn for the global batch; image i gets row i.
@@ -403,7 +403,7 @@ def _train(
                         "d_fake": stats.d_fake,
                         "elapsed_s": round(time.monotonic() - start_time, 3),
                     }
-                    if evaluator is not None and step % (training.eval_interval or 1) == 0:
+                    if evaluator is not None and step % (config.local.eval_interval or 1) == 0:
                         scores = evaluator.evaluate(generator)
                         row.update({k: v for k, v in scores.items() if k != "num_samples"})
                         progress.note(f"step {step}: FID {scores['fid']:.2f}")
@@ -413,11 +413,11 @@ def _train(
                         break
                 if step % steps_per_epoch == 0 and not stopping:
                     finished_epoch = step // steps_per_epoch
-                    if finished_epoch % training.sample_interval == 0:
+                    if finished_epoch % config.local.sample_interval == 0:
                         outputs.samples(f"epoch_{finished_epoch:04d}")
                     save(latest)
                     saved_step = step
-                    if finished_epoch % training.checkpoint_interval == 0:
+                    if finished_epoch % config.local.checkpoint_interval == 0:
                         save(out_dir / "checkpoints" / f"epoch_{finished_epoch:04d}.pt")
                     progress.epoch_done(finished_epoch, training.epochs)
             stopped_early = stopping and step < total_steps

@@ -98,11 +98,11 @@ def simulate(
     """
     console = console or Console(soft_wrap=True)
     training, mode = config.training, config.coordinator.mode
-    out_dir = Path(training.output_dir)
+    out_dir = Path(config.local.output_dir)
     latest = out_dir / "checkpoints" / "latest.pt"
     if latest.exists():
         raise ConfigError(f"{out_dir} already holds a run: choose another --output-dir")
-    device = resolve_device(training.device)
+    device = resolve_device(config.local.device)
     dataset = make_dataset(
         config.data.dataset,
         path=config.data.dataset_path,
@@ -260,7 +260,7 @@ def simulate(
                     "bytes_down": down,
                     "bytes_up": up,
                 }
-                if evaluator is not None and step % (training.eval_interval or 1) == 0:
+                if evaluator is not None and step % (config.local.eval_interval or 1) == 0:
                     scores = evaluator.evaluate(generator)
                     row.update({k: v for k, v in scores.items() if k != "num_samples"})
                     progress.note(f"version {server.version}: FID {scores['fid']:.2f}")
