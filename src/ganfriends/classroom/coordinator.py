@@ -57,6 +57,12 @@ from ganfriends.errors import GanError
 from ganfriends.models import ModelConfig
 from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config
 from ganfriends.rules.base import Unit, network_buffers, total_stats
+from ganfriends.rules.capabilities import (
+    device_moves,
+    device_state_spec,
+    inputs_of,
+    publishes_weights,
+)
 from ganfriends.rules.screening import first_non_finite, screen_units
 from ganfriends.signals import StopRequest
 from ganfriends.tracking import open_log
@@ -350,7 +356,7 @@ class Coordinator:
         # coordinator screens the next version exactly as this one would have.
         history = state.norm_history
         previous: dict[int, dict[str, torch.Tensor]] = {}
-        state_spec = rule.device_state_spec(server.generator, server.discriminator)
+        state_spec = device_state_spec(rule, server.generator, server.discriminator)
         for unit in units:
             blob = None
             if state_spec is not None and unit.device is not None:
@@ -360,7 +366,7 @@ class Coordinator:
         screening = screen_units(
             rule, units, [v.result for v in valid], students, history, factor,
             published=network_buffers(server.generator, server.discriminator)
-            if rule.publishes_weights else None,
+            if publishes_weights(rule) else None,
             previous_states=previous,
         )  # fmt: skip
         for c in screening.clipped:
@@ -390,7 +396,7 @@ class Coordinator:
         new_version = state.version + 1
         plan = state.plan
         next_units = state.rule.units_of(new_version) if new_version < plan.total_versions else []
-        inputs = state.rule.inputs_of(state.server, new_version)  # before encoding the weights
+        inputs = inputs_of(state.rule, state.server, new_version)  # before encoding the weights
         weights, optimizer_states = server_blobs(state.server)
         keep = self.config.coordinator
         contributors = len({v.upload.worker_id for v in valid})
@@ -413,7 +419,7 @@ class Coordinator:
                 ),
                 retention=Retention(keep.keep_last_versions, keep.keep_every_versions),
                 inputs=None if inputs is None else encode_inputs(inputs),
-                device_moves=state.rule.device_moves(new_version),
+                device_moves=device_moves(state.rule, new_version),
             )
         state.server.version = new_version
         state.server.images_seen += record.images

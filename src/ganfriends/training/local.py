@@ -32,6 +32,7 @@ from ganfriends.hub import HubPublisher, open_publisher, take_snapshot, training
 from ganfriends.hub.files import HubSnapshot
 from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models, count_parameters
+from ganfriends.rules.registry import SHARED_RUN_DEFINING
 from ganfriends.schedule import BatchSchedule
 from ganfriends.signals import graceful_stop
 from ganfriends.step import MicroBatch, make_optimizers, train_step
@@ -48,15 +49,9 @@ NUM_SAMPLES = 64  # images in each sample grid (8 x 8)
 # Options that define a run's trajectory: on --resume the checkpoint's values win, so the resumed
 # run continues the same computation.
 RUN_DEFINING = (
-    ("training", "batch_size"),
-    ("training", "learning_rate"),
-    ("training", "beta1"),
-    ("training", "beta2"),
-    ("training", "loss"),
-    ("training", "update_rule"),
-    ("training", "seed"),
-    ("data", "dataset"),
-    ("training", "micro_batch"),  # BatchNorm normalises over each micro-batch
+    *SHARED_RUN_DEFINING,
+    "training.batch_size",
+    "training.micro_batch",  # BatchNorm normalises over each micro-batch
 )
 
 
@@ -110,7 +105,8 @@ def scoring_evaluator(
 def _adopt_checkpoint_settings(config: Config, checkpoint: Checkpoint, console: Console) -> None:
     """On resume, take the run-defining options from the checkpoint, saying so where they differ."""
     saved = checkpoint.run_config
-    for section, name in RUN_DEFINING:
+    for key in RUN_DEFINING:
+        section, _, name = key.partition(".")
         if name not in saved.get(section, {}):
             continue
         old, current = saved[section][name], getattr(getattr(config, section), name)

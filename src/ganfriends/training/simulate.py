@@ -28,7 +28,14 @@ from ganfriends.grid import save_grid
 from ganfriends.models import build_models, count_parameters
 from ganfriends.rules import ServerState, make_rule, plan_from_config
 from ganfriends.rules.base import Unit, UnitResult, network_buffers, step_stats, total_stats
+from ganfriends.rules.capabilities import (
+    PublishesInputs,
+    device_moves,
+    inputs_of,
+    publishes_weights,
+)
 from ganfriends.rules.screening import HISTORY_VERSIONS, screen_units
+from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.signals import graceful_stop
 from ganfriends.step import StepStats
 from ganfriends.training.checkpoint import save_checkpoint
@@ -118,7 +125,7 @@ def simulate(
     # Each version's screening reference, for the next versions' (the coordinator keeps them in
     # the database); never more than screening reads.
     references: list[dict[str, float]] = []
-    inputs = rule.inputs_of(server, 0)
+    inputs = inputs_of(rule, server, 0)
 
     evaluator = scoring_evaluator(config, dataset, device, console)
     fixed_noise = rng.latent_noise(NUM_SAMPLES, model_config.latent_dim, plan.seed, rng.FIXED_NOISE)
@@ -178,18 +185,16 @@ def simulate(
                     """A worker's unit on the published version; counts the bytes it moves."""
                     nonlocal down, up
                     weights, published_inputs, states = version
-                    if rule.publishes_weights:
+                    if publishes_weights(rule):
                         worker_g.load_state_dict(weights[0])
                         worker_d.load_state_dict(weights[1])
                         down += weights_bytes
-                    needed = rule.inputs_needed(unit)
-                    if published_inputs is not None:
+                    if isinstance(rule, PublishesInputs) and published_inputs is not None:
+                        needed = rule.inputs_needed(unit)
                         down += tensor_bytes({name: published_inputs[name] for name in needed})
                     state = states.get(unit.device) if unit.device is not None else None
-                    result = rule.compute(
-                        worker_g, worker_d, dataset, unit, device=device, device_state=state,
-                        inputs=published_inputs,
-                    )  # fmt: skip
+                    work = Workspace(worker_g, worker_d, dataset, device)
+                    result = rule.compute(work, unit, UnitStart(state, published_inputs))
                     down += tensor_bytes(state)
                     up += result_bytes(server.version) + tensor_bytes(result.device_state)
                     return result
@@ -233,10 +238,10 @@ def simulate(
                 rule.combine(server, units, results)
                 phases.append(total_stats(results))
                 server.version += 1
-                moves = rule.device_moves(server.version)
+                moves = device_moves(rule, server.version)
                 if moves is not None:  # MD-GAN's swap: device n's state becomes moves[n]'s
                     device_states = {moves[n]: s for n, s in device_states.items()}
-                inputs = rule.inputs_of(server, server.version)
+                inputs = inputs_of(rule, server, server.version)
                 if server.version % per_step:
                     continue  # the rest of the step is still to come
                 stats = step_stats(phases)
