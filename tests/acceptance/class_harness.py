@@ -48,16 +48,16 @@ class Proc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                line = self._queue.get(timeout=0.1)
+                received = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
-            if line is None:
+            if received is None:
                 raise AssertionError(
                     f"{self.name} exited before printing {pattern!r}:\n{self.output}"
                 )
-            self.lines.append(line)
-            if re.search(pattern, line):
-                return line
+            self.lines.append(received)
+            if re.search(pattern, received):
+                return received
         raise AssertionError(f"{self.name} did not print {pattern!r} in {timeout}s:\n{self.output}")
 
     def finish(self, timeout: float = 120.0) -> int:

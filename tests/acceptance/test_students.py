@@ -125,7 +125,7 @@ def test_students_added_by_the_instructor_train_from_their_own_urls(
     assert all(name in listed.stdout for name in urls)
     instructor_url = gf(["db", "url"], instructor_env, tmp_path).stdout.strip()
     with psycopg.connect(instructor_url) as conn:
-        credited = dict(conn.execute(
+        credited: dict[str, int] = dict(conn.execute(
             "SELECT role_name, sum(units_done) FROM ganfriends.workers GROUP BY role_name"
         ).fetchall())  # fmt: skip
     # STEPS alternating steps x 3 units x (D, G)

@@ -10,7 +10,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from ganfriends.classroom.queue import Hardware
-from ganfriends.db.students import add_student
+from ganfriends.db.students import DEFAULT_CONNECTIONS, add_student
 
 _names = itertools.count()
 HARDWARE = Hardware("cpu", None, None, 2, 4.0)
@@ -35,7 +35,7 @@ def drop_roles(admin_url: str, *roles: str) -> None:
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
-def new_student(db_url: str, admin_url: str, **kwargs: int) -> Student:
+def new_student(db_url: str, admin_url: str, max_connections: int = DEFAULT_CONNECTIONS) -> Student:
     name = f"student_{os.getpid()}_{next(_names)}"
-    password = add_student(admin_url, name, **kwargs)
+    password = add_student(admin_url, name, max_connections=max_connections)
     return Student(name, make_conninfo(db_url, user=name, password=password), admin_url)

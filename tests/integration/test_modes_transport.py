@@ -101,7 +101,7 @@ def test_device_states_are_stored_only_when_their_round_is_published(
     # Assert: one state per member device, written by the round that produced it.
     rows = raw.rows("SELECT device, version FROM device_states ORDER BY device")
     assert rows == sorted(
-        ({"device": c.unit.device, "version": 0} for c in claims), key=lambda r: r["device"]
+        ({"device": c.unit.device, "version": 0} for c in claims), key=lambda r: r["device"] or 0
     )
     assert queue.device_state(db, run_id, claims[0].unit.device or 0) is not None
 

@@ -138,8 +138,8 @@ def test_rejections_of_all_a_students_workers_quarantine_the_student(
             lease, images=4, payload=b"junk", device_state=None, compute_seconds=0.1
         )
         assert queue.submit(mallory, run_id, worker, [upload]) == {lease.unit_id}
-    for upload in queue.uploads(db, run_id, 0):
-        queue.reject(db, run_id, upload, "test: not a result")
+    for stored in queue.uploads(db, run_id, 0):
+        queue.reject(db, run_id, stored, "test: not a result")
     for worker in workers:
         with pytest.raises(DatabaseError, match="quarantined"):
             queue.claim(mallory, run_id, worker)

@@ -7,7 +7,7 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from ganfriends.hub.download import (
     target_for,
 )
 from ganfriends.hub.files import HubSnapshot
+from ganfriends.hub.publisher import FLUSH_SECONDS
 from ganfriends.models import ModelConfig, build_models, make_generator
 from ganfriends.step import make_optimizers
 from ganfriends.training.local import RunOutputs
@@ -52,10 +53,12 @@ class Warnings(list[str]):
         self.append(message)
 
 
-def publisher(hub: LocalHub, interval: int = 1, **kwargs: float) -> tuple[HubPublisher, Warnings]:
+def publisher(
+    hub: LocalHub, interval: int = 1, flush_seconds: float = FLUSH_SECONDS
+) -> tuple[HubPublisher, Warnings]:
     warnings = Warnings()
     target = HubTarget(REPO, TOKEN, hub.url)
-    return HubPublisher(target, interval, warn=warnings, **kwargs), warnings
+    return HubPublisher(target, interval, warn=warnings, flush_seconds=flush_seconds), warnings
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
@@ -185,7 +188,9 @@ def run_outputs(tmp_path: Path, hub: HubPublisher) -> RunOutputs:
     )  # fmt: skip
 
 
-def test_a_slow_hub_does_not_slow_the_training_side(hub: LocalHub, tmp_path: Path) -> None:
+def test_a_slow_hub_does_not_slow_the_training_side(
+    hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hub.state.commit_delay = 2.0
     pub, warnings = publisher(hub)
     outputs = run_outputs(tmp_path, pub)
@@ -206,8 +211,8 @@ def test_a_slow_hub_does_not_slow_the_training_side(hub: LocalHub, tmp_path: Pat
         hub_calls[-1] += time.perf_counter() - started
         return queued
 
-    outputs._hub_snapshot = timed_snapshot  # type: ignore[method-assign]
-    pub.offer = timed_offer  # type: ignore[method-assign]
+    monkeypatch.setattr(outputs, "_hub_snapshot", timed_snapshot)
+    monkeypatch.setattr(pub, "offer", timed_offer)
     for step in range(1, 6):
         outputs.append({"step": step, "epoch": step / 10, "images_seen": 16 * step,
                         "d_loss": 1.0 + step, "g_loss": 2.0 + step})  # fmt: skip
@@ -327,7 +332,7 @@ def test_a_missing_client_is_a_one_line_config_error(monkeypatch: pytest.MonkeyP
     assert "\n" not in str(caught.value)
 
 
-def serve_repo(hub: LocalHub, model: dict[str, object], generator: bytes) -> HubTarget:
+def serve_repo(hub: LocalHub, model: Mapping[str, object], generator: bytes) -> HubTarget:
     """A repository holding ``generator`` as the weights of the metadata's ``model``."""
     metadata = {"format": "ganfriends-hub/1", "step": 1, "model_config": model}
     hub.state.repos[REPO] = {"metadata.json": json.dumps(metadata).encode(),

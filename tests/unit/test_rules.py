@@ -134,7 +134,7 @@ def run_sync_units(rule_name: str, steps: int) -> ServerState:
             wg, wd = build_models(MODEL, seed=99)
             wg.load_state_dict(g.state_dict())
             wd.load_state_dict(d.state_dict())
-            results.append(rule.compute(wg, wd, dataset, unit, device=CPU))
+            results.append(rule.compute(wg, wd, dataset, unit, device=CPU, device_state=None))
         assert set(results[0].parameters) | set(results[0].buffers) == set(
             rule.result_spec(g, d, version).shapes
         )
@@ -174,7 +174,7 @@ def test_alternating_d_units_send_no_generator_tensors() -> None:
     plan = SyncPlan(400, 5, 40, 2, 16, 1, update_rule="alternating")
     rule = make_rule("sync", plan, Config(), MODEL)
     g, d = build_models(MODEL, seed=0)
-    result = rule.compute(g, d, Labelled(), rule.units_of(0)[0], device=CPU)
+    result = rule.compute(g, d, Labelled(), rule.units_of(0)[0], device=CPU, device_state=None)
     assert result.parameters and all(k.startswith("d.") for k in result.parameters)
     assert all(k.startswith("dbuf.") for k in result.buffers)
     assert result.stats.g_loss_sum == 0 and result.stats.d_loss_sum > 0
@@ -425,7 +425,7 @@ def test_a_unit_without_one_readable_image_is_a_clear_dataset_error() -> None:
     rule = make_rule("sync", plan, Config(), MODEL)
     g, d = build_models(MODEL, seed=0)
     with pytest.raises(GanError, match=r"unit 1: none of its 64 images could be read"):
-        rule.compute(g, d, Unreadable(), Unit(1), device=CPU)
+        rule.compute(g, d, Unreadable(), Unit(1), device=CPU, device_state=None)
 
 
 def test_a_device_without_one_readable_image_is_a_clear_dataset_error() -> None:
@@ -442,7 +442,7 @@ def test_a_bfloat16_run_rounds_a_units_gradients_to_bfloat16_values() -> None:
     plan = SyncPlan(400, 5, 48, 2, 16, 1, update_rule="simultaneous")
     rule = make_rule("sync", plan, config, MODEL)
     g, d = build_models(MODEL, seed=0)
-    result = rule.compute(g, d, Labelled(), rule.units_of(0)[0], device=CPU)
+    result = rule.compute(g, d, Labelled(), rule.units_of(0)[0], device=CPU, device_state=None)
     spec = rule.result_spec(g, d, 0)
     for name, tensor in result.parameters.items():
         assert spec.dtypes[name] == torch.bfloat16

@@ -76,7 +76,7 @@ def test_g_gradient_from_feedback_equals_the_mean_device_loss_gradient_in_one_pr
         noise = rule._noise(0, rule.generated_batch(unit.device))
         with frozen(d_n):
             total = total + loss.generator(d_n(g_ref(noise)))
-    (total / len(units)).backward()
+    torch.autograd.backward(total / len(units))
     for p, p0, p_ref in zip(server.generator.parameters(), before, g_ref.parameters(), strict=True):
         assert p_ref.grad is not None
         torch.testing.assert_close(p0 - p, p_ref.grad, atol=1e-6, rtol=1e-5)

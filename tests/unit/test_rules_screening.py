@@ -4,6 +4,7 @@ next round fail validation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from ganfriends.rules.base import Rule, UnitResult, network_buffers
 from ganfriends.rules.mdgan import WEIGHTS
 from ganfriends.rules.screening import Screening, screen_units
 from ganfriends.training import simulate as simulate_module
+from ganfriends.training.progress import TrainingProgress
+from ganfriends.training.simulate import Students, Tamper
 from tests.unit.test_rules import CPU, MODEL, Labelled, federated_rule
 from tests.unit.test_rules_mdgan import mdgan_rule
 
@@ -109,7 +112,7 @@ def sync_rule(update_rule: str) -> Rule:
     return make_rule("sync", plan, config, MODEL)
 
 
-RULES = {
+RULES: dict[str, Callable[[], tuple[Rule, Labelled]]] = {
     "sync-alternating": lambda: (sync_rule("alternating"), Labelled()),
     "sync-simultaneous": lambda: (sync_rule("simultaneous"), Labelled()),
     "federated": lambda: (federated_rule(), Labelled()),
@@ -281,7 +284,12 @@ def test_md_gan_state_swapped_at_the_first_iteration_is_within_one_units_move() 
 # ------------------------------------------------------------------ simulate with an attacker
 
 
-def simulate_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **hooks: object) -> Path:
+def simulate_sync(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tamper: Tamper | None = None,
+    students: Students | None = None,
+) -> Path:
     monkeypatch.setattr(simulate_module, "make_dataset", lambda *a, **k: Labelled())
     config = Config()
     config.coordinator.mode = "sync"
@@ -295,7 +303,7 @@ def simulate_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **hooks: obje
     config.training.latent_dim = 8
     config.training.device = "cpu"
     config.training.output_dir = str(tmp_path / str(len(list(tmp_path.iterdir()))))
-    result = simulate_module.simulate(config, **hooks)  # type: ignore[arg-type]
+    result = simulate_module.simulate(config, tamper=tamper, students=students)
     return result.latest_checkpoint
 
 
@@ -330,9 +338,7 @@ def test_a_simulated_attacker_holding_every_unit_is_clipped_once_history_exists(
     def students(unit: Unit) -> str:
         return "mallory" if 12 <= unit.index < 18 else f"student {unit.index % 3}"
 
-    monkeypatch.setattr(
-        simulate_module.TrainingProgress, "note", lambda self, text: notes.append(text)
-    )
+    monkeypatch.setattr(TrainingProgress, "note", lambda self, text: notes.append(text))
     simulate_sync(tmp_path, monkeypatch, tamper=attacker, students=students)
     clipped = [n for n in notes if "clipped" in n]
     assert len(clipped) == 2 * 3, notes  # each unit of both versions, in its phase's group
