@@ -10,13 +10,14 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from tests.waiting import wait_until
 
 # Small enough to be quick, large enough that a unit takes a noticeable moment to compute.
 TINY = ["--g-features", "8", "--d-features", "8", "--latent-dim", "16"]
@@ -30,6 +31,7 @@ class Proc:
     popen: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
     _queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
+    _ended: bool = False  # the reader saw the end of the output
 
     def start_reader(self) -> None:
         def read() -> None:
@@ -40,42 +42,81 @@ class Proc:
 
         threading.Thread(target=read, daemon=True).start()
 
+    def _drain(self) -> bool:
+        """Move the lines read so far into ``lines``; whether the output has ended."""
+        while not self._ended:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                self._ended = True
+            else:
+                self.lines.append(line)
+        return self._ended
+
+    def printed(self, pattern: str) -> str | None:
+        """The first output line so far that matches ``pattern``, or None."""
+        self._drain()
+        return next((line for line in self.lines if re.search(pattern, line)), None)
+
     def wait_for(self, pattern: str, timeout: float = 120.0) -> str:
         """Block until an output line matches ``pattern``; return it."""
-        for line in self.lines:
-            if re.search(pattern, line):
-                return line
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                received = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if received is None:
+
+        def matched() -> str | None:
+            line = self.printed(pattern)
+            if line is None and self._ended:
                 raise AssertionError(
                     f"{self.name} exited before printing {pattern!r}:\n{self.output}"
                 )
-            self.lines.append(received)
-            if re.search(pattern, received):
-                return received
-        raise AssertionError(f"{self.name} did not print {pattern!r} in {timeout}s:\n{self.output}")
+            return line
+
+        return wait_until(
+            matched, lambda: f"{self.name} to print {pattern!r}:\n{self.output}", timeout=timeout
+        )
 
     def finish(self, timeout: float = 120.0) -> int:
         """Wait for exit and collect the rest of the output."""
         code = self.popen.wait(timeout=timeout)
-        while True:
-            try:
-                line = self._queue.get(timeout=5)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.lines.append(line)
+        wait_until(self._drain, f"the end of {self.name}'s output (a child holding it?)")
         return code
 
     @property
     def output(self) -> str:
         return "\n".join(self.lines)
+
+
+def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 120) -> list[str]:
+    """Lines of ``proc``'s output up to the first containing ``text``, within ``timeout`` seconds
+    even if ``proc`` goes silent (a read blocks until a line comes, so a thread does the reading
+    and this one waits on it with a deadline)."""
+    stdout = proc.stdout
+    assert stdout is not None
+    seen: list[str] = []
+    ended = threading.Event()
+
+    def read() -> None:
+        # Stops right after the line looked for: the rest stays in the pipe for communicate().
+        for line in stdout:
+            seen.append(line)
+            if text in line:
+                return
+        ended.set()  # the process closed its output
+
+    # On a timeout the reader stays blocked until the caller's ``finally`` kills the process.
+    reader = threading.Thread(target=read, daemon=True, name="wait-for-line")
+    reader.start()
+
+    def printed() -> bool:
+        if any(text in line for line in seen):
+            return True
+        if ended.is_set():
+            raise AssertionError(f"exited before printing {text!r}:\n{''.join(seen)}")
+        return False
+
+    wait_until(printed, lambda: f"{text!r} in the output:\n{''.join(seen)}", timeout=timeout)
+    reader.join()  # returns at once: the reader stopped after this line
+    return seen
 
 
 class ClassRoom:

@@ -14,6 +14,7 @@ from tests.acceptance.class_harness import ClassRoom
 
 # Real PostgreSQL for the class-training acceptance tests: the integration tier's fixtures.
 from tests.integration.conftest import db_url, pg_server, template_db  # noqa: F401
+from tests.waiting import wait_until
 
 TINY_MODEL = ["--g-features", "8", "--d-features", "8", "--latent-dim", "16"]
 
@@ -36,6 +37,19 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.Comp
         text=True,
         timeout=timeout,
     )
+
+
+def wait_for_history_rows(history: Path, rows: int, proc: subprocess.Popen[str]) -> None:
+    """Wait until a run's ``history.csv`` holds ``rows`` lines (its header counts): steps done."""
+
+    def written() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"the run exited ({proc.returncode}) before {rows} lines in {history}"
+            )
+        return history.is_file() and len(history.read_text().splitlines()) >= rows
+
+    wait_until(written, f"{rows} lines in {history}", timeout=120, interval=0.2)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from ganfriends.db import Database, EmbeddedPostgres, migrate
 from tests.acceptance.class_harness import ClassRoom, final_weights
 from tests.acceptance.conftest import cli_env
 from tests.conftest import requires_fashion_mnist
+from tests.waiting import wait_until
 
 pytestmark = requires_fashion_mnist
 
@@ -161,6 +162,19 @@ def test_demo_trains_and_leaves_no_process_behind(tmp_path: Path) -> None:
     assert leftovers == []
 
 
+OUTAGE = "database unreachable"
+
+
+def run_lock_held(url: str) -> bool:
+    """Whether a live session holds the run's lock (run_locks names it)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM ganfriends.run_locks l JOIN pg_stat_activity a"
+            " ON a.pid = l.holder_pid AND a.backend_start = l.holder_started"
+        ).fetchone()
+    return row is not None and row[0] > 0
+
+
 def test_coordinator_and_worker_ride_out_a_database_restart(tmp_path: Path) -> None:
     server = EmbeddedPostgres(tmp_path / "pg", durable=False)
     url = server.start().local_url()
@@ -172,21 +186,24 @@ def test_coordinator_and_worker_ride_out_a_database_restart(tmp_path: Path) -> N
         worker = room.worker("steady")
         coordinator.wait_for(r"version 2/")
         server.stop()
-        time.sleep(5)  # longer than the processes' outage notice
+        wait_until(
+            lambda: coordinator.printed(OUTAGE) or worker.printed(OUTAGE),
+            "the coordinator or the worker to notice the outage",
+            timeout=60,
+        )
         server.start()
         # The restart ended the session that held the run's lock: the coordinator must hold it
         # again (it checks every 2 s), so a second coordinator is still refused. The worker is
         # paused meanwhile so that the run cannot finish under the second one's feet.
         coordinator.wait_for(r"version [5-9]/")
         worker.popen.send_signal(signal.SIGSTOP)
-        time.sleep(3)
+        wait_until(lambda: run_lock_held(url), "the coordinator to take the run's lock again")
         second = room.coordinator("run2", *RUN)
         assert second.finish() == 1, second.output
         assert "another coordinator is already running run" in second.output
         worker.popen.send_signal(signal.SIGCONT)
         assert coordinator.finish() == 0, coordinator.output
         assert worker.finish() == 0, worker.output
-        assert "database unreachable" in coordinator.output + worker.output
         assert "version 20/20" in coordinator.output  # 10 alternating steps: D and G versions
     finally:
         room.close()

@@ -114,8 +114,8 @@ def test_user_errors_are_one_line(
 
 
 def test_wired_cli_reports_errors_in_one_line(checkpoint: Path, tmp_path: Path) -> None:
-    if run_cli(["eval", "--help"], tmp_path).returncode != 0:
-        pytest.skip("`ganfriends eval` is not wired into cli.py yet")
+    helped = run_cli(["eval", "--help"], tmp_path)
+    assert helped.returncode == 0 and "--checkpoint" in helped.stdout, helped.stderr
     missing = run_cli(["eval", "--checkpoint", "missing.pt"], tmp_path)
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines() == [

@@ -7,15 +7,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from ganfriends.training.history import read_history
-from tests.acceptance.conftest import TINY_MODEL, cli_env, run_cli
-from tests.acceptance.test_stopping import assert_nothing_left, tagged, wait_for_line
+from tests.acceptance.class_harness import wait_for_line
+from tests.acceptance.conftest import TINY_MODEL, cli_env, run_cli, wait_for_history_rows
+from tests.acceptance.test_stopping import assert_nothing_left, tagged
 from tests.conftest import requires_fashion_mnist
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -164,11 +164,7 @@ def test_ctrl_c_to_torchrun_stops_every_process_after_one_step_and_rank_0_saves(
         text=True,
     )  # fmt: skip
     history = workdir / "run" / "history.csv"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (
-        not history.is_file() or len(history.read_text().splitlines()) < 3
-    ):
-        time.sleep(0.2)
+    wait_for_history_rows(history, 3, proc)
     proc.send_signal(signal.SIGINT)  # torchrun passes it on to both processes (SIGTERM)
     output, _ = proc.communicate(timeout=90)
     assert "continue with: ganfriends train-local --resume" in output

@@ -4,7 +4,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import torch
 from PIL import Image
 
 from ganfriends.training.history import read_history
-from tests.acceptance.conftest import TINY_MODEL, cli_env, run_cli
+from tests.acceptance.conftest import TINY_MODEL, cli_env, run_cli, wait_for_history_rows
 from tests.conftest import requires_fashion_mnist
 
 pytestmark = requires_fashion_mnist
@@ -106,11 +105,7 @@ def test_first_ctrl_c_saves_the_finished_steps_and_exits(workdir: Path) -> None:
         text=True,
     )
     history = workdir / "run" / "history.csv"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (
-        not history.is_file() or len(history.read_text().splitlines()) < 3
-    ):
-        time.sleep(0.2)
+    wait_for_history_rows(history, 3, proc)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output

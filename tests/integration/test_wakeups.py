@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import select
+import sys
 import threading
 import time
 
 from ganfriends.classroom import queue
 from ganfriends.db import Database
 from tests.integration.queue_helpers import claim, new_run, register, submit
+from tests.waiting import wait_until
+
+
+def in_call(thread: threading.Thread, function: str) -> bool:
+    """Whether ``thread`` is inside a call of ``function`` (any frame of its stack) now."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def test_a_publish_wakes_a_waiting_listener_at_once(db: Database) -> None:
@@ -23,7 +36,7 @@ def test_a_publish_wakes_a_waiting_listener_at_once(db: Database) -> None:
 
         thread = threading.Thread(target=wait)
         thread.start()
-        time.sleep(0.3)
+        wait_until(lambda: in_call(thread, "notifies"), "the listener to be waiting")
         db.execute("notify_work", run_id=run_id)
         thread.join(timeout=10)
         assert woke and woke[0] < 5  # not the 30 s timeout
@@ -36,7 +49,10 @@ def test_a_notification_sent_before_the_wait_is_not_missed(db: Database) -> None
     listener = db.listener("listen_work")
     try:
         db.execute("notify_work", run_id=run_id)
-        time.sleep(0.1)
+        socket = listener._conn.pgconn.socket if listener._conn else -1  # before the wait: no API
+        wait_until(
+            lambda: select.select([socket], [], [], 0)[0], "the notification at the listener"
+        )
         started = time.monotonic()
         assert listener.wait(30, threading.Event())
         assert time.monotonic() - started < 5

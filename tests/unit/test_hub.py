@@ -7,7 +7,7 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,7 @@ from ganfriends.models import ModelConfig, build_models, make_generator
 from ganfriends.step import make_optimizers
 from ganfriends.training.local import RunOutputs
 from tests.hub_endpoint import LocalHub, configure_client, local_hub
+from tests.waiting import wait_until
 
 MODEL = ModelConfig(image_size=16, channels=1, latent_dim=8, g_features=4, d_features=4)
 REPO = "class/fashion-gan"
@@ -59,13 +60,6 @@ def publisher(
     warnings = Warnings()
     target = HubTarget(REPO, TOKEN, hub.url)
     return HubPublisher(target, interval, warn=warnings, flush_seconds=flush_seconds), warnings
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def snapshot(tmp_path: Path, step: int, seed: int = 0) -> HubSnapshot:
@@ -138,7 +132,8 @@ def test_every_nth_grid_is_pushed_and_close_pushes_the_last(hub: LocalHub, tmp_p
     pub, warnings = publisher(hub, interval=3)
     queued = [pub.offer(snapshot(tmp_path, step)) for step in (1, 2, 3)]
     assert queued == [False, False, True]
-    wait_for(lambda: pub.pushed == [3])  # else 4 would replace 3 while it waits: also right
+    # Else 4 would replace 3 while it waits: also right.
+    wait_until(lambda: pub.pushed == [3], lambda: f"3 pushed alone, not {pub.pushed}")
     assert not pub.offer(snapshot(tmp_path, 4))
     assert pub.close()
     assert warnings == [] and pub.pushed == [3, 4]
@@ -155,7 +150,7 @@ def test_a_failing_push_warns_once_and_the_next_push_retries(hub: LocalHub, tmp_
     started = time.monotonic()
     pub.offer(snapshot(tmp_path, 1))
     assert time.monotonic() - started < 0.5  # the caller never waits for the Hub
-    wait_for(lambda: pub.failures > 0)
+    wait_until(lambda: pub.failures > 0, "a failed push")
     assert pub.failures == 1 and len(warnings) == 1
     assert "push of step 1" in warnings[0] and "the next push retries" in warnings[0]
     assert "\n" not in warnings[0] and TOKEN not in warnings[0]
