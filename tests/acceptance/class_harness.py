@@ -174,6 +174,18 @@ class ClassRoom:
             f"worker {name}", ["worker", "--name", name, "--device", "cpu", *args], db_url
         )
 
+    def small_run(self, iterations: int, *args: str) -> tuple[Proc, Proc]:
+        """A run "run" of ``iterations`` steps of two 64-image units, trained to its end by one
+        worker; its coordinator and worker."""
+        coordinator = self.coordinator(
+            "run", "--max-iterations", str(iterations), "--images-per-work-unit", "64",
+            "--workunits-per-update", "2", "--micro-batch", "32", *args,
+        )  # fmt: skip
+        worker = self.worker("steady")
+        assert coordinator.finish() == 0, coordinator.output
+        assert worker.finish() == 0, worker.output
+        return coordinator, worker
+
     def status(self) -> dict[str, Any]:
         """``ganfriends status --json`` on this room's database."""
         result = subprocess.run(
@@ -190,6 +202,64 @@ class ClassRoom:
                 proc.popen.wait()
             if proc.popen.stdout is not None:
                 proc.popen.stdout.close()
+
+
+def one_worker_run(room: ClassRoom, out: str, run: list[str], *worker_args: str) -> Proc:
+    """Run ``out`` to its end with one worker, nothing going wrong; its coordinator."""
+    coordinator = room.coordinator(out, *run)
+    room.worker("solo", *worker_args)
+    assert coordinator.finish() == 0, coordinator.output
+    return coordinator
+
+
+def crashed_run(
+    room: ClassRoom,
+    out: str,
+    run: list[str],
+    crash_at: str,
+    workers: tuple[str, ...] = ("steady",),
+    late: tuple[str, ...] = (),
+    worker_args: tuple[str, ...] = (),
+) -> None:
+    """Run ``out`` as a new run with a worker killed mid-unit beside ``workers``, and the
+    coordinator killed once it prints ``crash_at`` and restarted (``late`` workers join while it
+    is down): it must still end."""
+    coordinator = room.coordinator(out, *run, "--new-run")
+    victim = room.worker("victim", *worker_args)
+    for name in workers:
+        room.worker(name, *worker_args)
+    victim.wait_for("Processing work unit")
+    victim.popen.send_signal(signal.SIGKILL)
+    coordinator.wait_for(crash_at)
+    coordinator.popen.send_signal(signal.SIGKILL)
+    coordinator.popen.wait()
+    for name in late:
+        room.worker(name, *worker_args)
+    restarted = room.coordinator(out, *run)
+    restarted.wait_for("resuming run")
+    assert restarted.finish() == 0, restarted.output
+
+
+def simulated(room: ClassRoom, out: str, run: list[str]) -> None:
+    """``ganfriends simulate`` of ``run`` (the tiny model, on the CPU) into ``out``."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ganfriends", "simulate", *run, *TINY, "--device", "cpu",
+         "--output-dir", out],
+        cwd=room.workdir, env=room.env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def assert_same_model(
+    workdir: Path, ours: str, theirs: str, *, rtol: float = 0.0, atol: float = 0.0
+) -> None:
+    """Runs ``ours`` and ``theirs`` (output folders in ``workdir``) end with the same G and D,
+    BatchNorm buffers included: bit for bit unless tolerances are given."""
+    a = dict(final_weights(workdir / ours / "checkpoints" / "latest.pt"))
+    b = dict(final_weights(workdir / theirs / "checkpoints" / "latest.pt"))
+    assert a.keys() == b.keys()
+    for name, tensor in b.items():
+        torch.testing.assert_close(a[name], tensor, rtol=rtol, atol=atol, msg=name)
 
 
 def final_weights(checkpoint: Path) -> Iterator[tuple[str, torch.Tensor]]:

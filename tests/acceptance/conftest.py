@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
 
 from tests.acceptance.class_harness import ClassRoom
 
@@ -50,6 +52,41 @@ def wait_for_history_rows(history: Path, rows: int, proc: subprocess.Popen[str])
         return history.is_file() and len(history.read_text().splitlines()) >= rows
 
     wait_until(written, f"{rows} lines in {history}", timeout=120, interval=0.2)
+
+
+def load_checkpoint(path: Path) -> dict[str, object]:
+    """A train-local checkpoint, as ``weights_only`` loading gives it."""
+    data: dict[str, object] = torch.load(path, weights_only=True)
+    return data
+
+
+def train_resume_generate(
+    workdir: Path, train: list[str], steps: int, resumed_steps: int, tiles: int
+) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
+    """``train`` for ``steps`` steps into ``run``, resume it to ``resumed_steps`` (the options
+    come from the checkpoint), then draw a grid of ``tiles`` x ``tiles`` 32 px images from it.
+    The first run's result and its checkpoint."""
+    first = run_cli([*train, "--output-dir", "run", "--max-steps", str(steps)], workdir)
+    assert first.returncode == 0, first.stderr
+    latest = workdir / "run" / "checkpoints" / "latest.pt"
+    checkpoint = load_checkpoint(latest)
+    assert checkpoint["step"] == steps
+
+    resumed = run_cli(
+        ["train-local", "--resume", str(latest), "--output-dir", "run",
+         "--max-steps", str(resumed_steps)], workdir,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(latest)["step"] == resumed_steps
+
+    generated = run_cli(
+        ["generate", "--checkpoint", str(latest), "--num", str(tiles * tiles), "--out", "grid.png"],
+        workdir,
+    )
+    assert generated.returncode == 0, generated.stderr
+    with Image.open(workdir / "grid.png") as grid:
+        assert grid.size == (2 + tiles * 34, 2 + tiles * 34)  # tiles of 32 px + 2 px padding
+    return first, checkpoint
 
 
 @pytest.fixture

@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 import psycopg
-import torch
 
 from ganfriends.db import Database, EmbeddedPostgres, migrate
-from tests.acceptance.class_harness import ClassRoom, final_weights
+from tests.acceptance.class_harness import ClassRoom, assert_same_model, crashed_run, one_worker_run
 from tests.acceptance.conftest import cli_env
 from tests.conftest import requires_fashion_mnist
 from tests.waiting import wait_until
@@ -33,9 +32,7 @@ RUN = [
 
 def test_final_weights_do_not_depend_on_workers_or_crashes(room: ClassRoom) -> None:
     # Run A: one worker, nothing goes wrong.
-    coordinator = room.coordinator("a", *RUN)
-    room.worker("solo")
-    assert coordinator.finish() == 0, coordinator.output
+    one_worker_run(room, "a", RUN)
 
     # Run B: three workers share the units.
     coordinator = room.coordinator("b", *RUN, "--new-run")
@@ -45,26 +42,10 @@ def test_final_weights_do_not_depend_on_workers_or_crashes(room: ClassRoom) -> N
         assert w.finish() == 0, w.output
 
     # Run C: three workers, one killed mid-unit, and the coordinator killed and restarted.
-    coordinator = room.coordinator("c", *RUN, "--new-run")
-    victim = room.worker("victim")
-    room.worker("w1")
-    room.worker("w2")
-    victim.wait_for("Processing work unit")
-    victim.popen.send_signal(signal.SIGKILL)
-    coordinator.wait_for(r"version 2/")
-    coordinator.popen.send_signal(signal.SIGKILL)
-    coordinator.popen.wait()
-    room.worker("late-joiner")
-    restarted = room.coordinator("c", *RUN)
-    restarted.wait_for("resuming run")
-    assert restarted.finish() == 0, restarted.output
+    crashed_run(room, "c", RUN, crash_at=r"version 2/", workers=("w1", "w2"), late=("late-joiner",))
 
-    a, b, c = (
-        dict(final_weights(room.workdir / run / "checkpoints" / "latest.pt")) for run in "abc"
-    )
-    for name, tensor in a.items():
-        torch.testing.assert_close(b[name], tensor, atol=1e-6, rtol=1e-5, msg=f"3 workers: {name}")
-        torch.testing.assert_close(c[name], tensor, atol=1e-6, rtol=1e-5, msg=f"crashes: {name}")
+    assert_same_model(room.workdir, "b", "a", atol=1e-6, rtol=1e-5)  # 3 workers
+    assert_same_model(room.workdir, "c", "a", atol=1e-6, rtol=1e-5)  # crashes
 
     # No image was lost or counted twice, and only accepted units are credited: a step's images
     # are trained once, computed twice (its D units and its G units, the default rule).

@@ -58,13 +58,7 @@ def test_train_local_records_an_mlflow_run(workdir: Path) -> None:
 
 
 def test_the_coordinator_records_its_versions_in_mlflow(room: ClassRoom) -> None:
-    coordinator = room.coordinator(
-        "run", "--max-iterations", "3", "--images-per-work-unit", "64",
-        "--workunits-per-update", "2", "--micro-batch", "32", "--logger", "mlflow",
-    )  # fmt: skip
-    worker = room.worker("steady")
-    assert coordinator.finish() == 0, coordinator.output
-    assert worker.finish() == 0, worker.output
+    room.small_run(3, "--logger", "mlflow")
 
     client = MlflowClient(f"sqlite:///{room.workdir / 'run' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("ganfriends")
