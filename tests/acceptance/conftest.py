@@ -41,6 +41,17 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.Comp
     )
 
 
+def resumed(run: str, steps: int, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``train-local --resume`` of the checkpoint in ``run`` up to ``steps`` steps, into ``run``
+    (its other options come from the checkpoint); it must succeed."""
+    done = run_cli(
+        ["train-local", "--resume", f"{run}/checkpoints/latest.pt", "--output-dir", run,
+         "--max-steps", str(steps)], cwd,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def wait_for_history_rows(history: Path, rows: int, proc: subprocess.Popen[str]) -> None:
     """Wait until a run's ``history.csv`` holds ``rows`` lines (its header counts): steps done."""
 
@@ -72,11 +83,7 @@ def train_resume_generate(
     checkpoint = load_checkpoint(latest)
     assert checkpoint["step"] == steps
 
-    resumed = run_cli(
-        ["train-local", "--resume", str(latest), "--output-dir", "run",
-         "--max-steps", str(resumed_steps)], workdir,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr
+    resumed("run", resumed_steps, workdir)
     assert load_checkpoint(latest)["step"] == resumed_steps
 
     generated = run_cli(

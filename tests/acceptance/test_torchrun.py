@@ -14,7 +14,7 @@ import torch
 
 from ganfriends.training.history import read_history
 from tests.acceptance.class_harness import wait_for_line
-from tests.acceptance.conftest import TINY_MODEL, cli_env, run_cli, wait_for_history_rows
+from tests.acceptance.conftest import TINY_MODEL, cli_env, resumed, run_cli, wait_for_history_rows
 from tests.acceptance.test_stopping import assert_nothing_left, tagged
 from tests.conftest import requires_fashion_mnist
 
@@ -105,11 +105,7 @@ def resume_both_ways(
 
     first = torchrun([*RUN, *strategy, "--max-steps", "2", "--output-dir", "a"], workdir)
     assert first.returncode == 0, first.stderr
-    into_one = run_cli(
-        ["train-local", "--resume", "a/checkpoints/latest.pt", "--output-dir", "a",
-         "--max-steps", "4"], workdir,
-    )  # fmt: skip
-    assert into_one.returncode == 0, into_one.stderr
+    into_one = resumed("a", 4, workdir)
     assert_same_model(workdir / "ref", workdir / "a")
 
     first = run_cli([*RUN, "--micro-batch", "4", "--max-steps", "2", "--output-dir", "b"], workdir)

@@ -16,6 +16,7 @@ from tests.acceptance.conftest import (
     TINY_MODEL,
     cli_env,
     load_checkpoint,
+    resumed,
     run_cli,
     train_resume_generate,
     wait_for_history_rows,
@@ -50,11 +51,7 @@ def test_resumed_run_ends_where_an_uninterrupted_run_would(workdir: Path) -> Non
     assert straight.returncode == 0, straight.stderr
     part = run_cli([*TRAIN, "--output-dir", "parts", "--max-steps", "3"], workdir)
     assert part.returncode == 0, part.stderr
-    rest = run_cli(
-        ["train-local", "--resume", "parts/checkpoints/latest.pt", "--output-dir", "parts",
-         "--max-steps", "6"], workdir,
-    )  # fmt: skip
-    assert rest.returncode == 0, rest.stderr
+    resumed("parts", 6, workdir)
     assert_same_model(workdir, "parts", "straight")
 
 

@@ -9,19 +9,8 @@ from tests.conftest import requires_fashion_mnist
 
 pytestmark = requires_fashion_mnist
 
-TRAIN = [
-    "train-local",
-    "--dataset",
-    "fashion-mnist",
-    "--model",
-    "lsgan",
-    "--loss",
-    "lsgan",
-    "--batch-size",
-    "8",
-    "--seed",
-    "3",
-]
+TRAIN = ["train-local", "--dataset", "fashion-mnist", "--model", "lsgan", "--loss", "lsgan",
+         "--batch-size", "8", "--seed", "3"]  # fmt: skip
 
 
 def test_lsgan_train_resume_generate(workdir: Path) -> None:
