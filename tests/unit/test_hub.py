@@ -7,7 +7,7 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -32,19 +32,12 @@ from ganfriends.hub.publisher import FLUSH_SECONDS
 from ganfriends.models import ModelConfig, build_models, make_generator
 from ganfriends.step import make_optimizers
 from ganfriends.training.local import RunOutputs
-from tests.hub_endpoint import LocalHub, configure_client, local_hub
+from tests.hub_endpoint import LocalHub
 from tests.waiting import wait_until
 
 MODEL = ModelConfig(image_size=16, channels=1, latent_dim=8, g_features=4, d_features=4)
 REPO = "class/fashion-gan"
 TOKEN = "hf_unit_test_secret_token"
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LocalHub]:
-    with local_hub() as endpoint:
-        configure_client(monkeypatch, endpoint, tmp_path / "hf_home")
-        yield endpoint
 
 
 class Warnings(list[str]):
