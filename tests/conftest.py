@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.hub_endpoint import LocalHub, configure_client, local_hub
 
 # Tests must be reproducible and must not fight over the machine's 2 cores.
 torch.set_num_threads(1)
@@ -34,6 +37,14 @@ requires_fashion_mnist = pytest.mark.skipif(
     not fashion_mnist_available(),
     reason=f"Fashion-MNIST not installed at {FASHION_MNIST_DIR} (make install installs it)",
 )
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LocalHub]:
+    """A local Hugging Face Hub endpoint, which this process's client is set to talk to."""
+    with local_hub() as endpoint:
+        configure_client(monkeypatch, endpoint, tmp_path / "hf_home")
+        yield endpoint
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,14 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from tests.waiting import wait_until
 
 # Small enough to be quick, large enough that a unit takes a noticeable moment to compute.
 TINY = ["--g-features", "8", "--d-features", "8", "--latent-dim", "16"]
@@ -30,6 +31,7 @@ class Proc:
     popen: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
     _queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
+    _ended: bool = False  # the reader saw the end of the output
 
     def start_reader(self) -> None:
         def read() -> None:
@@ -40,42 +42,81 @@ class Proc:
 
         threading.Thread(target=read, daemon=True).start()
 
+    def _drain(self) -> bool:
+        """Move the lines read so far into ``lines``; whether the output has ended."""
+        while not self._ended:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                self._ended = True
+            else:
+                self.lines.append(line)
+        return self._ended
+
+    def printed(self, pattern: str) -> str | None:
+        """The first output line so far that matches ``pattern``, or None."""
+        self._drain()
+        return next((line for line in self.lines if re.search(pattern, line)), None)
+
     def wait_for(self, pattern: str, timeout: float = 120.0) -> str:
         """Block until an output line matches ``pattern``; return it."""
-        for line in self.lines:
-            if re.search(pattern, line):
-                return line
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if line is None:
+
+        def matched() -> str | None:
+            line = self.printed(pattern)
+            if line is None and self._ended:
                 raise AssertionError(
                     f"{self.name} exited before printing {pattern!r}:\n{self.output}"
                 )
-            self.lines.append(line)
-            if re.search(pattern, line):
-                return line
-        raise AssertionError(f"{self.name} did not print {pattern!r} in {timeout}s:\n{self.output}")
+            return line
+
+        return wait_until(
+            matched, lambda: f"{self.name} to print {pattern!r}:\n{self.output}", timeout=timeout
+        )
 
     def finish(self, timeout: float = 120.0) -> int:
         """Wait for exit and collect the rest of the output."""
         code = self.popen.wait(timeout=timeout)
-        while True:
-            try:
-                line = self._queue.get(timeout=5)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.lines.append(line)
+        wait_until(self._drain, f"the end of {self.name}'s output (a child holding it?)")
         return code
 
     @property
     def output(self) -> str:
         return "\n".join(self.lines)
+
+
+def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 120) -> list[str]:
+    """Lines of ``proc``'s output up to the first containing ``text``, within ``timeout`` seconds
+    even if ``proc`` goes silent (a read blocks until a line comes, so a thread does the reading
+    and this one waits on it with a deadline)."""
+    stdout = proc.stdout
+    assert stdout is not None
+    seen: list[str] = []
+    ended = threading.Event()
+
+    def read() -> None:
+        # Stops right after the line looked for: the rest stays in the pipe for communicate().
+        for line in stdout:
+            seen.append(line)
+            if text in line:
+                return
+        ended.set()  # the process closed its output
+
+    # On a timeout the reader stays blocked until the caller's ``finally`` kills the process.
+    reader = threading.Thread(target=read, daemon=True, name="wait-for-line")
+    reader.start()
+
+    def printed() -> bool:
+        if any(text in line for line in seen):
+            return True
+        if ended.is_set():
+            raise AssertionError(f"exited before printing {text!r}:\n{''.join(seen)}")
+        return False
+
+    wait_until(printed, lambda: f"{text!r} in the output:\n{''.join(seen)}", timeout=timeout)
+    reader.join()  # returns at once: the reader stopped after this line
+    return seen
 
 
 class ClassRoom:
@@ -133,6 +174,18 @@ class ClassRoom:
             f"worker {name}", ["worker", "--name", name, "--device", "cpu", *args], db_url
         )
 
+    def small_run(self, iterations: int, *args: str) -> tuple[Proc, Proc]:
+        """A run "run" of ``iterations`` steps of two 64-image units, trained to its end by one
+        worker; its coordinator and worker."""
+        coordinator = self.coordinator(
+            "run", "--max-iterations", str(iterations), "--images-per-work-unit", "64",
+            "--workunits-per-update", "2", "--micro-batch", "32", *args,
+        )  # fmt: skip
+        worker = self.worker("steady")
+        assert coordinator.finish() == 0, coordinator.output
+        assert worker.finish() == 0, worker.output
+        return coordinator, worker
+
     def status(self) -> dict[str, Any]:
         """``ganfriends status --json`` on this room's database."""
         result = subprocess.run(
@@ -149,6 +202,64 @@ class ClassRoom:
                 proc.popen.wait()
             if proc.popen.stdout is not None:
                 proc.popen.stdout.close()
+
+
+def one_worker_run(room: ClassRoom, out: str, run: list[str], *worker_args: str) -> Proc:
+    """Run ``out`` to its end with one worker, nothing going wrong; its coordinator."""
+    coordinator = room.coordinator(out, *run)
+    room.worker("solo", *worker_args)
+    assert coordinator.finish() == 0, coordinator.output
+    return coordinator
+
+
+def crashed_run(
+    room: ClassRoom,
+    out: str,
+    run: list[str],
+    crash_at: str,
+    workers: tuple[str, ...] = ("steady",),
+    late: tuple[str, ...] = (),
+    worker_args: tuple[str, ...] = (),
+) -> None:
+    """Run ``out`` as a new run with a worker killed mid-unit beside ``workers``, and the
+    coordinator killed once it prints ``crash_at`` and restarted (``late`` workers join while it
+    is down): it must still end."""
+    coordinator = room.coordinator(out, *run, "--new-run")
+    victim = room.worker("victim", *worker_args)
+    for name in workers:
+        room.worker(name, *worker_args)
+    victim.wait_for("Processing work unit")
+    victim.popen.send_signal(signal.SIGKILL)
+    coordinator.wait_for(crash_at)
+    coordinator.popen.send_signal(signal.SIGKILL)
+    coordinator.popen.wait()
+    for name in late:
+        room.worker(name, *worker_args)
+    restarted = room.coordinator(out, *run)
+    restarted.wait_for("resuming run")
+    assert restarted.finish() == 0, restarted.output
+
+
+def simulated(room: ClassRoom, out: str, run: list[str]) -> None:
+    """``ganfriends simulate`` of ``run`` (the tiny model, on the CPU) into ``out``."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ganfriends", "simulate", *run, *TINY, "--device", "cpu",
+         "--output-dir", out],
+        cwd=room.workdir, env=room.env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def assert_same_model(
+    workdir: Path, ours: str, theirs: str, *, rtol: float = 0.0, atol: float = 0.0
+) -> None:
+    """Runs ``ours`` and ``theirs`` (output folders in ``workdir``) end with the same G and D,
+    BatchNorm buffers included: bit for bit unless tolerances are given."""
+    a = dict(final_weights(workdir / ours / "checkpoints" / "latest.pt"))
+    b = dict(final_weights(workdir / theirs / "checkpoints" / "latest.pt"))
+    assert a.keys() == b.keys()
+    for name, tensor in b.items():
+        torch.testing.assert_close(a[name], tensor, rtol=rtol, atol=atol, msg=name)
 
 
 def final_weights(checkpoint: Path) -> Iterator[tuple[str, torch.Tensor]]:

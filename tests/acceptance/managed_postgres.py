@@ -49,7 +49,8 @@ def debian_bin_dir() -> Path | None:
         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
     )
     preferred = [p for p in found if p.parent.name == PREFERRED_MAJOR]
-    return (preferred or found or [None])[-1]
+    candidates = preferred or found
+    return candidates[-1] if candidates else None
 
 
 @dataclass(frozen=True)

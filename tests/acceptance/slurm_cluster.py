@@ -15,10 +15,11 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.waiting import wait_until
 
 # Debian installs the daemons in /usr/sbin, which is not on an ordinary user's PATH.
 SBIN = os.pathsep.join(["/usr/local/sbin", "/usr/sbin"])
@@ -115,16 +116,21 @@ class SlurmCluster:
         return fields.get("JobState", "UNKNOWN")
 
     def wait_for(self, job_id: str, timeout: float) -> str:
-        """Wait until the job ends; its final state, or TIMEOUT (then it is cancelled)."""
-        state = "UNKNOWN"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Wait until the job ends; its final state. One still running at ``timeout`` is
+        cancelled, and the test fails."""
+
+        def ended() -> str | None:
             state = self.job_state(job_id)
-            if state in DONE_STATES:
-                return state
-            time.sleep(0.5)
-        self.cancel(job_id)
-        return f"still {state} after {timeout:.0f} s"
+            return state if state in DONE_STATES else None
+
+        try:
+            return wait_until(
+                ended, lambda: f"job {job_id} to end (now {self.job_state(job_id)})",
+                timeout=timeout, interval=0.5,
+            )  # fmt: skip
+        except AssertionError:
+            self.cancel(job_id)
+            raise
 
     def cancel(self, job_id: str) -> None:
         """Cancel the job (scancel)."""
@@ -143,9 +149,14 @@ class SlurmCluster:
     def stop(self) -> None:
         """Cancel what still runs, then stop the daemons (slurmd first, munged last)."""
         ctld = self._daemons.get("slurmctld")
-        if ctld is not None and ctld.poll() is None:
-            self._run("scancel", f"--user={getpass.getuser()}")
-            self._until(lambda: not self._run("squeue", "--noheader").strip(), 15, None)
+        try:
+            if ctld is not None and ctld.poll() is None:
+                self._run("scancel", f"--user={getpass.getuser()}")
+                self._until(lambda: not self._run("squeue", "--noheader").strip(), 15, "no job")
+        finally:
+            self._stop_daemons()
+
+    def _stop_daemons(self) -> None:
         for daemon in reversed(self._daemons.values()):
             daemon.terminate()
             try:
@@ -175,17 +186,14 @@ class SlurmCluster:
     def _node_state(self) -> str:
         return self._run("sinfo", "--noheader", "--format=%t").strip()
 
-    def _until(self, ready: Callable[[], bool], timeout: float, what: str | None) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if ready():
-                return
+    def _until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        def ready_and_alive() -> bool:
             dead = [name for name, d in self._daemons.items() if d.poll() is not None]
-            if dead and what is not None:
+            if dead:
                 raise RuntimeError(f"{dead} exited while waiting for {what}\n{self.logs()}")
-            time.sleep(0.2)
-        if what is not None:
-            raise RuntimeError(f"no {what} after {timeout:.0f} s\n{self.logs()}")
+            return ready()
+
+        wait_until(ready_and_alive, lambda: f"{what}\n{self.logs()}", timeout=timeout, interval=0.2)
 
 
 @contextmanager

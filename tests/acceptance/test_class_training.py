@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import psutil
 import psycopg
-import torch
 
 from ganfriends.db import Database, EmbeddedPostgres, migrate
-from tests.acceptance.class_harness import ClassRoom, final_weights
+from tests.acceptance.class_harness import ClassRoom, assert_same_model, crashed_run, one_worker_run
 from tests.acceptance.conftest import cli_env
 from tests.conftest import requires_fashion_mnist
+from tests.waiting import wait_until
 
 pytestmark = requires_fashion_mnist
 
@@ -32,9 +32,7 @@ RUN = [
 
 def test_final_weights_do_not_depend_on_workers_or_crashes(room: ClassRoom) -> None:
     # Run A: one worker, nothing goes wrong.
-    coordinator = room.coordinator("a", *RUN)
-    room.worker("solo")
-    assert coordinator.finish() == 0, coordinator.output
+    one_worker_run(room, "a", RUN)
 
     # Run B: three workers share the units.
     coordinator = room.coordinator("b", *RUN, "--new-run")
@@ -44,26 +42,10 @@ def test_final_weights_do_not_depend_on_workers_or_crashes(room: ClassRoom) -> N
         assert w.finish() == 0, w.output
 
     # Run C: three workers, one killed mid-unit, and the coordinator killed and restarted.
-    coordinator = room.coordinator("c", *RUN, "--new-run")
-    victim = room.worker("victim")
-    room.worker("w1")
-    room.worker("w2")
-    victim.wait_for("Processing work unit")
-    victim.popen.send_signal(signal.SIGKILL)
-    coordinator.wait_for(r"version 2/")
-    coordinator.popen.send_signal(signal.SIGKILL)
-    coordinator.popen.wait()
-    room.worker("late-joiner")
-    restarted = room.coordinator("c", *RUN)
-    restarted.wait_for("resuming run")
-    assert restarted.finish() == 0, restarted.output
+    crashed_run(room, "c", RUN, crash_at=r"version 2/", workers=("w1", "w2"), late=("late-joiner",))
 
-    a, b, c = (
-        dict(final_weights(room.workdir / run / "checkpoints" / "latest.pt")) for run in "abc"
-    )
-    for name, tensor in a.items():
-        torch.testing.assert_close(b[name], tensor, atol=1e-6, rtol=1e-5, msg=f"3 workers: {name}")
-        torch.testing.assert_close(c[name], tensor, atol=1e-6, rtol=1e-5, msg=f"crashes: {name}")
+    assert_same_model(room.workdir, "b", "a", atol=1e-6, rtol=1e-5)  # 3 workers
+    assert_same_model(room.workdir, "c", "a", atol=1e-6, rtol=1e-5)  # crashes
 
     # No image was lost or counted twice, and only accepted units are credited: a step's images
     # are trained once, computed twice (its D units and its G units, the default rule).
@@ -161,6 +143,19 @@ def test_demo_trains_and_leaves_no_process_behind(tmp_path: Path) -> None:
     assert leftovers == []
 
 
+OUTAGE = "database unreachable"
+
+
+def run_lock_held(url: str) -> bool:
+    """Whether a live session holds the run's lock (run_locks names it)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM ganfriends.run_locks l JOIN pg_stat_activity a"
+            " ON a.pid = l.holder_pid AND a.backend_start = l.holder_started"
+        ).fetchone()
+    return row is not None and row[0] > 0
+
+
 def test_coordinator_and_worker_ride_out_a_database_restart(tmp_path: Path) -> None:
     server = EmbeddedPostgres(tmp_path / "pg", durable=False)
     url = server.start().local_url()
@@ -172,21 +167,24 @@ def test_coordinator_and_worker_ride_out_a_database_restart(tmp_path: Path) -> N
         worker = room.worker("steady")
         coordinator.wait_for(r"version 2/")
         server.stop()
-        time.sleep(5)  # longer than the processes' outage notice
+        wait_until(
+            lambda: coordinator.printed(OUTAGE) or worker.printed(OUTAGE),
+            "the coordinator or the worker to notice the outage",
+            timeout=60,
+        )
         server.start()
         # The restart ended the session that held the run's lock: the coordinator must hold it
         # again (it checks every 2 s), so a second coordinator is still refused. The worker is
         # paused meanwhile so that the run cannot finish under the second one's feet.
         coordinator.wait_for(r"version [5-9]/")
         worker.popen.send_signal(signal.SIGSTOP)
-        time.sleep(3)
+        wait_until(lambda: run_lock_held(url), "the coordinator to take the run's lock again")
         second = room.coordinator("run2", *RUN)
         assert second.finish() == 1, second.output
         assert "another coordinator is already running run" in second.output
         worker.popen.send_signal(signal.SIGCONT)
         assert coordinator.finish() == 0, coordinator.output
         assert worker.finish() == 0, worker.output
-        assert "database unreachable" in coordinator.output + worker.output
         assert "version 20/20" in coordinator.output  # 10 alternating steps: D and G versions
     finally:
         room.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,16 +45,22 @@ def parse(*argv: str) -> argparse.Namespace:
     return add_eval_arguments(argparse.ArgumentParser(prog="ganfriends eval")).parse_args(argv)
 
 
-@pytest.mark.usefixtures("quick_recipe")
-def test_eval_json(
-    checkpoint: Path, eval_data_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = parse(
-        "--checkpoint", str(checkpoint), "--num-samples", "500", "--device", "cpu",
-        "--data-dir", str(eval_data_dir), "--json",
-    )  # fmt: skip
-    assert run_eval(args) == 0
-    result = json.loads(capsys.readouterr().out)
+@pytest.fixture
+def evaluate(
+    quick_recipe: None, checkpoint: Path, eval_data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., str]:
+    """``eval ARGS`` of the tiny checkpoint with the quick classifier's features; its stdout."""
+
+    def run(*argv: str) -> str:
+        args = parse("--checkpoint", str(checkpoint), "--data-dir", str(eval_data_dir), *argv)
+        assert run_eval(args) == 0
+        return capsys.readouterr().out
+
+    return run
+
+
+def test_eval_json(evaluate: Callable[..., str]) -> None:
+    result = json.loads(evaluate("--num-samples", "500", "--device", "cpu", "--json"))
     for key in ("fid", "kid_mean", "kid_std", "precision", "recall"):
         assert math.isfinite(result[key]), key
     assert result["fid"] > 0 and 0 <= result["precision"] <= 1 and 0 <= result["recall"] <= 1
@@ -64,16 +71,8 @@ def test_eval_json(
     assert result["features"]["test_accuracy"] >= QUICK_RECIPE.min_accuracy
 
 
-@pytest.mark.usefixtures("quick_recipe")
-def test_eval_text(
-    checkpoint: Path, eval_data_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = parse(
-        "--checkpoint", str(checkpoint), "--num-samples", "300", "--kid-subsets", "10",
-        "--data-dir", str(eval_data_dir),
-    )  # fmt: skip
-    assert run_eval(args) == 0
-    out = capsys.readouterr().out
+def test_eval_text(evaluate: Callable[..., str]) -> None:
+    out = evaluate("--num-samples", "300", "--kid-subsets", "10")
     labels = [line.split()[0] for line in out.splitlines()]
     assert labels[:9] == [
         "checkpoint", "real", "features", "samples", "FID", "KID", "precision", "recall", "time"
@@ -114,8 +113,8 @@ def test_user_errors_are_one_line(
 
 
 def test_wired_cli_reports_errors_in_one_line(checkpoint: Path, tmp_path: Path) -> None:
-    if run_cli(["eval", "--help"], tmp_path).returncode != 0:
-        pytest.skip("`ganfriends eval` is not wired into cli.py yet")
+    helped = run_cli(["eval", "--help"], tmp_path)
+    assert helped.returncode == 0 and "--checkpoint" in helped.stdout, helped.stderr
     missing = run_cli(["eval", "--checkpoint", "missing.pt"], tmp_path)
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines() == [

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import time
 
-import torch
 from benchmarks.hostile_student import HostileStudent
 
 from ganfriends.config import Config
-from tests.acceptance.class_harness import ClassRoom, final_weights
+from tests.acceptance.class_harness import ClassRoom, assert_same_model
 from tests.conftest import requires_fashion_mnist
 from tests.integration.conftest import class_admin  # noqa: F401 (the fixture)
 from tests.integration.student_helpers import new_student
@@ -84,10 +83,7 @@ def test_a_hostile_student_beside_two_honest_ones_wastes_only_their_own_work(
     assert report.squats >= 1 and report.quarantined_at is not None
 
     # The model is the honest run's, bit for bit: every copy of the attacker's was refused.
-    a = dict(final_weights(room.workdir / "honest" / "checkpoints" / "latest.pt"))
-    b = dict(final_weights(room.workdir / "attacked" / "checkpoints" / "latest.pt"))
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert_same_model(room.workdir, "attacked", "honest")
 
     # Honest students credited and unflagged; the attacker quarantined and shown as such.
     status = room.status()

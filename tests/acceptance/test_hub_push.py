@@ -16,7 +16,7 @@ from safetensors.torch import load
 from tests.acceptance.class_harness import ClassRoom
 from tests.acceptance.conftest import TINY_MODEL, cli_env
 from tests.conftest import requires_fashion_mnist
-from tests.hub_endpoint import client_env, local_hub
+from tests.hub_endpoint import LocalHub, client_env, local_hub
 
 REPO = "class/fashion-local"
 TOKEN = "hf_acceptance_secret_token"
@@ -33,21 +33,26 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
     )
 
 
+def train_pushing(
+    hub: LocalHub, workdir: Path, steps: int, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``train-local`` of the tiny model for ``steps`` steps into ``run``, pushing to ``hub``."""
+    trained = run(
+        ["train-local", "--dataset", "fashion-mnist", "--batch-size", "16", "--max-steps",
+         str(steps), "--output-dir", "run", *TINY_MODEL],
+        workdir,
+        {**client_env(hub, workdir / "hf_home"), "GANFRIENDS_HUGGINGFACE_ENABLED": "true",
+         "GANFRIENDS_HUGGINGFACE_REPO_ID": REPO, **env},
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    return trained
+
+
 @requires_fashion_mnist
 def test_train_local_pushes_and_generate_draws_from_the_push(workdir: Path) -> None:
     with local_hub() as hub:
-        env = {
-            **client_env(hub, workdir / "hf_home"),
-            "GANFRIENDS_HUGGINGFACE_TOKEN": TOKEN,  # the config's secret: masked when stored
-            "GANFRIENDS_HUGGINGFACE_ENABLED": "true",
-            "GANFRIENDS_HUGGINGFACE_REPO_ID": REPO,
-        }
-        trained = run(
-            ["train-local", "--dataset", "fashion-mnist", "--batch-size", "16", "--max-steps",
-             "3", "--output-dir", "run", *TINY_MODEL],
-            workdir, env,
-        )  # fmt: skip
-        assert trained.returncode == 0, trained.stderr
+        # The config's secret, in the environment: masked when stored.
+        trained = train_pushing(hub, workdir, 3, GANFRIENDS_HUGGINGFACE_TOKEN=TOKEN)
         assert f"Hugging Face: pushing to {REPO} at {hub.url}" in trained.stdout
         assert "1 push(es)" in trained.stdout and "the last at step 3" in trained.stdout
 
@@ -89,17 +94,7 @@ def test_the_demo_notebook_reads_a_hugging_face_repo(workdir: Path) -> None:
     from tests.acceptance.test_notebooks import execute, images
 
     with local_hub() as hub:
-        env = {
-            **client_env(hub, workdir / "hf_home"),
-            "GANFRIENDS_HUGGINGFACE_ENABLED": "true",
-            "GANFRIENDS_HUGGINGFACE_REPO_ID": REPO,
-        }
-        trained = run(
-            ["train-local", "--dataset", "fashion-mnist", "--batch-size", "16", "--max-steps",
-             "2", "--output-dir", "run", *TINY_MODEL],
-            workdir, env,
-        )  # fmt: skip
-        assert trained.returncode == 0, trained.stderr
+        train_pushing(hub, workdir, 2)
 
         notebook = execute(
             "demo_trained_model.ipynb",
@@ -128,13 +123,7 @@ def test_the_coordinator_pushes_a_class_run(
             f"  endpoint: {hub.url}\n",
             encoding="utf-8",
         )
-        coordinator = room.coordinator(
-            "run", "--max-iterations", "3", "--images-per-work-unit", "64",
-            "--workunits-per-update", "2", "--micro-batch", "32", "--sample-interval", "1",
-        )  # fmt: skip
-        worker = room.worker("steady")
-        assert coordinator.finish() == 0, coordinator.output
-        assert worker.finish() == 0, worker.output
+        coordinator, worker = room.small_run(3, "--sample-interval", "1")
 
         # Grids at versions 1, 2, 3: version 2 is pushed, then 3, the last, at the end.
         assert "Hugging Face: 2 push(es)" in coordinator.output, coordinator.output

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from tests.acceptance.managed_postgres import (
     managed_server,
 )
 from tests.conftest import requires_fashion_mnist
+from tests.integration.student_helpers import wait_for_transaction_age
 
 BIN_DIR = debian_bin_dir()
 pytestmark = pytest.mark.skipif(
@@ -162,7 +162,7 @@ def test_the_watchdog_ends_a_students_stuck_session_on_a_managed_server(
         hostile.execute("SET idle_in_transaction_session_timeout = 0")
         hostile.execute("BEGIN")
         hostile.execute("SELECT count(*) FROM ganfriends.runs")
-        time.sleep(0.3)
+        wait_for_transaction_age(class_db, hostile, 0.1)
         with Database(class_db, max_size=1) as db:
             Watchdog(db, console).sweep(seconds=0.1)
         with pytest.raises(psycopg.OperationalError):

@@ -6,17 +6,19 @@ iterations: swaps happen inside these short runs, while other devices' units are
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.acceptance.class_harness import TINY, ClassRoom
-from tests.acceptance.test_federated_training import assert_same_weights
+from tests.acceptance.class_harness import (
+    ClassRoom,
+    assert_same_model,
+    crashed_run,
+    one_worker_run,
+    simulated,
+)
 
 ITERATIONS = 10
 
@@ -44,46 +46,16 @@ def mdgan_flags(images: Path) -> list[str]:
 def test_md_gan_ends_with_the_same_model_for_any_number_of_workers_and_crashes(
     room: ClassRoom, images: Path
 ) -> None:
-    run = mdgan_flags(images)
-    # Run A: one worker.
-    coordinator = room.coordinator("a", *run, "--work-unit-timeout", "3")
-    room.worker("solo", "--dataset-path", str(images))
-    assert coordinator.finish() == 0, coordinator.output
+    run = [*mdgan_flags(images), "--work-unit-timeout", "3"]
+    data = ("--dataset-path", str(images))
+    coordinator = one_worker_run(room, "a", run, *data)
     assert "swaps every 4 iterations" in coordinator.output
-
-    # Run B: two workers, one killed mid-iteration, the coordinator killed and restarted.
-    coordinator = room.coordinator("b", *run, "--work-unit-timeout", "3", "--new-run")
-    victim = room.worker("victim", "--dataset-path", str(images))
-    room.worker("steady", "--dataset-path", str(images))
-    victim.wait_for("Processing work unit")
-    victim.popen.send_signal(signal.SIGKILL)
-    coordinator.wait_for(r"version 5/")
-    coordinator.popen.send_signal(signal.SIGKILL)
-    coordinator.popen.wait()
-    restarted = room.coordinator("b", *run, "--work-unit-timeout", "3")
-    restarted.wait_for("resuming run")
-    assert restarted.finish() == 0, restarted.output
-
-    assert_same_weights(
-        room.workdir / "a" / "checkpoints" / "latest.pt",
-        room.workdir / "b" / "checkpoints" / "latest.pt",
-    )
+    crashed_run(room, "b", run, crash_at=r"version 5/", worker_args=data)
+    assert_same_model(room.workdir, "a", "b")
 
 
 def test_md_gan_simulate_gives_the_class_run_s_model(room: ClassRoom, images: Path) -> None:
     run = mdgan_flags(images)
-    coordinator = room.coordinator("class", *run)
-    room.worker("solo", "--dataset-path", str(images))
-    assert coordinator.finish() == 0, coordinator.output
-
-    result = subprocess.run(
-        [sys.executable, "-m", "ganfriends", "simulate", *run, *TINY, "--device", "cpu",
-         "--output-dir", "sim"],
-        cwd=room.workdir, env=room.env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert_same_weights(
-        room.workdir / "class" / "checkpoints" / "latest.pt",
-        room.workdir / "sim" / "checkpoints" / "latest.pt",
-    )
+    one_worker_run(room, "class", run, "--dataset-path", str(images))
+    simulated(room, "sim", run)
+    assert_same_model(room.workdir, "class", "sim")

@@ -4,9 +4,7 @@ the math: the run ends with the very bits that workers taking one unit at a time
 
 from __future__ import annotations
 
-import torch
-
-from tests.acceptance.class_harness import ClassRoom, final_weights
+from tests.acceptance.class_harness import ClassRoom, assert_same_model
 from tests.conftest import requires_fashion_mnist
 
 pytestmark = requires_fashion_mnist
@@ -36,8 +34,4 @@ def test_a_worker_claiming_four_units_at_once_ends_with_the_one_at_a_time_model(
     # Assert: every claim held four units and went up in one call; the models are bit-identical.
     assert fast.output.count("Uploading 4 results...") == 4  # 2 steps x (D, G) versions
     assert "Uploading..." not in fast.output
-    ours = dict(final_weights(room.workdir / "many" / "checkpoints" / "latest.pt"))
-    theirs = dict(final_weights(room.workdir / "one" / "checkpoints" / "latest.pt"))
-    assert ours.keys() == theirs.keys()
-    for name, tensor in theirs.items():
-        assert torch.equal(ours[name], tensor), name
+    assert_same_model(room.workdir, "many", "one")

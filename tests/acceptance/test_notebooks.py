@@ -72,13 +72,7 @@ def test_the_demo_notebook_shows_a_local_run(workdir: Path) -> None:
 
 
 def test_the_demo_notebook_reads_a_class_database(room: ClassRoom, tmp_path: Path) -> None:
-    coordinator = room.coordinator(
-        "run", "--max-iterations", "2", "--images-per-work-unit", "64",
-        "--workunits-per-update", "2", "--micro-batch", "32", "--sample-interval", "1",
-    )  # fmt: skip
-    worker = room.worker("steady")
-    assert coordinator.finish() == 0, coordinator.output
-    assert worker.finish() == 0, worker.output
+    room.small_run(2, "--sample-interval", "1")
 
     notebook = execute(
         "demo_trained_model.ipynb",

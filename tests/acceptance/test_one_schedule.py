@@ -5,9 +5,8 @@ the same update rule, whatever the number of workers (issue #12, item 2)."""
 from __future__ import annotations
 
 import pytest
-import torch
 
-from tests.acceptance.class_harness import TINY, ClassRoom, final_weights
+from tests.acceptance.class_harness import TINY, ClassRoom, assert_same_model, simulated
 from tests.acceptance.conftest import run_cli
 from tests.conftest import requires_fashion_mnist
 
@@ -39,12 +38,8 @@ def test_a_class_run_ends_with_the_model_train_local_gives(room: ClassRoom, rule
     )  # fmt: skip
     assert local.returncode == 0, local.stdout + local.stderr
 
-    theirs = dict(final_weights(room.workdir / "local" / "checkpoints" / "latest.pt"))
-    ours = dict(final_weights(room.workdir / "class" / "checkpoints" / "latest.pt"))
-    assert ours.keys() == theirs.keys()
-    for name, tensor in theirs.items():
-        # Weights and BatchNorm buffers alike (the class chains buffers over its units).
-        torch.testing.assert_close(ours[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+    # Weights and BatchNorm buffers alike (the class chains buffers over its units).
+    assert_same_model(room.workdir, "class", "local", rtol=1e-5, atol=1e-6)
 
 
 def test_two_phases_of_an_alternating_step_count_its_images_once(room: ClassRoom) -> None:
@@ -77,12 +72,5 @@ def test_a_bfloat16_class_run_gives_its_simulation_s_model(room: ClassRoom) -> N
     for worker in workers:
         assert worker.finish() == 0, worker.output
 
-    simulated = run_cli(
-        ["simulate", *run, *TINY, "--device", "cpu", "--output-dir", "sim"], cwd=room.workdir
-    )
-    assert simulated.returncode == 0, simulated.stdout + simulated.stderr
-
-    theirs = dict(final_weights(room.workdir / "sim" / "checkpoints" / "latest.pt"))
-    ours = dict(final_weights(room.workdir / "class" / "checkpoints" / "latest.pt"))
-    for name, tensor in theirs.items():
-        torch.testing.assert_close(ours[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+    simulated(room, "sim", run)
+    assert_same_model(room.workdir, "class", "sim", rtol=1e-5, atol=1e-6)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from ganfriends.training.history import read_history
 from tests.acceptance.conftest import TINY_MODEL, cli_env
 from tests.acceptance.slurm_cluster import SlurmCluster, missing_programs, one_node_cluster
 from tests.conftest import requires_fashion_mnist
+from tests.waiting import wait_until
 
 pytestmark = [
     requires_fashion_mnist,
@@ -65,12 +65,17 @@ def job_output(workdir: Path, name: str, job_id: str) -> str:
 
 def wait_until_training(cluster: SlurmCluster, workdir: Path, name: str, job_id: str) -> None:
     """Wait for the run's header line, printed once its processes met at the rendezvous."""
-    deadline = time.monotonic() + JOB_TIMEOUT
-    while "processes (gloo)" not in job_output(workdir, name, job_id):
+
+    def training() -> bool:
+        if "processes (gloo)" in job_output(workdir, name, job_id):
+            return True
         state = cluster.job_state(job_id)
         assert state in ("PENDING", "RUNNING"), f"{state}\n{job_output(workdir, name, job_id)}"
-        assert time.monotonic() < deadline, f"{name} is not training\n{cluster.logs()}"
-        time.sleep(0.5)
+        return False
+
+    wait_until(
+        training, lambda: f"{name} to train\n{cluster.logs()}", timeout=JOB_TIMEOUT, interval=0.5
+    )
 
 
 def test_a_submitted_two_process_cpu_job_trains_and_checkpoints(

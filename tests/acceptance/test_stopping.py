@@ -4,7 +4,6 @@ command warmly; after any of them, and after SIGKILL, nothing it started is left
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import socket
 import subprocess
@@ -17,9 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.acceptance.class_harness import ClassRoom
+from tests.acceptance.class_harness import ClassRoom, wait_for_line
 from tests.acceptance.conftest import cli_env
 from tests.conftest import requires_fashion_mnist
+from tests.waiting import wait_until
 
 WARM = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
 ALL = [*WARM, signal.SIGKILL]
@@ -53,46 +53,12 @@ def descendants_left(tag: str, workdir: Path) -> list[str]:
 
 
 def assert_nothing_left(tag: str, workdir: Path, timeout: float = LEFTOVER_WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    left = descendants_left(tag, workdir)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.25)
-        left = descendants_left(tag, workdir)
-    assert left == []
-
-
-def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 120) -> list[str]:
-    """Lines of ``proc``'s output up to the first containing ``text``, within ``timeout`` seconds
-    even if ``proc`` goes silent (a read blocks until a line comes, so a thread does the reading
-    and this one waits on it with a deadline)."""
-    stdout = proc.stdout
-    assert stdout is not None
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:
-        # Stops right after the line looked for: the rest stays in the pipe for communicate().
-        for line in stdout:
-            lines.put(line)
-            if text in line:
-                return
-        lines.put(None)  # the process closed its output
-
-    reader = threading.Thread(target=read, daemon=True, name="wait-for-line")
-    reader.start()
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            line = lines.get(timeout=max(deadline - time.monotonic(), 0))
-        except queue.Empty:
-            # The reader stays blocked until the caller's ``finally`` kills the process.
-            raise AssertionError(f"no {text!r} within {timeout}s:\n{''.join(seen)}") from None
-        if line is None:
-            raise AssertionError(f"exited before printing {text!r}:\n{''.join(seen)}")
-        seen.append(line)
-        if text in line:
-            reader.join()  # returns at once: the reader stopped after this line
-            return seen
+    wait_until(
+        lambda: not descendants_left(tag, workdir),
+        lambda: f"no process left, but {descendants_left(tag, workdir)} are",
+        timeout=timeout,
+        interval=0.25,
+    )
 
 
 def test_wait_for_line_gives_up_on_a_silent_process() -> None:
@@ -111,11 +77,11 @@ def test_wait_for_line_gives_up_on_a_silent_process() -> None:
         silent.kill()
         silent.wait(timeout=10)
         # The abandoned reader sees the end of the output now; close the pipe once it is done.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(
-            t.name == "wait-for-line" for t in threading.enumerate()
-        ):
-            time.sleep(0.01)
+        wait_until(
+            lambda: all(t.name != "wait-for-line" for t in threading.enumerate()),
+            "the abandoned reader to see the end of the output",
+            timeout=10,
+        )
         assert silent.stdout is not None
         silent.stdout.close()
 
@@ -134,7 +100,12 @@ def test_demo_leaves_nothing_behind_after(sig: signal.Signals, tmp_path: Path) -
     )  # fmt: skip
     try:
         wait_for_line(demo, "started a coordinator")
-        time.sleep(2)  # the workers are up and claiming
+        logs = [workdir / "logs" / f"worker-{i}.log" for i in (1, 2)]
+        wait_until(
+            lambda: all(p.is_file() and "Processing work unit" in p.read_text() for p in logs),
+            "both workers of the demo to be working on a unit",
+            timeout=120,
+        )
         demo.send_signal(sig)
         output = demo.communicate(timeout=60)[0]
         if sig == signal.SIGKILL:

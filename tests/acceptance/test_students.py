@@ -7,14 +7,13 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.acceptance.class_harness import TINY
+from tests.acceptance.class_harness import TINY, wait_for_line
 from tests.acceptance.conftest import cli_env
 from tests.conftest import requires_fashion_mnist
 
@@ -40,25 +39,6 @@ def instructor_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 STEPS = 6  # long enough that the last of three workers to load its data still gets units
-
-
-def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 120.0) -> None:
-    """Read ``proc``'s output until a line holds ``text`` (bounded: a silent process fails)."""
-    assert proc.stdout is not None
-    lines: list[str] = []
-    found = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if text in line:
-                found.set()
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    assert found.wait(timeout), f"no line with {text!r} in {timeout}s:\n{''.join(lines)}"
 
 
 def gf(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -125,7 +105,7 @@ def test_students_added_by_the_instructor_train_from_their_own_urls(
     assert all(name in listed.stdout for name in urls)
     instructor_url = gf(["db", "url"], instructor_env, tmp_path).stdout.strip()
     with psycopg.connect(instructor_url) as conn:
-        credited = dict(conn.execute(
+        credited: dict[str, int] = dict(conn.execute(
             "SELECT role_name, sum(units_done) FROM ganfriends.workers GROUP BY role_name"
         ).fetchall())  # fmt: skip
     # STEPS alternating steps x 3 units x (D, G)

@@ -7,15 +7,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from ganfriends.training.history import read_history
-from tests.acceptance.conftest import TINY_MODEL, cli_env, run_cli
-from tests.acceptance.test_stopping import assert_nothing_left, tagged, wait_for_line
+from tests.acceptance.class_harness import wait_for_line
+from tests.acceptance.conftest import TINY_MODEL, cli_env, resumed, run_cli, wait_for_history_rows
+from tests.acceptance.test_stopping import assert_nothing_left, tagged
 from tests.conftest import requires_fashion_mnist
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -66,23 +66,72 @@ def assert_same_model(a: Path, b: Path) -> None:
     assert ca["step"] == cb["step"]
 
 
-@pytest.mark.parametrize("rule", ["alternating", "simultaneous"])
-def test_two_processes_equal_one_process_with_their_micro_batches(workdir: Path, rule: str) -> None:
+def two_processes_equal_one(
+    workdir: Path, rule: str, *strategy: str
+) -> subprocess.CompletedProcess[str]:
+    """Train "one" in one process with micro-batches of 4 and "two" under torchrun with
+    ``strategy``: the same model, one history of global counts, plain names in the checkpoint.
+    The torchrun run's result."""
     one = run_cli(
         [*RUN, "--update-rule", rule, "--micro-batch", "4", "--output-dir", "one"], workdir
     )
     assert one.returncode == 0, one.stderr
-    two = torchrun([*RUN, "--update-rule", rule, "--output-dir", "two"], workdir)
+    two = torchrun([*RUN, *strategy, "--update-rule", rule, "--output-dir", "two"], workdir)
     assert two.returncode == 0, two.stderr
 
     assert_same_model(workdir / "one", workdir / "two")
-    assert "2 processes (gloo)" in two.stdout and two.stdout.count("done: step 3") == 1
+    assert two.stdout.count("done: step 3") == 1
     rows_one = read_history(workdir / "one" / "history.csv")
     rows_two = read_history(workdir / "two" / "history.csv")
     assert [r["images_seen"] for r in rows_two] == ["8", "16", "24"]  # global counts, one writer
     for r1, r2 in zip(rows_one, rows_two, strict=True):
         assert float(r1["d_loss"]) == pytest.approx(float(r2["d_loss"]), rel=1e-4)
-    assert "module." not in "".join(checkpoint(workdir / "two")["discriminator_state_dict"])
+    saved = checkpoint(workdir / "two")
+    for key in ("generator_state_dict", "discriminator_state_dict"):
+        assert "module." not in "".join(saved[key])
+    return two
+
+
+def resume_both_ways(
+    workdir: Path, *strategy: str
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """4 steps in one process ("ref"); 2 under torchrun with ``strategy`` then 2 in one process
+    ("a"); 2 in one process then 2 under torchrun ("b"): a and b end with ref's model. The two
+    resumed runs' results (one process, torchrun)."""
+    straight = run_cli(
+        [*RUN, "--micro-batch", "4", "--max-steps", "4", "--output-dir", "ref"], workdir
+    )
+    assert straight.returncode == 0, straight.stderr
+
+    first = torchrun([*RUN, *strategy, "--max-steps", "2", "--output-dir", "a"], workdir)
+    assert first.returncode == 0, first.stderr
+    into_one = resumed("a", 4, workdir)
+    assert_same_model(workdir / "ref", workdir / "a")
+
+    first = run_cli([*RUN, "--micro-batch", "4", "--max-steps", "2", "--output-dir", "b"], workdir)
+    assert first.returncode == 0, first.stderr
+    into_two = torchrun(
+        ["train-local", *strategy, "--resume", "b/checkpoints/latest.pt", "--output-dir", "b",
+         "--max-steps", "4"], workdir,
+    )  # fmt: skip
+    assert into_two.returncode == 0, into_two.stderr
+    assert_same_model(workdir / "ref", workdir / "b")
+    assert [int(r["step"]) for r in read_history(workdir / "b" / "history.csv")] == [1, 2, 3, 4]
+    return into_one, into_two
+
+
+def drawn_from(workdir: Path, run: str) -> None:
+    """``generate`` draws from ``run``'s checkpoint."""
+    drawn = run_cli(
+        ["generate", "--checkpoint", f"{run}/checkpoints/latest.pt", "--num", "4"], workdir
+    )
+    assert drawn.returncode == 0, drawn.stderr
+
+
+@pytest.mark.parametrize("rule", ["alternating", "simultaneous"])
+def test_two_processes_equal_one_process_with_their_micro_batches(workdir: Path, rule: str) -> None:
+    two = two_processes_equal_one(workdir, rule)
+    assert "2 processes (gloo)" in two.stdout
 
 
 def test_two_nodes_on_localhost_meet_through_a_c10d_rendezvous(workdir: Path) -> None:
@@ -111,35 +160,10 @@ def test_two_nodes_on_localhost_meet_through_a_c10d_rendezvous(workdir: Path) ->
 
 
 def test_resume_moves_between_two_processes_and_one(workdir: Path) -> None:
-    straight = run_cli(
-        [*RUN, "--micro-batch", "4", "--max-steps", "4", "--output-dir", "ref"], workdir
-    )
-    assert straight.returncode == 0, straight.stderr
-
-    # torchrun for 2 steps, then one process: the checkpoint's micro-batch 4 is adopted.
-    first = torchrun([*RUN, "--max-steps", "2", "--output-dir", "a"], workdir)
-    assert first.returncode == 0, first.stderr
-    rest = run_cli(
-        ["train-local", "--resume", "a/checkpoints/latest.pt", "--output-dir", "a",
-         "--max-steps", "4"], workdir,
-    )  # fmt: skip
-    assert rest.returncode == 0, rest.stderr
-    assert "micro-batch 4" in rest.stdout
-    assert_same_model(workdir / "ref", workdir / "a")
-
-    # One process with micro-batches for 2 steps, then torchrun.
-    first = run_cli([*RUN, "--micro-batch", "4", "--max-steps", "2", "--output-dir", "b"], workdir)
-    assert first.returncode == 0, first.stderr
-    rest = torchrun(
-        ["train-local", "--resume", "b/checkpoints/latest.pt", "--output-dir", "b",
-         "--max-steps", "4"], workdir,
-    )  # fmt: skip
-    assert rest.returncode == 0, rest.stderr
-    assert_same_model(workdir / "ref", workdir / "b")
-    assert [int(r["step"]) for r in read_history(workdir / "b" / "history.csv")] == [1, 2, 3, 4]
-
-    drawn = run_cli(["generate", "--checkpoint", "b/checkpoints/latest.pt", "--num", "4"], workdir)
-    assert drawn.returncode == 0, drawn.stderr
+    # The checkpoint of two processes resumes in one, which adopts its micro-batch of 4.
+    into_one, _ = resume_both_ways(workdir)
+    assert "micro-batch 4" in into_one.stdout
+    drawn_from(workdir, "b")
 
 
 def test_a_global_batch_that_does_not_split_is_one_clear_error(workdir: Path) -> None:
@@ -164,11 +188,7 @@ def test_ctrl_c_to_torchrun_stops_every_process_after_one_step_and_rank_0_saves(
         text=True,
     )  # fmt: skip
     history = workdir / "run" / "history.csv"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (
-        not history.is_file() or len(history.read_text().splitlines()) < 3
-    ):
-        time.sleep(0.2)
+    wait_for_history_rows(history, 3, proc)
     proc.send_signal(signal.SIGINT)  # torchrun passes it on to both processes (SIGTERM)
     output, _ = proc.communicate(timeout=90)
     assert "continue with: ganfriends train-local --resume" in output

@@ -43,6 +43,7 @@ def test_train_local_records_an_mlflow_run(workdir: Path) -> None:
 
     client = MlflowClient(f"sqlite:///{workdir / 'run' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tiny")
+    assert experiment is not None
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.params["training.seed"] == "3"
@@ -57,16 +58,12 @@ def test_train_local_records_an_mlflow_run(workdir: Path) -> None:
 
 
 def test_the_coordinator_records_its_versions_in_mlflow(room: ClassRoom) -> None:
-    coordinator = room.coordinator(
-        "run", "--max-iterations", "3", "--images-per-work-unit", "64",
-        "--workunits-per-update", "2", "--micro-batch", "32", "--logger", "mlflow",
-    )  # fmt: skip
-    worker = room.worker("steady")
-    assert coordinator.finish() == 0, coordinator.output
-    assert worker.finish() == 0, worker.output
+    room.small_run(3, "--logger", "mlflow")
 
     client = MlflowClient(f"sqlite:///{room.workdir / 'run' / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("ganfriends").experiment_id])
+    experiment = client.get_experiment_by_name("ganfriends")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
     history = client.get_metric_history(run.info.run_id, "g_loss")
     assert sorted(m.step for m in history) == [1, 2, 3]
     assert run.data.metrics["contributors"] == 1

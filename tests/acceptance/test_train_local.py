@@ -4,15 +4,23 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
+from ganfriends.training.checkpoint import REQUIRED_KEYS
 from ganfriends.training.history import read_history
-from tests.acceptance.conftest import TINY_MODEL, cli_env, run_cli
+from tests.acceptance.class_harness import assert_same_model
+from tests.acceptance.conftest import (
+    TINY_MODEL,
+    cli_env,
+    load_checkpoint,
+    resumed,
+    run_cli,
+    train_resume_generate,
+    wait_for_history_rows,
+)
 from tests.conftest import requires_fashion_mnist
 
 pytestmark = requires_fashion_mnist
@@ -29,44 +37,13 @@ TRAIN = [
 ]
 
 
-def load(path: Path) -> dict[str, object]:
-    data: dict[str, object] = torch.load(path, weights_only=True)
-    return data
-
-
 def test_train_resume_generate(workdir: Path) -> None:
-    first = run_cli([*TRAIN, "--output-dir", "run", "--max-steps", "4"], workdir)
-    assert first.returncode == 0, first.stderr
-    latest = workdir / "run" / "checkpoints" / "latest.pt"
-    checkpoint = load(latest)
-    assert checkpoint["step"] == 4
-    assert {
-        "generator_state_dict",
-        "discriminator_state_dict",
-        "optimizer_g_state_dict",
-        "optimizer_d_state_dict",
-        "epoch",
-        "step",
-        "model_config",
-        "run_config",
-    } <= set(checkpoint)
+    _, checkpoint = train_resume_generate(workdir, TRAIN, steps=4, resumed_steps=7, tiles=3)
+    assert set(REQUIRED_KEYS) <= set(checkpoint)
     assert (workdir / "run" / "samples" / "latest.png").is_file()
     assert (workdir / "run" / "curves.png").is_file()
-
-    resumed = run_cli(
-        ["train-local", "--resume", str(latest), "--output-dir", "run", "--max-steps", "7"], workdir
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    assert load(latest)["step"] == 7
     steps = [int(row["step"]) for row in read_history(workdir / "run" / "history.csv")]
     assert steps == list(range(1, 8))
-
-    generated = run_cli(
-        ["generate", "--checkpoint", str(latest), "--num", "9", "--out", "grid.png"], workdir
-    )
-    assert generated.returncode == 0, generated.stderr
-    with Image.open(workdir / "grid.png") as grid:
-        assert grid.size == (2 + 3 * 34, 2 + 3 * 34)  # 3x3 tiles of 32 px + 2 px padding
 
 
 def test_resumed_run_ends_where_an_uninterrupted_run_would(workdir: Path) -> None:
@@ -74,26 +51,8 @@ def test_resumed_run_ends_where_an_uninterrupted_run_would(workdir: Path) -> Non
     assert straight.returncode == 0, straight.stderr
     part = run_cli([*TRAIN, "--output-dir", "parts", "--max-steps", "3"], workdir)
     assert part.returncode == 0, part.stderr
-    rest = run_cli(
-        [
-            "train-local",
-            "--resume",
-            "parts/checkpoints/latest.pt",
-            "--output-dir",
-            "parts",
-            "--max-steps",
-            "6",
-        ],
-        workdir,
-    )
-    assert rest.returncode == 0, rest.stderr
-    a = load(workdir / "straight" / "checkpoints" / "latest.pt")
-    b = load(workdir / "parts" / "checkpoints" / "latest.pt")
-    for key in ("generator_state_dict", "discriminator_state_dict"):
-        sa, sb = a[key], b[key]
-        assert isinstance(sa, dict) and isinstance(sb, dict)
-        for name in sa:
-            torch.testing.assert_close(sa[name], sb[name], rtol=0, atol=0, msg=f"{key}.{name}")
+    resumed("parts", 6, workdir)
+    assert_same_model(workdir, "parts", "straight")
 
 
 def test_first_ctrl_c_saves_the_finished_steps_and_exits(workdir: Path) -> None:
@@ -106,16 +65,12 @@ def test_first_ctrl_c_saves_the_finished_steps_and_exits(workdir: Path) -> None:
         text=True,
     )
     history = workdir / "run" / "history.csv"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (
-        not history.is_file() or len(history.read_text().splitlines()) < 3
-    ):
-        time.sleep(0.2)
+    wait_for_history_rows(history, 3, proc)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
     assert "continue with: ganfriends train-local --resume" in output
-    checkpoint = load(workdir / "run" / "checkpoints" / "latest.pt")
+    checkpoint = load_checkpoint(workdir / "run" / "checkpoints" / "latest.pt")
     assert isinstance(checkpoint["step"], int) and checkpoint["step"] >= 2
     rows = read_history(history)
     assert int(rows[-1]["step"]) == checkpoint["step"]

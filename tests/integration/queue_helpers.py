@@ -6,7 +6,6 @@ past) and to read rows no named query returns. :class:`Raw` is that test-only co
 
 from __future__ import annotations
 
-import time
 import traceback
 from typing import Any
 
@@ -21,6 +20,7 @@ from ganfriends.models import Discriminator, Generator, ModelConfig
 from ganfriends.rules import SyncPlan, UnitResult
 from ganfriends.rules.sync import collect_gradients
 from ganfriends.step import StepStats
+from tests.waiting import wait_until
 
 TINY_MODEL = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
 DATASET_SIZE = 640
@@ -215,11 +215,12 @@ class Raw:
 
     def wait_for_lock_waiters(self, count: int, what: str, timeout: float = 10.0) -> None:
         """Block until ``count`` sessions of this database wait on a lock (or fail: ``what``)."""
-        deadline = time.monotonic() + timeout
         where = "datname = current_database() AND wait_event_type = 'Lock'"
-        while self.count("pg_stat_activity", where) < count:
-            assert time.monotonic() < deadline, what
-            time.sleep(0.01)
+
+        def waiting() -> bool:
+            return self.count("pg_stat_activity", where) >= count
+
+        wait_until(waiting, what, timeout=timeout, interval=0.01)
 
     def strike(self, run_id: int, worker_id: int, times: int = 3, unit_index: int = 0) -> None:
         """Record ``times`` rejected copies against a worker (strikes towards quarantine)."""

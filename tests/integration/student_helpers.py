@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
 from ganfriends.classroom.queue import Hardware
-from ganfriends.db.students import add_student
+from ganfriends.db.students import DEFAULT_CONNECTIONS, add_student
+from tests.waiting import wait_until
 
 _names = itertools.count()
 HARDWARE = Hardware("cpu", None, None, 2, 4.0)
@@ -35,7 +37,26 @@ def drop_roles(admin_url: str, *roles: str) -> None:
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
-def new_student(db_url: str, admin_url: str, **kwargs: int) -> Student:
+def new_student(db_url: str, admin_url: str, max_connections: int = DEFAULT_CONNECTIONS) -> Student:
     name = f"student_{os.getpid()}_{next(_names)}"
-    password = add_student(admin_url, name, **kwargs)
+    password = add_student(admin_url, name, max_connections=max_connections)
     return Student(name, make_conninfo(db_url, user=name, password=password), admin_url)
+
+
+def wait_for_transaction_age(
+    observer_url: str, session: psycopg.Connection[Any], seconds: float
+) -> None:
+    """Wait until ``session``'s open transaction began over ``seconds`` ago by the server's
+    clock, as the watchdog reads it (``observer_url`` must see the session's activity)."""
+    pid = session.info.backend_pid
+    with psycopg.connect(observer_url, autocommit=True) as observer:  # a fresh now() each time
+
+        def old_enough() -> bool:
+            row = observer.execute(
+                "SELECT xact_start < now() - make_interval(secs => %s)"
+                " FROM pg_stat_activity WHERE pid = %s",
+                (seconds, pid),
+            ).fetchone()
+            return row is not None and bool(row[0])
+
+        wait_until(old_enough, f"a transaction over {seconds} s old in session {pid}", timeout=10)

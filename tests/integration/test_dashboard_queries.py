@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ganfriends.dashboard import data
-from ganfriends.db import Database, DatabaseError, sql
+from ganfriends.db import Database, DatabaseError
 from tests.integration.queue_helpers import IMAGES_PER_UNIT, Raw, new_run
 
 PER_UPDATE = 2  # units: 640 images are 10 units an epoch, so 5 updates an epoch
@@ -246,11 +246,11 @@ def test_urls_keep_their_options_and_the_page_never_shows_a_password() -> None:
         data.read_only_url("not a url = = =")
 
 
-def test_fid_is_offered_only_when_its_query_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    queries = dict(sql.queries())
-    assert data.has_fid() == ("fid_history" in queries)
-    monkeypatch.setattr(sql, "queries", lambda: {**queries, "fid_history": "SELECT 1"})
+def test_this_version_offers_fid_and_its_query_runs_on_the_schema(db: Database) -> None:
+    # The page shows FID only when has_fid(): this version records FID, so it must say so, and
+    # the query must run on the migrated schema (a run without evaluations has no FID yet).
     assert data.has_fid()
+    assert data.fid_history(db, new_run(db)) == []
 
 
 def test_fid_history_reads_the_recorded_scores(db: Database) -> None:

@@ -38,6 +38,7 @@ def _session_tls(url: str) -> tuple[bool, str | None]:
 
 
 def _start(servers: list[EmbeddedPostgres], pg_dir: Path, **options: object) -> EmbeddedPostgres:
+    # ``options`` are EmbeddedPostgres's keywords, each test giving its own values.
     server = EmbeddedPostgres(pg_dir, durable=False, **options)  # type: ignore[arg-type]
     servers.append(server)
     return server

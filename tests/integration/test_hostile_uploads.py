@@ -124,6 +124,15 @@ def scaled(factor: float) -> Tamper:
     return change
 
 
+def work_until_none_left(db: Database, run_id: int, worker: int, dataset: Labelled) -> None:
+    """``work`` as ``db``'s role until no unit is left to claim (bounded: a queue that keeps
+    handing out units fails the test)."""
+    for _ in range(50):
+        if not work(db, run_id, worker, dataset, reader=db):
+            return
+    raise AssertionError(f"worker {worker} still claims units after 50 rounds")
+
+
 def free_ride(result: UnitResult) -> UnitResult:
     result.parameters = {k: torch.zeros_like(v) for k, v in result.parameters.items()}
     next(iter(result.parameters.values())).view(-1)[0] = 1e-20
@@ -164,13 +173,11 @@ def test_a_free_riders_upload_is_refused_and_struck_against_them_only(
     assert (
         work(mallory, run_id, cheat, dataset, free_ride, reader=db) == 2
     )  # its fair share of 3 units
-    while work(db, run_id, honest, dataset, reader=db):
-        pass
+    work_until_none_left(db, run_id, honest, dataset)
     assert not update(db, run_id, dataset)
     assert strikes(db, run_id)[student.name] == 2
     assert raw.count("rejections", "worker_id = %(w)s", w=honest) == 0
-    while work(db, run_id, honest, dataset, reader=db):
-        pass
+    work_until_none_left(db, run_id, honest, dataset)
     assert update(db, run_id, dataset)
 
 
@@ -182,8 +189,7 @@ def test_a_scaled_sync_gradient_moves_the_model_no_further_than_the_clip_bound(
     honest = register(db, run_id, "honest")
     cheat = queue.register_worker(mallory, run_id, "m", "h", HARDWARE)
     work(mallory, run_id, cheat, dataset, scaled(1e4), reader=db)
-    while work(db, run_id, honest, dataset, reader=db):
-        pass
+    work_until_none_left(db, run_id, honest, dataset)
     output = io.StringIO()
     coord = Coordinator(db, Config(), console=Console(file=output, width=300))
     state = load_run_state(db, run_id, dataset)

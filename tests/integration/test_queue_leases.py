@@ -6,6 +6,8 @@ import datetime
 import io
 import threading
 import time
+from typing import TypedDict
+from uuid import UUID
 
 import pytest
 import torch
@@ -24,7 +26,14 @@ from tests.integration.queue_helpers import (
 )
 
 
-def worker_claim(db: Database, run_id: int, worker_id: int) -> dict | None:
+class ClaimedUnit(TypedDict):
+    unit_id: int
+    unit_index: int
+    token: UUID
+    backup: bool
+
+
+def worker_claim(db: Database, run_id: int, worker_id: int) -> ClaimedUnit | None:
     """What a real worker does to get work: claim_units, else claim_backup_unit, in one tx."""
     worker = Worker(db, Config(), console=Console(file=io.StringIO()))
     worker.worker_id = worker_id
@@ -354,6 +363,7 @@ def test_a_claim_whose_version_was_pruned_meanwhile_is_skipped_not_fatal(
     raw.rows("DELETE FROM weights WHERE run_id = %(r)s RETURNING version", r=run_id)
     run = get_run(db, run_id)
     g, d = build_models(run.model_config)
+    # No dataset (None): the unit ends at its weights' download, before an image is read.
     session = WorkSession(run, make_rule(run.mode, run.plan, run.config, run.model_config),
                           None, g, d, PublishedWeights(g, d), torch.device("cpu"))  # type: ignore[arg-type]  # fmt: skip
 

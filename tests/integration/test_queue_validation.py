@@ -16,7 +16,7 @@ from rich.console import Console
 
 from ganfriends.classroom import queue
 from ganfriends.classroom.coordinator import Coordinator
-from ganfriends.classroom.intake import MAX_FAILING_STUDENTS, UnitKeepsFailing
+from ganfriends.classroom.intake import MAX_FAILING_STUDENTS, UnitKeepsFailing, Valid
 from ganfriends.classroom.payload import encode_result
 from ganfriends.classroom.state import load_run_state
 from ganfriends.config import Config
@@ -159,7 +159,7 @@ def upload(db: Database, run_id: int, worker: int, payload: bytes, images: int =
     return int(accepted["unit_id"])
 
 
-def validate(db: Database, run_id: int) -> list | None:
+def validate(db: Database, run_id: int) -> list[Valid] | None:
     return coordinator(db).validated_results(load_run_state(db, run_id))
 
 

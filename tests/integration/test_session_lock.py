@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -11,7 +12,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ganfriends.db import Database, EmbeddedPostgres, migrate
 from ganfriends.db.migrations import migration_lock
-from ganfriends.db.session_lock import LockLost
+from ganfriends.db.session_lock import LockLost, SessionLock
 from tests.integration.queue_helpers import new_run
 from tests.integration.student_helpers import new_student
 
@@ -70,26 +71,10 @@ def _other_session_takes_the_lock(url: str, run_id: int) -> tuple[psycopg.Connec
     return conn, bool(row[0])
 
 
-def test_the_lock_is_taken_again_after_a_server_restart(server: EmbeddedPostgres) -> None:
-    url = server.start().local_url()
-    run_id = _class_run(url)
-    with (
-        Database(url, max_size=3, timeout=5) as db,
-        db.session_lock("lock_run", "unlock_run", run_id=run_id) as lock,
-    ):
-        assert lock.held
-        server.stop()
-        server.start()  # every session (and the lock with it) is gone
-
-        lock.ensure()
-
-        assert lock.held
-        other, taken = _other_session_takes_the_lock(url, run_id)
-        other.close()
-        assert not taken  # held again, by us
-
-
-def test_a_lock_taken_over_during_the_restart_is_reported_lost(server: EmbeddedPostgres) -> None:
+@contextmanager
+def held_across_a_restart(server: EmbeddedPostgres) -> Iterator[tuple[str, int, SessionLock]]:
+    """A run's lock held, then the server restarted: every session, the lock's with it, is gone.
+    The server's URL, the run and the lock."""
     url = server.start().local_url()
     run_id = _class_run(url)
     with (
@@ -99,6 +84,21 @@ def test_a_lock_taken_over_during_the_restart_is_reported_lost(server: EmbeddedP
         assert lock.held
         server.stop()
         server.start()
+        yield url, run_id, lock
+
+
+def test_the_lock_is_taken_again_after_a_server_restart(server: EmbeddedPostgres) -> None:
+    with held_across_a_restart(server) as (url, run_id, lock):
+        lock.ensure()
+
+        assert lock.held
+        other, taken = _other_session_takes_the_lock(url, run_id)
+        other.close()
+        assert not taken  # held again, by us
+
+
+def test_a_lock_taken_over_during_the_restart_is_reported_lost(server: EmbeddedPostgres) -> None:
+    with held_across_a_restart(server) as (url, run_id, lock):
         other, taken = _other_session_takes_the_lock(url, run_id)  # a second coordinator, meanwhile
         try:
             assert taken

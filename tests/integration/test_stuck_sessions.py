@@ -30,7 +30,7 @@ from tests.integration.queue_helpers import (
     submit,
     tiny_models,
 )
-from tests.integration.student_helpers import HARDWARE, Student
+from tests.integration.student_helpers import HARDWARE, Student, wait_for_transaction_age
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def _alive(conn: psycopg.Connection) -> bool:
 
 
 def test_a_claim_held_open_stalls_the_unit_until_the_watchdog_ends_it(
-    db: Database, student: Student, hostile: psycopg.Connection
+    db: Database, db_url: str, student: Student, hostile: psycopg.Connection
 ) -> None:
     # Prepare: the student claims the only unit inside a transaction and never commits.
     run_id = new_run(db, units_per_update=1)
@@ -67,7 +67,7 @@ def test_a_claim_held_open_stalls_the_unit_until_the_watchdog_ends_it(
         "SELECT * FROM ganfriends.worker_claim_unit(%s::bigint, %s::bigint)", (run_id, mallory)
     )
     assert claim(db, run_id, honest) is None  # the locked unit is skipped by everyone else
-    time.sleep(0.2)
+    wait_for_transaction_age(db_url, hostile, 0.1)
 
     # Execute: the watchdog, with a threshold the transaction has passed.
     ended = queue.end_stuck_student_sessions(db, seconds=0.1)
@@ -80,7 +80,7 @@ def test_a_claim_held_open_stalls_the_unit_until_the_watchdog_ends_it(
 
 
 def test_a_statement_sleeping_on_a_claim_is_ended(
-    db: Database, student: Student, hostile: psycopg.Connection
+    db: Database, db_url: str, student: Student, hostile: psycopg.Connection
 ) -> None:
     run_id = new_run(db, units_per_update=1)
     mallory = _student_worker(student, run_id)
@@ -97,7 +97,7 @@ def test_a_statement_sleeping_on_a_claim_is_ended(
 
     thread = threading.Thread(target=sleep_on_the_unit)
     thread.start()
-    time.sleep(0.5)
+    wait_for_transaction_age(db_url, hostile, 0.1)  # the statement, in its sleep
 
     ended = queue.end_stuck_student_sessions(db, seconds=0.1)
     thread.join(timeout=10)
@@ -114,7 +114,7 @@ def test_sessions_outside_a_transaction_and_young_ones_are_left_alone(
     idle_owner = psycopg.connect(raw.conn.info.dsn, autocommit=True)
     idle_owner.execute("BEGIN")  # the owner's own sessions are never the watchdog's business
     try:
-        time.sleep(0.3)
+        wait_for_transaction_age(raw.conn.info.dsn, idle_owner, 0.1)
         assert queue.end_stuck_student_sessions(db, seconds=0.1) == []
         hostile.execute("BEGIN")
         assert queue.end_stuck_student_sessions(db, seconds=60) == []  # too young

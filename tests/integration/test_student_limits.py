@@ -30,6 +30,17 @@ def workers_of(db: Database, run_id: int, count: int, name: str = "m") -> list[i
     return [queue.register_worker(db, run_id, f"{name}{i}", "host", HARDWARE) for i in range(count)]
 
 
+def mallorys_lease(
+    db: Database, mallory: Database, units_per_update: int
+) -> tuple[int, int, queue.Claim]:
+    """A new run (30 s leases) in which Mallory's one worker holds a lease: the run, the worker,
+    the lease."""
+    run_id = new_run(db, units_per_update=units_per_update, lease_seconds=30.0)
+    (worker,) = workers_of(mallory, run_id, 1)
+    (lease,) = queue.claim(mallory, run_id, worker)
+    return run_id, worker, lease
+
+
 def live_leases(raw: Raw, role: str) -> int:
     return raw.count(
         "leases l JOIN workers w ON w.id = l.worker_id",
@@ -60,9 +71,7 @@ def test_while_another_student_is_active_a_student_takes_only_a_fair_share_of_a_
 def test_heartbeats_extend_a_lease_no_further_than_the_bound_after_its_claim(
     db: Database, raw: Raw, mallory: Database
 ) -> None:
-    run_id = new_run(db, units_per_update=2, lease_seconds=30.0)  # bound: 3 x 30 s
-    (worker,) = workers_of(mallory, run_id, 1)
-    (lease,) = queue.claim(mallory, run_id, worker)
+    _, worker, lease = mallorys_lease(db, mallory, units_per_update=2)  # bound: 3 x 30 s
     raw.rows(
         "UPDATE leases SET claimed_at = now() - interval '80 seconds',"
         " expires_at = now() + interval '5 seconds' WHERE token = %(t)s"
@@ -138,8 +147,8 @@ def test_rejections_of_all_a_students_workers_quarantine_the_student(
             lease, images=4, payload=b"junk", device_state=None, compute_seconds=0.1
         )
         assert queue.submit(mallory, run_id, worker, [upload]) == {lease.unit_id}
-    for upload in queue.uploads(db, run_id, 0):
-        queue.reject(db, run_id, upload, "test: not a result")
+    for stored in queue.uploads(db, run_id, 0):
+        queue.reject(db, run_id, stored, "test: not a result")
     for worker in workers:
         with pytest.raises(DatabaseError, match="quarantined"):
             queue.claim(mallory, run_id, worker)
@@ -168,9 +177,7 @@ def test_a_pardoned_student_may_claim_again(
 def test_a_quarantined_students_upload_is_not_stored(
     db: Database, raw: Raw, mallory: Database
 ) -> None:
-    run_id = new_run(db, units_per_update=2)
-    (worker,) = workers_of(mallory, run_id, 1)
-    (lease,) = queue.claim(mallory, run_id, worker)
+    run_id, worker, lease = mallorys_lease(db, mallory, units_per_update=2)
     raw.strike(run_id, worker, unit_index=1)
     with pytest.raises(DatabaseError, match="quarantined"):
         queue.submit(
@@ -237,9 +244,7 @@ def test_units_held_to_the_lease_bound_without_an_upload_are_strikes(
 def test_strikes_for_hoarding_outlive_the_version_they_held_up(
     db: Database, raw: Raw, mallory: Database, student: Student
 ) -> None:
-    run_id = new_run(db, units_per_update=3, lease_seconds=30.0)
-    (worker,) = workers_of(mallory, run_id, 1)
-    (lease,) = queue.claim(mallory, run_id, worker)
+    run_id, _, lease = mallorys_lease(db, mallory, units_per_update=3)
     raw.rows(
         "UPDATE leases SET claimed_at = now() - interval '100 seconds',"
         " expires_at = now() - interval '10 seconds' WHERE token = %(t)s RETURNING token",
@@ -271,9 +276,7 @@ def test_a_lease_that_merely_expired_is_no_strike(
 def test_a_quarantined_students_leases_are_no_longer_extended(
     db: Database, raw: Raw, mallory: Database
 ) -> None:
-    run_id = new_run(db, units_per_update=2)
-    (worker,) = workers_of(mallory, run_id, 1)
-    (lease,) = queue.claim(mallory, run_id, worker)
+    run_id, worker, lease = mallorys_lease(db, mallory, units_per_update=2)
     raw.expire_lease_in(lease.token, 2.0)
     raw.strike(run_id, worker, unit_index=1)
     mallory.execute("extend_leases", worker_id=worker)

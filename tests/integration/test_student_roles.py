@@ -133,13 +133,16 @@ def test_a_revoked_student_is_cut_off_and_their_unit_given_back(
 ) -> None:
     run_id = new_run(db, units_per_update=2)
     session = psycopg.connect(student.url, autocommit=True)  # closed by the revocation
-    worker = session.execute(
+    registered = session.execute(
         "SELECT ganfriends.worker_register(%s, 'mallory', 'h', 'cpu', NULL, NULL, NULL, NULL)",
         (run_id,),
-    ).fetchone()[0]  # type: ignore[index]
-    unit = session.execute(
-        "SELECT unit_id FROM ganfriends.worker_claim_unit(%s, %s)", (run_id, worker)
-    ).fetchone()[0]  # type: ignore[index]
+    ).fetchone()
+    assert registered is not None
+    claimed = session.execute(
+        "SELECT unit_id FROM ganfriends.worker_claim_unit(%s, %s)", (run_id, registered[0])
+    ).fetchone()
+    assert claimed is not None, "the student could claim no unit"
+    unit = claimed[0]
 
     assert revoke_student(student.admin_url, student.name) == 1
 

@@ -15,6 +15,7 @@ from ganfriends.errors import ConfigError
 from ganfriends.losses import NonSaturatingBCE
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.step import MicroBatch, make_optimizers, train_step
+from tests.tensors import grad_of, running_stats
 
 CONFIG = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
 LOSS = NonSaturatingBCE()
@@ -34,8 +35,9 @@ def test_chained_running_stats_equal_one_process_running_every_share_in_turn() -
     # Prepare: one BatchNorm with non-trivial statistics; 3 "processes" with 2 forwards each.
     torch.manual_seed(0)
     start = nn.BatchNorm2d(4, momentum=0.1)
-    start.running_mean.uniform_(-1, 1)
-    start.running_var.uniform_(0.5, 2)
+    start_mean, start_var = running_stats(start)
+    start_mean.uniform_(-1, 1)
+    start_var.uniform_(0.5, 2)
     shares = [[torch.randn(5, 4, 3, 3) * (i + 1) + i for _ in range(2)] for i in range(3)]
 
     # Execute: one layer sees all forwards in rank order; each process's copy sees its own.
@@ -48,8 +50,9 @@ def test_chained_running_stats_equal_one_process_running_every_share_in_turn() -
             process(x)
         ends.append(process)
     decay = (1 - 0.1) ** 2
-    mean = chain_running_stats(start.running_mean, [e.running_mean for e in ends], [decay] * 3)
-    var = chain_running_stats(start.running_var, [e.running_var for e in ends], [decay] * 3)
+    end_stats = [running_stats(e) for e in ends]
+    mean = chain_running_stats(start_mean, [m for m, _ in end_stats], [decay] * 3)
+    var = chain_running_stats(start_var, [v for _, v in end_stats], [decay] * 3)
 
     # Assert
     torch.testing.assert_close(mean, one.running_mean, rtol=1e-6, atol=1e-7)
@@ -103,12 +106,12 @@ def test_uneven_shares_give_the_exact_mean_over_all_images() -> None:
     sums: dict[str, list[torch.Tensor]] = {}
 
     def keep_sums(network: nn.Module, images: int) -> int:
-        sums[type(network).__name__] = [p.grad.clone() for p in network.parameters()]
+        sums[type(network).__name__] = [grad_of(p).clone() for p in network.parameters()]
         return images
 
     def add_b(network: nn.Module, images: int) -> int:
         for p, other in zip(network.parameters(), sums[type(network).__name__], strict=True):
-            p.grad.add_(other)
+            grad_of(p).add_(other)
         return images + 3
 
     g_b, d_b = build_models(CONFIG, seed=0)

@@ -7,7 +7,7 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -28,21 +28,16 @@ from ganfriends.hub.download import (
     target_for,
 )
 from ganfriends.hub.files import HubSnapshot
+from ganfriends.hub.publisher import FLUSH_SECONDS
 from ganfriends.models import ModelConfig, build_models, make_generator
 from ganfriends.step import make_optimizers
 from ganfriends.training.local import RunOutputs
-from tests.hub_endpoint import LocalHub, configure_client, local_hub
+from tests.hub_endpoint import LocalHub
+from tests.waiting import wait_until
 
 MODEL = ModelConfig(image_size=16, channels=1, latent_dim=8, g_features=4, d_features=4)
 REPO = "class/fashion-gan"
 TOKEN = "hf_unit_test_secret_token"
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LocalHub]:
-    with local_hub() as endpoint:
-        configure_client(monkeypatch, endpoint, tmp_path / "hf_home")
-        yield endpoint
 
 
 class Warnings(list[str]):
@@ -52,17 +47,12 @@ class Warnings(list[str]):
         self.append(message)
 
 
-def publisher(hub: LocalHub, interval: int = 1, **kwargs: float) -> tuple[HubPublisher, Warnings]:
+def publisher(
+    hub: LocalHub, interval: int = 1, flush_seconds: float = FLUSH_SECONDS
+) -> tuple[HubPublisher, Warnings]:
     warnings = Warnings()
     target = HubTarget(REPO, TOKEN, hub.url)
-    return HubPublisher(target, interval, warn=warnings, **kwargs), warnings
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+    return HubPublisher(target, interval, warn=warnings, flush_seconds=flush_seconds), warnings
 
 
 def snapshot(tmp_path: Path, step: int, seed: int = 0) -> HubSnapshot:
@@ -135,7 +125,8 @@ def test_every_nth_grid_is_pushed_and_close_pushes_the_last(hub: LocalHub, tmp_p
     pub, warnings = publisher(hub, interval=3)
     queued = [pub.offer(snapshot(tmp_path, step)) for step in (1, 2, 3)]
     assert queued == [False, False, True]
-    wait_for(lambda: pub.pushed == [3])  # else 4 would replace 3 while it waits: also right
+    # Else 4 would replace 3 while it waits: also right.
+    wait_until(lambda: pub.pushed == [3], lambda: f"3 pushed alone, not {pub.pushed}")
     assert not pub.offer(snapshot(tmp_path, 4))
     assert pub.close()
     assert warnings == [] and pub.pushed == [3, 4]
@@ -152,7 +143,7 @@ def test_a_failing_push_warns_once_and_the_next_push_retries(hub: LocalHub, tmp_
     started = time.monotonic()
     pub.offer(snapshot(tmp_path, 1))
     assert time.monotonic() - started < 0.5  # the caller never waits for the Hub
-    wait_for(lambda: pub.failures > 0)
+    wait_until(lambda: pub.failures > 0, "a failed push")
     assert pub.failures == 1 and len(warnings) == 1
     assert "push of step 1" in warnings[0] and "the next push retries" in warnings[0]
     assert "\n" not in warnings[0] and TOKEN not in warnings[0]
@@ -185,7 +176,9 @@ def run_outputs(tmp_path: Path, hub: HubPublisher) -> RunOutputs:
     )  # fmt: skip
 
 
-def test_a_slow_hub_does_not_slow_the_training_side(hub: LocalHub, tmp_path: Path) -> None:
+def test_a_slow_hub_does_not_slow_the_training_side(
+    hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hub.state.commit_delay = 2.0
     pub, warnings = publisher(hub)
     outputs = run_outputs(tmp_path, pub)
@@ -206,8 +199,8 @@ def test_a_slow_hub_does_not_slow_the_training_side(hub: LocalHub, tmp_path: Pat
         hub_calls[-1] += time.perf_counter() - started
         return queued
 
-    outputs._hub_snapshot = timed_snapshot  # type: ignore[method-assign]
-    pub.offer = timed_offer  # type: ignore[method-assign]
+    monkeypatch.setattr(outputs, "_hub_snapshot", timed_snapshot)
+    monkeypatch.setattr(pub, "offer", timed_offer)
     for step in range(1, 6):
         outputs.append({"step": step, "epoch": step / 10, "images_seen": 16 * step,
                         "d_loss": 1.0 + step, "g_loss": 2.0 + step})  # fmt: skip
@@ -327,7 +320,7 @@ def test_a_missing_client_is_a_one_line_config_error(monkeypatch: pytest.MonkeyP
     assert "\n" not in str(caught.value)
 
 
-def serve_repo(hub: LocalHub, model: dict[str, object], generator: bytes) -> HubTarget:
+def serve_repo(hub: LocalHub, model: Mapping[str, object], generator: bytes) -> HubTarget:
     """A repository holding ``generator`` as the weights of the metadata's ``model``."""
     metadata = {"format": "ganfriends-hub/1", "step": 1, "model_config": model}
     hub.state.repos[REPO] = {"metadata.json": json.dumps(metadata).encode(),

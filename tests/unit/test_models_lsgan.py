@@ -80,7 +80,7 @@ def test_build_models_seeded_is_deterministic_for_lsgan() -> None:
         assert torch.equal(a, b)
     for a, b in zip(d1.state_dict().values(), d2.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    assert not torch.equal(g1.main[1].weight, g3.main[1].weight)
+    assert not torch.equal(g1.state_dict()["main.1.weight"], g3.state_dict()["main.1.weight"])
 
 
 def test_factories_dispatch_on_arch_and_keep_dcgan_classes() -> None:

@@ -12,6 +12,7 @@ def plan(**overrides: int | str) -> SyncPlan:
                                     "units_per_update": 3, "micro_batch": 32,
                                     "epochs": 2, "update_rule": "simultaneous"}  # fmt: skip
     values.update(overrides)
+    # ``overrides`` name SyncPlan's fields, int or str each; mypy checks ** against all of them.
     return SyncPlan(**values)  # type: ignore[arg-type]
 
 

@@ -33,6 +33,7 @@ from ganfriends.rules.screening import Screening, screen_units
 from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.training import simulate as simulate_module
 from ganfriends.training.progress import TrainingProgress
+from ganfriends.training.simulate import Students, Tamper
 from tests.unit.test_rules import CPU, MODEL, Labelled, federated_rule
 from tests.unit.test_rules_mdgan import mdgan_rule
 
@@ -290,7 +291,12 @@ def test_md_gan_state_swapped_at_the_first_iteration_is_within_one_units_move() 
 # ------------------------------------------------------------------ simulate with an attacker
 
 
-def simulate_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **hooks: object) -> Path:
+def simulate_sync(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tamper: Tamper | None = None,
+    students: Students | None = None,
+) -> Path:
     monkeypatch.setattr(simulate_module, "make_dataset", lambda *a, **k: Labelled())
     config = Config()
     config.coordinator.mode = "sync"
@@ -304,7 +310,7 @@ def simulate_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **hooks: obje
     config.training.latent_dim = 8
     config.local.device = "cpu"
     config.local.output_dir = str(tmp_path / str(len(list(tmp_path.iterdir()))))
-    result = simulate_module.simulate(config, **hooks)  # type: ignore[arg-type]
+    result = simulate_module.simulate(config, tamper=tamper, students=students)
     return result.latest_checkpoint
 
 

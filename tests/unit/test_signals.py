@@ -8,25 +8,23 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 
 import pytest
 
 from ganfriends import signals
 from ganfriends.signals import graceful_stop
+from tests.waiting import wait_until
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
+def wait_for_stop(stop: signals.StopRequest) -> None:
+    wait_until(lambda: stop.requested, "the signal's stop request", timeout=5)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_each_stop_signal_asks_for_a_warm_stop(sig: signal.Signals) -> None:
     with graceful_stop() as stop:
         os.kill(os.getpid(), sig)
-        wait_until(lambda: stop.requested)
+        wait_for_stop(stop)
         assert stop.requested
 
 
@@ -40,14 +38,14 @@ def test_a_hang_up_detaches_from_the_terminal_before_the_stop_is_seen(
             signals, "_detach_from_terminal", lambda: seen_at_detach.append(stop.requested)
         )
         os.kill(os.getpid(), signal.SIGHUP)
-        wait_until(lambda: stop.requested)
+        wait_for_stop(stop)
     assert seen_at_detach == [False]
 
 
 def test_a_second_signal_aborts_at_once() -> None:
     with pytest.raises(KeyboardInterrupt), graceful_stop() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
-        wait_until(lambda: stop.requested)
+        wait_for_stop(stop)
         os.kill(os.getpid(), signal.SIGHUP)
         time.sleep(5)  # the handler raises long before this ends
 
@@ -65,7 +63,7 @@ def test_the_grace_period_aborts_a_block_that_keeps_running() -> None:
 def test_a_block_that_ends_within_the_grace_is_not_aborted() -> None:
     with graceful_stop(grace=0.5) as stop:
         os.kill(os.getpid(), signal.SIGTERM)
-        wait_until(lambda: stop.requested)
+        wait_for_stop(stop)
     time.sleep(0.8)  # past the grace: the watcher must have gone quietly
     assert not stop.expired
 

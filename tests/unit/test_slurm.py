@@ -32,19 +32,24 @@ def preview(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     ("golden", "args"),
     [("slurm_1node.sbatch", []), ("slurm_2nodes.sbatch", TWO_NODES)],
 )
+@pytest.mark.usefixtures("here")
 def test_the_script_matches_its_golden_file(
     golden: str,
     args: list[str],
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # no config.yaml of the developer's
     script = preview(args, capsys)
     if os.environ.get("UPDATE_GOLDEN"):  # regenerate: UPDATE_GOLDEN=1 pytest ...
         (GOLDEN / golden).write_text(script)
     assert script == (GOLDEN / golden).read_text()
     assert not (tmp_path / "ganfriends.sbatch").exists()  # a preview writes nothing
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test runs in its tmp_path: no config.yaml of the developer's."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
@@ -54,19 +59,19 @@ def test_the_script_is_valid_bash() -> None:
     assert "source 'my env/bin/activate'" in script
 
 
+@pytest.mark.usefixtures("here")
 def test_the_slurm_section_of_a_config_file_is_used(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     (tmp_path / "config.yaml").write_text("slurm:\n  nodes: 2\n  partition: gpu\n")
     script = preview(["--partition", "cpu"], capsys)
     assert "#SBATCH --nodes=2\n" in script and "#SBATCH --partition=cpu\n" in script
 
 
+@pytest.mark.usefixtures("here")
 def test_without_no_submit_the_script_is_written(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     assert main(["slurm", "--script", "jobs/train.sbatch", *TRAIN]) == 0
     assert "sbatch jobs/train.sbatch" in capsys.readouterr().out
     assert (tmp_path / "jobs" / "train.sbatch").read_text().startswith("#!/bin/bash\n")
@@ -80,14 +85,13 @@ def test_without_no_submit_the_script_is_written(
         ([], "-- train-local [its options]"),
     ],
 )
+@pytest.mark.usefixtures("here")
 def test_a_job_that_cannot_run_is_refused_before_the_queue(
     args: list[str],
     message: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     assert main(["slurm", "--no-submit", *args]) == 1
     assert message in capsys.readouterr().err
 
@@ -126,7 +130,8 @@ VALID_TIMES = ["30", "30:00", "01:59:00", "2-12", "2-12:30", "2-12:30:00", "UNLI
 @pytest.mark.parametrize("field", ["job_name", "partition", "account", "time"])
 def test_a_field_outside_slurms_syntax_is_refused(field: str, value: str) -> None:
     with pytest.raises(SlurmFieldError, match=f"^--{field.replace('_', '-')} ") as refused:
-        render_script(SlurmConfig(**{field: value}), ["--epochs", "1"])
+        # Each parametrized field is a str one; mypy checks ** against every field.
+        render_script(SlurmConfig(**{field: value}), ["--epochs", "1"])  # type: ignore[arg-type]
     assert "\n" not in str(refused.value)  # one line, whatever the value held
 
 
@@ -160,10 +165,10 @@ def test_names_and_module_lists_of_real_sites_are_accepted() -> None:
     assert "\nmodule load Stages/2024 GCC cuda/12.1 PyTorch/2.1.2-foss-2023a\n" in script
 
 
+@pytest.mark.usefixtures("here")
 def test_a_hostile_field_from_the_config_file_is_one_line_and_writes_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     (tmp_path / "config.yaml").write_text('slurm:\n  modules: "CUDA/12\\ntouch pwned"\n')
     assert main(["slurm", *TRAIN]) == 1
     assert capsys.readouterr().err == (

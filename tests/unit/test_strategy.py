@@ -62,7 +62,8 @@ def two_steps(rule: str, cluster: Cluster | None) -> list[torch.Tensor]:
     hooks = StepHooks(opt_g, opt_d)
     if cluster is not None:
         hooks = cluster.step_hooks(generator, discriminator, opt_g, opt_d, micro_batch=4, share=7)
-        # The engines step the very Adam a checkpoint saves.
+        # The engines step the very Adam a checkpoint saves (a DeepSpeed optimizer wraps it: an
+        # attribute torch's Optimizer type does not declare).
         assert hooks.optimizer_g.optimizer is opt_g  # type: ignore[attr-defined]
     for _ in range(2):
         hooks.begin_step()

@@ -31,7 +31,9 @@ def damaged(celeba_files: dict[str, bytes]) -> dict[str, bytes]:
 
 
 @pytest.fixture(params=["folder", "zip"])
-def damaged_dataset(request: pytest.FixtureRequest, tmp_path: Path, damaged: dict[str, bytes]):
+def damaged_dataset(
+    request: pytest.FixtureRequest, tmp_path: Path, damaged: dict[str, bytes]
+) -> FileDataset:
     if request.param == "folder":
         return open_celeba(write_folder(tmp_path / "img_align_celeba", damaged))
     members = {f"img_align_celeba/{n}": b for n, b in damaged.items()}

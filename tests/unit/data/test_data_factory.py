@@ -31,7 +31,7 @@ def test_folder_without_a_path_asks_for_dataset_path() -> None:
 @pytest.mark.parametrize("size", [0, -32, 2.5, True])
 def test_a_bad_image_size_is_rejected(size: object) -> None:
     with pytest.raises(DatasetError, match="image size"):
-        make_dataset("folder", path=".", image_size=size)  # type: ignore[arg-type]
+        make_dataset("folder", path=".", image_size=size)  # type: ignore[arg-type]  # on purpose
 
 
 def test_fashion_mnist_defaults_to_32_pixels_and_one_channel(tmp_path: Path) -> None:
