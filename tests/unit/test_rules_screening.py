@@ -23,6 +23,7 @@ from ganfriends.rules import ServerState, SyncPlan, Unit, make_rule
 from ganfriends.rules.base import Rule, UnitResult, network_buffers
 from ganfriends.rules.mdgan import WEIGHTS
 from ganfriends.rules.screening import Screening, screen_units
+from ganfriends.training import setup as training_setup
 from ganfriends.training import simulate as simulate_module
 from tests.unit.test_rules import CPU, MODEL, Labelled, federated_rule
 from tests.unit.test_rules_mdgan import mdgan_rule
@@ -282,7 +283,7 @@ def test_md_gan_state_swapped_at_the_first_iteration_is_within_one_units_move() 
 
 
 def simulate_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **hooks: object) -> Path:
-    monkeypatch.setattr(simulate_module, "make_dataset", lambda *a, **k: Labelled())
+    monkeypatch.setattr(training_setup, "make_dataset", lambda *a, **k: Labelled())
     config = Config()
     config.coordinator.mode = "sync"
     config.coordinator.sample_interval = 10**9

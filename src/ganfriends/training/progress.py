@@ -4,13 +4,41 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ganfriends.step import StepStats
-
 LOG_EVERY = 30.0  # seconds between plain progress lines when the output is not a terminal
+
+
+class Measured(Protocol):
+    """What a step measured: a step's statistics, or a class run's update record."""
+
+    @property
+    def images(self) -> int:
+        """Images newly trained."""
+        ...
+
+    @property
+    def d_loss(self) -> float:
+        """D's mean loss."""
+        ...
+
+    @property
+    def g_loss(self) -> float:
+        """G's mean loss."""
+        ...
+
+    @property
+    def d_real(self) -> float:
+        """D's mean score of real images."""
+        ...
+
+    @property
+    def d_fake(self) -> float:
+        """D's mean score of generated images."""
+        ...
 
 
 class TrainingProgress:
@@ -49,7 +77,7 @@ class TrainingProgress:
     ) -> None:
         self._progress.__exit__(exc_type, exc, tb)
 
-    def update(self, step: int, stats: StepStats, skipped: int = 0) -> None:
+    def update(self, step: int, stats: Measured, skipped: int = 0) -> None:
         """Record one finished step."""
         now = time.monotonic()
         self._window_images += stats.images
