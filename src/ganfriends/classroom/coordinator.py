@@ -56,7 +56,7 @@ from ganfriends.errors import GanError
 from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config
 from ganfriends.rules.advance import Advance, NonFiniteStrikes, NonFiniteUpdate
 from ganfriends.rules.base import Unit
-from ganfriends.rules.screening import Clipped
+from ganfriends.rules.screening import Clipped, Refused
 from ganfriends.signals import StopRequest
 from ganfriends.training.setup import model_config_for, open_dataset
 
@@ -220,17 +220,7 @@ class Coordinator:
                 # version from the database again and have the units computed anew.
                 self.console.print(f"[red]{escape(str(exc))}: nothing published[/]")
                 strikes.failed(exc, state.version, then=" (the run resumes from it)")
-                # Every copy goes back to be computed again, but none is blamed: which one made
-                # the update non-finite cannot be told, and honest students must never be
-                # quarantined for another's upload.
-                for v in results:
-                    queue.reject(
-                        self.db,
-                        state.run_id,
-                        v.upload,
-                        "the combined update was not finite (not counted against anyone)",
-                        blame=False,
-                    )
+                self._compute_again(state, results)
                 state = self._reload(state.run_id, stop)
                 continue
             except DatabaseUnavailable:
@@ -261,7 +251,11 @@ class Coordinator:
             step, mid_step = divmod(state.version, state.plan.versions_per_step)
             if not mid_step and (step % interval == 0 or state.version == total):
                 self.outputs.write(state)
-        complete = state.version >= total
+        return self._stopped(state)
+
+    def _stopped(self, state: RunState) -> CoordinatorResult:
+        """Say where the loop ended; a stopped run keeps its last whole step's outputs."""
+        complete = state.version >= state.plan.total_versions
         if complete:
             self.console.print(f"run {state.run_id} complete at version {state.version}")
         else:
@@ -271,6 +265,19 @@ class Coordinator:
                 f"coordinator stopped at version {state.version}; run it again to resume"
             )
         return CoordinatorResult(state.run_id, state.version, complete)
+
+    def _compute_again(self, state: RunState, results: list[Valid]) -> None:
+        """Every copy of a version whose combined update was not finite goes back to be computed
+        again, none blamed: which one made it non-finite cannot be told, and honest students
+        must never be quarantined for another's upload."""
+        for v in results:
+            queue.reject(
+                self.db,
+                state.run_id,
+                v.upload,
+                "the combined update was not finite (not counted against anyone)",
+                blame=False,
+            )
 
     def _reload(self, run_id: int, stop: StopRequest) -> RunState:
         """The run's state from the database, waiting out an outage (a stop ends the wait with
@@ -305,14 +312,7 @@ class Coordinator:
         )  # fmt: skip
         self._note_clipped(valid, screening.clipped)
         if screening.refused:
-            for refused in screening.refused:
-                # Blamed and requeued like a copy refused on arrival (a unit refused for several
-                # students stops the run: then it is our bug).
-                reject_copy(self.db, state, valid[refused.index].upload, refused.reason,
-                            self.console)  # fmt: skip
-            raise ResultsRefused(
-                f"{len(screening.refused)} result(s) of version {state.version} refused"
-            )
+            self._refuse(state, valid, screening.refused)
         update = advance.combine(state.server, units, screening)
         plan, record = state.plan, update.record
         weights, optimizer_states = server_blobs(state.server)
@@ -357,6 +357,14 @@ class Coordinator:
             "d_real": record.d_real,
             "d_fake": record.d_fake,
         }
+
+    def _refuse(self, state: RunState, valid: list[Valid], refused: list[Refused]) -> None:
+        """Reject the refused copies and raise :class:`ResultsRefused`: nothing is combined."""
+        for r in refused:
+            # Blamed and requeued like a copy refused on arrival (a unit refused for several
+            # students stops the run: then it is our bug).
+            reject_copy(self.db, state, valid[r.index].upload, r.reason, self.console)
+        raise ResultsRefused(f"{len(refused)} result(s) of version {state.version} refused")
 
     def _device_states(
         self, state: RunState, units: list[Unit]

@@ -410,11 +410,4 @@ def _report(run: LocalRun) -> LocalRunResult:
             f"done: step {run.step}, {run.images_seen:,} images; "
             f"samples in {run.out_dir / 'samples'}, checkpoint {latest}"
         )
-    return LocalRunResult(
-        step=run.step,
-        epoch=run.epoch,
-        images_seen=run.images_seen,
-        output_dir=run.out_dir,
-        latest_checkpoint=latest,
-        stopped_early=stopped_early,
-    )
+    return LocalRunResult(run.step, run.epoch, run.images_seen, run.out_dir, latest, stopped_early)
