@@ -58,14 +58,20 @@ class CoordinatorOutputs:
         config, run = self.config, state.run
         hub = open_publisher(config.huggingface, self.console)
         interval = config.coordinator.eval_interval
+        try:
+            evaluator = self.evaluator(state) if interval else None
+            log = open_log(config.tracking, self.output_dir, f"run-{state.run_id}")
+        except BaseException:
+            if hub is not None:
+                hub.close()
+            raise
         name = run.fingerprint.get("name")
         self._state = state
         self._writer = RunWriter(
             self.output_dir, state.server, run.model_config, run.stored_config, state.plan.seed,
             f"class run {state.run_id} ({run.mode})", None if name is None else str(name),
-            log=open_log(config.tracking, self.output_dir, f"run-{state.run_id}"), hub=hub,
-            evaluator=self.evaluator(state) if interval else None, eval_interval=interval,
-            extra=self, step=step_of(state), images_seen=state.server.images_seen,
+            log=log, hub=hub, evaluator=evaluator, eval_interval=interval, extra=self,
+            step=step_of(state), images_seen=state.server.images_seen,
         )  # fmt: skip
 
     def evaluator(self, state: RunState) -> Evaluator:

@@ -47,7 +47,7 @@ class ExtraOutputs(Protocol):
         """The generator was scored (``num_samples`` included)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class RunWriter:
     """Grids, checkpoints, history, scores, experiment log and Hub of one run.
 
