@@ -194,6 +194,27 @@ def _set_up(
             f"but the dataset gives {model_config.image_size}x{model_config.image_size}"
             f"x{model_config.channels}"
         )
+    steps_per_epoch, total_steps = _length(config, dataset)
+    models = _models(config, model_config, cluster.device, checkpoint, resume)
+    # Built after loading: every process then starts from the same weights and statistics.
+    hooks = cluster.step_hooks(
+        models.generator, models.discriminator, models.optimizer_g, models.optimizer_d,
+        micro_batch=micro, share=share.stop - share.start,
+    )  # fmt: skip
+    schedule = BatchSchedule(len(dataset), training.batch_size, training.seed)
+    loss = make_loss(training.loss)
+    run = LocalRun(config, cluster, console, dataset, schedule, models, model_config, loss, hooks,
+                   share, micro, steps_per_epoch, total_steps)  # fmt: skip
+    if checkpoint is not None:
+        run.step = run.saved_step = checkpoint.step
+        run.images_seen = checkpoint.images_seen
+    _announce(run)
+    return run
+
+
+def _length(config: Config, dataset: ImageDataset) -> tuple[int, int]:
+    """Steps per epoch and steps the run takes in all."""
+    training = config.training
     steps_per_epoch = len(dataset) // training.batch_size
     if steps_per_epoch == 0:
         raise DatasetError(
@@ -203,22 +224,7 @@ def _set_up(
     total_steps = training.epochs * steps_per_epoch
     if training.max_steps is not None:
         total_steps = min(total_steps, training.max_steps)
-    models = _models(config, model_config, cluster.device, checkpoint, resume)
-    # Built after loading: every process then starts from the same weights and statistics.
-    hooks = cluster.step_hooks(
-        models.generator, models.discriminator, models.optimizer_g, models.optimizer_d,
-        micro_batch=micro, share=share.stop - share.start,
-    )  # fmt: skip
-    run = LocalRun(
-        config, cluster, console, dataset, BatchSchedule(len(dataset), training.batch_size,
-        training.seed), models, model_config, make_loss(training.loss), hooks, share, micro,
-        steps_per_epoch, total_steps,
-    )  # fmt: skip
-    if checkpoint is not None:
-        run.step = run.saved_step = checkpoint.step
-        run.images_seen = checkpoint.images_seen
-    _announce(run)
-    return run
+    return steps_per_epoch, total_steps
 
 
 def _micro_batch(config: Config, share: slice, console: Console) -> int:
