@@ -40,7 +40,7 @@ UPDATE_RULES = ("alternating", "simultaneous")
 # divides by that count, so the mean is exact even for uneven shares. It runs on D between D's
 # backward and D's optimizer step, and on G likewise (stylegan3 training_loop.py:274-293 does the
 # same per phase, with no DDP wrapper: pytorch#175024, two BatchNorm-D forwards before one
-# backward, cannot bite). ``ganfriends.cluster.distributed.GradientReducer`` is the torchrun one.
+# backward, cannot bite). ``ganfriends.cluster.ddp.GradientReducer`` is the torchrun one.
 GradReduce = Callable[[nn.Module, int], int]
 
 # How a loss reaches a network's ``.grad``: ``backward(network, loss)`` back-propagates ``loss`` (a

@@ -44,8 +44,8 @@ def coordinator(db: Database) -> Coordinator:
 
 def sync_run(db: Database, dataset: Labelled, units: int = 3) -> int:
     config = Config()
-    config.training.images_per_work_unit = 32
-    config.training.workunits_per_update = units
+    config.coordinator.images_per_work_unit = 32
+    config.coordinator.workunits_per_update = units
     config.training.micro_batch = 16
     config.training.seed = 4
     plan = plan_from_config("sync", config, dataset)

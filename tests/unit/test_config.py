@@ -5,7 +5,17 @@ from pathlib import Path
 import pytest
 
 from ganfriends.classroom.state import ignored_on_resume
-from ganfriends.config import Config, config_from_stored, env_name, load_config
+from ganfriends.config import (
+    MOVED,
+    SECTIONS,
+    UNIT_MICRO_BATCH,
+    Config,
+    command_options,
+    config_from_stored,
+    env_name,
+    load_config,
+    option_fields,
+)
 from ganfriends.errors import ConfigError
 
 TEMPLATE = Path(__file__).parents[2] / "config.yaml.template"
@@ -98,11 +108,11 @@ def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_booleans_and_optional_values_parse_from_strings() -> None:
     config = load_config(
-        env={"GANFRIENDS_DATA_DOWNLOAD": "no", "GANFRIENDS_TRAINING_MAX_STEPS": "none"},
+        env={"GANFRIENDS_DATA_DOWNLOAD": "no", "GANFRIENDS_LOCAL_MAX_STEPS": "none"},
         default_file=None,
     )
     assert config.data.download is False
-    assert config.training.max_steps is None
+    assert config.local.max_steps is None
 
 
 def test_whole_number_fields_reject_fractions() -> None:
@@ -175,3 +185,93 @@ def test_a_resumed_run_names_the_options_it_ignores() -> None:
     )  # fmt: skip
     # Same seed: not reported; sample interval and eval samples: the coordinator's own.
     assert ignored_on_resume(current, stored) == ["--epochs 10 (the run's 5)"]
+
+
+def test_an_old_config_file_key_still_sets_the_moved_option(tmp_path: Path) -> None:
+    path = write(tmp_path, "training:\n  images_per_work_unit: 64\n  epochs: 3\n")
+    config = load_config(path, env={})
+    assert config.coordinator.images_per_work_unit == 64
+    assert config.given["coordinator.images_per_work_unit"] == str(path)
+    assert config.renamed == [
+        f"config file {path}: training.images_per_work_unit is now coordinator.images_per_work_unit"
+    ]
+
+
+def test_an_old_environment_name_still_sets_the_moved_option() -> None:
+    config = load_config(env={"GANFRIENDS_TRAINING_DEVICE": "cpu"}, default_file=None)
+    assert config.local.device == "cpu"
+    assert config.renamed == [
+        "environment: GANFRIENDS_TRAINING_DEVICE is now GANFRIENDS_LOCAL_DEVICE"
+    ]
+
+
+def test_a_bad_value_under_an_old_environment_name_names_that_variable() -> None:
+    with pytest.raises(ConfigError, match=r"local\.max_steps .*GANFRIENDS_TRAINING_MAX_STEPS"):
+        load_config(env={"GANFRIENDS_TRAINING_MAX_STEPS": "many"}, default_file=None)
+
+
+def test_the_old_templates_two_micro_batches_are_one_line_naming_the_new_key(
+    tmp_path: Path,
+) -> None:
+    # The template before the move set both: which one a run meant is a guess, so refuse it.
+    path = write(tmp_path, "training:\n  micro_batch: 64\nlocal:\n  micro_batch: null\n")
+    moved = r"local\.micro_batch is now training\.micro_batch"
+    with pytest.raises(ConfigError, match=moved) as err:
+        load_config(path, env={})
+    assert "\n" not in str(err.value)
+
+
+def test_an_old_name_and_its_new_name_together_in_the_environment_are_refused() -> None:
+    env = {"GANFRIENDS_TRAINING_DEVICE": "cpu", "GANFRIENDS_LOCAL_DEVICE": "cuda"}
+    with pytest.raises(ConfigError, match="GANFRIENDS_LOCAL_DEVICE, which is set there too"):
+        load_config(env=env, default_file=None)
+
+
+def test_a_run_stored_before_the_move_keeps_its_values() -> None:
+    stored: dict[str, dict[str, object]] = Config().to_dict()
+    for before, after in MOVED.items():  # the layout of a run stored before the move
+        section, _, name = after.partition(".")
+        value = stored[section].pop(name)
+        section, _, name = before.partition(".")
+        stored.setdefault(section, {})[name] = value
+    stored["training"] |= {"images_per_work_unit": 32, "work_unit_timeout": 9.0}
+    config = config_from_stored(stored)
+    assert config.coordinator.images_per_work_unit == 32
+    assert config.coordinator.work_unit_timeout == 9.0
+
+
+def test_moved_names_are_no_current_options_and_lead_to_one() -> None:
+    for old, new in MOVED.items():
+        section, _, name = old.partition(".")
+        assert name not in option_fields(section), old
+        section, _, name = new.partition(".")
+        assert name in option_fields(section), new
+
+
+def test_a_class_unit_takes_64_images_per_forward_pass_unless_told() -> None:
+    assert Config().training.micro_batch is None  # train-local: the whole batch
+    assert Config().training.unit_micro_batch == UNIT_MICRO_BATCH == 64
+    told = load_config(env={}, overrides={"training.micro_batch": 16}, default_file=None)
+    assert told.training.unit_micro_batch == 16
+
+
+@pytest.mark.parametrize(
+    "command", sorted({c for kind in SECTIONS.values() for c in kind.COMMANDS})
+)
+def test_no_two_options_of_a_command_share_a_flag(command: str) -> None:
+    flags = [f.metadata["flag"] for _, f in command_options(command)]
+    assert len(flags) == len(set(flags))
+
+
+def test_each_command_reads_the_options_of_its_run() -> None:
+    local = {key for key, _ in command_options("train-local")}
+    coordinator = {key for key, _ in command_options("coordinator")}
+    simulate = {key for key, _ in command_options("simulate")}
+    assert {"training.batch_size", "local.max_steps", "training.micro_batch"} <= local
+    assert not any(key.startswith("coordinator.") for key in local)
+    assert {"coordinator.images_per_work_unit", "federated.batch_size"} <= coordinator
+    assert not any(key.startswith("local.") for key in coordinator)
+    # simulate: the class run's rules, with train-local's outputs and device; nothing is late.
+    assert {"coordinator.mode", "local.output_dir", "local.device"} <= simulate
+    assert "coordinator.work_unit_timeout" not in simulate
+    assert "federated.round_timeout" not in simulate

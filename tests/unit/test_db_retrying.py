@@ -11,8 +11,8 @@ import pytest
 from psycopg import errors
 from psycopg_pool import PoolTimeout
 
-from ganfriends.db.connection import retrying, translate_error
-from ganfriends.db.errors import DatabaseError, DatabaseUnavailable, StoppedWaiting
+from ganfriends.db.connection import retrying
+from ganfriends.db.errors import DatabaseError, DatabaseUnavailable, StoppedWaiting, translate_error
 from ganfriends.errors import GanError
 
 

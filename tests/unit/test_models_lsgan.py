@@ -13,7 +13,7 @@ from ganfriends.models import (
     make_discriminator,
     make_generator,
 )
-from ganfriends.models_lsgan import FEGAN_MNIST, LsganDiscriminator, LsganGenerator
+from ganfriends.models.lsgan import FEGAN_MNIST, LsganDiscriminator, LsganGenerator
 
 # FeGAN's dist-lsgan.py defaults: MNIST / Fashion-MNIST, 1 channel, latent 100, 32x32.
 FEGAN = ModelConfig(image_size=32, channels=1, latent_dim=100, arch="lsgan")

@@ -117,7 +117,7 @@ def test_a_bfloat16_transfer_is_refused_for_modes_that_upload_float32(mode: str)
         name, channels = "tiny", 1
 
     config = Config()
-    config.training.transfer_dtype = "bfloat16"
+    config.coordinator.transfer_dtype = "bfloat16"
     dataset = Tiny(torch.zeros(64, 1, 32, 32, dtype=torch.uint8), "0" * 64)
 
     with pytest.raises(GanError, match=f"applies to --mode sync only: {mode} uploads float32"):

@@ -438,7 +438,7 @@ def test_a_device_without_one_readable_image_is_a_clear_dataset_error() -> None:
 
 def test_a_bfloat16_run_rounds_a_units_gradients_to_bfloat16_values() -> None:
     config = Config()
-    config.training.transfer_dtype = "bfloat16"
+    config.coordinator.transfer_dtype = "bfloat16"
     plan = SyncPlan(400, 5, 48, 2, 16, 1, update_rule="simultaneous")
     rule = make_rule("sync", plan, config, MODEL)
     g, d = build_models(MODEL, seed=0)

@@ -289,13 +289,13 @@ def simulate_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **hooks: obje
     config.coordinator.sample_interval = 10**9
     config.coordinator.max_iterations = 4
     config.training.update_rule = "alternating"
-    config.training.images_per_work_unit = 32
-    config.training.workunits_per_update = 3
+    config.coordinator.images_per_work_unit = 32
+    config.coordinator.workunits_per_update = 3
     config.training.micro_batch = 16
     config.training.g_features = config.training.d_features = 4
     config.training.latent_dim = 8
-    config.training.device = "cpu"
-    config.training.output_dir = str(tmp_path / str(len(list(tmp_path.iterdir()))))
+    config.local.device = "cpu"
+    config.local.output_dir = str(tmp_path / str(len(list(tmp_path.iterdir()))))
     result = simulate_module.simulate(config, **hooks)  # type: ignore[arg-type]
     return result.latest_checkpoint
 

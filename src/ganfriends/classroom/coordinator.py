@@ -113,7 +113,7 @@ class Coordinator:
                 config=cfg.to_dict(),
                 model_config=model_config,
                 fingerprint=fingerprint.to_dict(),
-                lease_seconds=cfg.training.work_unit_timeout,
+                lease_seconds=cfg.coordinator.work_unit_timeout,
                 max_backups=cfg.coordinator.max_backups,
                 max_units_per_claim=cfg.coordinator.max_units_per_claim,
                 dataset=dataset,

@@ -168,6 +168,8 @@ def load_run_state(db: Database, run_id: int, dataset: ImageDataset | None = Non
 # resuming the run takes these from the database, whatever it is given now; everything else
 # (output folder, sampling, evaluation, polling, screening, retention, paths) is its own.
 RUN_DEFINING = ("training", "federated", "mdgan", "data.dataset", "coordinator.mode",
+                "coordinator.images_per_work_unit", "coordinator.workunits_per_update",
+                "coordinator.transfer_dtype", "coordinator.work_unit_timeout",
                 "coordinator.max_backups", "coordinator.max_units_per_claim",
                 "coordinator.max_workers_per_student", "coordinator.max_lease_factor",
                 "coordinator.quarantine_after", "coordinator.run_name")  # fmt: skip

@@ -80,7 +80,7 @@ class Worker:
         self.db = db
         self.config = config
         self.console = console or Console(soft_wrap=True)
-        self.device = resolve_device(config.training.device)
+        self.device = resolve_device(config.local.device)
         self.name = config.worker.name or socket.gethostname()
         self.worker_id: int | None = None
         self._lease_lock = threading.Lock()

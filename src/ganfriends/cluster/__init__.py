@@ -1,5 +1,6 @@
 """Training on a cluster: train-local's torchrun (data-parallel) branch and SLURM job scripts."""
 
-from ganfriends.cluster.distributed import Cluster, GradientReducer
+from ganfriends.cluster.ddp import GradientReducer
+from ganfriends.cluster.distributed import Cluster
 
 __all__ = ["Cluster", "GradientReducer"]

@@ -24,7 +24,7 @@ The engines are never called forward: G and D run as the plain modules (``engine
 same object). An engine's forward hooks its outputs so that a later ``tensor.backward`` runs the
 engine's backward prologue; G's loss passes through D's outputs, and D's engine would then take
 part in G's backward (and refuse it: stage 0 allows only ``engine.backward``). DeepSpeed does not
-synchronise BatchNorm buffers either; :class:`~ganfriends.cluster.distributed.GradientReducer`'s
+synchronise BatchNorm buffers either; :class:`~ganfriends.cluster.ddp.GradientReducer`'s
 chaining, inherited here, does.
 """
 
@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganfriends.cluster.distributed import Cluster, GradientReducer
+from ganfriends.cluster.ddp import GradientReducer, Place
 from ganfriends.errors import ConfigError
 
 INSTALL_HINT = "pip install 'ganfriends[deepspeed]'"
@@ -87,7 +87,7 @@ class DeepSpeedReducer(GradientReducer):
 
     def __init__(
         self,
-        cluster: Cluster,
+        cluster: Place,
         networks: Sequence[tuple[nn.Module, torch.optim.Optimizer]],
         micro_batch: int,
         share: int,

@@ -154,23 +154,19 @@ def _charts(db: Database, run_id: int) -> None:
     if not history:
         st.info("No update yet: curves appear after the first one.")
         return
-    versions = [int(r["version"]) for r in history]
-    st.line_chart(
-        {
-            "version": versions,
-            "G loss": [r["g_loss"] for r in history],
-            "D loss": [r["d_loss"] for r in history],
-        },
-        x="version", y=["G loss", "D loss"], color=["#1f77b4", "#ff7f0e"], height=230,
-    )  # fmt: skip
+    _history_chart(history, {"G loss": "g_loss", "D loss": "d_loss"}, ["#1f77b4", "#ff7f0e"])
     st.subheader("Discriminator outputs")
+    _history_chart(history, {"D(x)": "d_real", "D(G(z))": "d_fake"}, ["#2ca02c", "#d62728"])
+
+
+def _history_chart(
+    history: list[dict[str, Any]], series: dict[str, str], colours: list[str]
+) -> None:
+    """A line chart against the version of ``series`` (label -> loss_history column)."""
+    columns = {label: [r[column] for r in history] for label, column in series.items()}
     st.line_chart(
-        {
-            "version": versions,
-            "D(x)": [r["d_real"] for r in history],
-            "D(G(z))": [r["d_fake"] for r in history],
-        },
-        x="version", y=["D(x)", "D(G(z))"], color=["#2ca02c", "#d62728"], height=230,
+        {"version": [int(r["version"]) for r in history], **columns},
+        x="version", y=list(series), color=[*colours], height=230,
     )  # fmt: skip
 
 

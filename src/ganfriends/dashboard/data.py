@@ -1,9 +1,9 @@
 """What the dashboard shows, read from the database with named queries (no Streamlit here).
 
 Everything is read-only: :func:`open_database` connects with ``default_transaction_read_only``,
-so a query that tried to write would fail rather than touch the class run. The leaderboard,
-activity and throughput rules are those of ``ganfriends status`` (``classroom.status``); the run's
-length and epochs come from its stored plan (``rules.plan_from_dict``).
+so a query that tried to write would fail rather than touch the class run. The run's status is
+the one ``ganfriends status`` prints, from the same builder (:mod:`ganfriends.run_status`); this
+module adds progress, ETA and the page's histories.
 """
 
 from __future__ import annotations
@@ -16,16 +16,10 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ganfriends.classroom.status import (
-    ACTIVE_SECONDS,
-    THROUGHPUT_WINDOW,
-    RunStatus,
-    read_leaderboard,
-    read_standing,
-)
 from ganfriends.db import Database, sql
 from ganfriends.db.errors import DatabaseError
-from ganfriends.rules import plan_from_dict
+from ganfriends.db.rows import typed_row
+from ganfriends.run_status import ACTIVE_SECONDS, RunStatus, build_status, run_by_id
 
 APPLICATION_NAME = "ganfriends-dashboard"
 READ_ONLY = "-c default_transaction_read_only=on"
@@ -85,17 +79,7 @@ class RunChoice:
 
 def list_runs(db: Database) -> list[RunChoice]:
     """Every run, newest first."""
-    return [
-        RunChoice(
-            run_id=int(r["id"]),
-            name=r["name"],
-            state=r["state"],
-            version=int(r["version"]),
-            created_at=r["created_at"],
-            latest=bool(r["latest"]),
-        )
-        for r in db.fetch_all("dashboard_runs")
-    ]
+    return [typed_row(RunChoice, r, run_id=int(r["id"])) for r in db.fetch_all("dashboard_runs")]
 
 
 @dataclass
@@ -114,49 +98,18 @@ class Snapshot:
         return sum(w.images for w in self.status.workers)
 
 
-def images_per_second(row: dict[str, Any]) -> float:
-    """Images/s from a ``throughput`` row, as ``ganfriends status`` computes it."""
-    span = row.get("span_seconds") or 0.0
-    updates = int(row.get("updates") or 0)
-    # n updates span n-1 intervals: count the images after the first one.
-    return int(row.get("images") or 0) * (updates - 1) / updates / span if span > 0 else 0.0
-
-
 def snapshot(db: Database, run_id: int) -> Snapshot | None:
-    """The run's state, units, speed, latest losses and leaderboard; None for an unknown run."""
-    run = db.fetch_one("dashboard_run", run_id=run_id)
+    """The run's status (:func:`ganfriends.run_status.build_status`) with its progress and ETA;
+    None for an unknown run."""
+    run = run_by_id(db, run_id)
     if run is None:
         return None
-    plan = plan_from_dict(run["mode"], run["plan"])
-    version = int(run["version"])
-    units = db.fetch_one("status_units", run_id=run_id, version=version) or {}
-    speed = db.fetch_one("throughput", run_id=run_id, window=THROUGHPUT_WINDOW) or {}
-    latest = db.fetch_one("latest_update", run_id=run_id) or {}
-    workers = read_leaderboard(db, run_id)
-    status = RunStatus(
-        run_id=run_id,
-        name=run["name"],
-        state=run["state"],
-        version=version,
-        mode=str(run["mode"]),
-        versions_per_step=plan.versions_per_step,
-        total_updates=plan.total_versions,
-        epoch=plan.epochs_done(version),
-        epochs=plan.epochs,
-        images_seen=int(run["images_seen"]),
-        units={k: int(units.get(k) or 0) for k in ("pending", "claimed", "expired", "done")},
-        images_per_second=images_per_second(speed),
-        d_loss=latest.get("d_loss"),
-        g_loss=latest.get("g_loss"),
-        d_real=latest.get("d_real"),
-        d_fake=latest.get("d_fake"),
-        workers=workers,
-        students=read_standing(db, run_id),
-    )
-    complete = run["state"] == "complete" or version >= plan.total_versions
+    status = build_status(db, run)
+    plan, version = run.plan, run.version
+    complete = run.state == "complete" or version >= plan.total_versions
     per_update = plan.images_per_version
     eta = None
-    if run["state"] == "running" and not complete and status.images_per_second > 0:
+    if run.state == "running" and not complete and status.images_per_second > 0:
         eta = (plan.total_versions - version) * per_update / status.images_per_second
     # 2.25 epochs done is 25% into the third epoch; a run that ends on an epoch's last update
     # shows that epoch full, not the next one empty.
@@ -188,14 +141,7 @@ def resources(db: Database, run_id: int) -> Resources:
     """Sum of the cores, RAM, GPUs and VRAM of the run's active workers (hosts counted once)."""
     row = db.fetch_one("dashboard_resources", run_id=run_id, active_seconds=ACTIVE_SECONDS)
     assert row is not None  # an aggregate always returns one row
-    return Resources(
-        workers=int(row["workers"]),
-        hosts=int(row["hosts"]),
-        cpu_cores=int(row["cpu_cores"]),
-        ram_gb=float(row["ram_gb"]),
-        gpus=int(row["gpus"]),
-        gpu_vram_gb=float(row["gpu_vram_gb"]),
-    )
+    return typed_row(Resources, row)
 
 
 def loss_history(db: Database, run_id: int) -> list[dict[str, Any]]:

@@ -26,6 +26,8 @@ from ganfriends.db.errors import (
     DatabaseUnavailable,
     StoppedWaiting,
     UnknownQueryError,
+    translate_error,
+    translated,
 )
 from ganfriends.db.notifications import Listener
 from ganfriends.db.session_lock import SessionLock
@@ -40,10 +42,6 @@ RETRY_FIRST_DELAY = 0.5  # seconds
 RETRY_FACTOR = 2.0
 RETRY_MAX_DELAY = 30.0  # seconds
 
-# SQLSTATEs meaning "the server is (temporarily) not there", worth retrying: class 08 is
-# connection exceptions; 57P01-57P03 are admin/crash shutdown and "starting up"; 53300 is
-# too_many_connections (a class full of workers reconnecting at once).
-_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 # libpq reports a refused login without a SQLSTATE (the server's FATAL message is all we get):
 # these are the server's English texts for a wrong password, an unknown role or database and a
 # pg_hba.conf refusal. A server speaking another language falls back to "unreachable, retrying".
@@ -75,21 +73,6 @@ def login_refusal(conninfo: str) -> AccessRefused | None:
     return None
 
 
-def translate_error(exc: psycopg.Error) -> DatabaseError:
-    """Map a psycopg error to a one-line :class:`DatabaseError` (or DatabaseUnavailable)."""
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    state = exc.sqlstate
-    if isinstance(exc, PoolTimeout):
-        return DatabaseUnavailable(f"database unavailable: {message}")
-    unavailable = (state is None and isinstance(exc, psycopg.OperationalError)) or (
-        state is not None and (state.startswith("08") or state in _UNAVAILABLE_STATES)
-    )
-    if unavailable:
-        return DatabaseUnavailable(f"database unavailable: {message}", sqlstate=state)
-    prefix = f"database error [{state}]" if state else "database error"
-    return DatabaseError(f"{prefix}: {message}", sqlstate=state)
-
-
 def _normalise(row: Row) -> Row:
     # bytea may arrive as memoryview depending on the loader; callers always get bytes.
     for key, value in row.items():
@@ -118,21 +101,15 @@ class _Runner:
     def fetch_one(self, query: str, /, **params: Any) -> Row | None:
         """Run a named query and return its first row, or None."""
         text = self._sql(query)
-        try:
-            with self._conn.cursor(row_factory=dict_row, binary=True) as cur:
-                row = cur.execute(text, params).fetchone()
-        except psycopg.Error as exc:
-            raise translate_error(exc) from exc
+        with translated(), self._conn.cursor(row_factory=dict_row, binary=True) as cur:
+            row = cur.execute(text, params).fetchone()
         return None if row is None else _normalise(row)
 
     def fetch_all(self, query: str, /, **params: Any) -> list[Row]:
         """Run a named query and return all its rows."""
         text = self._sql(query)
-        try:
-            with self._conn.cursor(row_factory=dict_row, binary=True) as cur:
-                rows = cur.execute(text, params).fetchall()
-        except psycopg.Error as exc:
-            raise translate_error(exc) from exc
+        with translated(), self._conn.cursor(row_factory=dict_row, binary=True) as cur:
+            rows = cur.execute(text, params).fetchall()
         return [_normalise(row) for row in rows]
 
     def fetch_each(self, query: str, params: Sequence[Mapping[str, Any]]) -> list[Row | None]:
@@ -142,27 +119,21 @@ class _Runner:
         rows: list[Row | None] = []
         if not params:
             return rows
-        try:
-            with self._conn.cursor(row_factory=dict_row, binary=True) as cur:
-                cur.executemany(text, params, returning=True)
-                while True:
-                    row = cur.fetchone()
-                    rows.append(None if row is None else _normalise(row))
-                    if not cur.nextset():
-                        break
-        except psycopg.Error as exc:
-            raise translate_error(exc) from exc
+        with translated(), self._conn.cursor(row_factory=dict_row, binary=True) as cur:
+            cur.executemany(text, params, returning=True)
+            while True:
+                row = cur.fetchone()
+                rows.append(None if row is None else _normalise(row))
+                if not cur.nextset():
+                    break
         return rows
 
     def execute(self, query: str, /, **params: Any) -> int:
         """Run a named statement and return its rowcount (-1 when not applicable)."""
         text = self._sql(query)
-        try:
-            with self._conn.cursor() as cur:
-                cur.execute(text, params)
-                return cur.rowcount
-        except psycopg.Error as exc:
-            raise translate_error(exc) from exc
+        with translated(), self._conn.cursor() as cur:
+            cur.execute(text, params)
+            return cur.rowcount
 
 
 class Tx(_Runner):
@@ -170,13 +141,10 @@ class Tx(_Runner):
 
     def run_script(self, script: str) -> None:
         """Run a whole SQL file (several statements, no parameters): used by migrations."""
-        try:
-            with self._conn.cursor() as cur:
-                # No parameters: psycopg sends the text as one simple query, so it may hold
-                # several statements and literal percent signs.
-                cur.execute(script.encode())
-        except psycopg.Error as exc:
-            raise translate_error(exc) from exc
+        with translated(), self._conn.cursor() as cur:
+            # No parameters: psycopg sends the text as one simple query, so it may hold
+            # several statements and literal percent signs.
+            cur.execute(script.encode())
 
 
 def _conninfo(url: str, application_name: str) -> str:

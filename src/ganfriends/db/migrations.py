@@ -1,13 +1,22 @@
-"""Schema migrations: numbered ``sql/migrations/NNNN_name.sql`` files, applied in order.
+"""Schema migrations: numbered ``sql/migrations/NNNN_name.sql`` files, applied in order, then
+the functions file.
 
-Each file runs in its own transaction together with its row in ``schema_migrations``, under a
-lock on that table (``migrations_lock``), so concurrent ``migrate`` calls (a class starting at
-once) apply every file exactly once. A file cannot hold statements that refuse to run in a
-transaction (CREATE INDEX CONCURRENTLY, ALTER TYPE ... ADD VALUE before PG 12).
+Each numbered file runs in its own transaction together with its row in ``schema_migrations``,
+under a lock on that table (``migrations_lock``), so concurrent ``migrate`` calls (a class
+starting at once) apply every file exactly once. A file cannot hold statements that refuse to run
+in a transaction (CREATE INDEX CONCURRENTLY, ALTER TYPE ... ADD VALUE before PG 12).
+
+Numbered files change tables. The functions (and the view that calls them) live in one
+repeatable file beside the migrations folder, ``sql/functions.sql``, every statement a CREATE OR
+REPLACE: it runs after the numbered files, under the same lock, whenever its text differs from
+the one last applied (``schema_functions`` keeps its digest). A database at any version thus ends
+with the current definitions, and a change to a function is an edit of that file, not a new
+migration re-creating it whole.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +30,7 @@ UNIQUE_VIOLATION = "23505"
 LOCK_NOT_AVAILABLE = "55P03"
 
 MIGRATIONS_DIR = Path(__file__).parent / "sql" / "migrations"
+FUNCTIONS_NAME = "functions"  # {directory}/../functions.sql; absent for a test's own folder
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -71,8 +81,15 @@ def pending(db: Database, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [m for m in discover(directory) if m.version not in applied]
 
 
+def functions_file(directory: Path = MIGRATIONS_DIR) -> Path | None:
+    """The repeatable functions file that goes with the migrations in ``directory``, if any."""
+    path = directory.parent / f"{FUNCTIONS_NAME}.sql"
+    return path if path.is_file() else None
+
+
 def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply pending migrations in order; return the names applied by this call."""
+    """Apply pending migrations in order, then the functions file if it changed; return the names
+    applied by this call (``functions`` for the functions file)."""
     migrations = discover(directory)
     _bootstrap(db)
     applied_now: list[str] = []
@@ -87,7 +104,29 @@ def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
             tx.run_script(migration.script())
             tx.execute("record_migration", version=migration.version, name=migration.name)
         applied_now.append(migration.name)
+    functions = functions_file(directory)
+    if functions is not None and _apply_functions(db, functions.read_text(encoding="utf-8")):
+        applied_now.append(FUNCTIONS_NAME)
     return applied_now
+
+
+def _apply_functions(db: Database, script: str) -> bool:
+    """Run the functions file unless this text was the last applied; whether it ran."""
+    digest = hashlib.sha256(script.encode()).hexdigest()
+    if _functions_digest(db) == digest:
+        return False
+    with migration_lock(db) as tx:
+        row = tx.fetch_one("functions_digest")  # again under the lock: another may have run it
+        if row is not None and row["digest"] == digest:
+            return False
+        tx.run_script(script)
+        tx.execute("record_functions", digest=digest)
+    return True
+
+
+def _functions_digest(db: Database) -> str | None:
+    row = db.fetch_one("functions_digest")
+    return None if row is None else str(row["digest"])
 
 
 def reset(db: Database) -> None:
@@ -106,6 +145,7 @@ def _bootstrap(db: Database) -> None:
             with db.transaction() as tx:
                 tx.execute("create_schema")
                 tx.execute("create_migrations_table")
+                tx.execute("create_functions_table")
             return
         except DatabaseError as exc:
             if exc.sqlstate != UNIQUE_VIOLATION or attempt == 2:

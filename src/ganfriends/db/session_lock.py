@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ganfriends.db.errors import DatabaseError, DatabaseUnavailable
+from ganfriends.db.errors import DatabaseError, DatabaseUnavailable, translate_error
 
 LOCK_CHECK = "SELECT 1"  # a round trip on the lock's own connection: is the session alive?
 
@@ -48,8 +48,6 @@ class SessionLock:
 
     def acquire(self) -> bool:
         """Try to take the lock on a fresh connection; whether it was taken."""
-        from ganfriends.db.connection import translate_error
-
         try:
             conn = self._pool.getconn()
         except PoolTimeout as exc:

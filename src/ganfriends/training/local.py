@@ -57,7 +57,7 @@ RUN_DEFINING = (
     ("training", "update_rule"),
     ("training", "seed"),
     ("data", "dataset"),
-    ("local", "micro_batch"),  # BatchNorm normalises over each micro-batch
+    ("training", "micro_batch"),  # BatchNorm normalises over each micro-batch
 )
 
 
@@ -132,7 +132,7 @@ class LocalRun:
     @property
     def out_dir(self) -> Path:
         """Where the run writes."""
-        return Path(self.config.training.output_dir)
+        return Path(self.config.local.output_dir)
 
     def epoch_batches(self) -> list[list[int]]:
         """This process's images of each step left in the current epoch."""
@@ -149,7 +149,7 @@ def train_local(
     Under torchrun this is one process's part of the job; only rank 0 prints and writes.
     """
     local = config.local
-    with joined(config.training.device, local.dist_backend, strategy=local.strategy) as cluster:
+    with joined(config.local.device, local.dist_backend, strategy=local.strategy) as cluster:
         if not cluster.is_main:
             console = Console(quiet=True)
         return _train(config, cluster, resume, console or Console(soft_wrap=True))
@@ -180,10 +180,10 @@ def _set_up(
         _adopt_checkpoint_settings(config, checkpoint, console)
     share = cluster.share(training.batch_size)
     micro = _micro_batch(config, share, console)
-    latest = Path(training.output_dir) / "checkpoints" / "latest.pt"
+    latest = Path(config.local.output_dir) / "checkpoints" / "latest.pt"
     if checkpoint is None and latest.exists():
         raise ConfigError(
-            f"{training.output_dir} already holds a run: continue it with --resume {latest}, "
+            f"{config.local.output_dir} already holds a run: continue it with --resume {latest}, "
             "or choose another --output-dir"
         )
     dataset = open_dataset(config.data, config.data.dataset, training.image_size)
@@ -222,22 +222,22 @@ def _length(config: Config, dataset: ImageDataset) -> tuple[int, int]:
             f"{training.batch_size}: lower --batch-size"
         )
     total_steps = training.epochs * steps_per_epoch
-    if training.max_steps is not None:
-        total_steps = min(total_steps, training.max_steps)
+    if config.local.max_steps is not None:
+        total_steps = min(total_steps, config.local.max_steps)
     return steps_per_epoch, total_steps
 
 
 def _micro_batch(config: Config, share: slice, console: Console) -> int:
     """The micro-batch each process splits its share of a batch into."""
     share_size = share.stop - share.start
-    micro = config.local.micro_batch or share_size
+    micro = config.training.micro_batch or share_size
     if micro > share_size:
         console.print(
             f"[yellow]note:[/] micro-batch {micro} exceeds each process's {share_size} images: "
             f"using {share_size}"
         )
         micro = share_size
-    config.local.micro_batch = micro  # stored in checkpoints: a resume continues with it
+    config.training.micro_batch = micro  # stored in checkpoints: a resume continues with it
     return micro
 
 
@@ -293,7 +293,7 @@ def _open_writer(run: LocalRun) -> RunWriter:
     config, main = run.config, run.cluster.is_main
     out_dir = run.out_dir
     evaluator = None
-    if main and config.training.eval_interval is not None:
+    if main and config.local.eval_interval is not None:
         evaluator = scoring_evaluator(
             config, dataset=config.data.dataset, image_size=run.dataset.image_size,
             seed=config.training.seed, device=run.cluster.device, console=run.console,
@@ -305,7 +305,7 @@ def _open_writer(run: LocalRun) -> RunWriter:
         log=open_log(config.tracking, out_dir, out_dir.name) if main else ExperimentLog(),
         hub=open_publisher(config.huggingface, run.console) if main else None,
         history=HistoryWriter(out_dir / "history.csv", resume_step=resume_step) if main else None,
-        evaluator=evaluator, eval_interval=config.training.eval_interval, enabled=main,
+        evaluator=evaluator, eval_interval=config.local.eval_interval, enabled=main,
         step=run.step, images_seen=run.images_seen,
     )  # fmt: skip
 
@@ -321,7 +321,7 @@ def _loop(run: LocalRun, writer: RunWriter) -> None:
     with graceful_stop() as stop, progress:
         while run.step < run.total_steps and not run.stopping:
             loader = BatchLoader(
-                run.dataset, run.epoch_batches(), num_workers=run.config.data.num_workers
+                run.dataset, run.epoch_batches(), num_workers=run.config.local.num_workers
             )
             for real, skipped in loader:
                 run.skipped += skipped
@@ -377,12 +377,12 @@ def _step(run: LocalRun, real: torch.Tensor, stop: StopRequest) -> StepStats:
 def _end_epoch(run: LocalRun, writer: RunWriter) -> None:
     """A finished epoch: its grid (every ``--sample-interval``), latest.pt, and a kept
     checkpoint every ``--checkpoint-interval``."""
-    training, epoch = run.config.training, run.epoch
-    if epoch % training.sample_interval == 0:
+    local, epoch = run.config.local, run.epoch
+    if epoch % local.sample_interval == 0:
         writer.samples(f"epoch_{epoch:04d}")
     writer.checkpoint(epoch=epoch)
     run.saved_step = run.step
-    if epoch % training.checkpoint_interval == 0:
+    if epoch % local.checkpoint_interval == 0:
         writer.checkpoint(epoch=epoch, path=run.out_dir / "checkpoints" / f"epoch_{epoch:04d}.pt")
 
 

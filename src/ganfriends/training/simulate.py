@@ -126,10 +126,10 @@ class Simulation:
     ) -> None:
         self.config, self.console, self.tamper, self.students = config, console, tamper, students
         training, mode = config.training, config.coordinator.mode
-        self.out_dir = Path(training.output_dir)
+        self.out_dir = Path(config.local.output_dir)
         if (self.out_dir / "checkpoints" / "latest.pt").exists():
             raise ConfigError(f"{self.out_dir} already holds a run: choose another --output-dir")
-        self.device = resolve_device(training.device)
+        self.device = resolve_device(config.local.device)
         self.dataset = open_dataset(config.data, config.data.dataset, training.image_size)
         self.model_config = model_config_for(config, self.dataset)
         self.plan = plan_from_config(mode, config, self.dataset)
@@ -161,9 +161,9 @@ class Simulation:
         """train-local's outputs, with the bytes each step moved (no Hub: a simulation is
         research, never pushed over a class's model)."""
         config, out_dir = self.config, self.out_dir
-        training = config.training
+        training, local = config.training, config.local
         evaluator = None
-        if training.eval_interval is not None:
+        if local.eval_interval is not None:
             evaluator = scoring_evaluator(
                 config, dataset=config.data.dataset, image_size=self.dataset.image_size,
                 seed=training.seed, device=self.device, console=self.console,
@@ -173,7 +173,7 @@ class Simulation:
             f"simulate {config.coordinator.mode}", config.data.dataset,
             log=open_log(config.tracking, out_dir, out_dir.name),
             history=HistoryWriter(out_dir / "history.csv", extra_columns=BYTES_COLUMNS),
-            evaluator=evaluator, eval_interval=training.eval_interval,
+            evaluator=evaluator, eval_interval=local.eval_interval,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ the version loop

@@ -30,6 +30,20 @@ CREATE TABLE IF NOT EXISTS ganfriends.schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- name: create_functions_table
+-- The digest of the functions file (sql/functions.sql) last applied: one row.
+CREATE TABLE IF NOT EXISTS ganfriends.schema_functions (
+    digest text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: functions_digest
+SELECT digest FROM ganfriends.schema_functions;
+
+-- name: record_functions
+WITH gone AS (DELETE FROM ganfriends.schema_functions)
+INSERT INTO ganfriends.schema_functions (digest) VALUES (%(digest)s);
+
 -- name: migrations_table_exists
 SELECT to_regclass('ganfriends.schema_migrations') IS NOT NULL AS present;
 
@@ -390,16 +404,18 @@ FROM updates
 WHERE run_id = %(run_id)s AND created_at > now() - make_interval(secs => %(window)s);
 
 -- name: latest_update
--- The latest whole step (see loss_history).
-SELECT * FROM (
-    SELECT version, epoch, images_seen, g_loss, contributors, created_at,
-           coalesce(d_loss, lag(d_loss) OVER w) AS d_loss,
-           coalesce(d_real, lag(d_real) OVER w) AS d_real,
-           coalesce(d_fake, lag(d_fake) OVER w) AS d_fake
-    FROM updates WHERE run_id = %(run_id)s
-    WINDOW w AS (ORDER BY version)
-) steps
-WHERE g_loss IS NOT NULL ORDER BY version DESC LIMIT 1;
+-- The latest whole step, as loss_history's last row: the newest update with a g_loss, D's
+-- values taken from the update just before it where it has none. Reads two rows, not the run.
+SELECT u.version, u.epoch, u.images_seen, u.g_loss, u.contributors, u.created_at,
+       coalesce(u.d_loss, previous.d_loss) AS d_loss,
+       coalesce(u.d_real, previous.d_real) AS d_real,
+       coalesce(u.d_fake, previous.d_fake) AS d_fake
+FROM (SELECT * FROM updates WHERE run_id = %(run_id)s AND g_loss IS NOT NULL
+      ORDER BY version DESC LIMIT 1) u
+LEFT JOIN LATERAL (
+    SELECT d_loss, d_real, d_fake FROM updates p
+    WHERE p.run_id = u.run_id AND p.version < u.version ORDER BY p.version DESC LIMIT 1
+) previous ON true;
 
 -- name: loss_history
 -- One row per optimizer step. An alternating class run records two versions per step, each

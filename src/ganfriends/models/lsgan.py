@@ -14,8 +14,8 @@ Deliberately kept from FeGAN:
 - ``Dropout2d(0.25)`` after every D block: D's outputs are random in train mode.
 - Weight init ``weights_init_normal`` (``dist-lsgan.py`` 68-74): conv weights ~ N(0, 0.02), BN
   gamma ~ N(1, 0.02), beta 0; conv biases and the linear layers keep PyTorch's default init.
-  That is exactly what :func:`ganfriends.models.init_dcgan_weights` does to these modules, so the
-  base classes' init is used.
+  That is exactly what :func:`ganfriends.models.base.init_dcgan_weights` does to these modules,
+  so the base classes' init is used.
 
 Not kept: FeGAN's D returns (N, 1); here it returns (N,) like the DCGAN D, the shape
 ``ganfriends.losses`` and the training step expect. The score is raw (no sigmoid), which is what
@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ganfriends.models import LSGAN_IMAGE_SIZE, Discriminator, Generator, ModelConfig
+from ganfriends.models.base import LSGAN_IMAGE_SIZE, ModelConfig
+from ganfriends.models.dcgan import Discriminator, Generator
 
 # FeGAN's defaults (dist-lsgan.py 548-550): latent 100, 32x32, 1 channel (MNIST / Fashion-MNIST).
 FEGAN_MNIST = ModelConfig(image_size=LSGAN_IMAGE_SIZE, channels=1, latent_dim=100, arch="lsgan")

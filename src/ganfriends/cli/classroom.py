@@ -1,0 +1,148 @@
+"""The class commands: init-db, db, students, coordinator, worker, status, dashboard, demo."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ganfriends.cli.flags import command, config_from
+from ganfriends.errors import GanError
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from ganfriends.classroom import commands as classroom
+
+    config = config_from(args)
+    if args.gpus is None:
+        return classroom.worker(config, max_units=args.max_units)
+    import socket
+
+    import torch
+
+    from ganfriends.classroom.gpu_workers import child_commands, parse_gpus, run_workers
+
+    gpus = parse_gpus(args.gpus, torch.cuda.device_count())
+    name = config.worker.name or socket.gethostname()
+    commands = child_commands(args.raw_argv, gpus, name)
+    return run_workers(commands, [f"gpu{g}" for g in gpus])
+
+
+def _students(args: argparse.Namespace) -> int:
+    from ganfriends.classroom import commands as classroom
+
+    if args.action in ("add", "revoke", "pardon") and not args.name:
+        raise GanError(f"students {args.action} needs the student's name")
+    return classroom.students(
+        config_from(args),
+        action=args.action,
+        name=args.name,
+        max_connections=args.max_connections,
+        output=args.output,
+    )
+
+
+def _db(args: argparse.Namespace) -> int:
+    from ganfriends.classroom import commands as classroom
+
+    where = ("data_dir", "listen", "port", "tls_cert", "tls_key", "plaintext")
+    return classroom.db_command(args.action, **{name: getattr(args, name) for name in where})
+
+
+def add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None:
+    """init-db, db, students, coordinator, worker, status, dashboard and demo."""
+    from ganfriends.classroom import commands as classroom
+
+    init = command(
+        commands, verbose, "init-db", "create or migrate the database schema",
+        lambda a: classroom.init_db(config_from(a), do_reset=a.reset, yes=a.yes),
+        "Create or migrate the schema (the embedded PostgreSQL when no --db is given).",
+    )  # fmt: skip
+    init.add_argument("--reset", action="store_true", help="delete everything first (asks)")
+    init.add_argument("--yes", action="store_true", help="do not ask before --reset")
+
+    db = command(
+        commands, verbose, "db", "the embedded PostgreSQL: start, stop, url, status", _db,
+        "Host the class database on this machine (no server to install).",
+    )  # fmt: skip
+    db.add_argument("action", choices=("start", "stop", "url", "status"))
+    db.add_argument("--data-dir", help="cluster directory (default: $GANFRIENDS_PG_DIR or ours)")
+    db.add_argument(
+        "--listen",
+        metavar="ADDR",
+        help="also accept TCP connections on ADDR (e.g. 0.0.0.0): TLS and a password",
+    )
+    db.add_argument("--port", type=int, help="TCP port with --listen (default: a free one)")
+    db.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="PEM certificate served with --listen (default: a generated self-signed one)",
+    )
+    db.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    db.add_argument(
+        "--insecure-plaintext",
+        dest="plaintext",
+        action="store_true",
+        help="with --listen: no TLS (anyone on the network can read and hijack sessions)",
+    )
+
+    pupils = command(
+        commands, verbose, "students", "per-student database logins: add, list, revoke, pardon",
+        _students, classroom.students.__doc__,
+    )  # fmt: skip
+    pupils.add_argument("action", choices=("add", "list", "revoke", "pardon"))
+    pupils.add_argument("name", nargs="?", help="the student (add, revoke, pardon): a-z, 0-9, _")
+    pupils.add_argument(
+        "--max-connections",
+        type=int,
+        help="the student's connections (default: 5: a worker and a `status` beside it)",
+    )
+    pupils.add_argument("--output", metavar="FILE", help="also write the student's URL to FILE")
+
+    command(
+        commands, verbose, "coordinator", "run (or resume) the class run",
+        lambda a: classroom.coordinator(config_from(a)), classroom.coordinator.__doc__,
+    )  # fmt: skip
+
+    work = command(
+        commands, verbose, "worker", "contribute to the class run", _worker,
+        classroom.worker.__doc__,
+    )  # fmt: skip
+    work.add_argument("--max-units", type=int, help="exit after this many units")
+    work.add_argument(
+        "--gpus",
+        metavar="all|0,1",
+        help="one worker process per GPU, named NAME-gpu0, NAME-gpu1, ... (Ctrl+C stops them all)",
+    )
+
+    stat = command(
+        commands, verbose, "status", "where the class run stands",
+        lambda a: classroom.status(config_from(a), as_json=a.json), classroom.status.__doc__,
+    )  # fmt: skip
+    stat.add_argument("--json", action="store_true", help="machine-readable output")
+
+    dash = command(
+        commands, verbose, "dashboard", "live class dashboard in the browser (read-only)",
+        lambda a: classroom.dashboard(config_from(a), port=a.port, address=a.address),
+        "Serve the class dashboard (extra: pip install 'ganfriends[dashboard]').",
+    )  # fmt: skip
+    dash.add_argument("--port", type=int, default=8501, help="HTTP port (default: 8501)")
+    dash.add_argument(
+        "--address", default="127.0.0.1", help="listen address (0.0.0.0 for the whole class)"
+    )
+
+    demo = command(
+        commands, verbose, "demo", "a coordinator and workers on this machine", classroom.demo
+    )
+    demo.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
+    demo.add_argument(
+        "--workdir", default="demo", help="database, logs and samples (default: demo)"
+    )
+    demo.add_argument(
+        "--max-iterations", type=int, help="stop after N updates (default: the 2 epochs)"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")
+    demo.add_argument("--epochs", type=int, default=2, help="epochs to train (default: 2)")
+    demo.add_argument(
+        "--dashboard", action="store_true", help="also start the dashboard and print its address"
+    )
+    demo.add_argument("--dashboard-port", type=int, default=8501, help="(default: 8501)")
