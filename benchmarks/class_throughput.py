@@ -85,6 +85,7 @@ def bench_case(
         micro_batch=MICRO_BATCH,
         epochs=1,
         max_updates=updates,
+        update_rule="simultaneous",
     )
     bench = start_run(db, model, plan, config)
     run_id, worker_id, coordinator, state = (

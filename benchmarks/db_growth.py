@@ -48,6 +48,7 @@ def main() -> None:
         micro_batch=64,
         epochs=50,
         max_updates=args.updates,
+        update_rule="simultaneous",
     )
     generator, discriminator = build_models(model)
     with embedded_database("gf-growth-") as db:

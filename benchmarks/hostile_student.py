@@ -41,6 +41,7 @@ from ganfriends.db import Database, DatabaseError, DatabaseUnavailable
 from ganfriends.models import build_models
 from ganfriends.rules import Rule, make_rule
 from ganfriends.rules.base import UnitResult
+from ganfriends.rules.work import Workspace
 
 # Uploads that validation or screening must refuse (the run stays bit-identical to an honest one).
 REFUSED_KINDS = ("nan", "stats", "zero", "shape", "images")
@@ -227,8 +228,9 @@ class HostileStudent:
             return
         generator, discriminator = published.models
         assert self._dataset is not None
-        result = rule.compute(generator, discriminator, self._dataset, claim.unit,
-                              device=torch.device("cpu"), device_state=None)  # fmt: skip
+        result = rule.compute(
+            Workspace(generator, discriminator, self._dataset, torch.device("cpu")), claim.unit
+        )
         spec = rule.result_spec(generator, discriminator, claim.version)
         payload = encode_result(tamper(result, kind), spec if kind != "shape" else None)
         images = result.images + (1 if kind == "images" else 0)

@@ -61,6 +61,7 @@ from ganfriends.evaluation import Evaluator
 from ganfriends.evaluation.checkpoints import evaluate_checkpoint
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import make_rule, plan_from_config
+from ganfriends.rules.capabilities import device_state_spec
 from ganfriends.training.history import read_history
 from ganfriends.training.local import model_config_for, train_local
 from ganfriends.training.simulate import simulate
@@ -335,7 +336,7 @@ class Bench:
         plan = plan_from_config("md-gan", config, self.dataset)
         rule = make_rule("md-gan", plan, config, model_config, self.dataset)
         generator, discriminator = build_models(model_config)
-        spec = rule.device_state_spec(generator, discriminator)
+        spec = device_state_spec(rule, generator, discriminator)
         return model_config, 0 if spec is None else spec.nbytes
 
     @property

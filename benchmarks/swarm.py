@@ -45,6 +45,7 @@ from ganfriends.db.server import APP_DATABASE
 from ganfriends.db.students import add_student
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import SyncPlan, Unit, make_rule
+from ganfriends.rules.work import Workspace
 from ganfriends.signals import StopRequest
 from latency_proxy import DelayProxy
 
@@ -174,14 +175,15 @@ def case(
     config.coordinator.sample_interval = 10**9
     plan = SyncPlan(dataset_size=IMAGES_PER_UNIT * units * (versions + 1), seed=0,
                     images_per_unit=IMAGES_PER_UNIT, units_per_update=units,
-                    micro_batch=MICRO_BATCH, epochs=1, max_updates=versions)  # fmt: skip
+                    micro_batch=MICRO_BATCH, epochs=1, max_updates=versions,
+                    update_rule="simultaneous")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="ganfriends-swarm-out-") as out:
         config.coordinator.output_dir = out
         with Database(url, max_size=5) as db:
             bench = start_run(db, MODEL, plan, config)
             g, d = build_models(MODEL)
             rule = make_rule("sync", plan, config, MODEL)
-            honest = rule.compute(g, d, RandomImages(), Unit(0), device=torch.device("cpu"))
+            honest = rule.compute(Workspace(g, d, RandomImages(), torch.device("cpu")), Unit(0))
             payload = encode_result(honest)
             coordinator = bench.coordinator
             busy: list[float] = []

@@ -93,7 +93,8 @@ class IdleWorker(threading.Thread):
 def measure(url: str, workers: int, versions: int, gap: float, notify: bool) -> list[float]:
     """Latencies (s) from each publish's commit to each worker's claim of its unit."""
     plan = SyncPlan(dataset_size=64 * workers * (versions + 2), seed=0, images_per_unit=64,
-                    units_per_update=workers, micro_batch=64, epochs=1)  # fmt: skip
+                    units_per_update=workers, micro_batch=64, epochs=1,
+                    update_rule="simultaneous")  # fmt: skip
     with Database(url, max_size=2) as db:
         bench = start_run(db, MODEL, plan, Config())
         weights, optimizer_states = server_blobs(bench.state.server)

@@ -50,6 +50,7 @@ def make_plan(
         micro_batch=min(32, images_per_unit),
         epochs=epochs,
         max_updates=max_updates,
+        update_rule="simultaneous",
     )
 
 

@@ -20,6 +20,7 @@ from ganfriends.config import Config
 from ganfriends.db import Database
 from ganfriends.evaluation import Evaluator
 from ganfriends.rules import SyncPlan
+from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.signals import StopRequest
 from tests.integration.queue_helpers import register
 from tests.integration.test_coordinator_update import MODEL, FixedImages
@@ -50,9 +51,8 @@ def work(db_url: str, run_id: int, stop: StopRequest, errors: list[BaseException
                     stop.event.wait(0.01)
                     continue
                 state = load_run_state(db, run_id)  # the weights the claimed unit computes on
-                g, d = state.server.generator, state.server.discriminator
-                result = state.rule.compute(g, d, dataset, claims[0].unit, device=CPU,
-                                            device_state=None)  # fmt: skip
+                work = Workspace(state.server.generator, state.server.discriminator, dataset, CPU)
+                result = state.rule.compute(work, claims[0].unit, UnitStart(None, None))
                 outgoing = queue.Outgoing(claims[0], result.images, encode_result(result), None, 0)
                 queue.submit(db, run_id, worker, [outgoing])
     except BaseException as exc:  # pragma: no cover - re-raised by the test

@@ -17,12 +17,13 @@ from ganfriends.db import Database
 from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import SyncPlan, Unit, make_rule
+from ganfriends.rules.work import Workspace
 from ganfriends.schedule import micro_slices
 from ganfriends.step import MicroBatch, make_optimizers, train_step
 
 MODEL = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
 PLAN = SyncPlan(dataset_size=256, seed=11, images_per_unit=64, units_per_update=2, micro_batch=32,
-               epochs=1)  # fmt: skip
+               epochs=1, update_rule="simultaneous")  # fmt: skip
 
 
 class FixedImages(ImageDataset):
@@ -71,8 +72,9 @@ def test_one_update_equals_the_simultaneous_step_on_all_its_micro_batches(db: Da
         g, d = build_models(MODEL)
         g.load_state_dict(initial)
         d.load_state_dict(initial_d)
-        result = rule.compute(g, d, dataset, Unit(int(claim["unit_index"])),
-                              device=torch.device("cpu"), device_state=None)  # fmt: skip
+        result = rule.compute(
+            Workspace(g, d, dataset, torch.device("cpu")), Unit(int(claim["unit_index"]))
+        )
         accepted = db.fetch_one(
             "submit_result", run_id=run_id, worker_id=worker["id"], token=claim["token"],
             images=result.images, payload=encode_result(result), device_state=None,

@@ -23,6 +23,8 @@ from ganfriends.config import Config
 from ganfriends.db import Database
 from ganfriends.rules import plan_from_config
 from ganfriends.rules.base import UnitResult
+from ganfriends.rules.capabilities import device_state_spec
+from ganfriends.rules.work import UnitStart, Workspace
 from tests.integration.queue_helpers import TINY_MODEL, Raw, register
 from tests.integration.student_helpers import HARDWARE, Student
 from tests.integration.test_modes_transport import federated_run
@@ -79,13 +81,13 @@ def work(
             if claimed.unit.device is not None
             else None
         )
-        spec = state.rule.device_state_spec(g, d)
+        spec = device_state_spec(state.rule, g, d)
         start = None
         if blob is not None and spec is not None:
             start = decode_device_state(blob, spec)
         state = load_run_state(reader, run_id, dataset)  # fresh published weights per unit
         g, d = state.server.generator, state.server.discriminator
-        result = state.rule.compute(g, d, dataset, claimed.unit, device=CPU, device_state=start)
+        result = state.rule.compute(Workspace(g, d, dataset, CPU), claimed.unit, UnitStart(start))
         if tamper is not None:
             result = tamper(result)
         device_state = (

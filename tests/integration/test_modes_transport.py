@@ -22,6 +22,7 @@ from ganfriends.db.migrations import MIGRATIONS_DIR
 from ganfriends.errors import GanError
 from ganfriends.rules.base import UnitResult
 from ganfriends.rules.federated import FederatedPlan
+from ganfriends.rules.work import Workspace
 from tests.integration.queue_helpers import FINGERPRINT, TINY_MODEL, Raw, register
 from tests.unit.test_rules import Labelled, federated_config
 
@@ -62,7 +63,7 @@ def compute_and_upload(db: Database, run_id: int, worker: int, dataset: Labelled
     state = load_run_state(db, run_id, dataset)
     [claimed] = queue.claim(db, run_id, worker)
     g, d = state.server.generator, state.server.discriminator
-    result = state.rule.compute(g, d, dataset, claimed.unit, device=CPU, device_state=None)
+    result = state.rule.compute(Workspace(g, d, dataset, CPU), claimed.unit)
     assert result.device_state is not None
     accepted = upload(db, run_id, worker, claimed, result, encode_device_state(result.device_state))
     assert accepted
@@ -101,7 +102,8 @@ def test_device_states_are_stored_only_when_their_round_is_published(
     # Assert: one state per member device, written by the round that produced it.
     rows = raw.rows("SELECT device, version FROM device_states ORDER BY device")
     assert rows == sorted(
-        ({"device": c.unit.device, "version": 0} for c in claims), key=lambda r: r["device"]
+        ({"device": c.unit.device, "version": 0} for c in claims),
+        key=lambda r: int(r["device"] or 0),
     )
     assert queue.device_state(db, run_id, claims[0].unit.device or 0) is not None
 
@@ -115,7 +117,7 @@ def test_negative_second_moments_are_rejected_against_their_worker(
     compute_and_upload(db, run_id, worker, dataset)
     [claimed] = queue.claim(db, run_id, cheat)
     g, d = state.server.generator, state.server.discriminator
-    result = state.rule.compute(g, d, dataset, claimed.unit, device=CPU, device_state=None)
+    result = state.rule.compute(Workspace(g, d, dataset, CPU), claimed.unit)
     assert result.device_state is not None
     result.device_state["d.0.exp_avg_sq"] = -result.device_state["d.0.exp_avg_sq"] - 1.0
     upload(db, run_id, cheat, claimed, result, encode_device_state(result.device_state))
@@ -137,7 +139,7 @@ def test_an_upload_without_its_device_state_is_rejected(
     state = load_run_state(db, run_id, dataset)
     [claimed] = queue.claim(db, run_id, cheat)
     g, d = state.server.generator, state.server.discriminator
-    result = state.rule.compute(g, d, dataset, claimed.unit, device=CPU, device_state=None)
+    result = state.rule.compute(Workspace(g, d, dataset, CPU), claimed.unit)
     upload(db, run_id, cheat, claimed, result, None)
 
     valid = Coordinator(db, Config(), console=Console(file=io.StringIO())).validated_results(

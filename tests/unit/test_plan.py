@@ -10,7 +10,7 @@ from ganfriends.schedule import BatchSchedule
 def plan(**overrides: int | str) -> SyncPlan:
     values: dict[str, int | str] = {"dataset_size": 1000, "seed": 3, "images_per_unit": 100,
                                     "units_per_update": 3, "micro_batch": 32,
-                                    "epochs": 2}  # fmt: skip
+                                    "epochs": 2, "update_rule": "simultaneous"}  # fmt: skip
     values.update(overrides)
     return SyncPlan(**values)  # type: ignore[arg-type]
 
@@ -104,6 +104,26 @@ def test_a_plan_of_an_older_schedule_is_refused() -> None:
 def test_a_plan_survives_its_stored_form() -> None:
     p = plan(update_rule="alternating", max_updates=4)
     assert SyncPlan.from_dict(p.to_dict()) == p
+
+
+def test_a_stored_plan_without_an_update_rule_reads_as_the_simultaneous_rule_it_ran() -> None:
+    # Every class run before the key was stored ran the simultaneous rule.
+    stored = plan(update_rule="alternating").to_dict()
+    del stored["update_rule"]
+    assert SyncPlan.from_dict(stored).update_rule == "simultaneous"
+
+
+def test_a_new_plan_takes_the_configs_update_rule_default() -> None:
+    from ganfriends.config import Config
+    from ganfriends.data.memory import InMemoryDataset
+
+    class Tiny(InMemoryDataset):
+        name, channels = "tiny", 1
+
+    config = Config()
+    dataset = Tiny(torch.zeros(1000, 1, 32, 32, dtype=torch.uint8), "0" * 64)
+
+    assert SyncPlan.from_config(config, dataset).update_rule == config.training.update_rule
 
 
 @pytest.mark.parametrize("mode", ["federated", "md-gan"])

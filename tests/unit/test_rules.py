@@ -16,6 +16,7 @@ from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import ServerState, SyncPlan, Unit, make_rule, plan_from_dict
 from ganfriends.rules.base import UnitResult
 from ganfriends.rules.federated import FederatedPlan, FederatedRule
+from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.schedule import BatchSchedule, micro_slices
 from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
 
@@ -100,7 +101,8 @@ def constant_result(server: ServerState, value: float, images: int) -> UnitResul
 
 
 def test_sync_combine_steps_by_the_image_weighted_mean_gradient() -> None:
-    rule = make_rule("sync", SyncPlan(400, 0, 100, 2, 50, 1), Config(), MODEL)
+    plan = SyncPlan(400, 0, 100, 2, 50, 1, update_rule="simultaneous")
+    rule = make_rule("sync", plan, Config(), MODEL)
     server = sgd_server(lr=0.5)
     before = [p.detach().clone() for p in server.generator.parameters()]
     results = [constant_result(server, 1.0, 100), constant_result(server, 4.0, 300)]
@@ -113,7 +115,7 @@ def test_sync_combine_steps_by_the_image_weighted_mean_gradient() -> None:
 
 
 def test_sync_plan_survives_its_stored_form() -> None:
-    plan = SyncPlan(640, 7, 64, 3, 32, 2, max_updates=5)
+    plan = SyncPlan(640, 7, 64, 3, 32, 2, max_updates=5, update_rule="alternating")
     assert plan_from_dict("sync", plan.to_dict()) == plan
 
 
@@ -134,7 +136,7 @@ def run_sync_units(rule_name: str, steps: int) -> ServerState:
             wg, wd = build_models(MODEL, seed=99)
             wg.load_state_dict(g.state_dict())
             wd.load_state_dict(d.state_dict())
-            results.append(rule.compute(wg, wd, dataset, unit, device=CPU))
+            results.append(rule.compute(Workspace(wg, wd, dataset, CPU), unit))
         assert set(results[0].parameters) | set(results[0].buffers) == set(
             rule.result_spec(g, d, version).shapes
         )
@@ -174,7 +176,7 @@ def test_alternating_d_units_send_no_generator_tensors() -> None:
     plan = SyncPlan(400, 5, 40, 2, 16, 1, update_rule="alternating")
     rule = make_rule("sync", plan, Config(), MODEL)
     g, d = build_models(MODEL, seed=0)
-    result = rule.compute(g, d, Labelled(), rule.units_of(0)[0], device=CPU)
+    result = rule.compute(Workspace(g, d, Labelled(), CPU), rule.units_of(0)[0])
     assert result.parameters and all(k.startswith("d.") for k in result.parameters)
     assert all(k.startswith("dbuf.") for k in result.buffers)
     assert result.stats.g_loss_sum == 0 and result.stats.d_loss_sum > 0
@@ -235,7 +237,7 @@ def test_federated_unit_is_the_same_whoever_computes_it() -> None:
     outcomes = []
     for _ in range(2):
         g, d = build_models(MODEL, seed=9)
-        outcomes.append(rule.compute(g, d, rule.dataset, unit, device=CPU, device_state=None))
+        outcomes.append(rule.compute(Workspace(g, d, rule.dataset, CPU), unit))
 
     a, b = outcomes
     for name in a.parameters:
@@ -251,7 +253,7 @@ def test_federated_unit_returns_the_delta_of_its_local_steps() -> None:
     g, d = build_models(MODEL, seed=9)
     start = {n: p.detach().clone() for n, p in g.named_parameters()}
 
-    result = rule.compute(g, d, rule.dataset, unit, device=CPU, device_state=None)
+    result = rule.compute(Workspace(g, d, rule.dataset, CPU), unit)
 
     for n, p in g.named_parameters():
         torch.testing.assert_close(result.parameters["g." + n], p.detach() - start[n])
@@ -262,12 +264,12 @@ def test_federated_device_state_carries_adam_across_rounds() -> None:
     rule = federated_rule()
     g, d = build_models(MODEL, seed=9)
     unit = rule.units_of(0)[0]
-    first = rule.compute(g, d, rule.dataset, unit, device=CPU, device_state=None)
+    first = rule.compute(Workspace(g, d, rule.dataset, CPU), unit)
     assert first.device_state is not None
     assert float(first.device_state["g.0.step"]) == 3.0
 
     second = rule.compute(
-        g, d, rule.dataset, Unit(unit.index + 5, 0), device=CPU, device_state=first.device_state
+        Workspace(g, d, rule.dataset, CPU), Unit(unit.index + 5, 0), UnitStart(first.device_state)
     )
 
     assert second.device_state is not None
@@ -279,7 +281,7 @@ def test_weak_client_runs_half_the_local_steps() -> None:
     client = next(u for u in rule.units_of(0) if u.device)
     g, d = build_models(MODEL, seed=9)
 
-    result = rule.compute(g, d, rule.dataset, client, device=CPU, device_state=None)
+    result = rule.compute(Workspace(g, d, rule.dataset, CPU), client)
 
     assert result.images == 1 * 8  # max(1, 3 // 2) steps
     assert rule.max_images(client) == 8
@@ -341,7 +343,7 @@ def test_lsgan_unit_does_not_depend_on_the_global_random_state() -> None:
     for global_seed in (1, 2):
         torch.manual_seed(global_seed)
         g, d = build_models(lsgan, seed=9)
-        outcomes.append(rule.compute(g, d, dataset, unit, device=CPU, device_state=None))
+        outcomes.append(rule.compute(Workspace(g, d, dataset, CPU), unit))
 
     for name, tensor in outcomes[0].parameters.items():
         assert torch.equal(tensor, outcomes[1].parameters[name]), name
@@ -351,10 +353,10 @@ def test_a_result_does_not_change_when_the_networks_are_reused() -> None:
     rule = federated_rule()
     unit = rule.units_of(0)[0]
     g, d = build_models(MODEL, seed=9)
-    result = rule.compute(g, d, rule.dataset, unit, device=CPU, device_state=None)
+    result = rule.compute(Workspace(g, d, rule.dataset, CPU), unit)
     kept = {k: v.clone() for k, v in result.buffers.items()}
 
-    rule.compute(g, d, rule.dataset, rule.units_of(0)[1], device=CPU, device_state=None)
+    rule.compute(Workspace(g, d, rule.dataset, CPU), rule.units_of(0)[1])
 
     for name, tensor in kept.items():
         assert torch.equal(result.buffers[name], tensor), name
@@ -364,11 +366,11 @@ def test_reset_local_state_sends_no_device_state_and_ignores_a_stored_one() -> N
     keep, reset = federated_rule(), federated_rule(local_state="reset")
     g, d = build_models(MODEL, seed=9)
     unit = reset.units_of(0)[0]
-    stale = keep.compute(g, d, keep.dataset, unit, device=CPU, device_state=None).device_state
+    stale = keep.compute(Workspace(g, d, keep.dataset, CPU), unit).device_state
     fresh = [build_models(MODEL, seed=9) for _ in range(2)]
 
-    with_state = reset.compute(*fresh[0], reset.dataset, unit, device=CPU, device_state=stale)
-    without = reset.compute(*fresh[1], reset.dataset, unit, device=CPU, device_state=None)
+    with_state = reset.compute(Workspace(*fresh[0], reset.dataset, CPU), unit, UnitStart(stale))
+    without = reset.compute(Workspace(*fresh[1], reset.dataset, CPU), unit)
 
     assert reset.device_state_spec(g, d) is None and with_state.device_state is None
     for name, tensor in without.parameters.items():
@@ -391,14 +393,14 @@ class WithUnreadable(Labelled):
 
 def test_a_sync_unit_counts_the_images_it_could_not_read() -> None:
     plan = SyncPlan(dataset_size=400, seed=1, images_per_unit=40, units_per_update=1,
-                    micro_batch=20, epochs=1)  # fmt: skip
+                    micro_batch=20, epochs=1, update_rule="simultaneous")  # fmt: skip
     dataset = WithUnreadable()
     rule = make_rule("sync", plan, Config(), MODEL, dataset)
     g, d = build_models(MODEL, seed=0)
     unreadable = sum(1 for i in plan.unit_images(0) if i % 10 == 0)
     assert unreadable > 0  # the unit does meet some
 
-    result = rule.compute(g, d, dataset, Unit(0), device=CPU, device_state=None)
+    result = rule.compute(Workspace(g, d, dataset, CPU), Unit(0))
 
     assert (result.images, result.stats.skipped) == (40 - unreadable, unreadable)
 
@@ -407,7 +409,7 @@ def test_a_federated_unit_counts_the_images_it_could_not_read() -> None:
     dataset = WithUnreadable()
     rule = federated_rule(dataset)
     g, d = build_models(MODEL, seed=9)
-    result = rule.compute(g, d, dataset, rule.units_of(0)[0], device=CPU, device_state=None)
+    result = rule.compute(Workspace(g, d, dataset, CPU), rule.units_of(0)[0])
     assert result.images + result.stats.skipped == 3 * 8
     assert result.stats.skipped > 0
 
@@ -421,11 +423,11 @@ class Unreadable(Labelled):
 
 def test_a_unit_without_one_readable_image_is_a_clear_dataset_error() -> None:
     plan = SyncPlan(dataset_size=400, seed=0, images_per_unit=64, units_per_update=2,
-                    micro_batch=32, epochs=1)  # fmt: skip
+                    micro_batch=32, epochs=1, update_rule="simultaneous")  # fmt: skip
     rule = make_rule("sync", plan, Config(), MODEL)
     g, d = build_models(MODEL, seed=0)
     with pytest.raises(GanError, match=r"unit 1: none of its 64 images could be read"):
-        rule.compute(g, d, Unreadable(), Unit(1), device=CPU)
+        rule.compute(Workspace(g, d, Unreadable(), CPU), Unit(1))
 
 
 def test_a_device_without_one_readable_image_is_a_clear_dataset_error() -> None:
@@ -433,7 +435,7 @@ def test_a_device_without_one_readable_image_is_a_clear_dataset_error() -> None:
     g, d = build_models(MODEL, seed=0)
     unit = rule.units_of(0)[0]
     with pytest.raises(GanError, match=r"none of its images could be read"):
-        rule.compute(g, d, Unreadable(), unit, device=CPU, device_state=None)
+        rule.compute(Workspace(g, d, Unreadable(), CPU), unit)
 
 
 def test_a_bfloat16_run_rounds_a_units_gradients_to_bfloat16_values() -> None:
@@ -442,9 +444,17 @@ def test_a_bfloat16_run_rounds_a_units_gradients_to_bfloat16_values() -> None:
     plan = SyncPlan(400, 5, 48, 2, 16, 1, update_rule="simultaneous")
     rule = make_rule("sync", plan, config, MODEL)
     g, d = build_models(MODEL, seed=0)
-    result = rule.compute(g, d, Labelled(), rule.units_of(0)[0], device=CPU)
+    result = rule.compute(Workspace(g, d, Labelled(), CPU), rule.units_of(0)[0])
     spec = rule.result_spec(g, d, 0)
     for name, tensor in result.parameters.items():
         assert spec.dtypes[name] == torch.bfloat16
         assert torch.equal(tensor, tensor.to(torch.bfloat16).float())
     assert all(spec.dtypes[name] == b.dtype for name, b in result.buffers.items())
+
+
+def test_the_plan_fields_taken_as_configured_are_federated_options() -> None:
+    from ganfriends.config import option_fields
+    from ganfriends.rules.federated import AS_CONFIGURED
+
+    assert set(AS_CONFIGURED) <= set(FederatedPlan.__dataclass_fields__)
+    assert set(AS_CONFIGURED) <= set(option_fields("federated"))

@@ -11,6 +11,7 @@ from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import ServerState, make_rule, plan_from_dict
 from ganfriends.rules.mdgan import WEIGHTS, MdganPlan, MdganRule
+from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.step import frozen
 from tests.unit.test_rules import Labelled
 
@@ -54,9 +55,7 @@ def test_g_gradient_from_feedback_equals_the_mean_device_loss_gradient_in_one_pr
     results = []
     for unit in units:
         g, d = build_models(MODEL)
-        results.append(
-            rule.compute(g, d, dataset, unit, device=CPU, device_state=None, inputs=inputs)
-        )
+        results.append(rule.compute(Workspace(g, d, dataset, CPU), unit, UnitStart(None, inputs)))
     before = [p.detach().clone() for p in server.generator.parameters()]
 
     # Execute: the coordinator's VJP and an SGD step of lr 1 (new = old - gradient).
@@ -76,7 +75,7 @@ def test_g_gradient_from_feedback_equals_the_mean_device_loss_gradient_in_one_pr
         noise = rule._noise(0, rule.generated_batch(unit.device))
         with frozen(d_n):
             total = total + loss.generator(d_n(g_ref(noise)))
-    (total / len(units)).backward()
+    torch.autograd.backward(total / len(units))
     for p, p0, p_ref in zip(server.generator.parameters(), before, g_ref.parameters(), strict=True):
         assert p_ref.grad is not None
         torch.testing.assert_close(p0 - p, p_ref.grad, atol=1e-6, rtol=1e-5)
@@ -120,15 +119,16 @@ def test_device_state_carries_the_discriminator_and_its_adam_across_iterations()
     unit = rule.units_of(0)[1]
     g, d = build_models(MODEL)
     first = rule.compute(
-        g, d, dataset, unit, device=CPU, device_state=None, inputs=rule.inputs_of(server, 0)
+        Workspace(g, d, dataset, CPU), unit, UnitStart(None, rule.inputs_of(server, 0))
     )
     assert first.device_state is not None and float(first.device_state["d.0.step"]) == 2.0
 
     g, fresh = build_models(MODEL)
     second = rule.compute(
-        g, fresh, dataset, rule.units_of(1)[1], device=CPU,
-        device_state=first.device_state, inputs=rule.inputs_of(server, 1),
-    )  # fmt: skip
+        Workspace(g, fresh, dataset, CPU),
+        rule.units_of(1)[1],
+        UnitStart(first.device_state, rule.inputs_of(server, 1)),
+    )
 
     assert second.device_state is not None and float(second.device_state["d.0.step"]) == 4.0
 

@@ -4,6 +4,7 @@ next round fail validation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,10 +22,18 @@ from ganfriends.config import Config
 from ganfriends.models import build_models
 from ganfriends.rules import ServerState, SyncPlan, Unit, make_rule
 from ganfriends.rules.base import Rule, UnitResult, network_buffers
+from ganfriends.rules.capabilities import (
+    device_moves,
+    device_state_spec,
+    inputs_of,
+    publishes_weights,
+)
 from ganfriends.rules.mdgan import WEIGHTS
 from ganfriends.rules.screening import Screening, screen_units
+from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.training import setup as training_setup
 from ganfriends.training import simulate as simulate_module
+from ganfriends.training.progress import TrainingProgress
 from tests.unit.test_rules import CPU, MODEL, Labelled, federated_rule
 from tests.unit.test_rules_mdgan import mdgan_rule
 
@@ -41,7 +50,7 @@ class Run:
         self.server = ServerState(g, d, *rule.server_optimizers(g, d))
         self.states: dict[int, dict[str, torch.Tensor]] = {}
         self.history: list[dict[str, float]] = []
-        self.inputs = rule.inputs_of(self.server, 0)
+        self.inputs = inputs_of(rule, self.server, 0)
 
     def compute(self) -> tuple[list[Unit], list[UnitResult]]:
         """Every unit of the published version, honestly."""
@@ -54,7 +63,7 @@ class Run:
             state = None if unit.device is None else self.states.get(unit.device)
             results.append(
                 self.rule.compute(
-                    g, d, self.dataset, unit, device=CPU, device_state=state, inputs=self.inputs
+                    Workspace(g, d, self.dataset, CPU), unit, UnitStart(state, self.inputs)
                 )
             )
         return units, results
@@ -66,7 +75,7 @@ class Run:
         published = network_buffers(server.generator, server.discriminator)
         return screen_units(
             self.rule, units, results, students, self.history, FACTOR,
-            published=published if self.rule.publishes_weights else None,
+            published=published if publishes_weights(self.rule) else None,
             previous_states=self.states,
         )  # fmt: skip
 
@@ -79,10 +88,10 @@ class Run:
         self.rule.combine(self.server, units, screening.results)
         self.history = [*self.history, screening.reference][-8:]
         self.server.version += 1
-        moves = self.rule.device_moves(self.server.version)
+        moves = device_moves(self.rule, self.server.version)
         if moves is not None:
             self.states = {moves[n]: s for n, s in self.states.items()}
-        self.inputs = self.rule.inputs_of(self.server, self.server.version)
+        self.inputs = inputs_of(self.rule, self.server, self.server.version)
 
     def honest_versions(self, count: int) -> None:
         for _ in range(count):
@@ -96,7 +105,7 @@ class Run:
         """Each result passes the transport's validation on arrival, device state included."""
         server, rule = self.server, self.rule
         spec = rule.result_spec(server.generator, server.discriminator, server.version)
-        state_spec = rule.device_state_spec(server.generator, server.discriminator)
+        state_spec = device_state_spec(rule, server.generator, server.discriminator)
         for unit, result in zip(units, results, strict=True):
             decode_result(encode_result(result, spec), spec, max_images=rule.max_images(unit))
             if state_spec is not None and result.device_state is not None:
@@ -110,7 +119,7 @@ def sync_rule(update_rule: str) -> Rule:
     return make_rule("sync", plan, config, MODEL)
 
 
-RULES = {
+RULES: dict[str, Callable[[], tuple[Rule, Labelled]]] = {
     "sync-alternating": lambda: (sync_rule("alternating"), Labelled()),
     "sync-simultaneous": lambda: (sync_rule("simultaneous"), Labelled()),
     "federated": lambda: (federated_rule(), Labelled()),
@@ -331,9 +340,7 @@ def test_a_simulated_attacker_holding_every_unit_is_clipped_once_history_exists(
     def students(unit: Unit) -> str:
         return "mallory" if 12 <= unit.index < 18 else f"student {unit.index % 3}"
 
-    monkeypatch.setattr(
-        simulate_module.TrainingProgress, "note", lambda self, text: notes.append(text)
-    )
+    monkeypatch.setattr(TrainingProgress, "note", lambda self, text: notes.append(text))
     simulate_sync(tmp_path, monkeypatch, tamper=attacker, students=students)
     clipped = [n for n in notes if "clipped" in n]
     assert len(clipped) == 2 * 3, notes  # each unit of both versions, in its phase's group

@@ -56,6 +56,7 @@ from ganfriends.errors import GanError
 from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config
 from ganfriends.rules.advance import Advance, NonFiniteStrikes, NonFiniteUpdate
 from ganfriends.rules.base import Unit
+from ganfriends.rules.capabilities import device_state_spec
 from ganfriends.rules.screening import Clipped, Refused
 from ganfriends.signals import StopRequest
 from ganfriends.training.setup import model_config_for, open_dataset
@@ -370,7 +371,7 @@ class Coordinator:
         self, state: RunState, units: list[Unit]
     ) -> dict[int, dict[str, torch.Tensor]]:
         """The stored state of each unit's device before the unit (per-device modes)."""
-        spec = state.rule.device_state_spec(state.server.generator, state.server.discriminator)
+        spec = device_state_spec(state.rule, state.server.generator, state.server.discriminator)
         states: dict[int, dict[str, torch.Tensor]] = {}
         for unit in units:
             if spec is None or unit.device is None:

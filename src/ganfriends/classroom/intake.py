@@ -27,6 +27,7 @@ from ganfriends.classroom.state import RunState
 from ganfriends.db import Database
 from ganfriends.errors import GanError
 from ganfriends.rules.base import UnitResult
+from ganfriends.rules.capabilities import device_state_spec
 from ganfriends.rules.screening import copies_differ, is_all_zero
 
 # Distinct students whose copies of one unit failed before the coordinator stops and says so.
@@ -127,7 +128,7 @@ def decode(state: RunState, upload: Upload) -> UnitResult:
     """``upload`` decoded and checked against the rule's spec; :class:`InvalidBlob` if not."""
     server = state.server
     spec = state.rule.result_spec(server.generator, server.discriminator, state.version)
-    state_spec = state.rule.device_state_spec(server.generator, server.discriminator)
+    state_spec = device_state_spec(state.rule, server.generator, server.discriminator)
     result = decode_result(upload.payload, spec, max_images=state.rule.max_images(upload.unit))
     if result.images != upload.images:
         # The leaderboard credits the row's count: it must be the validated one.

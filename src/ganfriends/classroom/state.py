@@ -23,6 +23,8 @@ from ganfriends.db import Database, Tx
 from ganfriends.errors import GanError
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import Plan, Rule, ServerState, make_rule
+from ganfriends.rules.capabilities import device_state_spec, inputs_of
+from ganfriends.rules.registry import SHARED_RUN_DEFINING, stored_mode
 from ganfriends.rules.screening import HISTORY_VERSIONS
 
 # Versions whose screening references a coordinator remembers.
@@ -111,7 +113,7 @@ def create_run(
     optimizer_g, optimizer_d = rule.server_optimizers(generator, discriminator)
     server = ServerState(generator, discriminator, optimizer_g, optimizer_d)
     queue.set_upload_limit(tx, run.id, upload_limit(rule, generator, discriminator))
-    inputs = rule.inputs_of(server, 0)  # before encoding: it may move BN statistics
+    inputs = inputs_of(rule, server, 0)  # before encoding: it may move BN statistics
     weights, states = server_blobs(server)
     queue.publish(
         tx,
@@ -135,7 +137,7 @@ HEADER_BYTES = 4096
 def upload_limit(rule: Rule, generator: nn.Module, discriminator: nn.Module) -> int:
     """The most bytes an honest upload of this rule can take: its result and device state."""
     specs = [rule.result_spec(generator, discriminator)]
-    state = rule.device_state_spec(generator, discriminator)
+    state = device_state_spec(rule, generator, discriminator)
     if state is not None:
         specs.append(state)
     return sum(s.nbytes + HEADER_BYTES + HEADER_BYTES_PER_TENSOR * len(s.shapes) for s in specs)
@@ -164,25 +166,31 @@ def load_run_state(db: Database, run_id: int, dataset: ImageDataset | None = Non
     return RunState(run=run, rule=rule, server=server, norm_history=history)
 
 
-# What a run fixes when it is created: its schedule, model, optimizer and mode. A coordinator
-# resuming the run takes these from the database, whatever it is given now; everything else
-# (output folder, sampling, evaluation, polling, screening, retention, paths) is its own.
-RUN_DEFINING = ("training", "federated", "mdgan", "data.dataset", "coordinator.mode",
-                "coordinator.images_per_work_unit", "coordinator.workunits_per_update",
-                "coordinator.transfer_dtype", "coordinator.work_unit_timeout",
-                "coordinator.max_backups", "coordinator.max_units_per_claim",
-                "coordinator.max_workers_per_student", "coordinator.max_lease_factor",
-                "coordinator.quarantine_after", "coordinator.run_name")  # fmt: skip
+# What a class run fixes when it is created, whatever its mode: its schedule, model, optimizer,
+# mode and transport limits. A coordinator resuming the run takes these (and its mode's own
+# settings) from the database, whatever it is given now; everything else (output folder,
+# sampling, evaluation, polling, screening, retention, paths) is its own.
+CLASS_RUN_DEFINING = (*SHARED_RUN_DEFINING, "training", "coordinator.mode",
+                      "coordinator.work_unit_timeout", "coordinator.max_backups",
+                      "coordinator.max_units_per_claim", "coordinator.max_workers_per_student",
+                      "coordinator.max_lease_factor", "coordinator.quarantine_after",
+                      "coordinator.run_name")  # fmt: skip
 NOT_RUN_DEFINING = frozenset({"training.eval_samples"})
+
+
+def run_defining(mode: str) -> tuple[str, ...]:
+    """The sections and options a class run of ``mode`` fixes when it is created."""
+    return (*CLASS_RUN_DEFINING, *stored_mode(mode).settings)
 
 
 def ignored_on_resume(current: Config, run_config: Config) -> list[str]:
     """The options given now (flag, environment or file) that the resumed run overrides, as
     "--flag 10 (the run's 5)" lines."""
     ignored = []
+    defining = run_defining(run_config.coordinator.mode)
     for key, source in current.given.items():
         section, _, name = key.partition(".")
-        if key in NOT_RUN_DEFINING or not (section in RUN_DEFINING or key in RUN_DEFINING):
+        if key in NOT_RUN_DEFINING or not (section in defining or key in defining):
             continue
         mine = getattr(getattr(current, section), name)
         theirs = getattr(getattr(run_config, section), name)

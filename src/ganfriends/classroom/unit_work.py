@@ -27,7 +27,10 @@ from ganfriends.classroom.queue import Claim, Outgoing, Run
 from ganfriends.data import ImageDataset
 from ganfriends.db import Database
 from ganfriends.errors import GanError
-from ganfriends.rules import Rule
+from ganfriends.models import build_models
+from ganfriends.rules import Rule, make_rule
+from ganfriends.rules.capabilities import PublishesInputs, device_state_spec
+from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.step import StepStats
 
 
@@ -84,6 +87,21 @@ class WorkSession:
     published: PublishedWeights
     device: torch.device
 
+    @classmethod
+    def open(cls, run: Run, dataset: ImageDataset, device: torch.device) -> WorkSession:
+        """A session on ``run``: its rule, and networks of its architecture on ``device``."""
+        generator, discriminator = build_models(run.model_config)
+        generator, discriminator = generator.to(device), discriminator.to(device)
+        return cls(
+            run=run,
+            rule=make_rule(run.mode, run.plan, run.config, run.model_config, dataset),
+            dataset=dataset,
+            generator=generator,
+            discriminator=discriminator,
+            published=PublishedWeights(generator, discriminator),
+            device=device,
+        )
+
     @property
     def run_id(self) -> int:
         """The run this worker serves."""
@@ -92,11 +110,10 @@ class WorkSession:
     def load_version(self, db: Database, claim: Claim) -> dict[str, torch.Tensor] | None:
         """Make the networks hold the claim's version; the inputs it reads when the rule
         publishes inputs rather than weights (MD-GAN). Raises :class:`VersionGone`."""
-        if self.rule.publishes_weights:
+        if not isinstance(self.rule, PublishesInputs):
             self.published.load(db, self.run_id, claim.version)
             return None
         spec = self.rule.inputs_spec(self.generator, self.discriminator)
-        assert spec is not None
         names = self.rule.inputs_needed(claim.unit)
         blobs = queue.inputs(db, self.run_id, claim.version, names)
         if set(blobs) != set(names):
@@ -108,7 +125,7 @@ class WorkSession:
 
     def device_state(self, db: Database, claim: Claim) -> dict[str, torch.Tensor] | None:
         """The local state the claimed unit's device starts from (per-device modes)."""
-        spec = self.rule.device_state_spec(self.generator, self.discriminator)
+        spec = device_state_spec(self.rule, self.generator, self.discriminator)
         if spec is None or claim.unit.device is None:
             return None
         blob = queue.device_state(db, self.run_id, claim.unit.device)
@@ -129,15 +146,8 @@ class WorkSession:
         """Compute the claimed unit on the loaded version and encode its upload."""
         started = time.monotonic()
         try:
-            result = self.rule.compute(
-                self.generator,
-                self.discriminator,
-                self.dataset,
-                claim.unit,
-                device=self.device,
-                device_state=device_state,
-                inputs=inputs,
-            )
+            work = Workspace(self.generator, self.discriminator, self.dataset, self.device)
+            result = self.rule.compute(work, claim.unit, UnitStart(device_state, inputs))
         except torch.cuda.OutOfMemoryError as exc:
             raise GanError(
                 f"this GPU cannot fit the run's batches at {self.run.model_config.image_size}"

@@ -28,7 +28,7 @@ from rich.markup import escape
 
 from ganfriends.classroom import queue
 from ganfriends.classroom.queue import Claim, Hardware, Outgoing, Run
-from ganfriends.classroom.unit_work import Computed, PublishedWeights, VersionGone, WorkSession
+from ganfriends.classroom.unit_work import Computed, VersionGone, WorkSession
 from ganfriends.config import Config
 from ganfriends.data import ImageDataset, fingerprint_mismatch
 from ganfriends.db import (
@@ -40,8 +40,6 @@ from ganfriends.db import (
 )
 from ganfriends.device import describe_device, resolve_device
 from ganfriends.errors import GanError
-from ganfriends.models import build_models
-from ganfriends.rules import make_rule
 from ganfriends.signals import StopRequest
 from ganfriends.training.setup import open_dataset
 
@@ -150,17 +148,7 @@ class Worker:
         self.console.print(
             f"Loaded dataset with {len(dataset)} images ({dataset.fingerprint().short()})"
         )
-        generator, discriminator = build_models(run.model_config)
-        generator, discriminator = generator.to(self.device), discriminator.to(self.device)
-        session = WorkSession(
-            run=run,
-            rule=make_rule(run.mode, run.plan, run.config, run.model_config, dataset),
-            dataset=dataset,
-            generator=generator,
-            discriminator=discriminator,
-            published=PublishedWeights(generator, discriminator),
-            device=self.device,
-        )
+        session = WorkSession.open(run, dataset, self.device)
         hardware = detect_hardware(self.device)
         self.worker_id = self._retry(
             stop,

@@ -18,6 +18,7 @@ from ganfriends.cli.classroom import add_class_commands
 from ganfriends.cli.flags import Handler, command, config_from
 from ganfriends.config import config_yaml, load_config
 from ganfriends.errors import GanError
+from ganfriends.rules.registry import mode_names
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -78,7 +79,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """Run a class run's mode (sync, federated, md-gan) in this process, with its rules."""
+    """Run a class run's mode (--mode) in this process, with its rules."""
     from ganfriends.training.simulate import simulate
 
     result = simulate(config_from(args))
@@ -188,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(
         commands, verbose, "simulate",
-        "a class run's mode (sync, federated, md-gan) in one process, for research", cmd_simulate,
+        f"a class run's mode ({', '.join(mode_names())}) in one process, for research",
+        cmd_simulate,
     )  # fmt: skip
 
     celeba = command(

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ganfriends.config import Config, command_options, env_name, is_switch, load_config, redact_url
+from ganfriends.config.options import option_help
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -19,7 +20,7 @@ def add_config_flags(parser: argparse.ArgumentParser, command: str) -> None:
         "--config", metavar="FILE", help="YAML config file (default: ./config.yaml if present)"
     )
     for key, f in command_options(command):
-        help_text = f"{f.metadata['help']} (default: {f.default}; env {env_name(key)})"
+        help_text = f"{option_help(f.metadata)} (default: {f.default}; env {env_name(key)})"
         if is_switch(key):
             how: dict[str, Any] = {"action": "store_const", "const": True}
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import field
 from typing import Any, Union
 
@@ -30,10 +31,10 @@ CLASS_RULES = (SIMULATE, COORDINATOR)
 
 def option(
     default: Any,
-    help: str,
+    help: str | Callable[[], str],
     *,
     flag: str | None = None,
-    choices: tuple[str, ...] | None = None,
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None,
     minimum: float | None = None,
     maximum: float | None = None,
     secret: bool = False,
@@ -44,6 +45,8 @@ def option(
 
     ``commands`` names the commands whose flag it is when they are not its section's own (a
     section's option that only one of its commands reads, or one another command borrows).
+    ``help`` and ``choices`` may be functions, asked each time (``--mode``'s come from the
+    registry of modes, which may grow after the config is loaded).
     """
     meta = {
         "help": help,
@@ -121,13 +124,26 @@ def convert(key: str, section: type[Any], value: Any, source: str) -> Any:
             return None
         raise bad("must be set")
     result = _scalar(kind, value, bad)
-    if meta["choices"] is not None and str(result) not in meta["choices"]:
-        raise bad(f"must be one of {', '.join(meta['choices'])}")
+    choices = option_choices(meta)
+    if choices is not None and str(result) not in choices:
+        raise bad(f"must be one of {', '.join(choices)}")
     if meta["minimum"] is not None and result < meta["minimum"]:
         raise bad(f"must be >= {meta['minimum']}")
     if meta["maximum"] is not None and result > meta["maximum"]:
         raise bad(f"must be <= {meta['maximum']}")
     return result
+
+
+def option_help(meta: Mapping[str, Any]) -> str:
+    """An option's help text, from its field's metadata."""
+    text = meta["help"]
+    return str(text() if callable(text) else text)
+
+
+def option_choices(meta: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The values an option accepts (None: any of its type), from its field's metadata."""
+    choices = meta["choices"]
+    return tuple(choices()) if callable(choices) else choices
 
 
 def redact_url(url: str) -> str:

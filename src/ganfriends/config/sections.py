@@ -23,6 +23,7 @@ from ganfriends.config.options import (
     WORKER,
     option,
 )
+from ganfriends.rules import registry
 
 # The images a class unit's forward pass takes when no --micro-batch is given.
 UNIT_MICRO_BATCH = 64
@@ -201,14 +202,9 @@ class CoordinatorConfig:
     COMMANDS: ClassVar[tuple[str, ...]] = (COORDINATOR,)
 
     mode: str = option(
-        "sync",
-        "sync: one optimizer step from K units of gradients per version; "
-        "federated: FeGAN rounds of local steps on device shards, combined by weights; "
-        "md-gan: one generator at the coordinator, a discriminator per device",
-        flag="--mode",
-        choices=("sync", "federated", "md-gan"),
+        "sync", registry.modes_help, flag="--mode", choices=registry.mode_names,
         commands=CLASS_RULES,
-    )
+    )  # fmt: skip
     images_per_work_unit: int = option(
         320, "images in one work unit", flag="--images-per-work-unit", minimum=1,
         commands=CLASS_RULES,

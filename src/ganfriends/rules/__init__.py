@@ -1,4 +1,5 @@
-"""Training modes as rules behind one loop (see :mod:`ganfriends.rules.base`).
+"""Training modes as rules behind one loop (see :mod:`ganfriends.rules.base`), one file each,
+registered below (see :mod:`ganfriends.rules.registry` and docs/adding-a-mode.md).
 
 ``sync`` — K units of mean gradients, one optimizer step per version (:mod:`.sync`);
 ``federated`` — FeGAN rounds of local steps on device shards, combined deltas (:mod:`.federated`);
@@ -8,22 +9,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ganfriends.config import Config
-from ganfriends.data import ImageDataset
 from ganfriends.errors import GanError
-from ganfriends.losses import make_loss
-from ganfriends.models import ModelConfig
+from ganfriends.rules import federated, mdgan, sync
 from ganfriends.rules.base import Plan, Rule, ServerState, Unit, UnitResult, result_spec
+from ganfriends.rules.registry import (
+    get_mode,
+    mode_names,
+    modes,
+    refused_setting,
+    register,
+    stored_mode,
+)
 from ganfriends.rules.sync import SyncPlan, SyncRule
 
-MODES = ("sync", "federated", "md-gan")
-TRANSFER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-# Modes whose rule reads the dataset's labels (to place images on devices) at the coordinator.
-NEEDS_DATASET = frozenset({"federated"})
+if TYPE_CHECKING:
+    from ganfriends.config import Config
+    from ganfriends.data import ImageDataset
+    from ganfriends.models import ModelConfig
+
+# The modes, in the order --mode lists them: a new mode is its file and one line here.
+register(sync.MODE)
+register(federated.MODE)
+register(mdgan.MODE)
+
+# The modes registered above (the registry's functions also see modes registered later).
+MODES = mode_names()
+# Modes whose rule reads the dataset (labels, to place images on devices) at the coordinator.
+NEEDS_DATASET = frozenset(m.name for m in modes() if m.needs_dataset)
 
 __all__ = [
     "MODES",
@@ -44,55 +58,22 @@ __all__ = [
 
 def plan_from_dict(mode: str, data: dict[str, Any]) -> Plan:
     """The plan stored in ``runs.plan`` for a run of ``mode``."""
-    if mode == "sync":
-        try:
-            return SyncPlan.from_dict(data)
-        except ValueError as exc:
-            raise GanError(str(exc)) from exc
-    if mode == "federated":
-        from ganfriends.rules.federated import FederatedPlan
-
-        return FederatedPlan.from_dict(data)
-    if mode == "md-gan":
-        from ganfriends.rules.mdgan import MdganPlan
-
-        return MdganPlan.from_dict(data)
-    raise GanError(f"this version of ganfriends cannot run mode {mode!r}: upgrade it")
+    try:
+        return stored_mode(mode).plan.from_dict(data)
+    except ValueError as exc:
+        raise GanError(str(exc)) from exc
 
 
 def plan_from_config(mode: str, config: Config, dataset: ImageDataset) -> Plan:
     """A new run's plan from the coordinator's settings and its dataset."""
-    if mode != "sync" and config.coordinator.transfer_dtype != "float32":
-        # Federated deltas and MD-GAN feedback are not rounded by their rules: refuse rather
-        # than let a bfloat16 setting look as if it applied.
-        raise GanError(
-            f"--transfer-dtype {config.coordinator.transfer_dtype} applies to --mode sync only: "
-            f"{mode} uploads float32"
-        )
+    declared = get_mode(mode)
+    refused = refused_setting(declared, config)
+    if refused is not None:
+        raise GanError(refused)
     try:
-        if mode == "sync":
-            training, coordinator = config.training, config.coordinator
-            return SyncPlan(
-                dataset_size=len(dataset),
-                seed=training.seed,
-                images_per_unit=coordinator.images_per_work_unit,
-                units_per_update=coordinator.workunits_per_update,
-                micro_batch=training.unit_micro_batch,
-                epochs=training.epochs,
-                max_updates=coordinator.max_iterations,
-                update_rule=training.update_rule,
-            )
-        if mode == "federated":
-            from ganfriends.rules.federated import FederatedPlan
-
-            return FederatedPlan.from_config(config, dataset)
-        if mode == "md-gan":
-            from ganfriends.rules.mdgan import MdganPlan
-
-            return MdganPlan.from_config(config, dataset)
+        return declared.plan.from_config(config, dataset)
     except ValueError as exc:
         raise GanError(str(exc)) from exc
-    raise GanError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
 
 
 def make_rule(
@@ -102,44 +83,9 @@ def make_rule(
     model_config: ModelConfig,
     dataset: ImageDataset | None = None,
 ) -> Rule:
-    """The rule of a run: its plan, the run's training settings, and (federated) its dataset,
-    whose labels place images on devices."""
-    training = config.training
-    loss = make_loss(training.loss)
-    betas = (training.beta1, training.beta2)
-    if mode == "sync":
-        assert isinstance(plan, SyncPlan)
-        return SyncRule(
-            plan,
-            loss=loss,
-            latent_dim=model_config.latent_dim,
-            learning_rate=training.learning_rate,
-            betas=betas,
-            transfer_dtype=TRANSFER_DTYPES[config.coordinator.transfer_dtype],
-        )
-    if mode == "federated":
-        from ganfriends.rules.federated import FederatedPlan, FederatedRule
-
-        assert isinstance(plan, FederatedPlan)
-        if dataset is None:
-            raise GanError("the federated rule needs the run's dataset to place images on devices")
-        return FederatedRule(
-            plan,
-            dataset,
-            loss=loss,
-            latent_dim=model_config.latent_dim,
-            learning_rate=training.learning_rate,
-            betas=betas,
-        )
-    if mode == "md-gan":
-        from ganfriends.rules.mdgan import MdganPlan, MdganRule
-
-        assert isinstance(plan, MdganPlan)
-        return MdganRule(
-            plan,
-            model_config=model_config,
-            loss=loss,
-            learning_rate=training.learning_rate,
-            betas=betas,
-        )
-    raise GanError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    """The rule of a run: its plan, the run's training settings, and (modes that need it) its
+    dataset."""
+    declared = stored_mode(mode)
+    if not isinstance(plan, declared.plan):
+        raise GanError(f"a {mode} run cannot have a plan of type {type(plan).__name__}")
+    return declared.rule(plan, config, model_config, dataset)

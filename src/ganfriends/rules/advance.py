@@ -23,7 +23,6 @@ import torch
 
 from ganfriends.errors import GanError
 from ganfriends.rules.base import (
-    Inputs,
     Rule,
     ServerState,
     Unit,
@@ -32,7 +31,9 @@ from ganfriends.rules.base import (
     network_buffers,
     total_stats,
 )
+from ganfriends.rules.capabilities import device_moves, inputs_of, publishes_weights
 from ganfriends.rules.screening import HISTORY_VERSIONS, Screening, first_non_finite, screen_units
+from ganfriends.rules.work import Inputs
 
 # Consecutive non-finite updates of one version before the driver stops: a hostile copy may
 # spoil one combine, an honest run that diverged spoils every recomputation.
@@ -96,7 +97,7 @@ class Advance:
         # weights hand to their workers.
         published = (
             network_buffers(server.generator, server.discriminator)
-            if self.rule.publishes_weights
+            if publishes_weights(self.rule)
             else None
         )
         return screen_units(
@@ -125,8 +126,8 @@ class Advance:
             results=list(results),
             # Before the driver encodes the weights: publishing inputs may move BatchNorm's
             # running statistics, as a training forward does.
-            inputs=rule.inputs_of(server, new_version),
-            moves=rule.device_moves(new_version),
+            inputs=inputs_of(rule, server, new_version),
+            moves=device_moves(rule, new_version),
             next_units=rule.units_of(new_version) if new_version < rule.plan.total_versions else [],
         )
 

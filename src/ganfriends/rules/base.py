@@ -5,9 +5,10 @@ Every mode runs on the same loop, whoever drives it — the PostgreSQL transport
 or the in-process simulator (``simulate.py``):
 
     version v published -> units = rule.units_of(v) -> each unit: rule.compute(...) on v's weights
-    (or, for modes whose generator never leaves the server, on v's published inputs)
+    (or, for rules that publish inputs, on v's published inputs)
     -> once rule.ready(done, total, waited): rule.combine(server, results) -> publish v+1
-    (with rule.inputs_of(server, v+1), and the device states moved by rule.device_moves(v+1))
+    (with inputs_of(rule, server, v+1), and the device states moved by device_moves(rule, v+1):
+    see :mod:`ganfriends.rules.capabilities`)
 
 The transport owns leases, uploads, validation against ``rule.result_spec``, crash safety and
 storage; the rule owns the science. A rule never touches the database, and the transport never
@@ -18,14 +19,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import torch
 from torch import nn
 
 from ganfriends.blobs import TensorSpec, buffer_spec, parameter_spec
 from ganfriends.data import ImageDataset
-from ganfriends.step import StepStats
+from ganfriends.losses import make_loss
+from ganfriends.models import ModelConfig
+from ganfriends.rules.work import FRESH, UnitStart, Workspace
+from ganfriends.step import StepStats, make_optimizers
+
+if TYPE_CHECKING:
+    from ganfriends.config import Config
 
 
 class Plan(Protocol):
@@ -63,6 +70,17 @@ class Plan(Protocol):
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON stored in ``runs.plan``."""
+        ...
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """Inverse of :meth:`to_dict` (a ValueError says why a stored plan cannot be read)."""
+        ...
+
+    @classmethod
+    def from_config(cls, config: Config, dataset: ImageDataset) -> Plan:
+        """A new run's plan from the coordinator's (or simulator's) settings and its dataset
+        (a ValueError or GanError says which setting to change)."""
         ...
 
     def describe(self) -> str:
@@ -222,55 +240,9 @@ def total_stats(results: Sequence[UnitResult]) -> StepStats:
     return total
 
 
-Inputs = dict[str, torch.Tensor]  # what a version publishes besides weights (MD-GAN's batches)
-
-
-class PublishesWeights:
-    """What the rules whose workers compute on the published G and D share (sync, federated):
-    results of per-parameter tensors and buffers, nothing published besides the weights, device
-    states that never move."""
-
-    publishes_weights: ClassVar[bool] = True
-
-    def result_spec(
-        self, generator: nn.Module, discriminator: nn.Module, version: int | None = None
-    ) -> TensorSpec:
-        """Per-parameter tensors of G and D and both networks' buffers."""
-        return result_spec(generator, discriminator)
-
-    def history(self, version: int, stats: StepStats) -> UpdateRecord:
-        """Every unit measures every loss."""
-        return UpdateRecord.of(stats)
-
-    def inputs_of(self, state: ServerState, version: int) -> Inputs | None:
-        """Workers compute on the published weights: nothing else is published."""
-        return None
-
-    def inputs_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec | None:
-        """Nothing besides weights is published."""
-        return None
-
-    def inputs_needed(self, unit: Unit) -> tuple[str, ...]:
-        """Nothing besides weights."""
-        return ()
-
-    def device_moves(self, version: int) -> list[int] | None:
-        """Device states never move."""
-        return None
-
-    def check_result(
-        self, unit: Unit, result: UnitResult, previous_state: dict[str, torch.Tensor] | None
-    ) -> str | None:
-        """No exact check beyond the spec (sync: a gradient has no a-priori bound)."""
-        return None
-
-
 class Rule(Protocol):
-    """A mode's science, behind the loop described in the module docstring."""
-
-    mode: ClassVar[str]
-    # True: workers compute on the published G and D; False: on the version's published inputs.
-    publishes_weights: ClassVar[bool]
+    """A mode's science, behind the loop described in the module docstring. What only some
+    rules do is a capability of its own (:mod:`ganfriends.rules.capabilities`)."""
 
     @property
     def plan(self) -> Plan:
@@ -296,33 +268,6 @@ class Rule(Protocol):
         """The history row of the update that combines ``version``'s results."""
         ...
 
-    def inputs_of(self, state: ServerState, version: int) -> Inputs | None:
-        """What version ``version`` publishes for the workers besides weights (None: nothing).
-
-        Called once per version, right after the version's weights are final and before they
-        are stored (it may move BatchNorm running statistics, as a training forward does).
-        """
-        ...
-
-    def inputs_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec | None:
-        """The tensors of :meth:`inputs_of`, for validation on arrival."""
-        ...
-
-    def inputs_needed(self, unit: Unit) -> tuple[str, ...]:
-        """The names of the published inputs ``unit`` reads (all a worker has to download)."""
-        ...
-
-    def device_moves(self, version: int) -> list[int] | None:
-        """A permutation applied to the device states when publishing ``version``: the state of
-        device n becomes device ``moves[n]``'s (MD-GAN's discriminator swaps); None: no move."""
-        ...
-
-    def device_state_spec(
-        self, generator: nn.Module, discriminator: nn.Module
-    ) -> TensorSpec | None:
-        """The tensors of a device's local optimizer state, or None for stateless units."""
-        ...
-
     def server_optimizers(
         self, generator: nn.Module, discriminator: nn.Module
     ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -333,28 +278,8 @@ class Rule(Protocol):
         """Whether a version with ``done`` of ``total`` units reported may be combined now."""
         ...
 
-    def compute(
-        self,
-        generator: nn.Module,
-        discriminator: nn.Module,
-        dataset: ImageDataset,
-        unit: Unit,
-        *,
-        device: torch.device,
-        device_state: dict[str, torch.Tensor] | None,
-        inputs: Inputs | None = None,
-    ) -> UnitResult:
-        """A worker's job: ``unit`` on the published weights the networks hold."""
-        ...
-
-    def check_result(
-        self, unit: Unit, result: UnitResult, previous_state: dict[str, torch.Tensor] | None
-    ) -> str | None:
-        """Why ``result`` cannot be an honest result of ``unit``, from exact properties of the
-        computation (Adam's bounded steps and moments, step counts), or None. ``previous_state``
-        is the device state the unit started from (None: a fresh device). Screening refuses
-        such a result; a check must therefore hold for every honest result, whatever the data.
-        """
+    def compute(self, work: Workspace, unit: Unit, start: UnitStart = FRESH) -> UnitResult:
+        """A worker's job: ``unit`` on the published weights the workspace's networks hold."""
         ...
 
     def combine(
@@ -362,3 +287,39 @@ class Rule(Protocol):
     ) -> None:
         """Turn a version's results (in unit order) into the next version, in place."""
         ...
+
+
+P = TypeVar("P")
+
+
+class RuleBase(Generic[P]):
+    """What every rule holds, from the run's settings: its plan, the GAN objective, Adam's
+    learning rate and betas, the networks' architecture; and the common defaults."""
+
+    def __init__(
+        self,
+        plan: P,
+        config: Config,
+        model_config: ModelConfig,
+        dataset: ImageDataset | None = None,  # kept by the rules that read it
+    ) -> None:
+        training = config.training
+        self.plan = plan
+        self.model_config = model_config
+        self.loss = make_loss(training.loss)
+        self.learning_rate = training.learning_rate
+        self.betas = (training.beta1, training.beta2)
+
+    def ready(self, done: int, total: int, waited_seconds: float) -> bool:
+        """Every unit of the version must be in."""
+        return done == total
+
+    def history(self, version: int, stats: StepStats) -> UpdateRecord:
+        """Every unit measures every loss."""
+        return UpdateRecord.of(stats)
+
+    def server_optimizers(
+        self, generator: nn.Module, discriminator: nn.Module
+    ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        """DCGAN's Adam for G and D, at the coordinator."""
+        return make_optimizers(generator, discriminator, self.learning_rate, self.betas)

@@ -25,7 +25,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,7 +34,6 @@ from torch import nn
 from ganfriends import rng
 from ganfriends.aggregate import Contribution, merge_buffers, weighted_mean
 from ganfriends.blobs import TensorSpec
-from ganfriends.config import Config
 from ganfriends.data import ImageDataset
 from ganfriends.errors import DatasetError, GanError
 from ganfriends.federated import (
@@ -54,27 +53,38 @@ from ganfriends.federated.local_state import (
     import_local_state,
     local_state_spec,
 )
-from ganfriends.losses import GanLoss
+from ganfriends.models import ModelConfig
 from ganfriends.rules.base import (
-    Inputs,
-    PublishesWeights,
+    RuleBase,
     ServerState,
     Unit,
     UnitResult,
     apply_pseudo_gradients,
     network_buffers,
+    result_spec,
 )
+from ganfriends.rules.registry import Fixed, Mode
 from ganfriends.rules.screening import (
     adam_state_problem,
     adam_step_bound,
     move_problem,
     step_count_problem,
 )
+from ganfriends.rules.work import FRESH, UnitStart, Workspace
 from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
+
+if TYPE_CHECKING:
+    from ganfriends.config import Config
 
 SERVER_OPTIMIZERS = ("sgd", "nesterov", "adam")
 NESTEROV_MOMENTUM = 0.9  # DiLoCo's outer Nesterov momentum
 SERVER_ADAM_BETAS = (0.9, 0.99)  # FedAdam's (Reddi et al. 2021)
+# Plan fields the `federated` config section gives as they are, under the same names.
+AS_CONFIGURED = (
+    "fraction", "local_steps", "batch_size", "non_iid", "magic_num", "weighting",
+    "balanced_sampling", "weak_fraction", "round_timeout", "local_state", "server_optimizer",
+    "server_lr",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -136,21 +146,10 @@ class FederatedPlan:
             dataset_size=len(dataset),
             seed=training.seed,
             clients=fed.devices,
-            fraction=fed.fraction,
-            local_steps=fed.local_steps,
-            batch_size=fed.batch_size,
             rounds=rounds,
             epochs=epochs,
-            non_iid=fed.non_iid,
-            magic_num=fed.magic_num,
             num_classes=dataset.num_classes(),
-            weighting=fed.weighting,
-            balanced_sampling=fed.balanced_sampling,
-            weak_fraction=fed.weak_fraction,
-            round_timeout=fed.round_timeout,
-            local_state=fed.local_state,
-            server_optimizer=fed.server_optimizer,
-            server_lr=fed.server_lr,
+            **{name: getattr(fed, name) for name in AS_CONFIGURED},
         )
 
     @classmethod
@@ -199,27 +198,21 @@ class FederatedPlan:
         )
 
 
-class FederatedRule(PublishesWeights):
+class FederatedRule(RuleBase[FederatedPlan]):
     """FeGAN rounds: local alternating steps per device, weighted deltas, a server step."""
-
-    mode: ClassVar[str] = "federated"
 
     def __init__(
         self,
         plan: FederatedPlan,
-        dataset: ImageDataset,
-        *,
-        loss: GanLoss,
-        latent_dim: int,
-        learning_rate: float,
-        betas: tuple[float, float],
+        config: Config,
+        model_config: ModelConfig,
+        dataset: ImageDataset | None = None,
     ) -> None:
-        self.plan = plan
+        super().__init__(plan, config, model_config)
+        if dataset is None:
+            raise GanError("the federated rule needs the run's dataset to place images on devices")
         self.dataset = dataset
-        self.loss = loss
-        self.latent_dim = latent_dim
-        self.learning_rate = learning_rate
-        self.betas = betas
+        self.latent_dim = model_config.latent_dim
         if len(dataset) != plan.dataset_size:
             raise GanError(f"the run has {plan.dataset_size} images, this dataset {len(dataset)}")
         self.weak = weak_devices(plan.clients, plan.weak_fraction)
@@ -331,26 +324,23 @@ class FederatedRule(PublishesWeights):
         picked = shard[order.numpy()]
         return [picked[s * size : (s + 1) * size].tolist() for s in range(steps)]
 
-    def compute(
-        self,
-        generator: nn.Module,
-        discriminator: nn.Module,
-        dataset: ImageDataset,
-        unit: Unit,
-        *,
-        device: torch.device,
-        device_state: dict[str, torch.Tensor] | None,
-        inputs: Inputs | None = None,
-    ) -> UnitResult:
+    def result_spec(
+        self, generator: nn.Module, discriminator: nn.Module, version: int | None = None
+    ) -> TensorSpec:
+        """Per-parameter deltas of G and D and both networks' buffers."""
+        return result_spec(generator, discriminator)
+
+    def compute(self, work: Workspace, unit: Unit, start: UnitStart = FRESH) -> UnitResult:
         """E local alternating steps from the round's model; returns the delta and new state."""
         assert unit.device is not None
+        generator, discriminator, device = work.generator, work.discriminator, work.device
         width = self.plan.clients + 1
         round_index, d = divmod(unit.index, width)
         if d != unit.device:
             raise GanError(f"unit {unit.index} is not device {unit.device}'s")
         generator.train()
         discriminator.train()
-        start = {
+        weights = {
             prefix + n: p.detach().clone()
             for prefix, m in (("g.", generator), ("d.", discriminator))
             for n, p in m.named_parameters()
@@ -359,13 +349,13 @@ class FederatedRule(PublishesWeights):
             generator, discriminator, self.learning_rate, self.betas
         )
         keep = self.plan.local_state == "keep"
-        if keep and device_state is not None:
-            import_local_state(optimizer_g, device_state, "g.")
-            import_local_state(optimizer_d, device_state, "d.")
+        if keep and start.device_state is not None:
+            import_local_state(optimizer_g, start.device_state, "g.")
+            import_local_state(optimizer_d, start.device_state, "d.")
         stats = StepStats()
         with rng.seeded_global_rng(device, self.plan.seed, rng.DROPOUT, round_index, d):
             for step, indices in enumerate(self.batches(round_index, d)):
-                real, missing = dataset.get_batch(indices)
+                real, missing = work.dataset.get_batch(indices)
                 stats.skipped += missing
                 if real.shape[0] == 0:
                     continue
@@ -384,7 +374,7 @@ class FederatedRule(PublishesWeights):
                 "warnings above): check the dataset's files"
             )
         deltas = {
-            prefix + n: (p.detach() - start[prefix + n]).to("cpu", torch.float32)
+            prefix + n: (p.detach() - weights[prefix + n]).to("cpu", torch.float32)
             for prefix, m in (("g.", generator), ("d.", discriminator))
             for n, p in m.named_parameters()
         }
@@ -461,3 +451,14 @@ class FederatedRule(PublishesWeights):
             [Contribution(w, r.buffers) for w, r in zip(shares, results, strict=True)]
         )
         apply_pseudo_gradients(state, {k: -v for k, v in delta.items()}, buffers)
+
+
+MODE = Mode(
+    name="federated",
+    description="FeGAN rounds of local steps on device shards, combined by weights",
+    plan=FederatedPlan,
+    rule=FederatedRule,
+    needs_dataset=True,
+    settings=("federated",),
+    fixed=(Fixed("coordinator.transfer_dtype", "float32", "uploads float32"),),
+)

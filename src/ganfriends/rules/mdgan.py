@@ -23,28 +23,31 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ganfriends import rng
 from ganfriends.blobs import TensorSpec
-from ganfriends.config import Config
 from ganfriends.data import ImageDataset
 from ganfriends.errors import GanError
 from ganfriends.federated import Partition, iid_partition
 from ganfriends.federated.local_state import export_moments, import_local_state, moments_spec
-from ganfriends.losses import GanLoss
-from ganfriends.models import ModelConfig, build_models
-from ganfriends.rules.base import Inputs, ServerState, Unit, UnitResult, UpdateRecord
+from ganfriends.models import build_models
+from ganfriends.rules.base import RuleBase, ServerState, Unit, UnitResult
+from ganfriends.rules.registry import Fixed, Mode
 from ganfriends.rules.screening import (
     adam_state_problem,
     adam_step_bound,
     move_problem,
     step_count_problem,
 )
+from ganfriends.rules.work import FRESH, Inputs, UnitStart, Workspace
 from ganfriends.step import StepStats, discriminator_backward, discriminator_feedback
+
+if TYPE_CHECKING:
+    from ganfriends.config import Config
 
 WEIGHTS = "dw."  # a device state's discriminator tensors; its Adam moments are "d.<i>.<key>"
 
@@ -143,26 +146,13 @@ class MdganPlan:
         )
 
 
-class MdganRule:
-    """MD-GAN: generated batches out, per-image feedback back, G's step at the coordinator."""
+class MdganRule(RuleBase[MdganPlan]):
+    """MD-GAN: generated batches out, per-image feedback back, G's step at the coordinator.
 
-    mode: ClassVar[str] = "md-gan"
-    publishes_weights: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        plan: MdganPlan,
-        *,
-        model_config: ModelConfig,
-        loss: GanLoss,
-        learning_rate: float,
-        betas: tuple[float, float],
-    ) -> None:
-        self.plan = plan
-        self.model_config = model_config
-        self.loss = loss
-        self.learning_rate = learning_rate
-        self.betas = betas
+    Its workers compute on published inputs (the generated batches), and every device keeps its
+    discriminator, swapped between devices every E epochs. The server optimizers are the
+    default Adam pair: G's, and (for checkpoints) that of the discriminator mirrored from
+    device 0."""
 
     # ------------------------------------------------------------------ schedule
 
@@ -181,10 +171,6 @@ class MdganRule:
     def max_images(self, unit: Unit) -> int:
         """b generated images get feedback."""
         return self.plan.batch_size
-
-    def ready(self, done: int, total: int, waited_seconds: float) -> bool:
-        """G's step needs every device's feedback."""
-        return done == total
 
     def generated_batch(self, device: int) -> int:
         """Index j of X_g for ``device`` (its X_d is the next one)."""
@@ -215,11 +201,7 @@ class MdganRule:
         """b feedback images."""
         return TensorSpec({"feedback": self._image_shape()}, {"feedback": torch.float32})
 
-    def history(self, version: int, stats: StepStats) -> UpdateRecord:
-        """Every iteration measures every loss."""
-        return UpdateRecord.of(stats)
-
-    def inputs_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec | None:
+    def inputs_spec(self, generator: nn.Module, discriminator: nn.Module) -> TensorSpec:
         """k generated batches."""
         names = [f"x.{j}" for j in range(self.plan.k)]
         return TensorSpec(dict.fromkeys(names, self._image_shape()),
@@ -267,15 +249,6 @@ class MdganRule:
         return [name for name, _ in discriminator.named_parameters()]
 
     # ------------------------------------------------------------------ server side
-
-    def server_optimizers(
-        self, generator: nn.Module, discriminator: nn.Module
-    ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-        """G's Adam, and (for checkpoints) the Adam of the discriminator mirrored from device 0."""
-        return (
-            torch.optim.Adam(generator.parameters(), lr=self.learning_rate, betas=self.betas),
-            torch.optim.Adam(discriminator.parameters(), lr=self.learning_rate, betas=self.betas),
-        )
 
     def _noise(self, version: int, j: int) -> torch.Tensor:
         return rng.latent_noise(
@@ -353,18 +326,9 @@ class MdganRule:
         picked: list[int] = shard[order[offset : offset + b].numpy()].tolist()
         return picked
 
-    def compute(
-        self,
-        generator: nn.Module,
-        discriminator: nn.Module,
-        dataset: ImageDataset,
-        unit: Unit,
-        *,
-        device: torch.device,
-        device_state: dict[str, torch.Tensor] | None,
-        inputs: Inputs | None = None,
-    ) -> UnitResult:
+    def compute(self, work: Workspace, unit: Unit, start: UnitStart = FRESH) -> UnitResult:
         """L steps of device n's discriminator, then its feedback on X_g."""
+        inputs, device, discriminator = start.inputs, work.device, work.discriminator
         if inputs is None or unit.device is None:
             raise GanError("an md-gan unit needs its version's generated batches and a device")
         plan = self.plan
@@ -375,14 +339,14 @@ class MdganRule:
         optimizer = torch.optim.Adam(
             discriminator.parameters(), lr=self.learning_rate, betas=self.betas
         )
-        if device_state is None:
+        if start.device_state is None:
             discriminator.load_state_dict(self.initial_discriminator)
         else:
-            self._load_device(discriminator, optimizer, device_state)
+            self._load_device(discriminator, optimizer, start.device_state)
         j = self.generated_batch(d)
         x_g = inputs[f"x.{j}"].to(device)
         x_d = inputs[f"x.{(j + 1) % plan.k}"].to(device)
-        real, skipped = dataset.get_batch(self.real_batch(version, d))
+        real, skipped = work.dataset.get_batch(self.real_batch(version, d))
         if skipped:
             raise GanError(f"device {d}'s batch of iteration {version} has unreadable images")
         real = real.to(device)
@@ -412,3 +376,13 @@ class MdganRule:
             out,
             device_state=new_state,
         )
+
+
+MODE = Mode(
+    name="md-gan",
+    description="one generator at the coordinator, a discriminator per device",
+    plan=MdganPlan,
+    rule=MdganRule,
+    settings=("federated.devices", "federated.batch_size", "federated.non_iid", "mdgan"),
+    fixed=(Fixed("coordinator.transfer_dtype", "float32", "uploads float32"),),
+)

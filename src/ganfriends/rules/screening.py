@@ -30,7 +30,7 @@ network's BatchNorm buffers from the published ones; a device state's Adam secon
 - **Device states** (per-device modes, stored as uploaded so they cannot be clipped): a state
   whose Adam second moments are beyond :data:`STATE_FACTOR` x the reference is refused (it would
   freeze the device's next, honest, units to nothing); the rule's own exact checks
-  (:meth:`check_result`: Adam's moment invariant, step counts, bounded moves) refuse the rest.
+  (``check_result``: Adam's moment invariant, step counts, bounded moves) refuse the rest.
 
 Each group's norms are divided by the result's ``size`` (its unit's share of the largest unit of
 the version: a weak federated client runs half the local steps), so units of different sizes
@@ -53,6 +53,7 @@ import torch
 
 from ganfriends.aggregate import MAX_FORWARDS, group_norms, lower_median, scale_groups
 from ganfriends.rules.base import Rule, ServerState, Unit, UnitResult
+from ganfriends.rules.capabilities import result_problem
 
 # Relative L2 difference of one tensor group between two honest copies of a unit. Copies from a
 # CPU and a GPU differ by float rounding and non-deterministic kernels (TF32 matmuls on Ampere
@@ -404,7 +405,7 @@ def screen_units(
     def check(i: int, result: UnitResult) -> str | None:
         device = units[i].device
         before = None if device is None else previous_states.get(device)
-        return rule.check_result(units[i], result, None if before is None else dict(before))
+        return result_problem(rule, units[i], result, None if before is None else dict(before))
 
     return screen(results, students, history, factor, published=published, sizes=sizes, check=check)
 

@@ -25,8 +25,8 @@ networks' (G's forward counts once per step, as in the reference).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -36,10 +36,9 @@ from ganfriends.aggregate import Contribution, chain_buffers, weighted_mean
 from ganfriends.blobs import TensorSpec, buffer_spec, parameter_spec
 from ganfriends.data import ImageDataset
 from ganfriends.errors import DatasetError
-from ganfriends.losses import GanLoss
+from ganfriends.models import ModelConfig
 from ganfriends.rules.base import (
-    Inputs,
-    PublishesWeights,
+    RuleBase,
     ServerState,
     Unit,
     UnitResult,
@@ -47,6 +46,8 @@ from ganfriends.rules.base import (
     apply_pseudo_gradients,
     network_buffers,
 )
+from ganfriends.rules.registry import Mode
+from ganfriends.rules.work import FRESH, UnitStart, Workspace
 from ganfriends.schedule import BatchSchedule, micro_slices
 from ganfriends.step import (
     UPDATE_RULES,
@@ -54,13 +55,18 @@ from ganfriends.step import (
     StepStats,
     discriminator_gradients,
     generator_gradients,
-    make_optimizers,
     train_step,
 )
+
+if TYPE_CHECKING:
+    from ganfriends.config import Config
 
 # The phases of one step, by rule: which networks a version's units compute gradients for.
 PHASES: dict[str, tuple[str, ...]] = {"simultaneous": ("GD",), "alternating": ("D", "G")}
 SCHEDULE = 2  # the schedule's version in runs.plan: runs created before it cannot be resumed
+# The rule of every class run before the key was stored: what a stored plan without it meant.
+STORED_DEFAULT_UPDATE_RULE = "simultaneous"
+TRANSFER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,8 @@ class SyncPlan:
     micro_batch: int
     epochs: int
     max_updates: int | None = None  # stop the run after this many steps (--max-iterations)
-    update_rule: str = "simultaneous"
+    # No default here: a new run takes the config's (training.update_rule), a stored plan its own.
+    update_rule: str = field(kw_only=True)
 
     def __post_init__(self) -> None:
         if self.images_per_unit > self.dataset_size:
@@ -105,6 +112,21 @@ class SyncPlan:
             )
 
     @classmethod
+    def from_config(cls, config: Config, dataset: ImageDataset) -> SyncPlan:
+        """A new run's plan from the coordinator's (or simulator's) settings."""
+        training, coordinator = config.training, config.coordinator
+        return cls(
+            dataset_size=len(dataset),
+            seed=training.seed,
+            images_per_unit=coordinator.images_per_work_unit,
+            units_per_update=coordinator.workunits_per_update,
+            micro_batch=training.unit_micro_batch,
+            epochs=training.epochs,
+            max_updates=coordinator.max_iterations,
+            update_rule=training.update_rule,
+        )
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SyncPlan:
         """Inverse of :meth:`to_dict`."""
         if data.get("schedule") != SCHEDULE:
@@ -121,7 +143,7 @@ class SyncPlan:
             micro_batch=int(data["micro_batch"]),
             epochs=int(data["epochs"]),
             max_updates=None if max_updates is None else int(max_updates),
-            update_rule=str(data["update_rule"]),
+            update_rule=str(data.get("update_rule", STORED_DEFAULT_UPDATE_RULE)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -281,28 +303,20 @@ def batchnorm_momenta(module: nn.Module, prefix: str) -> dict[str, float]:
     return momenta
 
 
-class SyncRule(PublishesWeights):
+class SyncRule(RuleBase[SyncPlan]):
     """K units of mean gradients -> their image-weighted mean -> one Adam step for G and D
     (simultaneous), or for D and then for G (alternating)."""
-
-    mode: ClassVar[str] = "sync"
 
     def __init__(
         self,
         plan: SyncPlan,
-        *,
-        loss: GanLoss,
-        latent_dim: int,
-        learning_rate: float,
-        betas: tuple[float, float],
-        transfer_dtype: torch.dtype = torch.float32,
+        config: Config,
+        model_config: ModelConfig,
+        dataset: ImageDataset | None = None,
     ) -> None:
-        self.plan = plan
-        self.loss = loss
-        self.latent_dim = latent_dim
-        self.learning_rate = learning_rate
-        self.betas = betas
-        self.transfer_dtype = transfer_dtype
+        super().__init__(plan, config, model_config)
+        self.latent_dim = model_config.latent_dim
+        self.transfer_dtype = TRANSFER_DTYPES[config.coordinator.transfer_dtype]
 
     def units_of(self, version: int) -> list[Unit]:
         """The K fixed units computed on weights ``version``."""
@@ -331,39 +345,13 @@ class SyncRule(PublishesWeights):
         """A unit's slice of the permutation."""
         return self.plan.images_per_unit
 
-    def device_state_spec(
-        self, generator: nn.Module, discriminator: nn.Module
-    ) -> TensorSpec | None:
-        """Sync units carry no state."""
-        return None
-
-    def server_optimizers(
-        self, generator: nn.Module, discriminator: nn.Module
-    ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-        """DCGAN's Adam for G and D, at the coordinator."""
-        return make_optimizers(generator, discriminator, self.learning_rate, self.betas)
-
-    def ready(self, done: int, total: int, waited_seconds: float) -> bool:
-        """Exactness: every unit of the update must be in."""
-        return done == total
-
-    def compute(
-        self,
-        generator: nn.Module,
-        discriminator: nn.Module,
-        dataset: ImageDataset,
-        unit: Unit,
-        *,
-        device: torch.device,
-        device_state: dict[str, torch.Tensor] | None = None,
-        inputs: Inputs | None = None,
-    ) -> UnitResult:
+    def compute(self, work: Workspace, unit: Unit, start: UnitStart = FRESH) -> UnitResult:
         """Mean gradients of the unit's phase over its images, on the weights the models hold.
 
         No optimizer steps here. BatchNorm runs in train mode over each micro-batch, so the
         models' buffers change: the caller restores the published weights before the next unit.
         """
-        plan = self.plan
+        plan, generator, discriminator = self.plan, work.generator, work.discriminator
         ref = plan.unit_ref(unit.index)
         generator.train()
         discriminator.train()
@@ -374,15 +362,15 @@ class SyncRule(PublishesWeights):
         def batches() -> Iterator[MicroBatch]:
             nonlocal skipped
             for rows in micro_slices(0, len(images), plan.micro_batch):
-                real, missing = dataset.get_batch(images[rows])
+                real, missing = work.dataset.get_batch(images[rows])
                 skipped += missing
                 if real.shape[0] == 0:
                     continue
                 z = noise[rows][: real.shape[0]]
-                yield MicroBatch(real.to(device), z.to(device))
+                yield MicroBatch(real.to(work.device), z.to(work.device))
 
         # Dropout draws (FeGAN's LSGAN D) from the unit's key; the DCGAN has none.
-        with rng.seeded_global_rng(device, plan.seed, rng.DROPOUT, unit.index):
+        with rng.seeded_global_rng(work.device, plan.seed, rng.DROPOUT, unit.index):
             if ref.phase == "D":
                 stats = discriminator_gradients(generator, discriminator, self.loss, batches())
             elif ref.phase == "G":
@@ -416,3 +404,17 @@ class SyncRule(PublishesWeights):
         layers = {k: m for k, m in momenta.items() if k + ".running_mean" in reported}
         buffers = chain_buffers(start, [r.buffers for r in results], layers)
         apply_pseudo_gradients(state, gradients, buffers)
+
+
+MODE = Mode(
+    name="sync",
+    description="one optimizer step from K units of gradients per version",
+    plan=SyncPlan,
+    rule=SyncRule,
+    settings=(
+        "coordinator.images_per_work_unit",
+        "coordinator.workunits_per_update",
+        "coordinator.transfer_dtype",
+        "coordinator.max_iterations",
+    ),
+)

@@ -34,6 +34,7 @@ from ganfriends.hub import open_publisher
 from ganfriends.losses import GanLoss, make_loss
 from ganfriends.models import ModelConfig, build_models, count_parameters
 from ganfriends.rules.base import ServerState
+from ganfriends.rules.registry import SHARED_RUN_DEFINING
 from ganfriends.schedule import BatchSchedule
 from ganfriends.signals import StopRequest, graceful_stop
 from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
@@ -49,15 +50,9 @@ __all__ = ["RUN_DEFINING", "LocalRunResult", "micro_batches", "model_config_for"
 # Options that define a run's trajectory: on --resume the checkpoint's values win, so the resumed
 # run continues the same computation.
 RUN_DEFINING = (
-    ("training", "batch_size"),
-    ("training", "learning_rate"),
-    ("training", "beta1"),
-    ("training", "beta2"),
-    ("training", "loss"),
-    ("training", "update_rule"),
-    ("training", "seed"),
-    ("data", "dataset"),
-    ("training", "micro_batch"),  # BatchNorm normalises over each micro-batch
+    *SHARED_RUN_DEFINING,
+    "training.batch_size",
+    "training.micro_batch",  # BatchNorm normalises over each micro-batch
 )
 
 
@@ -76,7 +71,8 @@ class LocalRunResult:
 def _adopt_checkpoint_settings(config: Config, checkpoint: Checkpoint, console: Console) -> None:
     """On resume, take the run-defining options from the checkpoint, saying so where they differ."""
     saved = checkpoint.run_config
-    for section, name in RUN_DEFINING:
+    for key in RUN_DEFINING:
+        section, _, name = key.partition(".")
         if name not in saved.get(section, {}):
             continue
         old, current = saved[section][name], getattr(getattr(config, section), name)

@@ -36,8 +36,10 @@ from ganfriends.rules.advance import (
     Update,
     merge_records,
 )
-from ganfriends.rules.base import Inputs, Unit, UnitResult, UpdateRecord
+from ganfriends.rules.base import Unit, UnitResult, UpdateRecord
+from ganfriends.rules.capabilities import PublishesInputs, inputs_of, publishes_weights
 from ganfriends.rules.screening import Screening
+from ganfriends.rules.work import Inputs, UnitStart, Workspace
 from ganfriends.signals import graceful_stop
 from ganfriends.tracking import open_log
 from ganfriends.training.history import HistoryWriter
@@ -149,7 +151,7 @@ class Simulation:
             discriminator.state_dict()
         )
         self.device_states: dict[int, DeviceState] = {}
-        self.inputs = self.rule.inputs_of(self.server, 0)
+        self.inputs = inputs_of(self.rule, self.server, 0)
         self.bytes_moved = self.down = self.up = 0
         console.print(
             f"[bold]simulate {mode}[/] {self.dataset.fingerprint().short()} on "
@@ -265,18 +267,16 @@ class Simulation:
     def compute(self, unit: Unit, published: Published) -> UnitResult:
         """A worker's unit on the published version; counts the bytes it moves."""
         rule = self.rule
-        if rule.publishes_weights:
+        if publishes_weights(rule):
             self.worker_g.load_state_dict(published.generator)
             self.worker_d.load_state_dict(published.discriminator)
             self.down += self.weights_bytes
-        if published.inputs is not None:
+        if isinstance(rule, PublishesInputs) and published.inputs is not None:
             needed = rule.inputs_needed(unit)
             self.down += tensor_bytes({name: published.inputs[name] for name in needed})
         state = published.states.get(unit.device) if unit.device is not None else None
-        result = rule.compute(
-            self.worker_g, self.worker_d, self.dataset, unit, device=self.device,
-            device_state=state, inputs=published.inputs,
-        )  # fmt: skip
+        work = Workspace(self.worker_g, self.worker_d, self.dataset, self.device)
+        result = rule.compute(work, unit, UnitStart(state, published.inputs))
         self.down += tensor_bytes(state)
         server = self.server
         spec = rule.result_spec(server.generator, server.discriminator, server.version)
