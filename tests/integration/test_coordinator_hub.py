@@ -13,7 +13,6 @@ import torch
 from rich.console import Console
 from safetensors.torch import load
 
-from ganfriends import rng
 from ganfriends.classroom.outputs import CoordinatorOutputs
 from ganfriends.classroom.state import create_run, load_run_state
 from ganfriends.config import load_config
@@ -51,18 +50,18 @@ def test_the_coordinator_pushes_every_nth_grid_and_the_last(
     state = load_run_state(db, run_id)
     out = io.StringIO()
     outputs = CoordinatorOutputs(db, config, tmp_path / "outputs", Console(file=out, width=200))
-    outputs.open_hub()
-    noise = rng.latent_noise(16, MODEL.latent_dim, PLAN.seed, rng.FIXED_NOISE)
+    outputs.open(state)
     for version in (1, 2, 3):  # as if the run had published them (the weights stay the same)
         state.server.version = version
-        outputs.metrics(version, {"d_loss": 1.0 / version, "g_loss": 2.0 * version})
-        outputs.write(state, noise)
+        outputs.published(state, {"d_loss": 1.0 / version, "g_loss": 2.0 * version})
+        outputs.write(state)
         # Let push 2 start before 3 comes: a newer snapshot replaces one still waiting.
         deadline = time.monotonic() + 30
-        while version == 2 and outputs.hub is not None and not outputs.hub.pushed:
+        hub_client = outputs.writer.hub
+        while version == 2 and hub_client is not None and not hub_client.pushed:
             assert time.monotonic() < deadline
             time.sleep(0.02)
-    outputs.close_hub()
+    outputs.close()
 
     assert "Hugging Face: 2 push(es)" in out.getvalue() and "the last at step 3" in out.getvalue()
     commits = hub.state.commits[REPO]

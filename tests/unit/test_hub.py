@@ -30,8 +30,10 @@ from ganfriends.hub.download import (
 from ganfriends.hub.files import HubSnapshot
 from ganfriends.hub.publisher import FLUSH_SECONDS
 from ganfriends.models import ModelConfig, build_models, make_generator
+from ganfriends.rules.base import ServerState
 from ganfriends.step import make_optimizers
-from ganfriends.training.local import RunOutputs
+from ganfriends.training.history import HistoryWriter
+from ganfriends.training.writer import RunWriter
 from tests.hub_endpoint import LocalHub
 from tests.waiting import wait_until
 
@@ -165,14 +167,14 @@ def test_an_unreachable_hub_is_a_warning(tmp_path: Path) -> None:
     assert pub.failures == 1 and len(warnings) == 1 and "failed" in warnings[0]
 
 
-def run_outputs(tmp_path: Path, hub: HubPublisher) -> RunOutputs:
+def run_outputs(tmp_path: Path, hub: HubPublisher) -> RunWriter:
     generator, discriminator = build_models(MODEL, seed=1)
     optimizer_g, optimizer_d = make_optimizers(generator, discriminator, 2e-4, (0.5, 0.999))
-    return RunOutputs(
-        enabled=True, out_dir=tmp_path / "run", generator=generator, discriminator=discriminator,
-        optimizer_g=optimizer_g, optimizer_d=optimizer_d, model_config=MODEL,
-        run_config={"data": {"dataset": "fashion-mnist"}}, fixed_noise=torch.randn(16, 8, 1, 1),
-        resume_step=None, hub=hub,
+    models = ServerState(generator, discriminator, optimizer_g, optimizer_d)
+    return RunWriter(
+        tmp_path / "run", models, MODEL, {"data": {"dataset": "fashion-mnist"}}, 0,
+        "train-local", "fashion-mnist", hub=hub,
+        history=HistoryWriter(tmp_path / "run" / "history.csv"),
     )  # fmt: skip
 
 
@@ -185,9 +187,9 @@ def test_a_slow_hub_does_not_slow_the_training_side(
     sample_calls, hub_calls = [], []
     snapshot_of = outputs._hub_snapshot
 
-    def timed_snapshot(grid: Path) -> HubSnapshot:  # a stopwatch around the real thing
+    def timed_snapshot(grid: Path, curves: Path | None) -> HubSnapshot:  # a stopwatch around it
         started = time.perf_counter()
-        snap = snapshot_of(grid)
+        snap = snapshot_of(grid, curves)
         hub_calls.append(time.perf_counter() - started)
         return snap
 
@@ -202,7 +204,7 @@ def test_a_slow_hub_does_not_slow_the_training_side(
     monkeypatch.setattr(outputs, "_hub_snapshot", timed_snapshot)
     monkeypatch.setattr(pub, "offer", timed_offer)
     for step in range(1, 6):
-        outputs.append({"step": step, "epoch": step / 10, "images_seen": 16 * step,
+        outputs.record({"step": step, "epoch": step / 10, "images_seen": 16 * step,
                         "d_loss": 1.0 + step, "g_loss": 2.0 + step})  # fmt: skip
         started = time.perf_counter()
         outputs.samples(f"epoch_{step:04d}")

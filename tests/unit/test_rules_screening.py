@@ -31,6 +31,7 @@ from ganfriends.rules.capabilities import (
 from ganfriends.rules.mdgan import WEIGHTS
 from ganfriends.rules.screening import Screening, screen_units
 from ganfriends.rules.work import UnitStart, Workspace
+from ganfriends.training import setup as training_setup
 from ganfriends.training import simulate as simulate_module
 from ganfriends.training.progress import TrainingProgress
 from ganfriends.training.simulate import Students, Tamper
@@ -297,7 +298,7 @@ def simulate_sync(
     tamper: Tamper | None = None,
     students: Students | None = None,
 ) -> Path:
-    monkeypatch.setattr(simulate_module, "make_dataset", lambda *a, **k: Labelled())
+    monkeypatch.setattr(training_setup, "make_dataset", lambda *a, **k: Labelled())
     config = Config()
     config.coordinator.mode = "sync"
     config.coordinator.sample_interval = 10**9

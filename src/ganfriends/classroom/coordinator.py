@@ -27,7 +27,6 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from ganfriends import rng
 from ganfriends.classroom import queue
 from ganfriends.classroom.intake import Valid, reject_copy
 from ganfriends.classroom.outputs import CoordinatorOutputs
@@ -44,7 +43,7 @@ from ganfriends.classroom.state import (
 from ganfriends.classroom.waiting import ResultsWaiter, RunLocked, RunStopped
 from ganfriends.classroom.watchdog import Watchdog
 from ganfriends.config import Config
-from ganfriends.data import ImageDataset, fingerprint_mismatch, make_dataset
+from ganfriends.data import fingerprint_mismatch
 from ganfriends.db import (
     Database,
     DatabaseError,
@@ -54,37 +53,22 @@ from ganfriends.db import (
 from ganfriends.db.notifications import Listener
 from ganfriends.db.session_lock import SessionLock
 from ganfriends.errors import GanError
-from ganfriends.models import ModelConfig
 from ganfriends.rules import MODES, NEEDS_DATASET, plan_from_config
-from ganfriends.rules.base import Unit, network_buffers, total_stats
-from ganfriends.rules.capabilities import (
-    device_moves,
-    device_state_spec,
-    inputs_of,
-    publishes_weights,
-)
-from ganfriends.rules.screening import first_non_finite, screen_units
+from ganfriends.rules.advance import Advance, NonFiniteStrikes, NonFiniteUpdate
+from ganfriends.rules.base import Unit
+from ganfriends.rules.capabilities import device_state_spec
+from ganfriends.rules.screening import Clipped, Refused
 from ganfriends.signals import StopRequest
-from ganfriends.tracking import open_log
+from ganfriends.training.setup import model_config_for, open_dataset
 
 __all__ = ["Coordinator", "CoordinatorResult", "NonFiniteUpdate", "RunLocked", "RunStopped"]
 
-NUM_SAMPLES = 64  # images per sample grid
-
-
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a statement that hit lock_timeout
-
-
-class NonFiniteUpdate(GanError):
-    """Combining a version's results produced NaN or inf: nothing may be published."""
 
 
 class ResultsRefused(GanError):
     """Screening refused results of the version (each rejected against its worker, its unit
     back in the queue): nothing was combined; the coordinator waits for other copies."""
-
-
-MAX_NON_FINITE = 3  # consecutive non-finite updates of one version before the coordinator stops
 
 
 @dataclass
@@ -112,31 +96,14 @@ class Coordinator:
 
     # ------------------------------------------------------------------ set-up
 
-    def _open_dataset(self, name: str, image_size: int | None) -> ImageDataset:
-        data = self.config.data
-        return make_dataset(
-            name,
-            path=data.dataset_path,
-            image_size=image_size,
-            data_dir=data.data_dir,
-            download=data.download,
-        )
-
     def _create_run(self) -> int:
         cfg = self.config
         mode = cfg.coordinator.mode
         if mode not in MODES:
             raise GanError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
-        dataset = self._open_dataset(cfg.data.dataset, cfg.training.image_size)
+        dataset = open_dataset(cfg.data, cfg.data.dataset, cfg.training.image_size)
         fingerprint = dataset.fingerprint()
-        model_config = ModelConfig(
-            image_size=dataset.image_size,
-            channels=dataset.channels,
-            latent_dim=cfg.training.latent_dim,
-            g_features=cfg.training.g_features,
-            d_features=cfg.training.d_features,
-            arch=cfg.training.model,
-        )
+        model_config = model_config_for(cfg, dataset)
         plan = plan_from_config(mode, cfg, dataset)
         with self.db.transaction() as tx:
             run_id = create_run(
@@ -202,8 +169,8 @@ class Coordinator:
         run = queue.get_run(self.db, run_id)
         dataset = None
         if run.mode in NEEDS_DATASET:
-            dataset = self._open_dataset(
-                str(run.fingerprint["name"]), int(run.model_config.image_size)
+            dataset = open_dataset(
+                self.config.data, str(run.fingerprint["name"]), int(run.model_config.image_size)
             )
             reason = fingerprint_mismatch(dataset, run.fingerprint)
             if reason is not None:
@@ -220,65 +187,41 @@ class Coordinator:
         return state
 
     def _loop(self, state: RunState, stop: StopRequest, lock: SessionLock) -> CoordinatorResult:
-        self.outputs.open_hub()  # first: a missing huggingface_hub is an error before anything
-        # Woken by each accepted upload (LISTEN/NOTIFY) instead of sleeping out the poll interval.
-        wakeups = self.db.listener("listen_results")
-        log = open_log(self.config.tracking, self.output_dir, f"run-{state.run_id}")
-        log.params(state.run.stored_config)
-        self.outputs.log = log
+        self.outputs.open(state)
         try:
-            return self._run_versions(state, stop, lock, wakeups)
+            # Woken by each accepted upload (LISTEN/NOTIFY) instead of sleeping out the poll
+            # interval.
+            wakeups = self.db.listener("listen_results")
+            try:
+                return self._run_versions(state, stop, lock, wakeups)
+            finally:
+                wakeups.close()
         finally:
-            wakeups.close()
-            self.outputs.close_hub()
-            latest = self.output_dir / "checkpoints" / "latest.pt"
-            if latest.exists():
-                log.artifact(latest)
-            log.close()
+            self.outputs.close()
 
     def _run_versions(
         self, state: RunState, stop: StopRequest, lock: SessionLock, wakeups: Listener
     ) -> CoordinatorResult:
-        fixed_noise = rng.latent_noise(
-            NUM_SAMPLES, state.run.model_config.latent_dim, state.plan.seed, rng.FIXED_NOISE
-        )
         interval = self.config.coordinator.sample_interval
-        eval_interval = self.config.coordinator.eval_interval
-        evaluator = self.outputs.evaluator(state) if eval_interval else None
         published_at = time.monotonic()
         total = state.plan.total_versions
-        non_finite = 0
+        strikes = NonFiniteStrikes()
         while state.version < total and not stop.requested:
             results = self.waiter.wait(state, stop, published_at, lock, wakeups)
             if results is None:
                 break
             wait_seconds = time.monotonic() - published_at
             try:
-                self.apply_update(state, results, wait_seconds)
-                non_finite = 0
+                values = self.apply_update(state, results, wait_seconds)
+                strikes.passed()
             except ResultsRefused:
                 continue  # nothing was combined: wait for the refused units' other copies
             except NonFiniteUpdate as exc:
                 # Nothing was published; the in-memory state is spoiled: take the last good
                 # version from the database again and have the units computed anew.
-                non_finite += 1
                 self.console.print(f"[red]{escape(str(exc))}: nothing published[/]")
-                if non_finite >= MAX_NON_FINITE:
-                    raise GanError(
-                        f"{exc}, {non_finite} times in a row: stopping with version "
-                        f"{state.version} as the last good one (the run resumes from it)"
-                    ) from exc
-                # Every copy goes back to be computed again, but none is blamed: which one made
-                # the update non-finite cannot be told, and honest students must never be
-                # quarantined for another's upload.
-                for v in results:
-                    queue.reject(
-                        self.db,
-                        state.run_id,
-                        v.upload,
-                        "the combined update was not finite (not counted against anyone)",
-                        blame=False,
-                    )
+                strikes.failed(exc, state.version, then=" (the run resumes from it)")
+                self._compute_again(state, results)
                 state = self._reload(state.run_id, stop)
                 continue
             except DatabaseUnavailable:
@@ -302,25 +245,40 @@ class Coordinator:
             # An outage here costs nothing: the next update's vacuum takes these dead rows too.
             with contextlib.suppress(DatabaseUnavailable):
                 self.reclaim()
-            # Grids, checkpoints and scores at whole steps: an alternating run's odd versions
-            # hold D's new step and G's old one.
+            # Every version's values at its step (scored at whole steps when due); grids and
+            # checkpoints at whole steps: an alternating run's odd versions hold D's new step
+            # and G's old one.
+            self.outputs.published(state, values)
             step, mid_step = divmod(state.version, state.plan.versions_per_step)
-            if mid_step:
-                continue
-            if step % interval == 0 or state.version == total:
-                self.outputs.write(state, fixed_noise)
-            if evaluator is not None and eval_interval and step % eval_interval == 0:
-                self.outputs.evaluate(state, evaluator)
-        complete = state.version >= total
+            if not mid_step and (step % interval == 0 or state.version == total):
+                self.outputs.write(state)
+        return self._stopped(state)
+
+    def _stopped(self, state: RunState) -> CoordinatorResult:
+        """Say where the loop ended; a stopped run keeps its last whole step's outputs."""
+        complete = state.version >= state.plan.total_versions
         if complete:
             self.console.print(f"run {state.run_id} complete at version {state.version}")
         else:
             if state.version % state.plan.versions_per_step == 0:
-                self.outputs.write(state, fixed_noise)
+                self.outputs.write(state)
             self.console.print(
                 f"coordinator stopped at version {state.version}; run it again to resume"
             )
         return CoordinatorResult(state.run_id, state.version, complete)
+
+    def _compute_again(self, state: RunState, results: list[Valid]) -> None:
+        """Every copy of a version whose combined update was not finite goes back to be computed
+        again, none blamed: which one made it non-finite cannot be told, and honest students
+        must never be quarantined for another's upload."""
+        for v in results:
+            queue.reject(
+                self.db,
+                state.run_id,
+                v.upload,
+                "the combined update was not finite (not counted against anyone)",
+                blame=False,
+            )
 
     def _reload(self, run_id: int, stop: StopRequest) -> RunState:
         """The run's state from the database, waiting out an outage (a stop ends the wait with
@@ -338,65 +296,26 @@ class Coordinator:
         workers compute the next version: it is off their path."""
         self.db.execute("vacuum_blob_tables")
 
-    def apply_update(self, state: RunState, valid: list[Valid], wait_seconds: float) -> None:
-        """Combine with the run's rule, then publish v+1 in one transaction."""
+    def apply_update(
+        self, state: RunState, valid: list[Valid], wait_seconds: float
+    ) -> dict[str, float]:
+        """Screen and combine with the run's rule (``rules/advance.py``), then publish v+1 in one
+        transaction; returns the version's values for the run's outputs."""
         units: list[Unit] = [v.upload.unit for v in valid]
-        for v in valid:
-            if v.result.stats.skipped:  # the same files everywhere: every copy lacks them
-                self.console.print(
-                    f"[yellow]unit {v.upload.unit.index}[/]: {v.result.stats.skipped} unreadable "
-                    f"images skipped (worker {v.upload.worker_id}); the unit trained on "
-                    f"{v.result.images}"
-                )
-        factor = self.config.coordinator.clip_factor
-        server, rule = state.server, state.rule
+        self._note_skipped(valid)
+        # Screening's memory is recorded with each version's update row and loaded with the run
+        # state, so a restarted coordinator screens the next version exactly as this one would.
+        advance = Advance(state.rule, self.config.coordinator.clip_factor, state.norm_history)
         # One vote per student: their role, or a key of its own for each instructor's worker.
-        students = [v.upload.student for v in valid]
-        # Recorded with each version's update row and loaded with the run state, so a restarted
-        # coordinator screens the next version exactly as this one would have.
-        history = state.norm_history
-        previous: dict[int, dict[str, torch.Tensor]] = {}
-        state_spec = device_state_spec(rule, server.generator, server.discriminator)
-        for unit in units:
-            blob = None
-            if state_spec is not None and unit.device is not None:
-                blob = queue.device_state(self.db, state.run_id, unit.device)
-            if blob is not None and unit.device is not None and state_spec is not None:
-                previous[unit.device] = decode_device_state(blob, state_spec)
-        screening = screen_units(
-            rule, units, [v.result for v in valid], students, history, factor,
-            published=network_buffers(server.generator, server.discriminator)
-            if publishes_weights(rule) else None,
-            previous_states=previous,
+        screening = advance.screen(
+            state.server, units, [v.result for v in valid], [v.upload.student for v in valid],
+            self._device_states(state, units),
         )  # fmt: skip
-        for c in screening.clipped:
-            upload = valid[c.index].upload
-            self.console.print(
-                f"[yellow]clipped[/] unit {upload.unit.index} from worker {upload.worker_id}: "
-                f"{c.group} norm {c.norm:.3g} scaled to {c.bound:.3g} "
-                f"(the version's bound, {factor:g}x a reference of its votes and recent versions)"
-            )
+        self._note_clipped(valid, screening.clipped)
         if screening.refused:
-            for refused in screening.refused:
-                # Blamed and requeued like a copy refused on arrival (a unit refused for several
-                # students stops the run: then it is our bug).
-                reject_copy(self.db, state, valid[refused.index].upload, refused.reason,
-                            self.console)  # fmt: skip
-            raise ResultsRefused(
-                f"{len(screening.refused)} result(s) of version {state.version} refused"
-            )
-        results = screening.results
-        rule.combine(server, units, results)
-        bad = first_non_finite(state.server)
-        if bad is not None:
-            raise NonFiniteUpdate(
-                f"combining version {state.version}'s results made {bad} non-finite"
-            )
-        record = state.rule.history(state.version, total_stats(results))
-        new_version = state.version + 1
-        plan = state.plan
-        next_units = state.rule.units_of(new_version) if new_version < plan.total_versions else []
-        inputs = inputs_of(state.rule, state.server, new_version)  # before encoding the weights
+            self._refuse(state, valid, screening.refused)
+        update = advance.combine(state.server, units, screening)
+        plan, record = state.plan, update.record
         weights, optimizer_states = server_blobs(state.server)
         keep = self.config.coordinator
         contributors = len({v.upload.worker_id for v in valid})
@@ -404,50 +323,79 @@ class Coordinator:
             queue.publish(
                 tx,
                 state.run,
-                new_version,
+                update.version,
                 weights=weights,
                 optimizer_states=optimizer_states,
-                units=next_units,
+                units=update.next_units,
                 consumed=Consumed(
                     unit_ids=[v.upload.unit_id for v in valid],
                     worker_ids=[v.upload.worker_id for v in valid],
                     record=record,
-                    epoch=plan.epochs_done(new_version),
+                    epoch=plan.epochs_done(update.version),
                     contributors=contributors,
                     wait_seconds=wait_seconds,
-                    norms=screening.reference,
+                    norms=update.reference,
                 ),
                 retention=Retention(keep.keep_last_versions, keep.keep_every_versions),
-                inputs=None if inputs is None else encode_inputs(inputs),
-                device_moves=device_moves(state.rule, new_version),
+                inputs=None if update.inputs is None else encode_inputs(update.inputs),
+                device_moves=update.moves,
             )
-        state.server.version = new_version
-        state.server.images_seen += record.images
+        advance.published(state.server, update)
         self.waiter.published()
-        state.advanced(screening.reference)
-        # Logged at the optimizer step the version belongs to (an alternating step's D version
-        # and G version both log at it), as train-local logs its steps.
-        self.outputs.metrics(
-            -(-new_version // plan.versions_per_step),
-            {
-                "epoch": plan.epochs_done(new_version),
-                "images_seen": state.server.images_seen,
-                "contributors": contributors,
-                "wait_seconds": wait_seconds,
-            }
-            | {
-                name: value
-                for name, value in (
-                    ("d_loss", record.d_loss),
-                    ("g_loss", record.g_loss),
-                    ("d_real", record.d_real),
-                    ("d_fake", record.d_fake),
-                )
-                if value == value  # a phase's unmeasured values are NaN
-            },
-        )
+        state.advanced(update.reference)
         self.console.print(
-            f"version {new_version}/{plan.total_versions} "
-            f"epoch {plan.epochs_done(new_version):.2f} "
+            f"version {update.version}/{plan.total_versions} "
+            f"epoch {plan.epochs_done(update.version):.2f} "
             f"{record.describe()} ({contributors} workers, {wait_seconds:.1f}s)"
         )
+        # A phase's unmeasured values are NaN: the outputs leave them out.
+        return {
+            "epoch": plan.epochs_done(update.version),
+            "contributors": contributors,
+            "wait_seconds": wait_seconds,
+            "d_loss": record.d_loss,
+            "g_loss": record.g_loss,
+            "d_real": record.d_real,
+            "d_fake": record.d_fake,
+        }
+
+    def _refuse(self, state: RunState, valid: list[Valid], refused: list[Refused]) -> None:
+        """Reject the refused copies and raise :class:`ResultsRefused`: nothing is combined."""
+        for r in refused:
+            # Blamed and requeued like a copy refused on arrival (a unit refused for several
+            # students stops the run: then it is our bug).
+            reject_copy(self.db, state, valid[r.index].upload, r.reason, self.console)
+        raise ResultsRefused(f"{len(refused)} result(s) of version {state.version} refused")
+
+    def _device_states(
+        self, state: RunState, units: list[Unit]
+    ) -> dict[int, dict[str, torch.Tensor]]:
+        """The stored state of each unit's device before the unit (per-device modes)."""
+        spec = device_state_spec(state.rule, state.server.generator, state.server.discriminator)
+        states: dict[int, dict[str, torch.Tensor]] = {}
+        for unit in units:
+            if spec is None or unit.device is None:
+                continue
+            blob = queue.device_state(self.db, state.run_id, unit.device)
+            if blob is not None:
+                states[unit.device] = decode_device_state(blob, spec)
+        return states
+
+    def _note_skipped(self, valid: list[Valid]) -> None:
+        for v in valid:
+            if v.result.stats.skipped:  # the same files everywhere: every copy lacks them
+                self.console.print(
+                    f"[yellow]unit {v.upload.unit.index}[/]: {v.result.stats.skipped} unreadable "
+                    f"images skipped (worker {v.upload.worker_id}); the unit trained on "
+                    f"{v.result.images}"
+                )
+
+    def _note_clipped(self, valid: list[Valid], clipped: list[Clipped]) -> None:
+        factor = self.config.coordinator.clip_factor
+        for c in clipped:
+            upload = valid[c.index].upload
+            self.console.print(
+                f"[yellow]clipped[/] unit {upload.unit.index} from worker {upload.worker_id}: "
+                f"{c.group} norm {c.norm:.3g} scaled to {c.bound:.3g} "
+                f"(the version's bound, {factor:g}x a reference of its votes and recent versions)"
+            )

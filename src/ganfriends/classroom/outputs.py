@@ -1,74 +1,131 @@
-"""What the coordinator writes for people to look at: sample grids (on disk, in the database
-for the dashboard, in the experiment log), a train-local-format checkpoint, and FID scores."""
+"""What the coordinator writes for people to look at, through the writer every run uses
+(``training/writer.py``: sample grids, a train-local-format checkpoint, scores, the experiment
+log, the Hub), and what only a class run adds: each grid and each score in the database, where
+the dashboard reads them.
+
+The writer's x-axis is the optimizer step: version v belongs to step ceil(v / versions per step),
+so an alternating step's D version and G version, its grid and its scores share one step. The
+database keeps versions (``insert_sample``, ``insert_evaluation``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from rich.console import Console
 
 from ganfriends.classroom.state import RunState
 from ganfriends.config import Config
 from ganfriends.db import Database
 from ganfriends.errors import GanError
-from ganfriends.grid import save_grid
-from ganfriends.hub import HubPublisher, open_publisher, take_snapshot, training_metadata
-from ganfriends.hub.files import HubSnapshot
-from ganfriends.tracking import ExperimentLog
-from ganfriends.training.checkpoint import save_checkpoint
+from ganfriends.hub import open_publisher
+from ganfriends.tracking import open_log
+from ganfriends.training.setup import scoring_evaluator
+from ganfriends.training.writer import RunWriter
 
 if TYPE_CHECKING:
     from ganfriends.evaluation import Evaluator
 
 
+def step_of(state: RunState) -> int:
+    """The optimizer step ``state``'s version belongs to (the step its versions complete)."""
+    return -(-state.version // state.plan.versions_per_step)
+
+
 class CoordinatorOutputs:
-    """Grids, checkpoint and scores of the coordinator's run, under ``output_dir``."""
+    """Grids, checkpoint, scores, experiment log and Hub of the coordinator's run, under
+    ``output_dir``; the grids and scores also in the database."""
 
     def __init__(self, db: Database, config: Config, output_dir: Path, console: Console) -> None:
         self.db = db
         self.config = config
         self.output_dir = output_dir
         self.console = console
-        self.log = ExperimentLog()  # --logger: set for the run by the coordinator's loop
-        self.hub: HubPublisher | None = None  # the huggingface section: set by open_hub
-        self.latest: dict[str, float] = {}  # the newest version's losses and FID, for the Hub
+        self._writer: RunWriter | None = None
+        self._state: RunState | None = None
 
-    def open_hub(self) -> None:
-        """Start pushing to the Hugging Face Hub if the config says so."""
-        self.hub = open_publisher(self.config.huggingface, self.console)
+    @property
+    def writer(self) -> RunWriter:
+        """The run's writer (once :meth:`open`)."""
+        if self._writer is None:
+            raise RuntimeError("the coordinator's outputs are not open")
+        return self._writer
 
-    def close_hub(self) -> None:
-        """Push the newest state if it was not, with a bounded wait."""
-        if self.hub is not None:
-            self.hub.close()
-            self.hub = None
-
-    def metrics(self, step: int, values: dict[str, float]) -> None:
-        """A version's statistics, logged at optimizer step ``step``: to the experiment log, and
-        remembered for the Hub."""
-        self.log.metrics(step, values)
-        self.latest.update(values)
+    def open(self, state: RunState) -> None:
+        """Start writing ``state``'s run: the Hub first (a missing huggingface_hub is an error
+        before anything), then the experiment log and (``--eval-interval``) the evaluator."""
+        config, run = self.config, state.run
+        hub = open_publisher(config.huggingface, self.console)
+        interval = config.coordinator.eval_interval
+        try:
+            evaluator = self.evaluator(state) if interval else None
+            log = open_log(config.tracking, self.output_dir, f"run-{state.run_id}")
+        except BaseException:
+            if hub is not None:
+                hub.close()
+            raise
+        name = run.fingerprint.get("name")
+        self._state = state
+        self._writer = RunWriter(
+            self.output_dir, state.server, run.model_config, run.stored_config, state.plan.seed,
+            f"class run {state.run_id} ({run.mode})", None if name is None else str(name),
+            log=log, hub=hub, evaluator=evaluator, eval_interval=interval, extra=self,
+            step=step_of(state), images_seen=state.server.images_seen,
+        )  # fmt: skip
 
     def evaluator(self, state: RunState) -> Evaluator:
         """Scores the run's generator against its dataset's held-out images (prepared once)."""
-        from ganfriends.evaluation import Evaluator
+        return scoring_evaluator(
+            self.config, dataset=state.run.config.data.dataset,
+            image_size=state.run.model_config.image_size, seed=state.plan.seed, device="cpu",
+            console=self.console,
+        )  # fmt: skip
 
-        return Evaluator.for_dataset(
-            state.run.config.data.dataset,
-            dataset_path=self.config.data.dataset_path,
-            data_dir=self.config.data.data_dir,
-            image_size=state.run.model_config.image_size,
-            num_samples=self.config.training.eval_samples,
-            seed=state.plan.seed,
-            device="cpu",
-            progress=self.console.print,
+    def published(self, state: RunState, values: Mapping[str, float]) -> None:
+        """A published version's values, at its optimizer step; a whole step due for scoring
+        is scored."""
+        whole_step = state.version % state.plan.versions_per_step == 0
+        self._follow(state).record(
+            {"step": step_of(state), "images_seen": state.server.images_seen, **values},
+            whole_step=whole_step,
         )
 
-    def evaluate(self, state: RunState, evaluator: Evaluator) -> None:
-        """Score the current version and record it in the database."""
-        scores = evaluator.evaluate(state.server.generator)
+    def write(self, state: RunState) -> None:
+        """The grid and ``latest.pt`` of a whole step."""
+        writer = self._follow(state)
+        writer.samples(f"version_{state.version:06d}")
+        writer.checkpoint(epoch=int(state.plan.epochs_done(state.version)))
+
+    def close(self) -> None:
+        """Push the newest state to the Hub if it was not (a bounded wait); finish the log."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _follow(self, state: RunState) -> RunWriter:
+        # A coordinator rebuilds its state from the database after an outage: write that one.
+        writer = self.writer
+        self._state = state
+        writer.models = state.server
+        writer.at(step_of(state), state.server.images_seen)
+        return writer
+
+    # ------------------------------------------------------- what only a class run writes
+
+    def grid(self, path: Path) -> None:
+        """The same PNG in the database: the dashboard runs on any machine that reaches it."""
+        assert self._state is not None
+        try:
+            self.db.execute("insert_sample", run_id=self._state.run_id,
+                            version=self._state.version, png=path.read_bytes())  # fmt: skip
+        except GanError as exc:  # a DatabaseError: a grid the dashboard misses must not stop us
+            self.console.print(f"[yellow]sample grid not stored in the database: {exc}[/]")
+
+    def scores(self, scores: Mapping[str, float]) -> None:
+        """The version's scores in the database, and a line saying them."""
+        state = self._state
+        assert state is not None
         self.db.execute(
             "insert_evaluation",
             run_id=state.run_id,
@@ -81,54 +138,7 @@ class CoordinatorOutputs:
             recall=scores["recall"],
             num_samples=int(scores["num_samples"]),
         )
-        self.metrics(state.version, {k: v for k, v in scores.items() if k != "num_samples"})
         self.console.print(
             f"version {state.version}: FID {scores['fid']:.2f}, KID {scores['kid_mean']:.3f}, "
             f"precision {scores['precision']:.2f}, recall {scores['recall']:.2f}"
         )
-
-    def write(self, state: RunState, fixed_noise: torch.Tensor) -> None:
-        """Sample grid and a train-local-format checkpoint."""
-        server = state.server
-        generator = server.generator
-        generator.eval()
-        with torch.no_grad():
-            fakes = generator(fixed_noise)
-        generator.train()
-        samples = self.output_dir / "samples"
-        grid = save_grid(fakes, samples / f"version_{state.version:06d}.png", nrow=8)
-        save_grid(fakes, samples / "latest.png", nrow=8)
-        self.log.image(state.version, grid.stem, grid)
-        try:
-            # The same PNG in the database: the dashboard runs on any machine that reaches it.
-            self.db.execute(
-                "insert_sample", run_id=state.run_id, version=state.version, png=grid.read_bytes()
-            )
-        except GanError as exc:  # a DatabaseError: a grid the dashboard misses must not stop us
-            self.console.print(f"[yellow]sample grid not stored in the database: {exc}[/]")
-        save_checkpoint(
-            self.output_dir / "checkpoints" / "latest.pt",
-            generator=server.generator,
-            discriminator=server.discriminator,
-            optimizer_g=server.optimizer_g,
-            optimizer_d=server.optimizer_d,
-            epoch=int(state.plan.epochs_done(state.version)),
-            step=state.version // state.plan.versions_per_step,
-            images_seen=state.server.images_seen,
-            model_config=state.run.model_config,
-            run_config=state.run.stored_config,
-        )
-        if self.hub is not None:
-            self.hub.offer(self._hub_snapshot(state, grid))
-
-    def _hub_snapshot(self, state: RunState, grid: Path) -> HubSnapshot:
-        server = state.server
-        epoch = round(float(state.plan.epochs_done(state.version)), 4)
-        stats = {**self.latest, "images_seen": server.images_seen, "epoch": epoch}
-        source = f"class run {state.run_id} ({state.run.mode})"
-        dataset = state.run.fingerprint.get("name")
-        # The optimizer step, as train-local counts them (an alternating step is two versions).
-        step = state.version // state.plan.versions_per_step
-        metadata = training_metadata(source, dataset, step, stats, state.run.model_config)
-        # A class run's curves live in its database (the dashboard): no curves.png.
-        return take_snapshot(server.generator, server.discriminator, grid, None, metadata)

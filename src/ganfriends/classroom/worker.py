@@ -30,7 +30,7 @@ from ganfriends.classroom import queue
 from ganfriends.classroom.queue import Claim, Hardware, Outgoing, Run
 from ganfriends.classroom.unit_work import Computed, VersionGone, WorkSession
 from ganfriends.config import Config
-from ganfriends.data import ImageDataset, fingerprint_mismatch, make_dataset
+from ganfriends.data import ImageDataset, fingerprint_mismatch
 from ganfriends.db import (
     Database,
     DatabaseError,
@@ -41,6 +41,7 @@ from ganfriends.db import (
 from ganfriends.device import describe_device, resolve_device
 from ganfriends.errors import GanError
 from ganfriends.signals import StopRequest
+from ganfriends.training.setup import open_dataset
 
 IDLE_BACKOFF_START = 0.1  # seconds: first wait after an empty poll
 IDLE_BACKOFF_FACTOR = 1.15  # huey's gentle growth, capped by worker.poll_interval
@@ -112,13 +113,8 @@ class Worker:
 
     def _open_dataset(self, run: Run) -> ImageDataset:
         """The run's dataset from this machine's copy; refuse to work on different data."""
-        data = self.config.data
-        dataset = make_dataset(
-            run.config.data.dataset,
-            path=data.dataset_path,
-            image_size=run.model_config.image_size,
-            data_dir=data.data_dir,
-            download=data.download,
+        dataset = open_dataset(
+            self.config.data, run.config.data.dataset, run.model_config.image_size
         )
         reason = fingerprint_mismatch(dataset, run.fingerprint)
         if reason is not None:

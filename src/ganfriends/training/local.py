@@ -7,44 +7,45 @@ run ends where an uninterrupted one would.
 
 Under torchrun the same trainer runs in every process (nanoGPT train.py's environment-detected
 branch): ``ganfriends.cluster.distributed`` gives each process its share of every batch and sums
-the gradients between each backward and its optimizer step, and :class:`RunOutputs` is the one
-place that lets only rank 0 print and write.
+the gradients between each backward and its optimizer step, and the run's writer
+(:class:`~ganfriends.training.writer.RunWriter`) lets only rank 0 write.
+
+``_train`` reads as its three parts: :func:`_set_up` (checkpoint, data, schedule, models),
+:func:`_loop` (epochs of steps: :func:`_step`, then a row, grids and checkpoints) and
+:func:`_finish` (what an interrupted or finished run keeps).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
 
 from ganfriends import rng
-from ganfriends.cluster.distributed import Cluster, joined
+from ganfriends.cluster.distributed import Cluster, StepHooks, joined
 from ganfriends.config import Config
-from ganfriends.data import BatchLoader, ImageDataset, make_dataset
+from ganfriends.data import BatchLoader, ImageDataset
 from ganfriends.device import describe_device
 from ganfriends.errors import CheckpointError, ConfigError, DatasetError
-from ganfriends.grid import save_grid
-from ganfriends.hub import HubPublisher, open_publisher, take_snapshot, training_metadata
-from ganfriends.hub.files import HubSnapshot
-from ganfriends.losses import make_loss
+from ganfriends.hub import open_publisher
+from ganfriends.losses import GanLoss, make_loss
 from ganfriends.models import ModelConfig, build_models, count_parameters
+from ganfriends.rules.base import ServerState
 from ganfriends.rules.registry import SHARED_RUN_DEFINING
 from ganfriends.schedule import BatchSchedule
-from ganfriends.signals import graceful_stop
-from ganfriends.step import MicroBatch, make_optimizers, train_step
+from ganfriends.signals import StopRequest, graceful_stop
+from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
 from ganfriends.tracking import ExperimentLog, open_log
-from ganfriends.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ganfriends.training.history import HistoryWriter, plot_curves
+from ganfriends.training.checkpoint import Checkpoint, load_checkpoint
+from ganfriends.training.history import HistoryWriter
 from ganfriends.training.progress import TrainingProgress
+from ganfriends.training.setup import model_config_for, open_dataset, scoring_evaluator
+from ganfriends.training.writer import RunWriter
 
-if TYPE_CHECKING:
-    from ganfriends.evaluation import Evaluator
-
-NUM_SAMPLES = 64  # images in each sample grid (8 x 8)
+__all__ = ["RUN_DEFINING", "LocalRunResult", "micro_batches", "model_config_for", "train_local"]
 
 # Options that define a run's trajectory: on --resume the checkpoint's values win, so the resumed
 # run continues the same computation.
@@ -65,41 +66,6 @@ class LocalRunResult:
     output_dir: Path
     latest_checkpoint: Path
     stopped_early: bool
-
-
-def model_config_for(config: Config, dataset: ImageDataset) -> ModelConfig:
-    """A run's architecture: the dataset fixes image size and channels, the config the rest."""
-    try:
-        return ModelConfig(
-            image_size=dataset.image_size,
-            channels=dataset.channels,
-            latent_dim=config.training.latent_dim,
-            g_features=config.training.g_features,
-            d_features=config.training.d_features,
-            arch=config.training.model,
-        )
-    except ValueError as exc:  # e.g. --model lsgan on 64x64 images: say which option to change
-        raise ConfigError(f"--model {config.training.model}: {exc} (see --image-size)") from exc
-
-
-def scoring_evaluator(
-    config: Config, dataset: ImageDataset, device: torch.device, console: Console
-) -> Evaluator | None:
-    """The evaluator that scores a run during training (``--eval-interval``), or None."""
-    if config.local.eval_interval is None:
-        return None
-    from ganfriends.evaluation import Evaluator
-
-    return Evaluator.for_dataset(
-        config.data.dataset,
-        dataset_path=config.data.dataset_path,
-        data_dir=config.data.data_dir,
-        image_size=dataset.image_size,
-        num_samples=config.training.eval_samples,
-        seed=config.training.seed,
-        device=str(device),
-        progress=console.print,
-    )
 
 
 def _adopt_checkpoint_settings(config: Config, checkpoint: Checkpoint, console: Console) -> None:
@@ -131,98 +97,44 @@ def micro_batches(real: torch.Tensor, z: torch.Tensor, size: int) -> list[MicroB
 
 
 @dataclass
-class RunOutputs:
-    """Everything a run writes: history, sample grids, curves and checkpoints.
+class LocalRun:
+    """A local run, set up: its data, schedule and models, and where its loop stands."""
 
-    On every process but rank 0 of a torchrun job it writes nothing: the one place where a job's
-    files are gated (nanoGPT's ``master_process``).
-    """
-
-    enabled: bool
-    out_dir: Path
-    generator: torch.nn.Module
-    discriminator: torch.nn.Module
-    optimizer_g: torch.optim.Optimizer
-    optimizer_d: torch.optim.Optimizer
+    config: Config
+    cluster: Cluster
+    console: Console
+    dataset: ImageDataset
+    schedule: BatchSchedule
+    models: ServerState  # plain networks and optimizers (what a checkpoint holds)
     model_config: ModelConfig
-    run_config: dict[str, Any]
-    fixed_noise: torch.Tensor
-    resume_step: int | None
-    log: ExperimentLog = field(default_factory=ExperimentLog)  # --logger: TensorBoard, MLflow
-    hub: HubPublisher | None = None  # the huggingface section: pushes from a background thread
+    loss: GanLoss
+    hooks: StepHooks  # what steps the optimizers and sums gradients under this job's strategy
+    share: slice  # this process's images of each global batch
+    micro: int
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0
+    images_seen: int = 0
+    saved_step: int = -1  # the step latest.pt holds (-1: none yet)
+    mid_step: bool = False  # True while D may be updated and G not yet: never saved
+    skipped: int = 0  # unreadable images left out
+    stopping: bool = False
 
-    def __post_init__(self) -> None:
-        self.last_row: dict[str, float | int] = {}  # the newest history row, for the Hub
-        self.history = (
-            HistoryWriter(self.out_dir / "history.csv", resume_step=self.resume_step)
-            if self.enabled
-            else None
-        )
-        self.step = self.resume_step or 0
-        if self.enabled:
-            self.log.params(self.run_config)
+    @property
+    def epoch(self) -> int:
+        """Completed epochs."""
+        return self.step // self.steps_per_epoch
 
-    def append(self, row: dict[str, float | int]) -> None:
-        """One history row (a finished step)."""
-        if self.history is not None:
-            self.history.append(row)
-            self.step = int(row["step"])
-            self.last_row = {**self.last_row, **row}  # keeps the last FID between scored steps
-            self.log.metrics(self.step, {k: v for k, v in row.items() if k != "step"})
+    @property
+    def out_dir(self) -> Path:
+        """Where the run writes."""
+        return Path(self.config.local.output_dir)
 
-    def save(self, path: Path, *, epoch: int, step: int, images_seen: int) -> None:
-        """A checkpoint of the run as it stands (plain tensors, no DDP ``module.`` prefix)."""
-        if self.history is None:
-            return
-        self.history.flush()
-        save_checkpoint(
-            path,
-            generator=self.generator,
-            discriminator=self.discriminator,
-            optimizer_g=self.optimizer_g,
-            optimizer_d=self.optimizer_d,
-            epoch=epoch,
-            step=step,
-            images_seen=images_seen,
-            model_config=self.model_config,
-            run_config=self.run_config,
-        )
-
-    def samples(self, tag: str) -> None:
-        """A sample grid from the fixed noise (also ``latest.png``) and the curves so far."""
-        if self.history is None:
-            return
-        self.history.flush()  # the curves are drawn from the file
-        self.generator.eval()
-        with torch.no_grad():
-            fakes = self.generator(self.fixed_noise)
-        self.generator.train()
-        grid = save_grid(fakes, self.out_dir / "samples" / f"{tag}.png", nrow=8)
-        save_grid(fakes, self.out_dir / "samples" / "latest.png", nrow=8)
-        plot_curves(self.out_dir / "history.csv", self.out_dir / "curves.png")
-        self.log.image(self.step, tag, grid)
-        if self.hub is not None:
-            self.hub.offer(self._hub_snapshot(grid))
-
-    def _hub_snapshot(self, grid: Path) -> HubSnapshot:
-        dataset = self.run_config.get("data", {}).get("dataset")
-        meta = training_metadata(
-            "train-local", dataset, self.step, self.last_row, self.model_config
-        )
-        curves = self.out_dir / "curves.png"
-        return take_snapshot(self.generator, self.discriminator, grid, curves, meta)
-
-    def close(self) -> None:
-        """Flush and close the history; the experiment log keeps the last checkpoint; the Hub
-        gets the final state (a bounded wait)."""
-        if self.hub is not None:
-            self.hub.close()
-        if self.history is not None:
-            self.history.close()
-            latest = self.out_dir / "checkpoints" / "latest.pt"
-            if latest.exists():
-                self.log.artifact(latest)
-            self.log.close()
+    def epoch_batches(self) -> list[list[int]]:
+        """This process's images of each step left in the current epoch."""
+        epoch_end = (self.epoch + 1) * self.steps_per_epoch
+        steps = range(self.step, min(epoch_end, self.total_steps))
+        return [self.schedule.images(s, self.share) for s in steps]
 
 
 def train_local(
@@ -242,11 +154,77 @@ def train_local(
 def _train(
     config: Config, cluster: Cluster, resume: str | Path | None, console: Console
 ) -> LocalRunResult:
+    run = _set_up(config, cluster, resume, console)
+    writer = _open_writer(run)
+    try:
+        _loop(run, writer)
+    finally:
+        _finish(run, writer)
+    return _report(run)
+
+
+# ---------------------------------------------------------------------------------- set-up
+
+
+def _set_up(
+    config: Config, cluster: Cluster, resume: str | Path | None, console: Console
+) -> LocalRun:
+    """Checkpoint, data, schedule and models of the run ``config`` (and ``resume``) describe."""
     training = config.training
     checkpoint = load_checkpoint(resume) if resume else None
     if checkpoint is not None:
         _adopt_checkpoint_settings(config, checkpoint, console)
     share = cluster.share(training.batch_size)
+    micro = _micro_batch(config, share, console)
+    latest = Path(config.local.output_dir) / "checkpoints" / "latest.pt"
+    if checkpoint is None and latest.exists():
+        raise ConfigError(
+            f"{config.local.output_dir} already holds a run: continue it with --resume {latest}, "
+            "or choose another --output-dir"
+        )
+    dataset = open_dataset(config.data, config.data.dataset, training.image_size)
+    model_config = model_config_for(config, dataset)
+    if checkpoint is not None and checkpoint.model_config != model_config:
+        raise CheckpointError(
+            f"checkpoint {resume} is for {checkpoint.model_config}, "
+            f"but the dataset gives {model_config.image_size}x{model_config.image_size}"
+            f"x{model_config.channels}"
+        )
+    steps_per_epoch, total_steps = _length(config, dataset)
+    models = _models(config, model_config, cluster.device, checkpoint, resume)
+    # Built after loading: every process then starts from the same weights and statistics.
+    hooks = cluster.step_hooks(
+        models.generator, models.discriminator, models.optimizer_g, models.optimizer_d,
+        micro_batch=micro, share=share.stop - share.start,
+    )  # fmt: skip
+    schedule = BatchSchedule(len(dataset), training.batch_size, training.seed)
+    loss = make_loss(training.loss)
+    run = LocalRun(config, cluster, console, dataset, schedule, models, model_config, loss, hooks,
+                   share, micro, steps_per_epoch, total_steps)  # fmt: skip
+    if checkpoint is not None:
+        run.step = run.saved_step = checkpoint.step
+        run.images_seen = checkpoint.images_seen
+    _announce(run)
+    return run
+
+
+def _length(config: Config, dataset: ImageDataset) -> tuple[int, int]:
+    """Steps per epoch and steps the run takes in all."""
+    training = config.training
+    steps_per_epoch = len(dataset) // training.batch_size
+    if steps_per_epoch == 0:
+        raise DatasetError(
+            f"the dataset has {len(dataset)} images, fewer than one batch of "
+            f"{training.batch_size}: lower --batch-size"
+        )
+    total_steps = training.epochs * steps_per_epoch
+    if config.local.max_steps is not None:
+        total_steps = min(total_steps, config.local.max_steps)
+    return steps_per_epoch, total_steps
+
+
+def _micro_batch(config: Config, share: slice, console: Console) -> int:
+    """The micro-batch each process splits its share of a batch into."""
     share_size = share.stop - share.start
     micro = config.training.micro_batch or share_size
     if micro > share_size:
@@ -256,42 +234,18 @@ def _train(
         )
         micro = share_size
     config.training.micro_batch = micro  # stored in checkpoints: a resume continues with it
+    return micro
 
-    out_dir = Path(config.local.output_dir)
-    latest = out_dir / "checkpoints" / "latest.pt"
-    if checkpoint is None and latest.exists():
-        raise ConfigError(
-            f"{out_dir} already holds a run: continue it with --resume {latest}, "
-            "or choose another --output-dir"
-        )
 
-    device = cluster.device
-    dataset = make_dataset(
-        config.data.dataset,
-        path=config.data.dataset_path,
-        image_size=training.image_size,
-        data_dir=config.data.data_dir,
-        download=config.data.download,
-    )
-    model_config = model_config_for(config, dataset)
-    if checkpoint is not None and checkpoint.model_config != model_config:
-        raise CheckpointError(
-            f"checkpoint {resume} is for {checkpoint.model_config}, "
-            f"but the dataset gives {model_config.image_size}x{model_config.image_size}"
-            f"x{model_config.channels}"
-        )
-    steps_per_epoch = len(dataset) // training.batch_size
-    if steps_per_epoch == 0:
-        raise DatasetError(
-            f"the dataset has {len(dataset)} images, "
-            f"fewer than one batch of {training.batch_size}: "
-            "lower --batch-size"
-        )
-    schedule = BatchSchedule(len(dataset), training.batch_size, training.seed)
-    total_steps = training.epochs * steps_per_epoch
-    if config.local.max_steps is not None:
-        total_steps = min(total_steps, config.local.max_steps)
-
+def _models(
+    config: Config,
+    model_config: ModelConfig,
+    device: torch.device,
+    checkpoint: Checkpoint | None,
+    resume: str | Path | None,
+) -> ServerState:
+    """The seeded networks and their optimizers on ``device``, as ``checkpoint`` left them."""
+    training = config.training
     generator, discriminator = build_models(
         model_config, seed=rng.derive_seed(training.seed, rng.INIT)
     )
@@ -300,7 +254,6 @@ def _train(
     optimizer_g, optimizer_d = make_optimizers(
         generator, discriminator, training.learning_rate, (training.beta1, training.beta2)
     )
-    step, images_seen = 0, 0
     if checkpoint is not None:
         try:
             generator.load_state_dict(checkpoint.generator_state_dict)
@@ -311,141 +264,152 @@ def _train(
             raise CheckpointError(
                 f"checkpoint {resume} does not fit the model: {str(exc).splitlines()[0]}"
             ) from exc
-        step, images_seen = checkpoint.step, checkpoint.images_seen
-    loss = make_loss(training.loss)
-    fixed_noise = rng.latent_noise(
-        NUM_SAMPLES, model_config.latent_dim, training.seed, rng.FIXED_NOISE
-    ).to(device)
-    # Built after loading: every process then starts from the same weights and statistics.
-    hooks = cluster.step_hooks(
-        generator, discriminator, optimizer_g, optimizer_d, micro_batch=micro, share=share_size
+    return ServerState(generator, discriminator, optimizer_g, optimizer_d)
+
+
+def _announce(run: LocalRun) -> None:
+    """The run's one-line summary (and that there is nothing to do)."""
+    training, models = run.config.training, run.models
+    micro = f" (micro-batch {run.micro})" if run.micro < training.batch_size else ""
+    run.console.print(
+        f"[bold]train-local[/] {run.dataset.fingerprint().short()} on "
+        f"{describe_device(run.cluster.device)}{run.cluster.describe()} | "
+        f"G {count_parameters(models.generator):,} params, "
+        f"D {count_parameters(models.discriminator):,} | batch {training.batch_size}{micro}, "
+        f"{run.steps_per_epoch} steps/epoch, rule {training.update_rule}, loss {run.loss.name}"
     )
-    evaluator = scoring_evaluator(config, dataset, device, console) if cluster.is_main else None
+    if run.step >= run.total_steps:
+        run.console.print(
+            f"nothing to do: the run is already at step {run.step} of {run.total_steps}"
+        )
 
-    fingerprint = dataset.fingerprint()
-    console.print(
-        f"[bold]train-local[/] {fingerprint.short()} on {describe_device(device)}"
-        f"{cluster.describe()} | "
-        f"G {count_parameters(generator):,} params, D {count_parameters(discriminator):,} | "
-        f"batch {training.batch_size}"
-        f"{f' (micro-batch {micro})' if micro < training.batch_size else ''}, "
-        f"{steps_per_epoch} steps/epoch, rule {training.update_rule}, loss {loss.name}"
-    )
-    if step >= total_steps:
-        console.print(f"nothing to do: the run is already at step {step} of {total_steps}")
 
-    outputs = RunOutputs(
-        enabled=cluster.is_main,
-        out_dir=out_dir,
-        generator=generator,
-        discriminator=discriminator,
-        optimizer_g=optimizer_g,
-        optimizer_d=optimizer_d,
-        model_config=model_config,
-        run_config=config.to_dict(),
-        fixed_noise=fixed_noise,
-        resume_step=step if checkpoint else None,
-        log=open_log(config.tracking, out_dir, out_dir.name)
-        if cluster.is_main
-        else ExperimentLog(),
-        hub=open_publisher(config.huggingface, console) if cluster.is_main else None,
-    )
+def _open_writer(run: LocalRun) -> RunWriter:
+    """The run's writer; on every process but rank 0, one that writes nothing."""
+    config, main = run.config, run.cluster.is_main
+    out_dir = run.out_dir
+    evaluator = None
+    if main and config.local.eval_interval is not None:
+        evaluator = scoring_evaluator(
+            config, dataset=config.data.dataset, image_size=run.dataset.image_size,
+            seed=config.training.seed, device=run.cluster.device, console=run.console,
+        )  # fmt: skip
+    resume_step = run.step if run.saved_step >= 0 else None
+    return RunWriter(
+        out_dir, run.models, run.model_config, config.to_dict(), config.training.seed,
+        "train-local", config.data.dataset,
+        log=open_log(config.tracking, out_dir, out_dir.name) if main else ExperimentLog(),
+        hub=open_publisher(config.huggingface, run.console) if main else None,
+        history=HistoryWriter(out_dir / "history.csv", resume_step=resume_step) if main else None,
+        evaluator=evaluator, eval_interval=config.local.eval_interval, enabled=main,
+        step=run.step, images_seen=run.images_seen,
+    )  # fmt: skip
 
-    def save(path: Path) -> None:
-        outputs.save(path, epoch=step // steps_per_epoch, step=step, images_seen=images_seen)
 
+# ---------------------------------------------------------------------------------- loop
+
+
+def _loop(run: LocalRun, writer: RunWriter) -> None:
+    """Epochs of steps until the run is done or stopped: a history row per step, grids and
+    checkpoints at the end of each epoch."""
+    progress = TrainingProgress(run.console, total_steps=run.total_steps, start_step=run.step)
     start_time = time.monotonic()
-    stopping = False
-    skipped_total = 0
-    saved_step = step if checkpoint is not None else -1
-    mid_step = False  # True while D may be updated and G not yet: such a state is never saved
-    progress = TrainingProgress(console, total_steps=total_steps, start_step=step)
-    try:
-        with graceful_stop() as stop, progress:
-            while step < total_steps and not stopping:
-                # The rest of this epoch: this process's share of each global batch (all of it
-                # in a world of one).
-                epoch_end = (step // steps_per_epoch + 1) * steps_per_epoch
-                steps = range(step, min(epoch_end, total_steps))
-                batches = [schedule.images(s, share) for s in steps]
-                for real, skipped in BatchLoader(
-                    dataset, batches, num_workers=config.local.num_workers
-                ):
-                    skipped_total += skipped
-                    # The step's noise is drawn for the global batch; image i gets row i.
-                    z = schedule.noise(step, model_config.latent_dim, share)[: real.shape[0]]
-                    mid_step = True
-                    hooks.begin_step()
-                    key = (training.seed, rng.DROPOUT, step, *cluster.rng_key)
-                    with rng.seeded_global_rng(device, *key):
-                        local_stats = train_step(
-                            generator,
-                            discriminator,
-                            loss,
-                            micro_batches(real.to(device, non_blocking=True), z.to(device), micro),
-                            training.update_rule,
-                            optimizer_g=hooks.optimizer_g,
-                            optimizer_d=hooks.optimizer_d,
-                            reduce=hooks.reduce,
-                            backward=hooks.backward,
-                        )
-                    stats, stopping = cluster.merge(local_stats, stop.requested)
-                    step += 1
-                    images_seen += stats.images
-                    mid_step = False
-                    row: dict[str, float | int] = {
-                        "step": step,
-                        "epoch": round(step / steps_per_epoch, 4),
-                        "images_seen": images_seen,
-                        "d_loss": stats.d_loss,
-                        "g_loss": stats.g_loss,
-                        "d_real": stats.d_real,
-                        "d_fake": stats.d_fake,
-                        "elapsed_s": round(time.monotonic() - start_time, 3),
-                    }
-                    if evaluator is not None and step % (config.local.eval_interval or 1) == 0:
-                        scores = evaluator.evaluate(generator)
-                        row.update({k: v for k, v in scores.items() if k != "num_samples"})
-                        progress.note(f"step {step}: FID {scores['fid']:.2f}")
-                    outputs.append(row)
-                    progress.update(step, stats, skipped_total)
-                    if stopping:
-                        break
-                if step % steps_per_epoch == 0 and not stopping:
-                    finished_epoch = step // steps_per_epoch
-                    if finished_epoch % config.local.sample_interval == 0:
-                        outputs.samples(f"epoch_{finished_epoch:04d}")
-                    save(latest)
-                    saved_step = step
-                    if finished_epoch % config.local.checkpoint_interval == 0:
-                        save(out_dir / "checkpoints" / f"epoch_{finished_epoch:04d}.pt")
-                    progress.epoch_done(finished_epoch, training.epochs)
-            stopped_early = stopping and step < total_steps
-    finally:
-        # Whatever happened (Ctrl+C included), keep every finished step: checkpoint, history,
-        # samples.
-        # An abort in the middle of a step leaves the models half-updated: keep the last save then.
-        if not mid_step and step > saved_step:
-            save(latest)
-            outputs.samples(f"final_step_{step:07d}")
-        outputs.close()
+    with graceful_stop() as stop, progress:
+        while run.step < run.total_steps and not run.stopping:
+            loader = BatchLoader(
+                run.dataset, run.epoch_batches(), num_workers=run.config.local.num_workers
+            )
+            for real, skipped in loader:
+                run.skipped += skipped
+                stats = _step(run, real, stop)
+                row = {
+                    "step": run.step,
+                    "epoch": round(run.step / run.steps_per_epoch, 4),
+                    "images_seen": run.images_seen,
+                    "d_loss": stats.d_loss,
+                    "g_loss": stats.g_loss,
+                    "d_real": stats.d_real,
+                    "d_fake": stats.d_fake,
+                    "elapsed_s": round(time.monotonic() - start_time, 3),
+                }
+                scores = writer.record(row)
+                if scores:
+                    progress.note(f"step {run.step}: FID {scores['fid']:.2f}")
+                progress.update(run.step, stats, run.skipped)
+                if run.stopping:
+                    break
+            if run.step % run.steps_per_epoch == 0 and not run.stopping:
+                _end_epoch(run, writer)
+                progress.epoch_done(run.epoch, run.config.training.epochs)
 
-    if skipped_total:
-        console.print(f"[yellow]skipped {skipped_total} unreadable images[/]")
+
+def _step(run: LocalRun, real: torch.Tensor, stop: StopRequest) -> StepStats:
+    """One optimizer step on this process's share of the step's batch, summed over the job."""
+    training, device = run.config.training, run.cluster.device
+    # The step's noise is drawn for the global batch; image i gets row i.
+    z = run.schedule.noise(run.step, run.model_config.latent_dim, run.share)[: real.shape[0]]
+    run.mid_step = True
+    run.hooks.begin_step()
+    key = (training.seed, rng.DROPOUT, run.step, *run.cluster.rng_key)
+    with rng.seeded_global_rng(device, *key):
+        local_stats = train_step(
+            run.models.generator,
+            run.models.discriminator,
+            run.loss,
+            micro_batches(real.to(device, non_blocking=True), z.to(device), run.micro),
+            training.update_rule,
+            optimizer_g=run.hooks.optimizer_g,
+            optimizer_d=run.hooks.optimizer_d,
+            reduce=run.hooks.reduce,
+            backward=run.hooks.backward,
+        )
+    stats, run.stopping = run.cluster.merge(local_stats, stop.requested)
+    run.step += 1
+    run.images_seen += stats.images
+    run.mid_step = False
+    return stats
+
+
+def _end_epoch(run: LocalRun, writer: RunWriter) -> None:
+    """A finished epoch: its grid (every ``--sample-interval``), latest.pt, and a kept
+    checkpoint every ``--checkpoint-interval``."""
+    local, epoch = run.config.local, run.epoch
+    if epoch % local.sample_interval == 0:
+        writer.samples(f"epoch_{epoch:04d}")
+    writer.checkpoint(epoch=epoch)
+    run.saved_step = run.step
+    if epoch % local.checkpoint_interval == 0:
+        writer.checkpoint(epoch=epoch, path=run.out_dir / "checkpoints" / f"epoch_{epoch:04d}.pt")
+
+
+# ---------------------------------------------------------------------------------- finish
+
+
+def _finish(run: LocalRun, writer: RunWriter) -> None:
+    """Whatever happened (Ctrl+C included), keep every finished step: checkpoint, history,
+    samples. An abort in the middle of a step leaves the models half-updated: the last save
+    stays then."""
+    try:
+        if not run.mid_step and run.step > run.saved_step:
+            writer.checkpoint(epoch=run.epoch)
+            writer.samples(f"final_step_{run.step:07d}")
+    finally:
+        writer.close()
+
+
+def _report(run: LocalRun) -> LocalRunResult:
+    """Say where the run stopped and how to go on."""
+    latest = run.out_dir / "checkpoints" / "latest.pt"
+    stopped_early = run.stopping and run.step < run.total_steps
+    if run.skipped:
+        run.console.print(f"[yellow]skipped {run.skipped} unreadable images[/]")
     if stopped_early:
-        console.print(
-            f"stopped at step {step}; continue with: ganfriends train-local --resume {latest}"
+        run.console.print(
+            f"stopped at step {run.step}; continue with: ganfriends train-local --resume {latest}"
         )
     else:
-        console.print(
-            f"done: step {step}, {images_seen:,} images; "
-            f"samples in {out_dir / 'samples'}, checkpoint {latest}"
+        run.console.print(
+            f"done: step {run.step}, {run.images_seen:,} images; "
+            f"samples in {run.out_dir / 'samples'}, checkpoint {latest}"
         )
-    return LocalRunResult(
-        step=step,
-        epoch=step // steps_per_epoch,
-        images_seen=images_seen,
-        output_dir=out_dir,
-        latest_checkpoint=latest,
-        stopped_early=stopped_early,
-    )
+    return LocalRunResult(run.step, run.epoch, run.images_seen, run.out_dir, latest, stopped_early)

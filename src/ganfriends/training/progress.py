@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ganfriends.rules.base import UpdateRecord
 from ganfriends.step import StepStats
 
 LOG_EVERY = 30.0  # seconds between plain progress lines when the output is not a terminal
@@ -41,16 +42,11 @@ class TrainingProgress:
         self._progress.__enter__()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._progress.__exit__(exc_type, exc, tb)
+    def __exit__(self, *exc_info: Any) -> None:
+        self._progress.__exit__(*exc_info)  # the live bar ends, whatever ended the block
 
-    def update(self, step: int, stats: StepStats, skipped: int = 0) -> None:
-        """Record one finished step."""
+    def update(self, step: int, stats: StepStats | UpdateRecord, skipped: int = 0) -> None:
+        """Record one finished step (its statistics, or a simulated class step's record)."""
         now = time.monotonic()
         self._window_images += stats.images
         if now - self._window_start >= 2.0:
