@@ -8,7 +8,12 @@ import torch
 from ganfriends.errors import CheckpointError
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.step import make_optimizers
-from ganfriends.training.checkpoint import REQUIRED_KEYS, load_checkpoint, save_checkpoint
+from ganfriends.training.checkpoint import (
+    REQUIRED_KEYS,
+    Checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 CONFIG = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
 
@@ -67,3 +72,18 @@ def test_a_tensor_dict_without_our_keys_is_refused(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(2)}, path)
     with pytest.raises(CheckpointError, match="missing"):
         load_checkpoint(path)
+
+
+def test_an_old_train_local_checkpoint_resumes_with_its_own_micro_batch() -> None:
+    # Written before micro_batch moved from `local` to `training`: training.micro_batch was then
+    # the class units' 64, and local.micro_batch the one the run trained with.
+    from rich.console import Console
+
+    from ganfriends.config import Config
+    from ganfriends.training.local import _adopt_checkpoint_settings
+
+    old = {"training": {"seed": 0, "micro_batch": 64}, "local": {"micro_batch": 4}}
+    checkpoint = Checkpoint({}, {}, {}, {}, 1, 10, 640, CONFIG, old)
+    config = Config()
+    _adopt_checkpoint_settings(config, checkpoint, Console(quiet=True))
+    assert config.training.micro_batch == 4

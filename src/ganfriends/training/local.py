@@ -71,6 +71,11 @@ class LocalRunResult:
 def _adopt_checkpoint_settings(config: Config, checkpoint: Checkpoint, console: Console) -> None:
     """On resume, take the run-defining options from the checkpoint, saying so where they differ."""
     saved = checkpoint.run_config
+    if "micro_batch" in saved.get("local", {}):
+        # Written before micro_batch moved to `training`: there, training.micro_batch was the
+        # class units' setting (64), and local.micro_batch the one this run trained with.
+        training = {**saved.get("training", {}), "micro_batch": saved["local"]["micro_batch"]}
+        saved = {**saved, "training": training}
     for key in RUN_DEFINING:
         section, _, name = key.partition(".")
         if name not in saved.get(section, {}):
