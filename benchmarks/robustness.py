@@ -88,10 +88,14 @@ class Recorder:
 
     attack: str | None
     norms: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    calls: int = 0
 
     def __call__(self, unit: Unit, result: UnitResult) -> UnitResult:
+        # simulate calls this for each unit of a version, version after version. Not the unit's
+        # index // K: with the alternating rule, a step's D and G units interleave their indices.
+        version = self.calls // UNITS_PER_UPDATE
+        self.calls += 1
         if self.attack is None or unit.index % WORKERS != HOSTILE:
-            version = unit.index // UNITS_PER_UPDATE
             self.norms.setdefault(version, []).append(group_norms(result.parameters))
             return result
         change = ATTACKS[self.attack]
@@ -147,7 +151,8 @@ def run_one(args: argparse.Namespace, root: Path, attack: str | None, factor: fl
         students=lambda unit: f"worker {unit.index % WORKERS}",  # one vote per worker
     )
     seconds = time.monotonic() - start
-    if result.version != args.updates:
+    # Not version == updates: with the alternating rule (the default) a step is two versions.
+    if result.stopped_early:
         raise SystemExit(f"{label}: stopped at version {result.version}")
     clipped = sum("clipped" in line for line in log.getvalue().splitlines())
     outcome = Outcome(label, attack or "none", factor, seconds, clipped, result.latest_checkpoint)

@@ -33,7 +33,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def no_system_fashion_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the system-wide Fashion-MNIST copy invisible."""
-    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIRS", ())
+    monkeypatch.setattr(fashion_mnist.FASHION_MNIST_HOME, "system_dirs", ())
 
 
 @pytest.fixture(scope="session")

@@ -64,7 +64,7 @@ def test_make_dataset_downloads_from_the_mirror_into_the_data_dir(
 ) -> None:
     url, sums = served_fashion_mnist
     monkeypatch.setenv("GANFRIENDS_FASHION_MNIST_URL", url)
-    monkeypatch.setattr(fm, "FASHION_MNIST_SHA256", sums)
+    monkeypatch.setattr(fm.FASHION_MNIST_HOME, "sha256", sums)
     ds = make_dataset("fashion-mnist", split="test", data_dir=tmp_path / "dd")
     assert len(ds) == 3
     assert (tmp_path / "dd" / "fashion-mnist" / "train-images-idx3-ubyte.gz").is_file()

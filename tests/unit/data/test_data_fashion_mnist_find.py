@@ -28,7 +28,7 @@ def everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Pat
     }
     for seed, d in enumerate(dirs.values()):
         write_fashion_mnist(d, seed=seed)
-    monkeypatch.setattr(fm, "SYSTEM_DIRS", (dirs["system"],))
+    monkeypatch.setattr(fm.FASHION_MNIST_HOME, "system_dirs", (dirs["system"],))
     return dirs
 
 

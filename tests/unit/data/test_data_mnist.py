@@ -192,7 +192,7 @@ def test_make_dataset_downloads_from_the_mirror_in_the_environment(
 ) -> None:
     url, sums = served_mnist
     monkeypatch.setenv("GANFRIENDS_MNIST_URL", url)
-    monkeypatch.setattr(mnist_module, "MNIST_SHA256", sums)
+    monkeypatch.setattr(mnist_module.MNIST_HOME, "sha256", sums)
     ds = make_dataset("mnist", split="test", data_dir=tmp_path / "dd")
     assert len(ds) == 3
     assert (tmp_path / "dd" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
