@@ -19,8 +19,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ganfriends.data.download import check_sha256, fetch_url, sha256_of
-from ganfriends.data.memory import DownloadableDataset
-from ganfriends.data.paths import resolve_data_dir
+from ganfriends.data.memory import DatasetHome, DownloadableDataset
 from ganfriends.errors import DatasetError
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -45,56 +44,33 @@ _MAX_BATCH_BYTES = 10_000 * RECORD_BYTES
 _TITLE = "CIFAR-10"
 
 
-def _source_in(directory: Path, split: str | None) -> Path | None:
-    # The extracted folder first: it loads without decompressing 170 MB.
-    names = [n for s in ([split] if split else CIFAR10_SPLITS) for n in CIFAR10_SPLITS[s]]
-    for folder in (directory / CIFAR10_FOLDER, directory):
-        if all((folder / n).is_file() for n in names):
-            return folder
-    archive = directory / CIFAR10_ARCHIVE
-    return archive if archive.is_file() else None
-
-
-class Cifar10Home:
-    """Where CIFAR-10's binary version lives and how it is fetched (a :class:`DatasetHome`)."""
+class Cifar10Home(DatasetHome):
+    """Where CIFAR-10's binary version lives: its archive, or the archive's extracted folder."""
 
     title = _TITLE
     folder = "cifar10"
     splits = tuple(CIFAR10_SPLITS)
 
-    def default_dirs(self, data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-        """Where CIFAR-10 is looked for, in order, when no explicit path is given."""
-        return [resolve_data_dir(data_dir) / self.folder, Path.cwd() / "data" / self.folder]
+    def source_in(self, directory: Path, split: str | None) -> Path | None:
+        """The folder of batch files in ``directory``, else the archive there, else None."""
+        # The extracted folder first: it loads without decompressing 170 MB.
+        names = [n for s in ([split] if split else CIFAR10_SPLITS) for n in CIFAR10_SPLITS[s]]
+        for folder in (directory / CIFAR10_FOLDER, directory):
+            if all((folder / n).is_file() for n in names):
+                return folder
+        archive = directory / CIFAR10_ARCHIVE
+        return archive if archive.is_file() else None
 
-    def find(
-        self,
-        path: str | os.PathLike[str] | None = None,
-        data_dir: str | os.PathLike[str] | None = None,
-        *,
-        split: str | None = None,
-        search: Sequence[Path] | None = None,
-    ) -> Path | None:
-        """The CIFAR-10 binary batches: their folder or the archive holding them, or None.
+    def is_archive(self, path: Path) -> bool:
+        """Any file but a batch file: an archive, whatever its name; reading it checks it."""
+        return path.suffix != ".bin"
 
-        ``path`` may be the archive, a folder holding it or the batches (or
-        ``cifar-10-batches-bin``), or one batch file (meaning its folder); DatasetError if it
-        holds none of them. Without ``path``: the first of ``search`` (default
-        ``<data_dir>/cifar10``, ``./data/cifar10``).
-        """
-        if path is not None:
-            explicit = Path(path).expanduser()
-            if explicit.is_file() and explicit.suffix != ".bin":
-                return explicit  # an archive, whatever its name; reading it checks what it is
-            directory = explicit.parent if explicit.is_file() else explicit
-            found = _source_in(directory, split)
-            if found is None:
-                raise DatasetError(
-                    f"{_TITLE} not found in {directory}: expected {CIFAR10_ARCHIVE} or its "
-                    f"{CIFAR10_FOLDER} folder (the binary version)"
-                )
-            return found
-        dirs = search if search is not None else self.default_dirs(data_dir)
-        return next((s for d in dirs if (s := _source_in(d, split)) is not None), None)
+    def missing(self, directory: Path, split: str | None) -> str:
+        """Names the archive and its folder."""
+        return (
+            f"{_TITLE} not found in {directory}: expected {CIFAR10_ARCHIVE} or its "
+            f"{CIFAR10_FOLDER} folder (the binary version)"
+        )
 
     def download(
         self,

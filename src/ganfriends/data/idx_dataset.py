@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import os
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -22,8 +22,7 @@ import torch
 
 from ganfriends.data.download import check_sha256, fetch_url
 from ganfriends.data.idx import read_idx
-from ganfriends.data.memory import DownloadableDataset
-from ganfriends.data.paths import resolve_data_dir
+from ganfriends.data.memory import DatasetHome, DownloadableDataset
 from ganfriends.errors import DatasetError
 
 # split -> (images file, labels file), without the optional .gz
@@ -46,11 +45,10 @@ def idx_file(directory: Path, base: str) -> Path | None:
 
 
 @dataclass
-class IdxSpec:
+class IdxSpec(DatasetHome):
     """One MNIST-style dataset, declared: where it lives, where it comes from, its checksums.
 
-    Implements :class:`~ganfriends.data.memory.DatasetHome`. Mutable so that tests can hide the
-    system folders or pin other checksums.
+    Mutable so that tests can hide the system folders or pin other checksums.
     """
 
     name: str  # its folder under the data dir (and ./data), and its fingerprints' name
@@ -59,56 +57,28 @@ class IdxSpec:
     url_env: str  # the variable that names another mirror
     sha256: dict[str, str]  # base file name -> sha256 of its decompressed bytes
     hint: str  # how to get it by hand; ``{target}`` is the data dir's folder for it
-    system_dirs: tuple[Path, ...] = ()  # searched last: where a system package puts it
-    # Whether ./data itself is searched: only one dataset may claim it, the file names are shared.
+    system_dirs: tuple[Path, ...] = ()
     bare_cwd_data: bool = False
     # split -> (images file, labels file): the same names for every MNIST-style dataset
     files: Mapping[str, tuple[str, str]] = field(default_factory=lambda: dict(IDX_SPLIT_FILES))
+    folder: str = field(init=False)
+    splits: tuple[str, ...] = field(init=False)
 
-    @property
-    def folder(self) -> str:
-        """Its folder under the data dir, where a download goes."""
-        return self.name
+    def __post_init__(self) -> None:
+        self.folder = self.name
+        self.splits = tuple(self.files)
 
-    @property
-    def splits(self) -> tuple[str, ...]:
-        """``train`` and ``test``."""
-        return tuple(self.files)
-
-    def default_dirs(self, data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-        """Where it is looked for, in order, when no explicit path is given."""
-        cwd_data = Path.cwd() / "data"
-        local = [resolve_data_dir(data_dir) / self.name, cwd_data / self.name]
-        return [*local, *([cwd_data] if self.bare_cwd_data else []), *self.system_dirs]
-
-    def _has_files(self, directory: Path, splits: Sequence[str]) -> bool:
+    def source_in(self, directory: Path, split: str | None) -> Path | None:
+        """``directory`` when it holds the IDX files of ``split`` (or all four), else None."""
+        splits = (split,) if split is not None else self.splits
         bases = [b for s in splits for b in self.files[s]]
-        return all(idx_file(directory, b) is not None for b in bases)
+        return directory if all(idx_file(directory, b) is not None for b in bases) else None
 
-    def find(
-        self,
-        path: str | os.PathLike[str] | None = None,
-        data_dir: str | os.PathLike[str] | None = None,
-        *,
-        split: str | None = None,
-        search: Sequence[Path] | None = None,
-    ) -> Path | None:
-        """The folder holding the IDX files (of ``split``, or all four), or None.
-
-        ``path``, when given, must hold them (DatasetError otherwise); a path to one of the files
-        means its folder. Without ``path``, the first folder of ``search`` that holds them
-        (default: :meth:`default_dirs`).
-        """
-        splits = (split,) if split is not None else tuple(self.files)
-        if path is not None:
-            explicit = Path(path).expanduser()
-            directory = explicit.parent if explicit.is_file() else explicit
-            if self._has_files(directory, splits):
-                return directory
-            wanted = ", ".join(f"{b}.gz" for s in splits for b in self.files[s])
-            raise DatasetError(f"{self.title} files not found in {directory}: expected {wanted}")
-        dirs = search if search is not None else self.default_dirs(data_dir)
-        return next((d for d in dirs if self._has_files(d, splits)), None)
+    def missing(self, directory: Path, split: str | None) -> str:
+        """Names the files expected."""
+        splits = (split,) if split is not None else self.splits
+        wanted = ", ".join(f"{b}.gz" for s in splits for b in self.files[s])
+        return f"{self.title} files not found in {directory}: expected {wanted}"
 
     def download(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import ClassVar, Protocol, TypeVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -69,27 +69,38 @@ def check_split(split: str, splits: Collection[str], title: str) -> None:
         raise DatasetError(f"unknown {title} split {split!r}: choose one of {', '.join(splits)}")
 
 
-class DatasetHome(Protocol):
-    """Where a downloadable dataset is looked for and how it is fetched, for :func:`locate`."""
+class DatasetHome:
+    """Where a downloadable dataset is looked for, and how it is fetched.
 
-    @property
-    def title(self) -> str:
-        """Its name in messages."""
-        ...
+    Subclasses say what a folder holding it looks like (:meth:`source_in`), how to download it
+    and how to get it by hand; the search order, the explicit path and the not-found message are
+    the same for all.
+    """
 
-    @property
-    def folder(self) -> str:
-        """Its folder under the data dir, where a download goes."""
-        ...
-
-    @property
-    def splits(self) -> Collection[str]:
-        """The splits it has."""
-        ...
+    title: str  # its name in messages
+    folder: str  # its folder under the data dir (and ./data), where a download goes
+    splits: Collection[str]  # the splits it has
+    system_dirs: tuple[Path, ...] = ()  # searched last: where a system package puts it
+    # Whether ./data itself is searched: only one of datasets that share file names may claim it.
+    bare_cwd_data: bool = False
 
     def default_dirs(self, data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-        """Every folder looked in, in order, when no explicit path is given."""
-        ...
+        """Where it is looked for, in order, when no explicit path is given."""
+        cwd_data = Path.cwd() / "data"
+        local = [resolve_data_dir(data_dir) / self.folder, cwd_data / self.folder]
+        return [*local, *([cwd_data] if self.bare_cwd_data else []), *self.system_dirs]
+
+    def source_in(self, directory: Path, split: str | None) -> Path | None:
+        """Where in ``directory`` the files of ``split`` (every split if None) are, or None."""
+        raise NotImplementedError
+
+    def is_archive(self, path: Path) -> bool:
+        """Whether the file ``path`` is itself the data (not one file of a folder of them)."""
+        return False
+
+    def missing(self, directory: Path, split: str | None) -> str:
+        """The message for an explicit folder without the files."""
+        return f"{self.title} not found in {directory}"
 
     def find(
         self,
@@ -99,50 +110,64 @@ class DatasetHome(Protocol):
         split: str | None = None,
         search: Sequence[Path] | None = None,
     ) -> Path | None:
-        """Where the files of ``split`` are (``path`` first, else ``search``), or None."""
-        ...
+        """Where the files of ``split`` (or every split) are, or None.
+
+        ``path``, when given, must hold them (DatasetError otherwise); a path to one of the files
+        means its folder. Without ``path``, the first folder of ``search`` that holds them
+        (default: :meth:`default_dirs`).
+        """
+        if path is not None:
+            explicit = Path(path).expanduser()
+            if explicit.is_file() and self.is_archive(explicit):
+                return explicit
+            directory = explicit.parent if explicit.is_file() else explicit
+            found = self.source_in(directory, split)
+            if found is None:
+                raise DatasetError(self.missing(directory, split))
+            return found
+        dirs = search if search is not None else self.default_dirs(data_dir)
+        return next((s for d in dirs if (s := self.source_in(d, split)) is not None), None)
 
     def download(self, dest: str | os.PathLike[str], *, progress: bool = True) -> Path:
         """Fetch and verify the files into ``dest``; where they are then."""
-        ...
+        raise NotImplementedError
 
     def manual_steps(self, target: Path) -> str:
         """How to get the files into ``target`` by hand, for the not-found message."""
-        ...
+        raise NotImplementedError
 
+    def locate(
+        self,
+        path: str | os.PathLike[str] | None,
+        *,
+        split: str,
+        data_dir: str | os.PathLike[str] | None,
+        download: bool,
+    ) -> Path:
+        """Where ``split`` is: found, else downloaded into ``<data dir>/<folder>``.
 
-def locate(
-    home: DatasetHome,
-    path: str | os.PathLike[str] | None,
-    *,
-    split: str,
-    data_dir: str | os.PathLike[str] | None,
-    download: bool,
-) -> Path:
-    """Where ``home``'s ``split`` is: found, else downloaded into ``<data dir>/<folder>``.
-
-    DatasetError for an unknown split. Else one DatasetError line: where we looked, why there
-    was no download (downloads disabled by ``download`` False, or the download's own error), and
-    the manual steps.
-    """
-    check_split(split, home.splits, home.title)
-    found = home.find(path, data_dir, split=split)
-    if found is not None:
-        return found
-    target = resolve_data_dir(data_dir) / home.folder
-    reason = "downloads are disabled"
-    if download:
-        try:
-            return home.download(target)
-        except DownloadFailed as exc:
-            reason = exc.reason
-        except DatasetError as exc:
-            reason = str(exc)
-    places = ", ".join(str(d) for d in home.default_dirs(data_dir))
-    raise DatasetError(
-        f"{home.title} not found (looked in {places}) and could not be downloaded ({reason}): "
-        f"{home.manual_steps(target)}"
-    )
+        DatasetError for an unknown split. Else one DatasetError line: where we looked, why
+        there was no download (downloads disabled by ``download`` False, or the download's own
+        error), and the manual steps.
+        """
+        check_split(split, self.splits, self.title)
+        found = self.find(path, data_dir, split=split)
+        if found is not None:
+            return found
+        target = resolve_data_dir(data_dir) / self.folder
+        reason = "downloads are disabled"
+        if download:
+            try:
+                return self.download(target)
+            except DownloadFailed as exc:
+                reason = exc.reason
+            except DatasetError as exc:
+                reason = str(exc)
+        places = ", ".join(str(d) for d in self.default_dirs(data_dir))
+        raise DatasetError(
+            f"{self.title} not found (looked in {places}) and could not be downloaded "
+            f"({reason}): {self.manual_steps(target)}"
+        )
 
 
 class InMemoryDataset(ImageDataset):
@@ -243,5 +268,5 @@ class DownloadableDataset(InMemoryDataset):
         ``path`` is where the files are (DatasetError if they are not there); without it the
         usual places are searched, then the data is downloaded unless ``download`` is False.
         """
-        root = locate(cls.home, path, split=split, data_dir=data_dir, download=download)
+        root = cls.home.locate(path, split=split, data_dir=data_dir, download=download)
         return cls(root, split=split, image_size=image_size)
