@@ -101,21 +101,6 @@ def test_image_and_label_counts_must_agree(tmp_path: Path) -> None:
         FashionMNIST(tmp_path / "a")
 
 
-def test_an_unknown_split_is_rejected_with_the_choices() -> None:
-    with pytest.raises(DatasetError, match="choose one of train, test"):
-        make_dataset("fashion-mnist", split="valid")
-
-
-@pytest.mark.usefixtures("no_system_fashion_mnist")
-def test_absent_with_downloads_disabled_is_one_actionable_line() -> None:
-    with pytest.raises(DatasetError) as info:
-        make_dataset("fashion-mnist", download=False)
-    message = str(info.value)
-    assert "\n" not in message
-    assert "downloads are disabled" in message
-    assert "sudo apt-get install dataset-fashion-mnist" in message
-
-
 @pytest.mark.usefixtures("no_system_fashion_mnist")
 def test_absent_and_unreachable_is_the_same_kind_of_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GANFRIENDS_FASHION_MNIST_URL", "http://127.0.0.1:9/")
