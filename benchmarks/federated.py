@@ -50,17 +50,8 @@ import torch
 if not __package__:  # run by path, as `python benchmarks/NAME.py`: import the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import (
-    DATASET,
-    Bench,
-    Run,
-    add_run_arguments,
-    fill_defaults,
-    mean_std,
-    progress,
-    verdict,
-    work_root,
-)
+from benchmarks import harness
+from benchmarks.harness import Run
 
 BATCH = 50  # FeGAN's B, and the local batch compared with it
 # FeGAN's 32x32 LSGAN, on every run.
@@ -111,11 +102,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--seeds", type=int, nargs="+", help="seeds of table 2 (default 0 1 2); table 3: the first"
     )
     parser.add_argument(
-        "--eval-samples",
-        type=int,
-        help=f"generated (and held-out) images per score (default {DEFAULTS['eval_samples']})",
-    )
-    parser.add_argument(
         "--throughput-rounds",
         type=int,
         help=f"federated rounds timed in table 1 (default {DEFAULTS['throughput_rounds']})",
@@ -125,19 +111,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         help=f"FeGAN's E, local steps per device and round (default {DEFAULTS['local_steps']})",
     )
-    parser.add_argument(
-        "--tables",
-        type=int,
-        nargs="+",
-        choices=(1, 2, 3),
-        default=[1, 2, 3],
-        help="which tables to run (default: all; table 3 alone trains its own FedAvg run)",
+    harness.add_tables_argument(
+        parser, 3, "which tables to run (default: all; table 3 alone trains its own FedAvg run)"
     )
-    add_run_arguments(parser, "2 rounds, seed 0, 256 samples, 1 throughput round, 5 local steps")
-    return fill_defaults(parser, parser.parse_args(argv), DEFAULTS, QUICK)
+    quick = "2 rounds, seed 0, 256 samples, 1 throughput round, 5 local steps"
+    harness.add_run_arguments(parser, quick, DEFAULTS["eval_samples"])
+    return harness.parse_run_args(parser, argv, DEFAULTS, QUICK)
 
 
-class FederatedBench(Bench):
+class FederatedBench(harness.Bench):
     """The runs of the three tables: federated (FeGAN's setting), sync and local."""
 
     def __init__(self, args: argparse.Namespace, root: Path) -> None:
@@ -182,7 +164,7 @@ class FederatedBench(Bench):
 
 def table_throughput(bench: FederatedBench) -> None:
     args = bench.args
-    progress("table 1: throughput")
+    harness.progress("table 1: throughput")
     bench.local_run("warmup", steps=1, seed=0)
     fed = bench.federated(
         "throughput-federated",
@@ -207,12 +189,13 @@ def table_throughput(bench: FederatedBench) -> None:
             f"{rate / local_rate:.2f} |"
         )
     ratio = fed.images_seen / fed.loop_seconds / local_rate
-    print(f"\nfederated images/s within 10% of train-local: {verdict(ratio >= 0.9)} ({ratio:.2f}x)")
+    ok = harness.verdict(ratio >= 0.9)
+    print(f"\nfederated images/s within 10% of train-local: {ok} ({ratio:.2f}x)")
 
 
 def table_variants(bench: FederatedBench) -> dict[str, list[Run]]:
     args = bench.args
-    progress("table 2: weighting and sampling")
+    harness.progress("table 2: weighting and sampling")
     runs: dict[str, list[Run]] = {}
     for label, weighting, balanced in VARIANTS:
         for seed in args.seeds:
@@ -231,8 +214,9 @@ def table_variants(bench: FederatedBench) -> dict[str, list[Run]]:
     for label, variant_runs in runs.items():
         images = statistics.fmean(r.images_seen for r in variant_runs)
         print(
-            f"| {label} | {mean_std([r.fid for r in variant_runs], 2)} | "
-            f"{mean_std([r.kid for r in variant_runs], 4)} | {args.rounds} | {images:,.0f} |"
+            f"| {label} | {harness.mean_std([r.fid for r in variant_runs], 2)} | "
+            f"{harness.mean_std([r.kid for r in variant_runs], 4)} | {args.rounds} | "
+            f"{images:,.0f} |"
         )
     return runs
 
@@ -240,7 +224,7 @@ def table_variants(bench: FederatedBench) -> dict[str, list[Run]]:
 def table_modes(bench: FederatedBench, federated: Run) -> None:
     args = bench.args
     seed = args.seeds[0]
-    progress("table 3: federated vs local vs class mode")
+    harness.progress("table 3: federated vs local vs class mode")
     images = federated.images_seen
     local = bench.score(
         bench.local_run("equal-local", steps=max(1, round(images / BATCH)), seed=seed)
@@ -282,22 +266,24 @@ def table_modes(bench: FederatedBench, federated: Run) -> None:
     for label, run, bpi, rel in rows:
         print(f"| {label} | {run.images_seen:,} | {run.fid:.2f} | {run.kid:.4f} | {bpi} | {rel} |")
     print(
-        f"\nfederated within 10% of local FID: {verdict(federated.fid <= 1.1 * local.fid)} "
+        f"\nfederated within 10% of local FID: {harness.verdict(federated.fid <= 1.1 * local.fid)} "
         f"(federated {federated.fid:.2f}, local {local.fid:.2f})"
     )
     print(
         f"at least 10x fewer worker bytes per image than the class mode: "
-        f"{verdict(ratio >= 10)} ({ratio:.2f}x; with the local Adam reset {reset_ratio:.2f}x)"
+        f"{harness.verdict(ratio >= 10)} ({ratio:.2f}x; with the local Adam reset "
+        f"{reset_ratio:.2f}x)"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     start = time.monotonic()
-    with work_root(args.workdir, "ganfriends-federated-") as root:
+    with harness.work_root(args.workdir, "ganfriends-federated-") as root:
         bench = FederatedBench(args, root)
         print(
-            f"FeGAN's LSGAN on non-iid {DATASET}, CPU, {torch.get_num_threads()} torch threads; "
+            f"FeGAN's LSGAN on non-iid {harness.DATASET}, CPU, {torch.get_num_threads()} torch "
+            "threads; "
             f"E={args.local_steps} local steps of B={BATCH}, {FEGAN['federated.devices']} devices, "
             f"fraction {FEGAN['federated.fraction']}, magic_num {FEGAN['federated.magic_num']}"
         )
@@ -314,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )  # fmt: skip
         if 3 in args.tables:
             table_modes(bench, fedavg)
-    progress(f"done in {time.monotonic() - start:.0f} s")
+    harness.progress(f"done in {time.monotonic() - start:.0f} s")
 
 
 if __name__ == "__main__":

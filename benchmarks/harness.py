@@ -4,8 +4,8 @@
 Fashion-MNIST (``simulate`` or ``train_local``), on the CPU and with the config file and
 ``GANFRIENDS_*`` variables ignored, then score every run's last checkpoint with one
 :class:`Evaluator` prepared once. :class:`Bench` does that; each benchmark keeps only its own
-settings, its tables and its command line (the ``--quick``/defaults handling is
-:func:`fill_defaults`).
+settings, its tables and its command line (the shared options and the ``--quick``/defaults
+handling are :func:`add_run_arguments` and :func:`parse_run_args`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import torch
 from rich.console import Console
 
 from ganfriends.config import Config, load_config
@@ -63,8 +64,22 @@ def run_config(out_dir: Path, data_dir: str | None, overrides: Mapping[str, Any]
     return load_config(overrides={**common, **overrides}, env={}, default_file=None)
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, quick: str) -> None:
-    """``--data-dir``, ``--workdir`` and ``--quick`` (``quick`` says what it sets)."""
+def add_run_arguments(parser: argparse.ArgumentParser, quick: str, eval_samples: int) -> None:
+    """The options every training benchmark has.
+
+    ``--eval-samples`` (default ``eval_samples``), ``--threads``, ``--data-dir``, ``--workdir``
+    and ``--quick`` (``quick`` says what it sets).
+    """
+    parser.add_argument(
+        "--eval-samples",
+        type=int,
+        help=f"generated (and held-out) images per score (default {eval_samples})",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's own); 1 where other jobs share the cores",
+    )
     parser.add_argument(
         "--data-dir", help="where the datasets and the feature cache are (default: ganfriends')"
     )
@@ -76,24 +91,36 @@ def add_run_arguments(parser: argparse.ArgumentParser, quick: str) -> None:
     )
 
 
-def fill_defaults(
+def add_tables_argument(parser: argparse.ArgumentParser, tables: int, help: str) -> None:
+    """``--tables``: which of the benchmark's ``tables`` (numbered from 1) to run."""
+    numbers = list(range(1, tables + 1))
+    parser.add_argument(
+        "--tables", type=int, nargs="+", choices=numbers, default=numbers, help=help
+    )
+
+
+def parse_run_args(
     parser: argparse.ArgumentParser,
-    args: argparse.Namespace,
+    argv: Sequence[str] | None,
     defaults: Mapping[str, Any],
     quick: Mapping[str, Any],
 ) -> argparse.Namespace:
-    """Options left out take ``quick``'s value with ``--quick``, else ``defaults``'.
+    """Parse ``argv``; options left out take ``quick``'s value with ``--quick``, else ``defaults``'.
 
     Every integer option named in ``defaults`` (and ``--threads`` when given) must be >= 1.
+    ``--threads`` is applied to torch here.
     """
+    args = parser.parse_args(argv)
     for name, value in (quick if args.quick else defaults).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
     checked = [n for n, v in defaults.items() if isinstance(v, int)]
-    for name in [*checked, *(["threads"] if hasattr(args, "threads") else [])]:
+    for name in [*checked, "threads"]:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     return args
 
 

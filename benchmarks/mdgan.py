@@ -60,17 +60,8 @@ from ganfriends.training.local import model_config_for
 if not __package__:  # run by path, as `python benchmarks/NAME.py`: import the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import (
-    DATASET,
-    Bench,
-    Run,
-    add_run_arguments,
-    fill_defaults,
-    mean_std,
-    progress,
-    verdict,
-    work_root,
-)
+from benchmarks import harness
+from benchmarks.harness import Run
 
 DEVICES = 10  # the paper's N
 BATCH = 10  # the paper's b: per device and generated batch; the local batch too
@@ -122,11 +113,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds of table 2 (default 0)")
     parser.add_argument(
-        "--eval-samples",
-        type=int,
-        help=f"generated (and held-out) images per score (default {DEFAULTS['eval_samples']})",
-    )
-    parser.add_argument(
         "--g-features",
         type=int,
         help=f"generator width, DCGAN's ngf (default {DEFAULTS['g_features']})",
@@ -136,24 +122,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         help=f"discriminator width, DCGAN's ndf (default {DEFAULTS['d_features']})",
     )
-    parser.add_argument(
-        "--tables",
-        type=int,
-        nargs="+",
-        choices=(1, 2),
-        default=[1, 2],
-        help="which tables to run (default: both)",
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="torch CPU threads (default: torch's own); 1 where other jobs share the cores",
-    )
-    add_run_arguments(parser, "20 iterations, seed 0, 256 samples, networks 16 wide")
-    return fill_defaults(parser, parser.parse_args(argv), DEFAULTS, QUICK)
+    harness.add_tables_argument(parser, 2, "which tables to run (default: both)")
+    quick = "20 iterations, seed 0, 256 samples, networks 16 wide"
+    harness.add_run_arguments(parser, quick, DEFAULTS["eval_samples"])
+    return harness.parse_run_args(parser, argv, DEFAULTS, QUICK)
 
 
-class MdganBench(Bench):
+class MdganBench(harness.Bench):
     """The runs of both tables: MD-GAN, FL-GAN (federated, E=1) and local, one DCGAN width."""
 
     def __init__(self, args: argparse.Namespace, root: Path) -> None:
@@ -200,7 +175,7 @@ class MdganBench(Bench):
     def dataset(self) -> ImageDataset:
         if self._dataset is None:
             self._dataset = make_dataset(
-                DATASET, data_dir=self.args.data_dir, download=False
+                harness.DATASET, data_dir=self.args.data_dir, download=False
             )  # the training split at its natural size, as the runs load it
         return self._dataset
 
@@ -260,7 +235,7 @@ def measure_traffic(bench: MdganBench, k: int) -> Traffic:
 
 
 def table_bytes(bench: MdganBench) -> None:
-    progress("table 1: bytes per iteration vs the paper")
+    harness.progress("table 1: bytes per iteration vs the paper")
     rows = [measure_traffic(bench, k) for k in KS]
     args = bench.args
     print(
@@ -296,13 +271,13 @@ def table_bytes(bench: MdganBench) -> None:
     )
     print(
         f"\ninputs down and feedback up within {TOLERANCE:.0%} of the paper's 2bd and bd floats: "
-        f"{verdict(all(t.ok for t in rows))} ({details})"
+        f"{harness.verdict(all(t.ok for t in rows))} ({details})"
     )
 
 
 def table_quality(bench: MdganBench) -> None:
     args = bench.args
-    progress("table 2: quality at equal generator updates")
+    harness.progress("table 2: quality at equal generator updates")
     iterations = args.iterations
     runs: dict[str, list[Run]] = {}
     labels = {k: f"MD-GAN k={k}" + (" (ceil log2 N)" if k == K_LOG else "") for k in KS}
@@ -333,8 +308,8 @@ def table_quality(bench: MdganBench) -> None:
         devices = mode_runs[0].devices
         simulated = per_iteration > 0
         print(
-            f"| {label} | {mean_std([r.fid for r in mode_runs], 2)} | "
-            f"{mean_std([r.kid for r in mode_runs], 4)} | {images:,.0f} | "
+            f"| {label} | {harness.mean_std([r.fid for r in mode_runs], 2)} | "
+            f"{harness.mean_std([r.kid for r in mode_runs], 4)} | {images:,.0f} | "
             f"{f'{per_iteration:,.0f}' if simulated else 'n/a'} | "
             f"{f'{per_iteration / devices:,.0f}' if simulated else 'n/a'} | "
             f"{statistics.fmean(r.wall_seconds for r in mode_runs):.0f} | "
@@ -349,19 +324,18 @@ def table_quality(bench: MdganBench) -> None:
     fed_fid = statistics.fmean(r.fid for r in runs[fed_label])
     print(
         f"\npaper's claim, MD-GAN with k = ceil(log2 N) = {K_LOG} beats FL-GAN (federated E=1), "
-        f"by FID: {verdict(md_fid < fed_fid)} (MD-GAN {md_fid:.2f}, FL-GAN {fed_fid:.2f})"
+        f"by FID: {harness.verdict(md_fid < fed_fid)} (MD-GAN {md_fid:.2f}, FL-GAN {fed_fid:.2f})"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     start = time.monotonic()
-    with work_root(args.workdir, "ganfriends-mdgan-") as root:
+    with harness.work_root(args.workdir, "ganfriends-mdgan-") as root:
         bench = MdganBench(args, root)
         print(
-            f"MD-GAN on iid {DATASET}, DCGAN {args.g_features}/{args.d_features} wide, CPU, "
+            f"MD-GAN on iid {harness.DATASET}, DCGAN {args.g_features}/{args.d_features} wide, "
+            "CPU, "
             f"{torch.get_num_threads()} torch threads; N={DEVICES} devices, b={BATCH}, k in "
             f"{{{', '.join(map(str, KS))}}}, L={MDGAN['mdgan.disc_steps']}, "
             f"swaps every E={MDGAN['mdgan.swap_epochs']} epoch"
@@ -370,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             table_bytes(bench)
         if 2 in args.tables:
             table_quality(bench)
-    progress(f"done in {time.monotonic() - start:.0f} s")
+    harness.progress(f"done in {time.monotonic() - start:.0f} s")
 
 
 if __name__ == "__main__":

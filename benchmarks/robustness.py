@@ -50,7 +50,7 @@ from benchmarks.harness import (
     NEVER,
     Scorer,
     add_run_arguments,
-    fill_defaults,
+    parse_run_args,
     progress,
     run_config,
     work_root,
@@ -118,11 +118,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--factors", type=float, nargs="+", default=[10.0, 3.0],
                         help="clip factors to try against each attack (default 10 3)")  # fmt: skip
     parser.add_argument("--attacks", nargs="+", choices=list(ATTACKS), default=list(ATTACKS))
-    parser.add_argument("--eval-samples", type=int, help="images per score (default 1000)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (1 on a shared machine)")
-    add_run_arguments(parser, "20 updates, 256 samples")
-    return fill_defaults(parser, parser.parse_args(), DEFAULTS, QUICK)
+    add_run_arguments(parser, "20 updates, 256 samples", DEFAULTS["eval_samples"])
+    return parse_run_args(parser, None, DEFAULTS, QUICK)
 
 
 def run_one(args: argparse.Namespace, root: Path, attack: str | None, factor: float) -> Outcome:
@@ -164,8 +162,6 @@ def run_one(args: argparse.Namespace, root: Path, attack: str | None, factor: fl
 
 def main() -> None:
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     with work_root(args.workdir, "ganfriends-robustness-") as root:
         runs = [run_one(args, root, None, Config().coordinator.clip_factor)]
         for attack in args.attacks:
