@@ -1,5 +1,5 @@
-"""What the three downloadable datasets (Fashion-MNIST, MNIST, CIFAR-10) share: split and
-not-found messages, and labels outside their ten classes refused."""
+"""What the downloadable datasets share: split and not-found messages, labels outside their ten
+classes refused, and (for the two IDX datasets, served from 127.0.0.1) verified downloads."""
 
 from __future__ import annotations
 
@@ -52,3 +52,41 @@ def test_a_label_outside_0_to_9_is_refused(
     (tmp_path / "m" / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.array(labels)))
     with pytest.raises(DatasetError, match=rf"labels outside 0\.\.9 \({found}\)"):
         dataset(tmp_path / "m")
+
+
+@pytest.mark.parametrize("dataset", [MNIST, FashionMNIST])
+def test_download_keeps_the_four_verified_files(
+    tmp_path: Path, dataset: type[IdxDataset], served_idx: tuple[str, dict[str, str]]
+) -> None:
+    url, sums = served_idx
+    dest = dataset.home.download(tmp_path / "d", base_url=url, checksums=sums, progress=False)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(f"{n}.gz" for n in sums)
+    assert len(dataset(dest)) == 7
+
+
+@pytest.mark.parametrize("dataset", [MNIST, FashionMNIST])
+def test_a_download_with_a_checksum_mismatch_is_refused_and_not_kept(
+    tmp_path: Path, dataset: type[IdxDataset], served_idx: tuple[str, dict[str, str]]
+) -> None:
+    url, sums = served_idx
+    sums["train-labels-idx1-ubyte"] = "0" * 64
+    with pytest.raises(DatasetError, match=f"checksum mismatch.*{dataset.home.url_env}"):
+        dataset.home.download(tmp_path / "d", base_url=url, checksums=sums, progress=False)
+    assert not list((tmp_path / "d").glob("train-labels*"))
+    assert not list((tmp_path / "d").glob(".*part"))
+
+
+@pytest.mark.usefixtures("no_system_fashion_mnist")
+@pytest.mark.parametrize("dataset", [MNIST, FashionMNIST])
+def test_make_dataset_downloads_from_the_mirror_in_the_environment(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dataset: type[IdxDataset],
+    served_idx: tuple[str, dict[str, str]],
+) -> None:
+    url, sums = served_idx
+    monkeypatch.setenv(dataset.home.url_env, url)
+    monkeypatch.setattr(dataset.home, "sha256", sums)
+    ds = make_dataset(dataset.name, split="test", data_dir=tmp_path / "dd")
+    assert len(ds) == 3
+    assert (tmp_path / "dd" / dataset.name / "train-images-idx3-ubyte.gz").is_file()

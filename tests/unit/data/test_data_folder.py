@@ -10,7 +10,7 @@ import torch
 from gf_data_helpers import jpeg_bytes, write_folder
 from PIL import Image
 
-from ganfriends.data import make_dataset
+from ganfriends.data import FileDataset, make_dataset
 from ganfriends.errors import DatasetError
 
 
@@ -39,6 +39,7 @@ def mixed_folder(tmp_path: Path) -> Path:
 
 def test_images_are_found_recursively_and_sorted_by_relative_path(mixed_folder: Path) -> None:
     ds = make_dataset("folder", path=mixed_folder)
+    assert isinstance(ds, FileDataset)
     assert ds.source.names == ["a.jpg", "b/a.webp", "b/z.PNG", "c/deep/x.Jpeg", "rgba.png"]
 
 
@@ -48,7 +49,8 @@ def test_every_mode_comes_out_rgb_at_64_pixels(mixed_folder: Path) -> None:
     for i in (0, 2, 3, 4):
         img = ds[i]
         assert img is not None and img.shape == (3, 64, 64)
-    assert torch.all(ds[2] == 1.0)  # white greyscale PNG
+    white = ds[2]
+    assert white is not None and torch.all(white == 1.0)  # white greyscale PNG
 
 
 def test_image_size_is_configurable(mixed_folder: Path) -> None:

@@ -127,40 +127,9 @@ def test_every_file_has_a_pinned_sha256_of_its_decompressed_bytes() -> None:
     assert all(re.fullmatch(r"[0-9a-f]{64}", s) for s in mnist_module.MNIST_SHA256.values())
 
 
-def test_download_keeps_the_four_verified_files(
-    tmp_path: Path, served_idx: tuple[str, dict[str, str]]
-) -> None:
-    url, sums = served_idx
-    dest = download_mnist(tmp_path / "m", base_url=url, checksums=sums, progress=False)
-    assert sorted(p.name for p in dest.iterdir()) == sorted(f"{n}.gz" for n in sums)
-    assert len(MNIST(dest)) == 7
-
-
-def test_a_download_with_a_checksum_mismatch_is_refused_and_not_kept(
-    tmp_path: Path, served_idx: tuple[str, dict[str, str]]
-) -> None:
-    url, sums = served_idx
-    sums["train-labels-idx1-ubyte"] = "0" * 64
-    with pytest.raises(DatasetError, match=r"checksum mismatch.*GANFRIENDS_MNIST_URL"):
-        download_mnist(tmp_path / "m", base_url=url, checksums=sums, progress=False)
-    assert not list((tmp_path / "m").glob("train-labels*"))
-    assert not list((tmp_path / "m").glob(".*part"))
-
-
 def test_the_pinned_checksums_refuse_files_that_are_not_mnist(
     tmp_path: Path, served_idx: tuple[str, dict[str, str]]
 ) -> None:
     url, _ = served_idx
     with pytest.raises(DatasetError, match="checksum mismatch"):
         download_mnist(tmp_path / "m", base_url=url, progress=False)
-
-
-def test_make_dataset_downloads_from_the_mirror_in_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served_idx: tuple[str, dict[str, str]]
-) -> None:
-    url, sums = served_idx
-    monkeypatch.setenv("GANFRIENDS_MNIST_URL", url)
-    monkeypatch.setattr(mnist_module.MNIST_HOME, "sha256", sums)
-    ds = make_dataset("mnist", split="test", data_dir=tmp_path / "dd")
-    assert len(ds) == 3
-    assert (tmp_path / "dd" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
