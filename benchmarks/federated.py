@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -278,7 +277,6 @@ def table_modes(bench: FederatedBench, federated: Run) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    start = time.monotonic()
     with harness.work_root(args.workdir, "ganfriends-federated-") as root:
         bench = FederatedBench(args, root)
         print(
@@ -300,7 +298,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             )  # fmt: skip
         if 3 in args.tables:
             table_modes(bench, fedavg)
-    harness.progress(f"done in {time.monotonic() - start:.0f} s")
 
 
 if __name__ == "__main__":

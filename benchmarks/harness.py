@@ -126,11 +126,13 @@ def parse_run_args(
 
 @contextmanager
 def work_root(workdir: Path | None, prefix: str) -> Iterator[Path]:
-    """``workdir`` (created), or a temporary directory deleted afterwards."""
+    """``workdir`` (created), or a temporary directory deleted afterwards; then how long it took."""
+    start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         root = workdir or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         yield root
+    progress(f"done in {time.monotonic() - start:.0f} s")
 
 
 @dataclass

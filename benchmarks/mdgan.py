@@ -44,7 +44,6 @@ import argparse
 import math
 import statistics
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,7 +329,6 @@ def table_quality(bench: MdganBench) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    start = time.monotonic()
     with harness.work_root(args.workdir, "ganfriends-mdgan-") as root:
         bench = MdganBench(args, root)
         print(
@@ -344,7 +342,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             table_bytes(bench)
         if 2 in args.tables:
             table_quality(bench)
-    harness.progress(f"done in {time.monotonic() - start:.0f} s")
 
 
 if __name__ == "__main__":
