@@ -279,9 +279,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     with harness.work_root(args.workdir, "ganfriends-federated-") as root:
         bench = FederatedBench(args, root)
+        threads = torch.get_num_threads()
         print(
-            f"FeGAN's LSGAN on non-iid {harness.DATASET}, CPU, {torch.get_num_threads()} torch "
-            "threads; "
+            f"FeGAN's LSGAN on non-iid {harness.DATASET}, CPU, {threads} torch threads; "
             f"E={args.local_steps} local steps of B={BATCH}, {FEGAN['federated.devices']} devices, "
             f"fraction {FEGAN['federated.fraction']}, magic_num {FEGAN['federated.magic_num']}"
         )

@@ -331,9 +331,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     with harness.work_root(args.workdir, "ganfriends-mdgan-") as root:
         bench = MdganBench(args, root)
+        width = f"{args.g_features}/{args.d_features}"
         print(
-            f"MD-GAN on iid {harness.DATASET}, DCGAN {args.g_features}/{args.d_features} wide, "
-            "CPU, "
+            f"MD-GAN on iid {harness.DATASET}, DCGAN {width} wide, CPU, "
             f"{torch.get_num_threads()} torch threads; N={DEVICES} devices, b={BATCH}, k in "
             f"{{{', '.join(map(str, KS))}}}, L={MDGAN['mdgan.disc_steps']}, "
             f"swaps every E={MDGAN['mdgan.swap_epochs']} epoch"
