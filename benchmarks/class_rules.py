@@ -27,6 +27,11 @@ from pathlib import Path
 
 from ganfriends.db import Database, EmbeddedPostgres, migrate
 
+if not __package__:  # run by path, as `python benchmarks/NAME.py`: import the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import pyplot, save_figure
+
 RESULTS = Path(__file__).resolve().parent / "results"
 RULES = ("alternating", "simultaneous")
 DTYPES = ("float32", "bfloat16")
@@ -103,11 +108,7 @@ def scores(db: Database) -> list[dict[str, float]]:
 
 
 def plot(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for rule, points in curves.items():
         ax.plot([p[0] / 1000 for p in points], [p[1] for p in points], marker="o", label=rule)
@@ -117,9 +118,7 @@ def plot(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> 
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(plt, fig, path)
 
 
 def main() -> None:

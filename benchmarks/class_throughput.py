@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
-from bench_run import embedded_database, start_run
 from ganfriends.classroom.payload import encode_result
 from ganfriends.classroom.state import server_blobs
 from ganfriends.classroom.unit_work import PublishedWeights
@@ -30,6 +31,13 @@ from ganfriends.data import DatasetFingerprint, ImageDataset
 from ganfriends.db import Database
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import SyncPlan, Unit, make_rule
+
+if (
+    not __package__
+):  # `python benchmarks/class_throughput.py`: make the benchmarks package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_run import embedded_database, start_run
 
 CASES = (
     ("fashion-mnist 32x32x1", ModelConfig(image_size=32, channels=1)),
@@ -104,9 +112,9 @@ def bench_case(
             )
             assert claim is not None
             if published.version != claim["version"]:
-                weights = db.fetch_one("get_weights", run_id=run_id, version=claim["version"])
-                assert weights is not None
-                download_bytes += len(weights["generator"]) + len(weights["discriminator"])
+                stored = db.fetch_one("get_weights", run_id=run_id, version=claim["version"])
+                assert stored is not None
+                download_bytes += len(stored["generator"]) + len(stored["discriminator"])
                 timed(times, "weights download", published.load, db, run_id, claim["version"])
             else:
                 published.load(db, run_id, claim["version"])

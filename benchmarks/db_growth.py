@@ -13,17 +13,23 @@ Prints a table; not a test.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from bench_run import embedded_database, start_run
 from ganfriends.classroom.payload import encode_result
 from ganfriends.config import Config
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import SyncPlan
 from ganfriends.rules.sync import collect_gradients
 from ganfriends.step import StepStats
+
+if not __package__:  # run by path, as `python benchmarks/NAME.py`: import the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_run import embedded_database, start_run
 
 IMAGES_PER_UNIT = 320
 UNITS_PER_UPDATE = 3

@@ -38,29 +38,23 @@ file and ``GANFRIENDS_*`` variables are ignored, so the settings are exactly the
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 
-from ganfriends.config import Config, load_config
-from ganfriends.evaluation import Evaluator
-from ganfriends.evaluation.checkpoints import evaluate_checkpoint
-from ganfriends.training.history import read_history
-from ganfriends.training.local import train_local
-from ganfriends.training.simulate import simulate
+if not __package__:  # run by path, as `python benchmarks/NAME.py`: import the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DATASET = "fashion-mnist"
-IMAGE_SIZE = 32
+from benchmarks import harness
+from benchmarks.harness import Run
+
 BATCH = 50  # FeGAN's B, and the local batch compared with it
+# FeGAN's 32x32 LSGAN, on every run.
+MODEL = {"training.model": "lsgan", "training.loss": "lsgan"}
 # FeGAN's README setting (the rounds and the weighting/sampling vary per table).
 FEGAN = {
     "federated.devices": 41,
@@ -82,7 +76,6 @@ VARIANTS = (
     ("KL-linear (random)", "kl-linear", False),
     ("KL-exp + balanced", "kl-exp", True),
 )
-NEVER = 10**9  # a sample/checkpoint interval no run reaches: only the final outputs are written
 DEFAULTS: dict[str, Any] = {
     "rounds": 30,
     "seeds": [0, 1, 2],
@@ -99,36 +92,13 @@ QUICK: dict[str, Any] = {
 }
 
 
-@dataclass
-class Run:
-    """What one training run left: its images, timings, traffic and (once scored) quality."""
-
-    label: str
-    images_seen: int
-    loop_seconds: float  # last history row's elapsed_s: the training loop alone
-    wall_seconds: float  # the whole call, dataset load and set-up included
-    bytes_moved: int  # bytes_down + bytes_up over the run (0 for local training)
-    checkpoint: Path
-    fid: float = float("nan")
-    kid: float = float("nan")
-
-    @property
-    def bytes_per_image(self) -> float:
-        return self.bytes_moved / max(1, self.images_seen)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "--rounds", type=int, help=f"rounds of table 2 and 3 (default {DEFAULTS['rounds']})"
     )
     parser.add_argument(
         "--seeds", type=int, nargs="+", help="seeds of table 2 (default 0 1 2); table 3: the first"
-    )
-    parser.add_argument(
-        "--eval-samples",
-        type=int,
-        help=f"generated (and held-out) images per score (default {DEFAULTS['eval_samples']})",
     )
     parser.add_argument(
         "--throughput-rounds",
@@ -140,70 +110,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         help=f"FeGAN's E, local steps per device and round (default {DEFAULTS['local_steps']})",
     )
-    parser.add_argument(
-        "--tables",
-        type=int,
-        nargs="+",
-        choices=(1, 2, 3),
-        default=[1, 2, 3],
-        help="which tables to run (default: all; table 3 alone trains its own FedAvg run)",
+    harness.add_tables_argument(
+        parser, 3, "which tables to run (default: all; table 3 alone trains its own FedAvg run)"
     )
-    parser.add_argument(
-        "--data-dir", help="where the datasets and the feature cache are (default: ganfriends')"
-    )
-    parser.add_argument(
-        "--workdir", type=Path, help="keep every run's outputs here (default: a temporary dir)"
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny settings to check the script: 2 rounds, seed 0, 256 samples, 1 throughput "
-        "round, 5 local steps",
-    )
-    args = parser.parse_args(argv)
-    base = QUICK if args.quick else DEFAULTS
-    for name, value in base.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    for name in ("rounds", "eval_samples", "throughput_rounds", "local_steps"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    return args
+    quick = "2 rounds, seed 0, 256 samples, 1 throughput round, 5 local steps"
+    harness.add_run_arguments(parser, quick, DEFAULTS["eval_samples"])
+    return harness.parse_run_args(parser, argv, DEFAULTS, QUICK)
 
 
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def quiet() -> Console:
-    # Not a terminal, so no live progress bar is drawn; quiet, so nothing is kept either.
-    return Console(file=io.StringIO(), quiet=True)
-
-
-class Bench:
-    """Runs training jobs in numbered output directories and scores them with one evaluator."""
+class FederatedBench(harness.Bench):
+    """The runs of the three tables: federated (FeGAN's setting), sync and local."""
 
     def __init__(self, args: argparse.Namespace, root: Path) -> None:
+        super().__init__(root, data_dir=args.data_dir, eval_samples=args.eval_samples, model=MODEL)
         self.args = args
-        self.root = root
-        self.count = 0
-        self._evaluator: Evaluator | None = None
-
-    def config(self, out_dir: Path, overrides: dict[str, Any]) -> Config:
-        common: dict[str, Any] = {
-            "data.dataset": DATASET,
-            "data.data_dir": self.args.data_dir,
-            "data.download": False,
-            "training.model": "lsgan",
-            "training.loss": "lsgan",
-            "training.device": "cpu",
-            "training.output_dir": str(out_dir),
-        }
-        return load_config(overrides={**common, **overrides}, env={}, default_file=None)
-
-    def out_dir(self, name: str) -> Path:
-        self.count += 1
-        return self.root / f"{self.count:02d}-{name}"
 
     def federated(
         self,
@@ -215,129 +135,36 @@ class Bench:
         balanced: bool,
         local_state: str = "keep",
     ) -> Run:
-        return self.simulated(
-            name,
-            {
-                **FEGAN,
-                "coordinator.mode": "federated",
-                "federated.rounds": rounds,
-                "federated.local_steps": self.args.local_steps,
-                "federated.weighting": weighting,
-                "federated.balanced_sampling": balanced,
-                "federated.local_state": local_state,
-                "training.seed": seed,
-            },
-        )
+        overrides = {
+            **FEGAN,
+            "coordinator.mode": "federated",
+            "federated.rounds": rounds,
+            "federated.local_steps": self.args.local_steps,
+            "federated.weighting": weighting,
+            "federated.balanced_sampling": balanced,
+            "federated.local_state": local_state,
+            "training.seed": seed,
+        }
+        return self.simulated(name, overrides, iterations=rounds, devices=1)
 
     def sync(self, name: str, *, updates: int, seed: int) -> Run:
-        return self.simulated(
-            name,
-            {
-                **SYNC,
-                "coordinator.mode": "sync",
-                "coordinator.max_iterations": updates,
-                "training.seed": seed,
-            },
-        )
+        overrides = {
+            **SYNC,
+            "coordinator.mode": "sync",
+            "coordinator.max_iterations": updates,
+            "training.seed": seed,
+        }
+        # Not checked against ``updates``: with the alternating rule a step is two versions.
+        return self.simulated(name, overrides, iterations=None, devices=1)
 
-    def simulated(self, name: str, overrides: dict[str, Any]) -> Run:
-        out = self.out_dir(name)
-        config = self.config(out, {**overrides, "coordinator.sample_interval": NEVER})
-        start = time.monotonic()
-        result = simulate(config, console=quiet())
-        wall = time.monotonic() - start
-        if result.stopped_early:
-            raise SystemExit(f"{name}: the simulation stopped early")
-        rows = read_history(out / "history.csv")
-        moved = sum(int(float(r["bytes_down"])) + int(float(r["bytes_up"])) for r in rows)
-        return self.finish(
-            Run(name, result.images_seen, loop_seconds(rows), wall, moved, result.latest_checkpoint)
-        )
-
-    def local(self, name: str, *, steps: int, seed: int) -> Run:
-        out = self.out_dir(name)
-        config = self.config(
-            out,
-            {
-                "training.batch_size": BATCH,
-                "training.max_steps": steps,
-                "training.seed": seed,
-                "training.sample_interval": NEVER,
-                "training.checkpoint_interval": NEVER,
-            },
-        )
-        start = time.monotonic()
-        result = train_local(config, console=quiet())
-        wall = time.monotonic() - start
-        if result.stopped_early:
-            raise SystemExit(f"{name}: local training stopped early")
-        rows = read_history(out / "history.csv")
-        return self.finish(
-            Run(name, result.images_seen, loop_seconds(rows), wall, 0, result.latest_checkpoint)
-        )
-
-    def finish(self, run: Run) -> Run:
-        progress(
-            f"[run {self.count}] {run.label}: {run.images_seen:,} images in "
-            f"{run.wall_seconds:.0f} s (training loop {run.loop_seconds:.0f} s, "
-            f"{run.images_seen / max(run.loop_seconds, 1e-9):,.0f} img/s)"
-        )
-        return run
-
-    @property
-    def evaluator(self) -> Evaluator:
-        if self._evaluator is None:
-            start = time.monotonic()
-            self._evaluator = Evaluator.for_dataset(
-                DATASET,
-                data_dir=self.args.data_dir,
-                image_size=IMAGE_SIZE,
-                num_samples=self.args.eval_samples,
-                seed=0,
-                device="cpu",
-                download=False,
-                progress=progress,
-            )
-            progress(
-                f"evaluator ready in {time.monotonic() - start:.0f} s: "
-                f"{self._evaluator.num_real} held-out images"
-            )
-        return self._evaluator
-
-    def score(self, run: Run) -> Run:
-        start = time.monotonic()
-        report = evaluate_checkpoint(
-            run.checkpoint, evaluator=self.evaluator, num_samples=self.args.eval_samples
-        )
-        run.fid, run.kid = report.metrics["fid"], report.metrics["kid_mean"]
-        progress(
-            f"  scored {run.label}: FID {run.fid:.2f}, KID {run.kid:.4f} "
-            f"({time.monotonic() - start:.0f} s)"
-        )
-        return run
+    def local_run(self, name: str, *, steps: int, seed: int) -> Run:
+        return self.local(name, steps=steps, seed=seed, batch=BATCH)
 
 
-def loop_seconds(rows: list[dict[str, str]]) -> float:
-    """The training loop's duration: ``elapsed_s`` of the last history row."""
-    if not rows:
-        raise SystemExit("a run wrote no history rows")
-    return float(rows[-1]["elapsed_s"])
-
-
-def mean_std(values: Sequence[float], digits: int) -> str:
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def table_throughput(bench: Bench) -> None:
+def table_throughput(bench: FederatedBench) -> None:
     args = bench.args
-    progress("table 1: throughput")
-    bench.local("warmup", steps=1, seed=0)
+    harness.progress("table 1: throughput")
+    bench.local_run("warmup", steps=1, seed=0)
     fed = bench.federated(
         "throughput-federated",
         rounds=args.throughput_rounds,
@@ -346,7 +173,7 @@ def table_throughput(bench: Bench) -> None:
         balanced=True,
     )
     steps = max(1, round(fed.images_seen / BATCH))
-    local = bench.local("throughput-local", steps=steps, seed=0)
+    local = bench.local_run("throughput-local", steps=steps, seed=0)
     local_rate = local.images_seen / local.loop_seconds
     print(
         f"\n### 1. Throughput: {args.throughput_rounds} federated round(s) vs train-local, "
@@ -361,12 +188,13 @@ def table_throughput(bench: Bench) -> None:
             f"{rate / local_rate:.2f} |"
         )
     ratio = fed.images_seen / fed.loop_seconds / local_rate
-    print(f"\nfederated images/s within 10% of train-local: {verdict(ratio >= 0.9)} ({ratio:.2f}x)")
+    ok = harness.verdict(ratio >= 0.9)
+    print(f"\nfederated images/s within 10% of train-local: {ok} ({ratio:.2f}x)")
 
 
-def table_variants(bench: Bench) -> dict[str, list[Run]]:
+def table_variants(bench: FederatedBench) -> dict[str, list[Run]]:
     args = bench.args
-    progress("table 2: weighting and sampling")
+    harness.progress("table 2: weighting and sampling")
     runs: dict[str, list[Run]] = {}
     for label, weighting, balanced in VARIANTS:
         for seed in args.seeds:
@@ -385,18 +213,21 @@ def table_variants(bench: Bench) -> dict[str, list[Run]]:
     for label, variant_runs in runs.items():
         images = statistics.fmean(r.images_seen for r in variant_runs)
         print(
-            f"| {label} | {mean_std([r.fid for r in variant_runs], 2)} | "
-            f"{mean_std([r.kid for r in variant_runs], 4)} | {args.rounds} | {images:,.0f} |"
+            f"| {label} | {harness.mean_std([r.fid for r in variant_runs], 2)} | "
+            f"{harness.mean_std([r.kid for r in variant_runs], 4)} | {args.rounds} | "
+            f"{images:,.0f} |"
         )
     return runs
 
 
-def table_modes(bench: Bench, federated: Run) -> None:
+def table_modes(bench: FederatedBench, federated: Run) -> None:
     args = bench.args
     seed = args.seeds[0]
-    progress("table 3: federated vs local vs class mode")
+    harness.progress("table 3: federated vs local vs class mode")
     images = federated.images_seen
-    local = bench.score(bench.local("equal-local", steps=max(1, round(images / BATCH)), seed=seed))
+    local = bench.score(
+        bench.local_run("equal-local", steps=max(1, round(images / BATCH)), seed=seed)
+    )
     per_update = SYNC["training.images_per_work_unit"] * SYNC["training.workunits_per_update"]
     sync = bench.score(
         bench.sync("equal-sync", updates=max(1, round(images / per_update)), seed=seed)
@@ -434,24 +265,23 @@ def table_modes(bench: Bench, federated: Run) -> None:
     for label, run, bpi, rel in rows:
         print(f"| {label} | {run.images_seen:,} | {run.fid:.2f} | {run.kid:.4f} | {bpi} | {rel} |")
     print(
-        f"\nfederated within 10% of local FID: {verdict(federated.fid <= 1.1 * local.fid)} "
+        f"\nfederated within 10% of local FID: {harness.verdict(federated.fid <= 1.1 * local.fid)} "
         f"(federated {federated.fid:.2f}, local {local.fid:.2f})"
     )
     print(
         f"at least 10x fewer worker bytes per image than the class mode: "
-        f"{verdict(ratio >= 10)} ({ratio:.2f}x; with the local Adam reset {reset_ratio:.2f}x)"
+        f"{harness.verdict(ratio >= 10)} ({ratio:.2f}x; with the local Adam reset "
+        f"{reset_ratio:.2f}x)"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="ganfriends-federated-") as tmp:
-        root = args.workdir or Path(tmp)
-        root.mkdir(parents=True, exist_ok=True)
-        bench = Bench(args, root)
+    with harness.work_root(args.workdir, "ganfriends-federated-") as root:
+        bench = FederatedBench(args, root)
+        threads = torch.get_num_threads()
         print(
-            f"FeGAN's LSGAN on non-iid {DATASET}, CPU, {torch.get_num_threads()} torch threads; "
+            f"FeGAN's LSGAN on non-iid {harness.DATASET}, CPU, {threads} torch threads; "
             f"E={args.local_steps} local steps of B={BATCH}, {FEGAN['federated.devices']} devices, "
             f"fraction {FEGAN['federated.fraction']}, magic_num {FEGAN['federated.magic_num']}"
         )
@@ -468,7 +298,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             )  # fmt: skip
         if 3 in args.tables:
             table_modes(bench, fedavg)
-    progress(f"done in {time.monotonic() - start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +29,11 @@ from ganfriends.evaluation import Evaluator
 from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.step import MicroBatch, make_optimizers, train_step
+
+if not __package__:  # run by path, as `python benchmarks/NAME.py`: import the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import pyplot, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = (
@@ -57,11 +63,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def plot(rows: list[dict[str, float]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     images = [r["images_seen"] / 1000 for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     axes[0].plot(images, [r["fid"] for r in rows], marker="o")
@@ -80,9 +82,7 @@ def plot(rows: list[dict[str, float]], path: Path, title: str) -> None:
         ax.set_xlabel("images seen (thousands)")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(plt, fig, path)
 
 
 def main() -> None:

@@ -60,8 +60,9 @@ def images_per_second(cluster: Cluster, args: argparse.Namespace, bf16: bool, la
     generator, discriminator = build_models(MODEL, seed=0)
     generator, discriminator = generator.to(device), discriminator.to(device)
     layout = torch.channels_last if last else torch.contiguous_format
-    generator = generator.to(memory_format=layout)
-    discriminator = discriminator.to(memory_format=layout)
+    # torch's stubs leave out Module.to(memory_format=...), which torch documents and accepts.
+    generator = generator.to(memory_format=layout)  # type: ignore[call-overload]
+    discriminator = discriminator.to(memory_format=layout)  # type: ignore[call-overload]
     optimizer_g, optimizer_d = make_optimizers(generator, discriminator, 2e-4, (0.5, 0.999))
     hooks = cluster.step_hooks(
         generator, discriminator, optimizer_g, optimizer_d,
@@ -95,7 +96,8 @@ def images_per_second(cluster: Cluster, args: argparse.Namespace, bf16: bool, la
         step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return args.steps * args.batch / (time.perf_counter() - started)
+    images = int(args.steps) * int(args.batch)
+    return images / (time.perf_counter() - started)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

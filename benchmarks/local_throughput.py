@@ -94,9 +94,9 @@ def main() -> None:
             rate = bench_step(config, batch, device, args.steps, args.warmup)
             print(f"| {name:<22} | {batch:>5} | {rate:>11,.0f} | {1000 * batch / rate:>8.1f} |")
     for batch in (64, 128):
-        rate = bench_fashion_mnist_loading(batch)
-        if rate is not None:
-            print(f"\nfashion-mnist get_batch({batch}) loading: {rate:,.0f} img/s")
+        loading = bench_fashion_mnist_loading(batch)
+        if loading is not None:
+            print(f"\nfashion-mnist get_batch({batch}) loading: {loading:,.0f} img/s")
 
 
 if __name__ == "__main__":

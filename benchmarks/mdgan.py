@@ -41,33 +41,28 @@ checkpoints) go to a temporary directory unless ``--workdir`` keeps them. The co
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import statistics
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 
-from ganfriends.config import Config, load_config
 from ganfriends.data import ImageDataset, make_dataset
-from ganfriends.evaluation import Evaluator
-from ganfriends.evaluation.checkpoints import evaluate_checkpoint
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import make_rule, plan_from_config
 from ganfriends.rules.capabilities import device_state_spec
-from ganfriends.training.history import read_history
-from ganfriends.training.local import model_config_for, train_local
-from ganfriends.training.simulate import simulate
+from ganfriends.training.local import model_config_for
 
-DATASET = "fashion-mnist"
-IMAGE_SIZE = 32
+if not __package__:  # run by path, as `python benchmarks/NAME.py`: import the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import harness
+from benchmarks.harness import Run
+
 DEVICES = 10  # the paper's N
 BATCH = 10  # the paper's b: per device and generated batch; the local batch too
 K_LOG = max(1, math.ceil(math.log2(DEVICES)))  # the paper's k = ceil(log2 N)
@@ -93,7 +88,6 @@ FEDERATED = {
     "federated.weighting": "fedavg",
     "federated.balanced_sampling": False,
 }
-NEVER = 10**9  # a sample/checkpoint interval no run reaches: only the final outputs are written
 DEFAULTS: dict[str, Any] = {
     "iterations": 2000,
     "seeds": [0],
@@ -110,41 +104,14 @@ QUICK: dict[str, Any] = {
 }
 
 
-@dataclass
-class Run:
-    """What one run left: its updates, images, timings, traffic and (once scored) quality."""
-
-    label: str
-    iterations: int  # generator updates
-    devices: int  # worker units per iteration (1 for local training)
-    images_seen: int
-    loop_seconds: float  # last history row's elapsed_s: the training loop alone
-    wall_seconds: float  # the whole call, dataset load and set-up included
-    bytes_down: int  # over the run (0 for local training)
-    bytes_up: int
-    checkpoint: Path
-    fid: float = float("nan")
-    kid: float = float("nan")
-
-    @property
-    def bytes_per_iteration(self) -> float:
-        """Worker bytes (down + up, all devices) per generator update."""
-        return (self.bytes_down + self.bytes_up) / max(1, self.iterations)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "--iterations",
         type=int,
         help=f"generator updates of table 2's runs (default {DEFAULTS['iterations']})",
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds of table 2 (default 0)")
-    parser.add_argument(
-        "--eval-samples",
-        type=int,
-        help=f"generated (and held-out) images per score (default {DEFAULTS['eval_samples']})",
-    )
     parser.add_argument(
         "--g-features",
         type=int,
@@ -155,78 +122,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         help=f"discriminator width, DCGAN's ndf (default {DEFAULTS['d_features']})",
     )
-    parser.add_argument(
-        "--tables",
-        type=int,
-        nargs="+",
-        choices=(1, 2),
-        default=[1, 2],
-        help="which tables to run (default: both)",
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="torch CPU threads (default: torch's own); 1 where other jobs share the cores",
-    )
-    parser.add_argument(
-        "--data-dir", help="where the datasets and the feature cache are (default: ganfriends')"
-    )
-    parser.add_argument(
-        "--workdir", type=Path, help="keep every run's outputs here (default: a temporary dir)"
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny settings to check the script: 20 iterations, seed 0, 256 samples, "
-        "networks 16 wide",
-    )
-    args = parser.parse_args(argv)
-    base = QUICK if args.quick else DEFAULTS
-    for name, value in base.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    for name in ("iterations", "eval_samples", "g_features", "d_features", "threads"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    return args
+    harness.add_tables_argument(parser, 2, "which tables to run (default: both)")
+    quick = "20 iterations, seed 0, 256 samples, networks 16 wide"
+    harness.add_run_arguments(parser, quick, DEFAULTS["eval_samples"])
+    return harness.parse_run_args(parser, argv, DEFAULTS, QUICK)
 
 
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def quiet() -> Console:
-    # Not a terminal, so no live progress bar is drawn; quiet, so nothing is kept either.
-    return Console(file=io.StringIO(), quiet=True)
-
-
-class Bench:
-    """Runs training jobs in numbered output directories and scores them with one evaluator."""
+class MdganBench(harness.Bench):
+    """The runs of both tables: MD-GAN, FL-GAN (federated, E=1) and local, one DCGAN width."""
 
     def __init__(self, args: argparse.Namespace, root: Path) -> None:
-        self.args = args
-        self.root = root
-        self.count = 0
-        self._evaluator: Evaluator | None = None
-        self._dataset: ImageDataset | None = None
-
-    def config(self, out_dir: Path, overrides: dict[str, Any]) -> Config:
-        common: dict[str, Any] = {
-            "data.dataset": DATASET,
-            "data.data_dir": self.args.data_dir,
-            "data.download": False,
+        model = {
             "training.model": "dcgan",
             "training.loss": "bce",
-            "training.g_features": self.args.g_features,
-            "training.d_features": self.args.d_features,
-            "training.device": "cpu",
-            "training.output_dir": str(out_dir),
+            "training.g_features": args.g_features,
+            "training.d_features": args.d_features,
         }
-        return load_config(overrides={**common, **overrides}, env={}, default_file=None)
-
-    def out_dir(self, name: str) -> Path:
-        self.count += 1
-        return self.root / f"{self.count:02d}-{name}"
+        super().__init__(root, data_dir=args.data_dir, eval_samples=args.eval_samples, model=model)
+        self.args = args
+        self._dataset: ImageDataset | None = None
 
     def mdgan_overrides(self, *, k: int, iterations: int, seed: int) -> dict[str, Any]:
         return {
@@ -250,80 +164,18 @@ class Bench:
         }
         return self.simulated(name, overrides, iterations=rounds, devices=DEVICES)
 
-    def simulated(
-        self, name: str, overrides: dict[str, Any], *, iterations: int, devices: int
-    ) -> Run:
-        out = self.out_dir(name)
-        config = self.config(out, {**overrides, "coordinator.sample_interval": NEVER})
-        start = time.monotonic()
-        result = simulate(config, console=quiet())
-        wall = time.monotonic() - start
-        if result.stopped_early or result.version != iterations:
-            raise SystemExit(f"{name}: the simulation stopped at version {result.version}")
-        rows = read_history(out / "history.csv")
-        down = sum(int(float(r["bytes_down"])) for r in rows)
-        up = sum(int(float(r["bytes_up"])) for r in rows)
-        if down + up != result.bytes_moved:
-            raise SystemExit(f"{name}: history.csv's bytes differ from the simulation's total")
-        return self.finish(
-            Run(
-                name,
-                iterations,
-                devices,
-                result.images_seen,
-                loop_seconds(rows),
-                wall,
-                down,
-                up,
-                result.latest_checkpoint,
-            )
-        )
-
-    def local(self, name: str, *, steps: int, seed: int) -> Run:
-        out = self.out_dir(name)
-        config = self.config(
-            out,
-            {
-                "training.batch_size": BATCH,
-                "training.max_steps": steps,
-                "training.seed": seed,
-                "training.sample_interval": NEVER,
-                "training.checkpoint_interval": NEVER,
-            },
-        )
-        start = time.monotonic()
-        result = train_local(config, console=quiet())
-        wall = time.monotonic() - start
-        if result.stopped_early or result.step != steps:
-            raise SystemExit(f"{name}: local training stopped at step {result.step}")
-        rows = read_history(out / "history.csv")
-        return self.finish(
-            Run(
-                name,
-                steps,
-                1,
-                result.images_seen,
-                loop_seconds(rows),
-                wall,
-                0,
-                0,
-                result.latest_checkpoint,
-            )
-        )
-
-    def finish(self, run: Run) -> Run:
-        progress(
-            f"[run {self.count}] {run.label}: {run.iterations} updates, {run.images_seen:,} images "
-            f"in {run.wall_seconds:.0f} s (training loop {run.loop_seconds:.0f} s, "
+    def describe(self, run: Run) -> str:
+        return (
+            f"{run.iterations} updates, {run.images_seen:,} images in {run.wall_seconds:.0f} s "
+            f"(training loop {run.loop_seconds:.0f} s, "
             f"{run.bytes_per_iteration / 1e6:,.2f} MB per iteration)"
         )
-        return run
 
     @property
     def dataset(self) -> ImageDataset:
         if self._dataset is None:
             self._dataset = make_dataset(
-                DATASET, data_dir=self.args.data_dir, download=False
+                harness.DATASET, data_dir=self.args.data_dir, download=False
             )  # the training split at its natural size, as the runs load it
         return self._dataset
 
@@ -338,55 +190,6 @@ class Bench:
         generator, discriminator = build_models(model_config)
         spec = device_state_spec(rule, generator, discriminator)
         return model_config, 0 if spec is None else spec.nbytes
-
-    @property
-    def evaluator(self) -> Evaluator:
-        if self._evaluator is None:
-            start = time.monotonic()
-            self._evaluator = Evaluator.for_dataset(
-                DATASET,
-                data_dir=self.args.data_dir,
-                image_size=IMAGE_SIZE,
-                num_samples=self.args.eval_samples,
-                seed=0,
-                device="cpu",
-                download=False,
-                progress=progress,
-            )
-            progress(
-                f"evaluator ready in {time.monotonic() - start:.0f} s: "
-                f"{self._evaluator.num_real} held-out images"
-            )
-        return self._evaluator
-
-    def score(self, run: Run) -> Run:
-        start = time.monotonic()
-        report = evaluate_checkpoint(
-            run.checkpoint, evaluator=self.evaluator, num_samples=self.args.eval_samples
-        )
-        run.fid, run.kid = report.metrics["fid"], report.metrics["kid_mean"]
-        progress(
-            f"  scored {run.label}: FID {run.fid:.2f}, KID {run.kid:.4f} "
-            f"({time.monotonic() - start:.0f} s)"
-        )
-        return run
-
-
-def loop_seconds(rows: list[dict[str, str]]) -> float:
-    """The training loop's duration: ``elapsed_s`` of the last history row."""
-    if not rows:
-        raise SystemExit("a run wrote no history rows")
-    return float(rows[-1]["elapsed_s"])
-
-
-def mean_std(values: Sequence[float], digits: int) -> str:
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 @dataclass
@@ -413,7 +216,7 @@ class Traffic:
         return abs(self.down_ratio - 1) <= TOLERANCE and abs(self.up_ratio - 1) <= TOLERANCE
 
 
-def measure_traffic(bench: Bench, k: int) -> Traffic:
+def measure_traffic(bench: MdganBench, k: int) -> Traffic:
     model_config, state_bytes = bench.mdgan_layout(k)
     run = bench.mdgan(f"bytes-k{k}", k=k, iterations=BYTES_ITERATIONS, seed=0)
     units = DEVICES * BYTES_ITERATIONS
@@ -431,8 +234,8 @@ def measure_traffic(bench: Bench, k: int) -> Traffic:
     )
 
 
-def table_bytes(bench: Bench) -> None:
-    progress("table 1: bytes per iteration vs the paper")
+def table_bytes(bench: MdganBench) -> None:
+    harness.progress("table 1: bytes per iteration vs the paper")
     rows = [measure_traffic(bench, k) for k in KS]
     args = bench.args
     print(
@@ -468,13 +271,13 @@ def table_bytes(bench: Bench) -> None:
     )
     print(
         f"\ninputs down and feedback up within {TOLERANCE:.0%} of the paper's 2bd and bd floats: "
-        f"{verdict(all(t.ok for t in rows))} ({details})"
+        f"{harness.verdict(all(t.ok for t in rows))} ({details})"
     )
 
 
-def table_quality(bench: Bench) -> None:
+def table_quality(bench: MdganBench) -> None:
     args = bench.args
-    progress("table 2: quality at equal generator updates")
+    harness.progress("table 2: quality at equal generator updates")
     iterations = args.iterations
     runs: dict[str, list[Run]] = {}
     labels = {k: f"MD-GAN k={k}" + (" (ceil log2 N)" if k == K_LOG else "") for k in KS}
@@ -486,7 +289,7 @@ def table_quality(bench: Bench) -> None:
             runs.setdefault(labels[k], []).append(bench.score(run))
         fed = bench.federated(f"federated-e1-seed{seed}", rounds=iterations, seed=seed)
         runs.setdefault(fed_label, []).append(bench.score(fed))
-        local = bench.local(f"local-seed{seed}", steps=iterations, seed=seed)
+        local = bench.local(f"local-seed{seed}", steps=iterations, seed=seed, batch=BATCH)
         runs.setdefault(local_label, []).append(bench.score(local))
     seeds = " ".join(map(str, args.seeds))
     print(
@@ -505,8 +308,8 @@ def table_quality(bench: Bench) -> None:
         devices = mode_runs[0].devices
         simulated = per_iteration > 0
         print(
-            f"| {label} | {mean_std([r.fid for r in mode_runs], 2)} | "
-            f"{mean_std([r.kid for r in mode_runs], 4)} | {images:,.0f} | "
+            f"| {label} | {harness.mean_std([r.fid for r in mode_runs], 2)} | "
+            f"{harness.mean_std([r.kid for r in mode_runs], 4)} | {images:,.0f} | "
             f"{f'{per_iteration:,.0f}' if simulated else 'n/a'} | "
             f"{f'{per_iteration / devices:,.0f}' if simulated else 'n/a'} | "
             f"{statistics.fmean(r.wall_seconds for r in mode_runs):.0f} | "
@@ -521,21 +324,17 @@ def table_quality(bench: Bench) -> None:
     fed_fid = statistics.fmean(r.fid for r in runs[fed_label])
     print(
         f"\npaper's claim, MD-GAN with k = ceil(log2 N) = {K_LOG} beats FL-GAN (federated E=1), "
-        f"by FID: {verdict(md_fid < fed_fid)} (MD-GAN {md_fid:.2f}, FL-GAN {fed_fid:.2f})"
+        f"by FID: {harness.verdict(md_fid < fed_fid)} (MD-GAN {md_fid:.2f}, FL-GAN {fed_fid:.2f})"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="ganfriends-mdgan-") as tmp:
-        root = args.workdir or Path(tmp)
-        root.mkdir(parents=True, exist_ok=True)
-        bench = Bench(args, root)
+    with harness.work_root(args.workdir, "ganfriends-mdgan-") as root:
+        bench = MdganBench(args, root)
+        width = f"{args.g_features}/{args.d_features}"
         print(
-            f"MD-GAN on iid {DATASET}, DCGAN {args.g_features}/{args.d_features} wide, CPU, "
+            f"MD-GAN on iid {harness.DATASET}, DCGAN {width} wide, CPU, "
             f"{torch.get_num_threads()} torch threads; N={DEVICES} devices, b={BATCH}, k in "
             f"{{{', '.join(map(str, KS))}}}, L={MDGAN['mdgan.disc_steps']}, "
             f"swaps every E={MDGAN['mdgan.swap_epochs']} epoch"
@@ -544,7 +343,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             table_bytes(bench)
         if 2 in args.tables:
             table_quality(bench)
-    progress(f"done in {time.monotonic() - start:.0f} s")
 
 
 if __name__ == "__main__":

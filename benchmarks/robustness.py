@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -40,23 +39,34 @@ import torch
 from rich.console import Console
 
 from ganfriends.aggregate import group_norms, lower_median
-from ganfriends.config import Config, load_config
-from ganfriends.evaluation import Evaluator
-from ganfriends.evaluation.checkpoints import evaluate_checkpoint
+from ganfriends.config import Config
 from ganfriends.rules.base import Unit, UnitResult
 from ganfriends.training.simulate import simulate
 
-DATASET = "fashion-mnist"
+if not __package__:  # run by path, as `python benchmarks/NAME.py`: import the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import (
+    NEVER,
+    Scorer,
+    add_run_arguments,
+    parse_run_args,
+    progress,
+    run_config,
+    work_root,
+)
+
 WORKERS = 5
 HOSTILE = WORKERS - 1
 UNITS_PER_UPDATE = 5
 IMAGES_PER_UNIT = 64
-NEVER = 10**9
 ATTACKS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "scale": lambda t: t * 1000,
     "flip": lambda t: t * -10,
     "zero": torch.zeros_like,
 }
+DEFAULTS: dict[str, Any] = {"updates": 150, "eval_samples": 1000}
+QUICK: dict[str, Any] = {"updates": 20, "eval_samples": 256}
 
 
 @dataclass
@@ -78,10 +88,14 @@ class Recorder:
 
     attack: str | None
     norms: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    calls: int = 0
 
     def __call__(self, unit: Unit, result: UnitResult) -> UnitResult:
+        # simulate calls this for each unit of a version, version after version. Not the unit's
+        # index // K: with the alternating rule, a step's D and G units interleave their indices.
+        version = self.calls // UNITS_PER_UPDATE
+        self.calls += 1
         if self.attack is None or unit.index % WORKERS != HOSTILE:
-            version = unit.index // UNITS_PER_UPDATE
             self.norms.setdefault(version, []).append(group_norms(result.parameters))
             return result
         change = ATTACKS[self.attack]
@@ -98,26 +112,15 @@ class Recorder:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--updates", type=int, help="updates per run (default 150)")
     parser.add_argument("--features", type=int, default=16, help="G and D width (default 16)")
     parser.add_argument("--factors", type=float, nargs="+", default=[10.0, 3.0],
                         help="clip factors to try against each attack (default 10 3)")  # fmt: skip
     parser.add_argument("--attacks", nargs="+", choices=list(ATTACKS), default=list(ATTACKS))
-    parser.add_argument("--eval-samples", type=int, help="images per score (default 1000)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (1 on a shared machine)")
-    parser.add_argument("--data-dir", help="datasets and feature cache (default: ganfriends')")
-    parser.add_argument("--workdir", type=Path, help="keep the runs here (default: a temp dir)")
-    parser.add_argument("--quick", action="store_true", help="20 updates, 256 samples")
-    args = parser.parse_args()
-    args.updates = args.updates or (20 if args.quick else 150)
-    args.eval_samples = args.eval_samples or (256 if args.quick else 1000)
-    return args
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    add_run_arguments(parser, "20 updates, 256 samples", DEFAULTS["eval_samples"])
+    return parse_run_args(parser, None, DEFAULTS, QUICK)
 
 
 def run_one(args: argparse.Namespace, root: Path, attack: str | None, factor: float) -> Outcome:
@@ -134,13 +137,8 @@ def run_one(args: argparse.Namespace, root: Path, attack: str | None, factor: fl
         "training.g_features": args.features,
         "training.d_features": args.features,
         "training.seed": args.seed,
-        "training.device": "cpu",
-        "training.output_dir": str(out),
-        "data.dataset": DATASET,
-        "data.data_dir": args.data_dir,
-        "data.download": False,
     }
-    config = load_config(overrides=overrides, env={}, default_file=None)
+    config = run_config(out, args.data_dir, overrides)
     recorder = Recorder(attack)
     log = io.StringIO()
     start = time.monotonic()
@@ -151,7 +149,8 @@ def run_one(args: argparse.Namespace, root: Path, attack: str | None, factor: fl
         students=lambda unit: f"worker {unit.index % WORKERS}",  # one vote per worker
     )
     seconds = time.monotonic() - start
-    if result.version != args.updates:
+    # Not version == updates: with the alternating rule (the default) a step is two versions.
+    if result.stopped_early:
         raise SystemExit(f"{label}: stopped at version {result.version}")
     clipped = sum("clipped" in line for line in log.getvalue().splitlines())
     outcome = Outcome(label, attack or "none", factor, seconds, clipped, result.latest_checkpoint)
@@ -163,24 +162,15 @@ def run_one(args: argparse.Namespace, root: Path, attack: str | None, factor: fl
 
 def main() -> None:
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = args.workdir or Path(tmp)
+    with work_root(args.workdir, "ganfriends-robustness-") as root:
         runs = [run_one(args, root, None, Config().coordinator.clip_factor)]
         for attack in args.attacks:
             # Zeros are never clipped (norm 0): the coordinator refuses them before screening.
             for factor in (0.0,) if attack == "zero" else (0.0, *args.factors):
                 runs.append(run_one(args, root, attack, factor))
-        evaluator = Evaluator.for_dataset(
-            DATASET, data_dir=args.data_dir, image_size=32, num_samples=args.eval_samples,
-            seed=0, device="cpu", download=False, progress=progress,
-        )  # fmt: skip
+        scorer = Scorer(args.data_dir, args.eval_samples)
         for run in runs:
-            report = evaluate_checkpoint(
-                run.checkpoint, evaluator=evaluator, num_samples=args.eval_samples
-            )
-            run.fid, run.kid = report.metrics["fid"], report.metrics["kid_mean"]
+            run.fid, run.kid = scorer.fid_kid(run.checkpoint)
     images = args.updates * UNITS_PER_UPDATE * IMAGES_PER_UNIT
     print(
         f"One hostile worker of {WORKERS} (every 5th unit), sync rule, K={UNITS_PER_UPDATE} x "

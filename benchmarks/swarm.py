@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -34,7 +35,6 @@ import torch
 from psycopg.conninfo import make_conninfo
 from rich.console import Console
 
-from bench_run import start_run
 from ganfriends.classroom import queue
 from ganfriends.classroom.payload import encode_result
 from ganfriends.classroom.worker import IDLE_BACKOFF_FACTOR, IDLE_BACKOFF_START
@@ -47,7 +47,12 @@ from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import SyncPlan, Unit, make_rule
 from ganfriends.rules.work import Workspace
 from ganfriends.signals import StopRequest
-from latency_proxy import DelayProxy
+
+if not __package__:  # run by path, as `python benchmarks/NAME.py`: import the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_run import start_run
+from benchmarks.latency_proxy import DelayProxy
 
 MODEL = ModelConfig(image_size=32, channels=1)  # the class default: Fashion-MNIST's DCGAN
 IMAGES_PER_UNIT = 320
@@ -253,7 +258,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             stack.enter_context(proxy)
             # Workers reach the server through the proxy (a round trip of --latency-ms); the
             # coordinator, on the instructor's machine, directly.
-            reach = {"host": "127.0.0.1", "port": proxy.port} if args.latency_ms else {}
+            reach: dict[str, str | int] = (
+                {"host": "127.0.0.1", "port": proxy.port} if args.latency_ms else {}
+            )
             # A class: one login role per student, as `ganfriends students add` makes them.
             students = [
                 make_conninfo(

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench_run import start_run
 from ganfriends.classroom import queue
 from ganfriends.classroom.queue import Consumed
 from ganfriends.classroom.state import server_blobs
@@ -35,6 +35,11 @@ from ganfriends.models import ModelConfig
 from ganfriends.rules import SyncPlan, Unit
 from ganfriends.rules.base import UpdateRecord
 from ganfriends.step import StepStats
+
+if not __package__:  # run by path, as `python benchmarks/NAME.py`: import the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_run import start_run
 
 POLL_INTERVAL = Config().worker.poll_interval
 MODEL = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)

@@ -4,6 +4,7 @@ pixels. The metrics are computed as for any features; only what they measure is 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ganfriends.data import DatasetFingerprint
 from ganfriends.evaluation import Evaluator
@@ -17,18 +18,14 @@ class ProjectedPixels(FeatureExtractor):
     kind, dim, key = "projection", 16, "projected-pixels-16"
 
     def __init__(self, pixels: int) -> None:
-        super().__init__()
-        weight = torch.randn(pixels, self.dim, generator=torch.Generator().manual_seed(0))
-        self.weight = weight / pixels**0.5
+        net = nn.Linear(pixels, self.dim, bias=False)
+        weight = torch.randn(self.dim, pixels, generator=torch.Generator().manual_seed(0))
+        net.weight.data = weight / pixels**0.5
+        net.requires_grad_(False)
+        super().__init__(net)
 
     def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return torch.mm(pixels.flatten(1), self.weight)
-
-    def _move(self, device: torch.device) -> None:
-        self.weight = self.weight.to(device)
-
-    def describe(self) -> dict[str, object]:
-        return {"kind": self.kind, "dim": self.dim}
+        return self.net(pixels.flatten(1))  # type: ignore[no-any-return]  # nn.Module is untyped
 
 
 def pixel_evaluator(real: torch.Tensor) -> Evaluator:

@@ -10,25 +10,16 @@ of the 32x32 image (1024 bytes each, row by row). The five training batches are 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tarfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import torch
 
-from ganfriends.data.base import make_digest
-from ganfriends.data.download import fetch_url
-from ganfriends.data.memory import (
-    InMemoryDataset,
-    checked_labels,
-    download_or_explain,
-    resize_uint8,
-)
-from ganfriends.data.paths import resolve_data_dir
+from ganfriends.data.download import check_sha256, fetch_url, sha256_of
+from ganfriends.data.memory import DatasetHome, DownloadableDataset
 from ganfriends.errors import DatasetError
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -50,95 +41,73 @@ RECORD_BYTES = 1 + 3 * NATIVE_SIZE * NATIVE_SIZE  # a label byte, then the R, G 
 # Every real batch holds exactly 10,000 records; anything bigger is not CIFAR-10 and would only
 # waste memory before failing.
 _MAX_BATCH_BYTES = 10_000 * RECORD_BYTES
-_HASH_CHUNK = 1 << 20  # bytes hashed per read
 _TITLE = "CIFAR-10"
 
 
-def _check_split(split: str) -> None:
-    if split not in CIFAR10_SPLITS:
-        choices = ", ".join(CIFAR10_SPLITS)
-        raise DatasetError(f"unknown {_TITLE} split {split!r}: choose one of {choices}")
+class Cifar10Home(DatasetHome):
+    """Where CIFAR-10's binary version lives: its archive, or the archive's extracted folder."""
+
+    title = _TITLE
+    folder = "cifar10"
+    splits = tuple(CIFAR10_SPLITS)
+
+    def source_in(self, directory: Path, split: str | None) -> Path | None:
+        """The folder of batch files in ``directory``, else the archive there, else None."""
+        # The extracted folder first: it loads without decompressing 170 MB.
+        names = [n for s in ([split] if split else CIFAR10_SPLITS) for n in CIFAR10_SPLITS[s]]
+        for folder in (directory / CIFAR10_FOLDER, directory):
+            if all((folder / n).is_file() for n in names):
+                return folder
+        archive = directory / CIFAR10_ARCHIVE
+        return archive if archive.is_file() else None
+
+    def is_archive(self, path: Path) -> bool:
+        """Any file but a batch file: an archive, whatever its name; reading it checks it."""
+        return path.suffix != ".bin"
+
+    def missing(self, directory: Path, split: str | None) -> str:
+        """Names the archive and its folder."""
+        return (
+            f"{_TITLE} not found in {directory}: expected {CIFAR10_ARCHIVE} or its "
+            f"{CIFAR10_FOLDER} folder (the binary version)"
+        )
+
+    def download(
+        self,
+        dest: str | os.PathLike[str],
+        *,
+        url: str | None = None,
+        sha256: str | None = None,
+        progress: bool = True,
+    ) -> Path:
+        """Download the binary archive to ``dest/cifar-10-binary.tar.gz`` (kept packed); its path.
+
+        The URL is ``url``, else ``$GANFRIENDS_CIFAR10_URL``, else the authors' site. The archive
+        is verified against ``sha256`` (default :data:`CIFAR10_SHA256`) before it gets its final
+        name. An archive already there is returned as is.
+        """
+        target = Path(dest).expanduser() / CIFAR10_ARCHIVE
+        if target.is_file():
+            return target
+        source = url or os.environ.get(CIFAR10_URL_ENV) or CIFAR10_URL
+        expected = CIFAR10_SHA256 if sha256 is None else sha256
+
+        def verify(path: Path) -> None:
+            check_sha256(sha256_of(path), expected, source, CIFAR10_URL_ENV)
+
+        return fetch_url(source, target, verify=verify, progress=progress)
+
+    def manual_steps(self, target: Path) -> str:
+        """Where to download the archive by hand, and where to put it."""
+        return (
+            f"download {CIFAR10_ARCHIVE} (the binary version) from {CIFAR10_PAGE} and put it in "
+            f"{target} (no need to extract it)"
+        )
 
 
-def cifar10_search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Where CIFAR-10 is looked for, in order, when no explicit path is given."""
-    return [resolve_data_dir(data_dir) / "cifar10", Path.cwd() / "data" / "cifar10"]
-
-
-def _source_in(directory: Path, split: str | None) -> Path | None:
-    # The extracted folder first: it loads without decompressing 170 MB.
-    names = [n for s in ([split] if split else CIFAR10_SPLITS) for n in CIFAR10_SPLITS[s]]
-    for folder in (directory / CIFAR10_FOLDER, directory):
-        if all((folder / n).is_file() for n in names):
-            return folder
-    archive = directory / CIFAR10_ARCHIVE
-    return archive if archive.is_file() else None
-
-
-def find_cifar10(
-    path: str | os.PathLike[str] | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-    *,
-    split: str | None = None,
-    search: Sequence[Path] | None = None,
-) -> Path | None:
-    """The CIFAR-10 binary batches: their folder or the archive holding them, or None.
-
-    ``path`` may be the archive, a folder holding it or the batches (or ``cifar-10-batches-bin``),
-    or one batch file (meaning its folder); DatasetError if it holds none of them. Without
-    ``path``: the first of ``search`` (default ``<data_dir>/cifar10``, ``./data/cifar10``).
-    """
-    if path is not None:
-        explicit = Path(path).expanduser()
-        if explicit.is_file() and explicit.suffix != ".bin":
-            return explicit  # an archive, whatever its name; reading it checks what it is
-        directory = explicit.parent if explicit.is_file() else explicit
-        found = _source_in(directory, split)
-        if found is None:
-            raise DatasetError(
-                f"{_TITLE} not found in {directory}: expected {CIFAR10_ARCHIVE} or its "
-                f"{CIFAR10_FOLDER} folder (the binary version)"
-            )
-        return found
-    dirs = search if search is not None else cifar10_search_dirs(data_dir)
-    return next((s for d in dirs if (s := _source_in(d, split)) is not None), None)
-
-
-def _verify_sha256(url: str, expected: str) -> Callable[[Path], None]:
-    def verify(path: Path) -> None:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(_HASH_CHUNK):
-                h.update(chunk)
-        actual = h.hexdigest()
-        if actual != expected:
-            raise DatasetError(
-                f"checksum mismatch for {url} (sha256 {actual[:16]}..., expected "
-                f"{expected[:16]}...): the file was not kept; check {CIFAR10_URL_ENV}"
-            )
-
-    return verify
-
-
-def download_cifar10(
-    dest: str | os.PathLike[str],
-    *,
-    url: str | None = None,
-    sha256: str | None = None,
-    progress: bool = True,
-) -> Path:
-    """Download the binary archive to ``dest/cifar-10-binary.tar.gz`` (kept packed); its path.
-
-    The URL is ``url``, else ``$GANFRIENDS_CIFAR10_URL``, else the authors' site. The archive is
-    verified against ``sha256`` (default :data:`CIFAR10_SHA256`) before it gets its final name.
-    An archive already there is returned as is.
-    """
-    target = Path(dest).expanduser() / CIFAR10_ARCHIVE
-    if target.is_file():
-        return target
-    source = url or os.environ.get(CIFAR10_URL_ENV) or CIFAR10_URL
-    expected = CIFAR10_SHA256 if sha256 is None else sha256
-    return fetch_url(source, target, verify=_verify_sha256(source, expected), progress=progress)
+CIFAR10_HOME = Cifar10Home()
+find_cifar10 = CIFAR10_HOME.find
+download_cifar10 = CIFAR10_HOME.download
 
 
 def _member_name(name: str, archive: Path) -> str:
@@ -208,7 +177,7 @@ def _parse_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     return records[:, 0], records[:, 1:].reshape(-1, 3, NATIVE_SIZE, NATIVE_SIZE)
 
 
-class CIFAR10(InMemoryDataset):
+class CIFAR10(DownloadableDataset):
     """One split of CIFAR-10 as ``(3, size, size)`` RGB images, with class labels (0-9).
 
     ``root`` is the archive or the folder of batch files. Images are 32x32; another
@@ -217,43 +186,19 @@ class CIFAR10(InMemoryDataset):
 
     name = "cifar10"
     channels = 3
+    home = CIFAR10_HOME
+    num_labels = NUM_CLASSES
 
-    def __init__(self, root: str | os.PathLike[str], *, split: str = "train", image_size: int = 32):
-        _check_split(split)
-        source = Path(root)
+    def read_split(self, root: Path, split: str) -> tuple[np.ndarray, np.ndarray, str]:
+        """The split's batches, in order: pixels ``(N, 3, 32, 32)`` and labels."""
         names = CIFAR10_SPLITS[split]
-        batches = _read_folder(source, names) if source.is_dir() else _read_archive(source, names)
-        parsed = [_parse_batch(b, f"{source}: {n}") for b, n in zip(batches, names, strict=True)]
+        batches = _read_folder(root, names) if root.is_dir() else _read_archive(root, names)
+        parsed = [_parse_batch(b, f"{root}: {n}") for b, n in zip(batches, names, strict=True)]
         del batches  # the raw bytes: up to 150 MB that the copies below replace
         # concatenate copies into one writable array (torch.from_numpy warns on read-only ones).
         raw = np.concatenate([images for _, images in parsed])
         labels = np.concatenate([classes for classes, _ in parsed])
-        self.split = split
-        checked = checked_labels(labels, raw.shape[0], NUM_CLASSES, str(source))
-        # The digest covers the raw pixels, so any other file version or split hashes differently.
-        digest = make_digest(self.name, image_size, self.channels, [raw.data])
-        pixels = resize_uint8(torch.from_numpy(raw), image_size)
-        super().__init__(pixels, digest, labels=checked, num_classes=NUM_CLASSES)
+        return raw, labels, str(root)
 
 
-def open_cifar10(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    image_size: int = NATIVE_SIZE,
-    split: str = "train",
-    data_dir: str | os.PathLike[str] | None = None,
-    download: bool = True,
-) -> CIFAR10:
-    """Find (or download into ``<data_dir>/cifar10``) and load CIFAR-10's binary version."""
-    _check_split(split)
-    source = find_cifar10(path, data_dir, split=split)
-    if source is None:
-        target = resolve_data_dir(data_dir) / "cifar10"
-        source = download_or_explain(
-            (lambda: download_cifar10(target)) if download else None,
-            title=_TITLE,
-            looked=cifar10_search_dirs(data_dir),
-            hint=f"download {CIFAR10_ARCHIVE} (the binary version) from {CIFAR10_PAGE} and put "
-            f"it in {target} (no need to extract it)",
-        )
-    return CIFAR10(source, split=split, image_size=image_size)
+open_cifar10 = CIFAR10.open

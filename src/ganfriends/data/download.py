@@ -158,11 +158,28 @@ def fetch_resumable(
 
 def md5_of(path: Path) -> str:
     """The MD5 hex digest of a file, read in chunks (the checksum CelebA's archive is known by)."""
-    digest = hashlib.md5(usedforsecurity=False)
+    return _digest_of(path, hashlib.md5(usedforsecurity=False))
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 hex digest of a file, read in chunks."""
+    return _digest_of(path, hashlib.sha256())
+
+
+def _digest_of(path: Path, digest: hashlib._Hash) -> str:
     with path.open("rb") as f:
         while chunk := f.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_sha256(actual: str, expected: str, url: str, url_env: str) -> None:
+    """DatasetError unless a download from ``url`` hashed as ``expected``; it names ``url_env``."""
+    if actual != expected:
+        raise DatasetError(
+            f"checksum mismatch for {url} (sha256 {actual[:16]}..., expected "
+            f"{expected[:16]}...): the file was not kept; check {url_env}"
+        )
 
 
 def _copy(src: IO[bytes], out: IO[bytes], total: int, label: str, *, show: bool) -> None:

@@ -171,10 +171,11 @@ class ClassifierFeatures(FeatureExtractor):
 
     kind = "classifier"
 
+    net: FeatureNet
+
     def __init__(self, trained: TrainedFeatureNet) -> None:
-        super().__init__()
+        super().__init__(trained.net)
         self.trained = trained
-        self.net = trained.net.eval()
         self.dim = trained.net.spec.feature_dim
         self.key = f"classifier-{trained.key}"
         self.channels = (trained.net.spec.channels,)
@@ -183,14 +184,10 @@ class ClassifierFeatures(FeatureExtractor):
     def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.net.features(pixels / 127.5 - 1)  # the [-1, 1] range it was trained on
 
-    def _move(self, device: torch.device) -> None:
-        self.net.to(device)
-
     def describe(self) -> dict[str, object]:
         """Kind, dimension, test accuracy and the cache file."""
         return {
-            "kind": self.kind,
-            "dim": self.dim,
+            **super().describe(),
             "test_accuracy": round(self.trained.test_accuracy, 4),
             "weights": str(self.trained.path),
             "key": self.trained.key[:16],

@@ -16,6 +16,7 @@ from torch import nn
 
 from ganfriends import rng
 from ganfriends.device import resolve_device
+from ganfriends.evaluation.classifier import ClassifierFeatures, load_or_train_feature_net
 from ganfriends.evaluation.common import (
     EVAL_NOISE,
     EvalError,
@@ -25,6 +26,7 @@ from ganfriends.evaluation.common import (
 )
 from ganfriends.evaluation.extractor import FeatureExtractor
 from ganfriends.evaluation.featurenet import TrainingRecipe
+from ganfriends.evaluation.inception import InceptionFeatures, locate_inception
 from ganfriends.evaluation.metrics import (
     KID_SUBSET_SIZE,
     KID_SUBSETS,
@@ -34,7 +36,6 @@ from ganfriends.evaluation.metrics import (
 from ganfriends.evaluation.reference import (
     RealFeatures,
     check_dataset_name,
-    make_extractor,
     open_held_out,
     real_features,
 )
@@ -111,17 +112,21 @@ class Evaluator:
             image_size=image_size,
             download=download,
         )
-        extractor = make_extractor(
-            name,
-            inception=inception,
-            dataset_path=dataset_path,
-            data_dir=data_dir,
-            cache_dir=cache,
-            recipe=recipe,
-            retrain=retrain_features,
-            download=download,
-            progress=progress,
-        ).to(target)
+        if inception is not None:
+            extractor: FeatureExtractor = InceptionFeatures(locate_inception(inception))
+        else:
+            trained = load_or_train_feature_net(
+                name,
+                dataset_path=dataset_path,
+                data_dir=data_dir,
+                cache_dir=cache,
+                recipe=recipe,
+                retrain=retrain_features,
+                download=download,
+                progress=progress,
+            )
+            extractor = ClassifierFeatures(trained)
+        extractor.to(target)
         reference = real_features(
             extractor,
             held_out,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 
 import torch
+from torch import nn
 
 from ganfriends.evaluation.common import EvalError
 
@@ -20,7 +21,7 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 
 
 class FeatureExtractor(abc.ABC):
-    """Maps images (N, C, H, W) in [-1, 1] to feature vectors (N, dim)."""
+    """Maps images (N, C, H, W) in [-1, 1] to feature vectors (N, dim) with the network ``net``."""
 
     kind: str  # "classifier" or "inception"
     dim: int
@@ -30,25 +31,22 @@ class FeatureExtractor(abc.ABC):
     # The input channel counts it accepts.
     channels: tuple[int, ...] = (1, 3)
 
-    def __init__(self) -> None:
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net.eval()
         self.device = torch.device("cpu")
 
     @abc.abstractmethod
     def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Features of one batch of pixel values in [0, 255] (float32, on ``self.device``)."""
 
-    @abc.abstractmethod
-    def _move(self, device: torch.device) -> None:
-        """Move the network to ``device``."""
-
-    @abc.abstractmethod
     def describe(self) -> dict[str, object]:
-        """What the features are, for reports (JSON-ready)."""
+        """What the features are, for reports (JSON-ready); subclasses add where they come from."""
+        return {"kind": self.kind, "dim": self.dim}
 
     def to(self, device: torch.device | str) -> FeatureExtractor:
         """Compute on ``device`` from now on; returns self."""
         self.device = torch.device(device)
-        self._move(self.device)
+        self.net.to(self.device)
         return self
 
     def check_channels(self, channels: int, what: str) -> None:

@@ -98,10 +98,9 @@ class InceptionFeatures(FeatureExtractor):
     batch_size = 50  # 299x299 inputs: bounds activation memory
 
     def __init__(self, path: Path) -> None:
-        super().__init__()
+        super().__init__(load_inception(path))
         self.path = path
         self.sha1 = file_sha1(path)
-        self.net = load_inception(path)
         self.key = f"inception-{self.sha1}"
 
     def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -116,14 +115,10 @@ class InceptionFeatures(FeatureExtractor):
             )
         return out
 
-    def _move(self, device: torch.device) -> None:
-        self.net.to(device)
-
     def describe(self) -> dict[str, object]:
         """Kind, dimension, file and whether it is the known FID file (sha1)."""
         return {
-            "kind": self.kind,
-            "dim": self.dim,
+            **super().describe(),
             "weights": str(self.path),
             "sha1_verified": self.sha1 == WEIGHTS_SHA1,
         }

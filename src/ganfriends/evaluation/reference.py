@@ -12,7 +12,6 @@ import torch
 from ganfriends import rng
 from ganfriends.data import DATASET_NAMES, DatasetFingerprint, ImageDataset, make_dataset
 from ganfriends.errors import DatasetError
-from ganfriends.evaluation.classifier import ClassifierFeatures, load_or_train_feature_net
 from ganfriends.evaluation.common import (
     EVAL_SUBSET,
     EvalError,
@@ -23,8 +22,7 @@ from ganfriends.evaluation.common import (
     save_tensors,
 )
 from ganfriends.evaluation.extractor import FeatureExtractor
-from ganfriends.evaluation.featurenet import TrainingRecipe
-from ganfriends.evaluation.inception import INSTALL_HINT, InceptionFeatures, locate_inception
+from ganfriends.evaluation.inception import INSTALL_HINT
 
 # Datasets whose labels let ganfriends train its own feature classifier. Not cifar10: it would
 # train (3 channels work), but a CNN this small, in 3 epochs without augmentation, is expected to
@@ -45,35 +43,6 @@ def check_dataset_name(name: str, inception: str | os.PathLike[str] | None) -> N
             f"--inception auto after `{INSTALL_HINT}` (ganfriends' own feature classifier needs "
             f"class labels: {', '.join(LABELLED_DATASETS)} only)"
         )
-
-
-def make_extractor(
-    dataset: str,
-    *,
-    inception: str | os.PathLike[str] | None = None,
-    dataset_path: str | os.PathLike[str] | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    recipe: TrainingRecipe | None = None,
-    retrain: bool = False,
-    download: bool = True,
-    progress: Progress = no_progress,
-) -> FeatureExtractor:
-    """Inception features when ``inception`` (a path or ``auto``) is given, else the classifier."""
-    check_dataset_name(dataset, inception)
-    if inception is not None:
-        return InceptionFeatures(locate_inception(inception))
-    trained = load_or_train_feature_net(
-        dataset,
-        dataset_path=dataset_path,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        recipe=recipe,
-        retrain=retrain,
-        download=download,
-        progress=progress,
-    )
-    return ClassifierFeatures(trained)
 
 
 def open_held_out(

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gf_data_helpers import make_celeba_files
+from gf_data_helpers import make_celeba_files, sha256s, write_mnist
 
 from ganfriends.data import fashion_mnist
 
@@ -33,7 +33,15 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def no_system_fashion_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the system-wide Fashion-MNIST copy invisible."""
-    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIRS", ())
+    monkeypatch.setattr(fashion_mnist.FASHION_MNIST_HOME, "system_dirs", ())
+
+
+@pytest.fixture
+def served_idx(http_root: tuple[Path, str]) -> tuple[str, dict[str, str]]:
+    """Four generated .gz IDX files (7 train, 3 test images) on the local server: (base URL,
+    their decompressed sha256s). MNIST and Fashion-MNIST share the format and file names."""
+    root, url = http_root
+    return url, sha256s(write_mnist(root, n_train=7, n_test=3))
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ganfriends.data import open_celeba
+from ganfriends.data.files import FileDataset
+
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 needs_real_fashion_mnist = pytest.mark.skipif(
     not (REAL_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
@@ -85,6 +88,21 @@ def write_zip(zip_path: Path, files: dict[str, bytes]) -> Path:
         for name, data in files.items():
             zf.writestr(name, data)
     return zip_path
+
+
+def open_celeba_as(
+    packaging: str,
+    root: Path,
+    files: dict[str, bytes],
+    *,
+    zip_name: str = "img_align_celeba.zip",
+    prefix: str = "img_align_celeba/",
+) -> FileDataset:
+    """CelebA of ``files`` under ``root``: an extracted folder (``folder``), else ``zip_name``
+    whose members start with ``prefix`` (Kaggle's archive.zip nests the folder twice)."""
+    if packaging == "folder":
+        return open_celeba(write_folder(root / "img_align_celeba", files))
+    return open_celeba(write_zip(root / zip_name, {prefix + n: b for n, b in files.items()}))
 
 
 def partition_txt(n: int = N_CELEBA) -> bytes:

@@ -224,23 +224,6 @@ def test_the_data_dir_is_searched_before_cwd_data(
     assert find_cifar10() == tmp_path / "data-dir" / "cifar10" / ARCHIVE
 
 
-def test_an_unknown_split_is_rejected_with_the_choices() -> None:
-    with pytest.raises(
-        DatasetError, match="unknown CIFAR-10 split 'all': choose one of train, test"
-    ):
-        make_dataset("cifar10", split="all")
-
-
-def test_absent_with_downloads_disabled_is_one_actionable_line(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError) as info:
-        make_dataset("cifar10", download=False)
-    message = str(info.value)
-    assert "\n" not in message
-    assert "downloads are disabled" in message
-    assert "cifar-10-binary.tar.gz (the binary version)" in message
-    assert str(tmp_path / "data-dir" / "cifar10") in message
-
-
 @pytest.fixture
 def served_archive(http_root: tuple[Path, str], batches: dict[str, bytes]) -> tuple[str, str]:
     """The generated archive on the local server: (its URL, its sha256)."""

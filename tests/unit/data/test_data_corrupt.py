@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from gf_data_helpers import N_CELEBA, write_folder, write_zip
+from gf_data_helpers import N_CELEBA, open_celeba_as, write_folder, write_zip
 from PIL import ImageFile
 
 from ganfriends.data import BatchLoader, make_dataset, open_celeba
@@ -34,10 +34,7 @@ def damaged(celeba_files: dict[str, bytes]) -> dict[str, bytes]:
 def damaged_dataset(
     request: pytest.FixtureRequest, tmp_path: Path, damaged: dict[str, bytes]
 ) -> FileDataset:
-    if request.param == "folder":
-        return open_celeba(write_folder(tmp_path / "img_align_celeba", damaged))
-    members = {f"img_align_celeba/{n}": b for n, b in damaged.items()}
-    return open_celeba(write_zip(tmp_path / "img_align_celeba.zip", members))
+    return open_celeba_as(request.param, tmp_path, damaged)
 
 
 def test_getitem_returns_none_for_a_truncated_jpeg(damaged_dataset: FileDataset) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gf_data_helpers import sha256s, write_fashion_mnist, write_zip
+from gf_data_helpers import write_zip
 
 from ganfriends.data import (
-    FashionMNIST,
     celeba_manual_steps,
     download_celeba,
     download_fashion_mnist,
@@ -16,35 +15,7 @@ from ganfriends.data import (
     open_celeba,
 )
 from ganfriends.data import download as dl
-from ganfriends.data import fashion_mnist as fm
 from ganfriends.errors import DatasetError
-
-
-@pytest.fixture
-def served_fashion_mnist(http_root: tuple[Path, str]) -> tuple[str, dict[str, str]]:
-    """Four generated .gz IDX files on the server: (base URL, their decompressed sha256s)."""
-    root, url = http_root
-    return url, sha256s(write_fashion_mnist(root, n_train=7, n_test=3))
-
-
-def test_download_writes_the_four_verified_files(
-    tmp_path: Path, served_fashion_mnist: tuple[str, dict[str, str]]
-) -> None:
-    url, sums = served_fashion_mnist
-    dest = download_fashion_mnist(tmp_path / "fm", base_url=url, checksums=sums, progress=False)
-    assert sorted(p.name for p in dest.iterdir()) == sorted(f"{n}.gz" for n in sums)
-    assert len(FashionMNIST(dest, split="train")) == 7
-
-
-def test_a_checksum_mismatch_raises_and_leaves_no_file(
-    tmp_path: Path, served_fashion_mnist: tuple[str, dict[str, str]]
-) -> None:
-    url, sums = served_fashion_mnist
-    sums["t10k-images-idx3-ubyte"] = "0" * 64
-    with pytest.raises(DatasetError, match="checksum mismatch"):
-        download_fashion_mnist(tmp_path / "fm", base_url=url, checksums=sums, progress=False)
-    assert not list((tmp_path / "fm").glob("t10k-images*"))
-    assert not list((tmp_path / "fm").glob(".*part"))
 
 
 def test_a_missing_file_on_the_server_reports_the_http_status(
@@ -57,24 +28,10 @@ def test_a_missing_file_on_the_server_reports_the_http_status(
 
 
 @pytest.mark.usefixtures("no_system_fashion_mnist")
-def test_make_dataset_downloads_from_the_mirror_into_the_data_dir(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    served_fashion_mnist: tuple[str, dict[str, str]],
-) -> None:
-    url, sums = served_fashion_mnist
-    monkeypatch.setenv("GANFRIENDS_FASHION_MNIST_URL", url)
-    monkeypatch.setattr(fm, "FASHION_MNIST_SHA256", sums)
-    ds = make_dataset("fashion-mnist", split="test", data_dir=tmp_path / "dd")
-    assert len(ds) == 3
-    assert (tmp_path / "dd" / "fashion-mnist" / "train-images-idx3-ubyte.gz").is_file()
-
-
-@pytest.mark.usefixtures("no_system_fashion_mnist")
 def test_make_dataset_reports_a_bad_mirror_checksum_in_one_line(
-    monkeypatch: pytest.MonkeyPatch, served_fashion_mnist: tuple[str, dict[str, str]]
+    monkeypatch: pytest.MonkeyPatch, served_idx: tuple[str, dict[str, str]]
 ) -> None:
-    url, _ = served_fashion_mnist
+    url, _ = served_idx
     monkeypatch.setenv("GANFRIENDS_FASHION_MNIST_URL", url)
     with pytest.raises(DatasetError, match="checksum mismatch") as info:
         make_dataset("fashion-mnist")

@@ -28,7 +28,7 @@ def everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Pat
     }
     for seed, d in enumerate(dirs.values()):
         write_fashion_mnist(d, seed=seed)
-    monkeypatch.setattr(fm, "SYSTEM_DIRS", (dirs["system"],))
+    monkeypatch.setattr(fm.FASHION_MNIST_HOME, "system_dirs", (dirs["system"],))
     return dirs
 
 
@@ -99,21 +99,6 @@ def test_image_and_label_counts_must_agree(tmp_path: Path) -> None:
     )
     with pytest.raises(DatasetError, match="do not belong together"):
         FashionMNIST(tmp_path / "a")
-
-
-def test_an_unknown_split_is_rejected_with_the_choices() -> None:
-    with pytest.raises(DatasetError, match="choose one of train, test"):
-        make_dataset("fashion-mnist", split="valid")
-
-
-@pytest.mark.usefixtures("no_system_fashion_mnist")
-def test_absent_with_downloads_disabled_is_one_actionable_line() -> None:
-    with pytest.raises(DatasetError) as info:
-        make_dataset("fashion-mnist", download=False)
-    message = str(info.value)
-    assert "\n" not in message
-    assert "downloads are disabled" in message
-    assert "sudo apt-get install dataset-fashion-mnist" in message
 
 
 @pytest.mark.usefixtures("no_system_fashion_mnist")

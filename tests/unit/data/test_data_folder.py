@@ -10,8 +10,7 @@ import torch
 from gf_data_helpers import jpeg_bytes, write_folder
 from PIL import Image
 
-from ganfriends.data import make_dataset
-from ganfriends.data.files import FileDataset
+from ganfriends.data import FileDataset, make_dataset
 from ganfriends.errors import DatasetError
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
-from gf_data_helpers import idx_bytes, write_fashion_mnist, write_folder
+from gf_data_helpers import write_fashion_mnist, write_folder
 
 from ganfriends.data import FashionMNIST, make_dataset, open_celeba
-from ganfriends.errors import DatasetError
 
 
 def test_fashion_mnist_labels_follow_the_image_order(tmp_path: Path) -> None:
@@ -39,14 +37,6 @@ def test_changing_the_returned_labels_leaves_the_dataset_alone(tmp_path: Path) -
     first[:] = 9
     again = ds.labels()
     assert again is not None and again.tolist() == expected
-
-
-def test_fashion_mnist_refuses_a_label_outside_0_to_9(tmp_path: Path) -> None:
-    write_fashion_mnist(tmp_path / "fm", n_train=3)
-    (tmp_path / "fm" / "train-labels-idx1-ubyte.gz").unlink()
-    (tmp_path / "fm" / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([0, 255, 1])))
-    with pytest.raises(DatasetError, match=r"labels outside 0\.\.9 \(0\.\.255\)"):
-        FashionMNIST(tmp_path / "fm")
 
 
 def test_a_folder_dataset_has_no_labels(tmp_path: Path, celeba_files: dict[str, bytes]) -> None:

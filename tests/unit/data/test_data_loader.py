@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from gf_data_helpers import N_CELEBA, write_fashion_mnist, write_folder, write_zip
+from gf_data_helpers import N_CELEBA, open_celeba_as, write_fashion_mnist, write_zip
 
 from ganfriends.data import BatchLoader, FashionMNIST, load_batch, open_celeba
 from ganfriends.data.files import FileDataset, ZipSource
@@ -19,10 +19,10 @@ BATCHES = [[11, 0], [5], [3, 9, 1, 7], [2, 2], [10, 8, 6, 4]]
 def celeba(
     request: pytest.FixtureRequest, tmp_path: Path, celeba_files: dict[str, bytes]
 ) -> FileDataset:
-    if request.param == "folder":
-        return open_celeba(write_folder(tmp_path / "img_align_celeba", celeba_files))
-    members = {f"img_align_celeba/img_align_celeba/{n}": b for n, b in celeba_files.items()}
-    return open_celeba(write_zip(tmp_path / "archive.zip", members))
+    nested = "img_align_celeba/img_align_celeba/"
+    return open_celeba_as(
+        request.param, tmp_path, celeba_files, zip_name="archive.zip", prefix=nested
+    )
 
 
 def image(ds: FileDataset, index: int) -> torch.Tensor:
