@@ -11,6 +11,9 @@ STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_DIR ?= outputs/demo
 PYTEST_ARGS ?=
+# make test runs the suite on two pytest-xdist workers: most tests wait on subprocesses and
+# PostgreSQL, so two share these 2-core machines well. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: install data browser slurm postgres test lint unit demo bench clean
 
@@ -69,7 +72,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: install browser slurm postgres lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -52,3 +52,25 @@ def full_features_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir whose features/ cache holds the full-recipe feature classifier once a test
     trained it (~40 s): later tests, subprocesses included, reuse it."""
     return tmp_path_factory.mktemp("full_features")
+
+
+# `make test` runs two pytest-xdist workers with --dist loadgroup: tests that share a fixture
+# that is expensive to build (a trained feature classifier, a started server) are kept on one
+# worker, so that it is built once, as in a run of one process.
+FIXTURE_GROUPS = {"full_features_data_dir": "full-feature-classifier"}
+MODULE_GROUPS = {
+    "test_eval_real": "quick-feature-classifier",  # tests.unit.test_eval_shared's evaluator
+    "test_eval_classifier": "quick-feature-classifier",
+    "test_eval_cli": "quick-feature-classifier",
+    "test_managed_server": "managed-server",  # its module-scoped PostgreSQL cluster
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test that shares an expensive fixture with its group (see above)."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        group = next((g for f, g in FIXTURE_GROUPS.items() if f in fixtures), None)
+        group = group or MODULE_GROUPS.get(item.path.stem)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))

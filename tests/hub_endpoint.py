@@ -49,7 +49,12 @@ class HubState:
     requests: list[str] = field(default_factory=list)  # "METHOD path"
     fail_with: int | None = None  # answer every request with this status
     commit_delay: float = 0.0  # seconds each commit takes (a slow Hub)
+    # Commits wait until it is set: a Hub that takes as long as a test wants (set by default).
+    commit_gate: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.commit_gate.set()
 
     def files(self, repo_id: str) -> dict[str, bytes]:
         """The repo's files at its head."""
@@ -162,6 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _commit(self, state: HubState, path: str, body: bytes) -> None:
         repo_id = unquote(path[len("/api/models/") : path.index("/commit/")])
         time.sleep(state.commit_delay)
+        if not state.commit_gate.wait(timeout=120):
+            raise TimeoutError("the test never opened the Hub's commit gate")
         lines = [json.loads(line) for line in body.splitlines() if line.strip()]
         summary = lines[0]["value"]["summary"]
         files: dict[str, bytes] = {}

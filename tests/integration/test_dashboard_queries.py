@@ -70,8 +70,11 @@ def publish(db: Database, raw: Raw, run_id: int, version: int, seconds_ago: floa
         d_real=0.5 + version / 100, d_fake=0.4 - version / 100, contributors=2, wait_seconds=1.0,
         norms=None,
     )  # fmt: skip
+    # Measured from the run's creation, one fixed instant: now() moves on between the calls (by
+    # up to a second on a loaded machine), which would stretch the spacing the tests set.
     raw.rows(
-        "UPDATE updates SET created_at = now() - make_interval(secs => %(ago)s)"
+        "UPDATE updates SET created_at = (SELECT created_at FROM runs WHERE id = %(run_id)s)"
+        " - make_interval(secs => %(ago)s)"
         " WHERE run_id = %(run_id)s AND version = %(version)s RETURNING version",
         run_id=run_id, version=version, ago=seconds_ago,
     )  # fmt: skip
