@@ -114,6 +114,27 @@ def claim_backup(db: Database, run_id: int, worker_id: int) -> dict[str, Any] | 
     return db.fetch_one("claim_backup_unit", run_id=run_id, worker_id=worker_id)
 
 
+def held_by_a(db: Database, units: int = 1) -> tuple[int, int, int, dict[str, Any]]:
+    """A run of ``units`` units, workers A and B registered, A holding the first unit:
+    (run id, A, B, A's lease)."""
+    run_id = new_run(db, units_per_update=units)
+    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
+    lease = claim(db, run_id, worker_a)
+    assert lease is not None
+    return run_id, worker_a, worker_b, lease
+
+
+def primary_and_backup(
+    db: Database,
+) -> tuple[int, int, int, dict[str, Any], dict[str, Any]]:
+    """A one-unit run whose unit worker A holds and worker B holds a backup copy of:
+    (run id, A, B, A's lease, B's lease)."""
+    run_id, worker_a, worker_b, primary = held_by_a(db)
+    backup = claim_backup(db, run_id, worker_b)
+    assert backup is not None
+    return run_id, worker_a, worker_b, primary, backup
+
+
 def submit(
     db: Database,
     run_id: int,

@@ -12,6 +12,7 @@ from tests.integration.queue_helpers import (
     Raw,
     claim,
     claim_until_empty,
+    held_by_a,
     new_run,
     register,
     submit,
@@ -130,10 +131,7 @@ def test_claim_never_hands_out_units_of_another_run(db: Database, raw: Raw) -> N
 
 def test_claimed_unit_is_not_claimed_again_while_its_lease_is_live(db: Database, raw: Raw) -> None:
     # Prepare: one unit, claimed by A.
-    run_id = new_run(db, units_per_update=1)
-    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
-    first = claim(db, run_id, worker_a)
-    assert first is not None
+    run_id, worker_a, worker_b, first = held_by_a(db)
 
     # Execute: B and A itself ask again while the lease is live.
     again_b = claim(db, run_id, worker_b)

@@ -19,8 +19,9 @@ from ganfriends.db import Database
 from tests.integration.queue_helpers import (
     Raw,
     claim,
-    claim_backup,
+    held_by_a,
     new_run,
+    primary_and_backup,
     register,
     submit,
 )
@@ -64,10 +65,7 @@ def test_unit_with_expired_lease_is_claimable_again_and_old_lease_marked_expired
     db: Database, raw: Raw
 ) -> None:
     # Prepare: A claims the only unit; its lease expires (moved into the past on the DB clock).
-    run_id = new_run(db, units_per_update=1)
-    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
-    first = claim(db, run_id, worker_a)
-    assert first is not None
+    run_id, _worker_a, worker_b, first = held_by_a(db)
     raw.expire_lease(first["token"])
 
     # Execute
@@ -131,10 +129,7 @@ def test_heartbeat_keeps_lease_alive_past_its_original_expiry(db: Database, raw:
 
 def test_heartbeat_does_not_revive_an_expired_lease(db: Database, raw: Raw) -> None:
     # Prepare: A's lease has expired but nobody re-claimed the unit yet.
-    run_id = new_run(db, units_per_update=1)
-    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
-    lease = claim(db, run_id, worker_a)
-    assert lease is not None
+    run_id, worker_a, worker_b, lease = held_by_a(db)
     raw.expire_lease(lease["token"])
     expired_at = raw.lease(lease["token"])["expires_at"]
 
@@ -172,10 +167,7 @@ def test_heartbeat_extends_only_the_workers_own_leases(db: Database, raw: Raw) -
 
 def test_release_lease_makes_the_unit_pending_at_once(db: Database, raw: Raw) -> None:
     # Prepare
-    run_id = new_run(db, units_per_update=1)
-    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
-    lease = claim(db, run_id, worker_a)
-    assert lease is not None
+    run_id, worker_a, worker_b, lease = held_by_a(db)
 
     # Execute
     db.execute("release_lease", token=lease["token"], worker_id=worker_a)
@@ -190,10 +182,7 @@ def test_release_lease_makes_the_unit_pending_at_once(db: Database, raw: Raw) ->
 
 def test_release_lease_by_another_worker_changes_nothing(db: Database, raw: Raw) -> None:
     # Prepare
-    run_id = new_run(db, units_per_update=1)
-    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
-    lease = claim(db, run_id, worker_a)
-    assert lease is not None
+    _run_id, _worker_a, worker_b, lease = held_by_a(db)
 
     # Execute: B tries to give back A's unit.
     db.execute("release_lease", token=lease["token"], worker_id=worker_b)
@@ -207,11 +196,7 @@ def test_release_lease_keeps_the_unit_claimed_while_a_backup_copy_is_live(
     db: Database, raw: Raw
 ) -> None:
     # Prepare: A holds the unit, B a backup copy of it.
-    run_id = new_run(db, units_per_update=1)
-    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
-    primary = claim(db, run_id, worker_a)
-    backup = claim_backup(db, run_id, worker_b)
-    assert primary is not None and backup is not None
+    run_id, worker_a, worker_b, primary, backup = primary_and_backup(db)
 
     # Execute
     db.execute("release_lease", token=primary["token"], worker_id=worker_a)

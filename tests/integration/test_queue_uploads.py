@@ -10,7 +10,9 @@ from tests.integration.queue_helpers import (
     Raw,
     claim,
     claim_backup,
+    held_by_a,
     new_run,
+    primary_and_backup,
     register,
     submit,
 )
@@ -58,10 +60,7 @@ def test_late_upload_after_the_lease_expired_is_refused(db: Database, raw: Raw) 
 
 def test_late_upload_after_the_unit_was_reclaimed_is_refused(db: Database, raw: Raw) -> None:
     # Prepare: A's lease expired and B re-claimed the unit.
-    run_id = new_run(db, units_per_update=1)
-    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
-    old = claim(db, run_id, worker_a)
-    assert old is not None
+    run_id, worker_a, worker_b, old = held_by_a(db)
     raw.expire_lease(old["token"])
     new = claim(db, run_id, worker_b)
     assert new is not None and new["unit_id"] == old["unit_id"]
@@ -99,10 +98,7 @@ def test_duplicate_upload_with_the_same_token_is_refused_and_stored_once(
 
 def test_upload_with_another_workers_token_is_refused(db: Database, raw: Raw) -> None:
     # Prepare: A holds the unit; B has the token (a guessed or stolen one).
-    run_id = new_run(db, units_per_update=1)
-    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
-    lease = claim(db, run_id, worker_a)
-    assert lease is not None
+    run_id, _worker_a, worker_b, lease = held_by_a(db)
 
     # Execute
     foreign = submit(db, run_id, worker_b, lease["token"])
@@ -136,11 +132,7 @@ def test_racing_primary_and_backup_uploads_are_both_stored_once(
     db: Database, db_url: str, raw: Raw
 ) -> None:
     # Prepare: A holds the unit, B a backup copy; both uploads will be in flight at once.
-    run_id = new_run(db, units_per_update=1)
-    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
-    primary = claim(db, run_id, worker_a)
-    backup = claim_backup(db, run_id, worker_b)
-    assert primary is not None and backup is not None
+    run_id, worker_a, worker_b, primary, backup = primary_and_backup(db)
     unit_id = primary["unit_id"]
     outcome: dict[int, Any] = {}
 
@@ -182,11 +174,7 @@ def test_racing_primary_and_backup_uploads_are_both_stored_once(
 
 def test_a_backup_copy_after_the_primarys_is_stored_beside_it(db: Database, raw: Raw) -> None:
     # Prepare: A and B hold copies of one unit; A uploads first.
-    run_id = new_run(db, units_per_update=1)
-    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
-    primary = claim(db, run_id, worker_a)
-    backup = claim_backup(db, run_id, worker_b)
-    assert primary is not None and backup is not None
+    run_id, worker_a, worker_b, primary, backup = primary_and_backup(db)
     assert submit(db, run_id, worker_a, primary["token"], b"a") is not None
 
     # Execute
@@ -204,11 +192,7 @@ def test_rejecting_the_first_copy_keeps_the_unit_done_when_another_copy_is_store
     db: Database, raw: Raw
 ) -> None:
     # Prepare: A's and B's copies of one unit are stored.
-    run_id = new_run(db, units_per_update=1)
-    worker_a, worker_b = register(db, run_id, "a"), register(db, run_id, "b")
-    primary = claim(db, run_id, worker_a)
-    backup = claim_backup(db, run_id, worker_b)
-    assert primary is not None and backup is not None
+    run_id, worker_a, worker_b, primary, backup = primary_and_backup(db)
     assert submit(db, run_id, worker_a, primary["token"], b"bad") is not None
     assert submit(db, run_id, worker_b, backup["token"], b"good") is not None
 
