@@ -63,6 +63,11 @@ MODULE_GROUPS = {
     "test_eval_classifier": "quick-feature-classifier",
     "test_eval_cli": "quick-feature-classifier",
     "test_managed_server": "managed-server",  # its module-scoped PostgreSQL cluster
+    # torchrun rendezvous ports: each Slurm test's private cluster numbers its jobs from 1, and
+    # a job's port derives from its id, so two at once would meet in each other's store.
+    "test_slurm_submit": "torchrun",
+    "test_torchrun": "torchrun",
+    "test_deepspeed": "torchrun",
 }
 
 

@@ -114,6 +114,15 @@ def claim_backup(db: Database, run_id: int, worker_id: int) -> dict[str, Any] | 
     return db.fetch_one("claim_backup_unit", run_id=run_id, worker_id=worker_id)
 
 
+def one_lease(db: Database, units: int = 1) -> tuple[int, int, dict[str, Any]]:
+    """A run of ``units`` units and one worker holding the first: (run id, worker, lease)."""
+    run_id = new_run(db, units_per_update=units)
+    worker = register(db, run_id)
+    lease = claim(db, run_id, worker)
+    assert lease is not None
+    return run_id, worker, lease
+
+
 def held_by_a(db: Database, units: int = 1) -> tuple[int, int, int, dict[str, Any]]:
     """A run of ``units`` units, workers A and B registered, A holding the first unit:
     (run id, A, B, A's lease)."""

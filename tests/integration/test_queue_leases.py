@@ -21,6 +21,7 @@ from tests.integration.queue_helpers import (
     claim,
     held_by_a,
     new_run,
+    one_lease,
     primary_and_backup,
     register,
     submit,
@@ -293,10 +294,7 @@ def test_heartbeat_and_release_lock_the_unit_before_the_lease(
     # An upload (worker_submit_result) locks the unit, then writes the lease. A heartbeat or a
     # release that held the lease while it waited for the unit would deadlock with the worker's
     # own upload: while they wait for the unit, the lease must still be free.
-    run_id = new_run(db, units_per_update=1)
-    worker = register(db, run_id)
-    lease = claim(db, run_id, worker)
-    assert lease is not None
+    _run_id, worker, lease = one_lease(db)
     outcome: dict[str, object] = {}
 
     def call() -> None:

@@ -12,6 +12,7 @@ from tests.integration.queue_helpers import (
     claim_backup,
     held_by_a,
     new_run,
+    one_lease,
     primary_and_backup,
     register,
     submit,
@@ -22,10 +23,7 @@ def test_upload_with_a_live_lease_is_accepted_and_completes_the_unit(
     db: Database, raw: Raw
 ) -> None:
     # Prepare
-    run_id = new_run(db, units_per_update=2)
-    worker = register(db, run_id)
-    lease = claim(db, run_id, worker)
-    assert lease is not None
+    run_id, worker, lease = one_lease(db, units=2)
 
     # Execute
     accepted = submit(db, run_id, worker, lease["token"], b"grads-0", images=60)
@@ -43,10 +41,7 @@ def test_upload_with_a_live_lease_is_accepted_and_completes_the_unit(
 
 def test_late_upload_after_the_lease_expired_is_refused(db: Database, raw: Raw) -> None:
     # Prepare: A's lease expired; nobody has re-claimed the unit.
-    run_id = new_run(db, units_per_update=1)
-    worker = register(db, run_id)
-    lease = claim(db, run_id, worker)
-    assert lease is not None
+    run_id, worker, lease = one_lease(db)
     raw.expire_lease(lease["token"])
 
     # Execute
@@ -81,10 +76,7 @@ def test_duplicate_upload_with_the_same_token_is_refused_and_stored_once(
     db: Database, raw: Raw
 ) -> None:
     # Prepare
-    run_id = new_run(db, units_per_update=1)
-    worker = register(db, run_id)
-    lease = claim(db, run_id, worker)
-    assert lease is not None
+    run_id, worker, lease = one_lease(db)
     assert submit(db, run_id, worker, lease["token"], b"first") is not None
 
     # Execute

@@ -18,7 +18,7 @@ from ganfriends.classroom import queue
 from ganfriends.classroom.coordinator import Coordinator
 from ganfriends.classroom.intake import MAX_FAILING_STUDENTS, UnitKeepsFailing, Valid
 from ganfriends.classroom.payload import encode_result
-from ganfriends.classroom.state import load_run_state
+from ganfriends.classroom.state import RunState, load_run_state
 from ganfriends.config import Config
 from ganfriends.db import Database, DatabaseError
 from tests.integration.queue_helpers import (
@@ -390,12 +390,16 @@ def test_mismatches_do_not_count_as_rejections_of_the_unit(db: Database, raw: Ra
 # ------------------------------------------------------------------ reading as they arrive
 
 
-def test_a_copy_is_read_once_as_it_arrives_and_not_fetched_again(db: Database, raw: Raw) -> None:
+def one_of_two_copies_stored(db: Database) -> tuple[int, Coordinator, RunState]:
+    """A run of two units, one of which has a valid copy stored: (its unit id, a coordinator,
+    the run's state)."""
     run_id = new_run(db, units_per_update=2)
-    worker = register(db, run_id, "early")
-    unit = upload(db, run_id, worker, valid_blob())
-    coord = coordinator(db)
-    state = load_run_state(db, run_id)
+    unit = upload(db, run_id, register(db, run_id), valid_blob())
+    return unit, coordinator(db), load_run_state(db, run_id)
+
+
+def test_a_copy_is_read_once_as_it_arrives_and_not_fetched_again(db: Database, raw: Raw) -> None:
+    unit, coord, state = one_of_two_copies_stored(db)
     (first,) = coord.validated_results(state) or []  # read while unit 1 is still missing
 
     # Were the copy fetched again, this would now fail validation.
@@ -409,11 +413,7 @@ def test_a_copy_is_read_once_as_it_arrives_and_not_fetched_again(db: Database, r
 
 
 def test_a_copy_whose_row_went_is_forgotten(db: Database, raw: Raw) -> None:
-    run_id = new_run(db, units_per_update=2)
-    worker = register(db, run_id, "gone")
-    unit = upload(db, run_id, worker, valid_blob())
-    coord = coordinator(db)
-    state = load_run_state(db, run_id)
+    unit, coord, state = one_of_two_copies_stored(db)
     assert len(coord.validated_results(state) or []) == 1
 
     raw.rows("DELETE FROM results WHERE unit_id = %(u)s RETURNING unit_id", u=unit)

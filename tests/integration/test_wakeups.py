@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from ganfriends.classroom import queue
 from ganfriends.db import Database
 from ganfriends.db.notifications import Listener
-from tests.integration.queue_helpers import claim, new_run, register, submit
+from tests.integration.queue_helpers import claim, new_run, one_lease, register, submit
 from tests.waiting import wait_until
 
 
@@ -68,10 +68,7 @@ def test_a_notification_sent_before_the_wait_is_not_missed(db: Database) -> None
 
 
 def test_an_accepted_upload_wakes_the_coordinator(db: Database) -> None:
-    run_id = new_run(db, units_per_update=1)
-    worker = register(db, run_id)
-    lease = claim(db, run_id, worker)
-    assert lease is not None
+    run_id, worker, lease = one_lease(db)
     with listening(db, "listen_results") as listener:
         assert submit(db, run_id, worker, lease["token"]) is not None
         assert listener.wait(30, threading.Event())
@@ -98,10 +95,7 @@ def test_a_stop_ends_the_wait_and_a_timeout_returns_false(db: Database) -> None:
 
 
 def test_a_rejected_copy_wakes_idle_workers_for_its_unit(db: Database) -> None:
-    run_id = new_run(db, units_per_update=1)
-    worker = register(db, run_id)
-    lease = claim(db, run_id, worker)
-    assert lease is not None
+    run_id, worker, lease = one_lease(db)
     assert submit(db, run_id, worker, lease["token"]) is not None
     (upload,) = queue.uploads(db, run_id, 0)
     with listening(db, "listen_work") as listener:

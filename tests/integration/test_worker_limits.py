@@ -6,14 +6,11 @@ import pytest
 
 from ganfriends.classroom import queue
 from ganfriends.db import Database, DatabaseError
-from tests.integration.queue_helpers import Raw, claim, new_run, register, submit
+from tests.integration.queue_helpers import Raw, claim, new_run, one_lease, register, submit
 
 
 def test_a_worker_holding_a_live_lease_gets_no_second_unit(db: Database) -> None:
-    run_id = new_run(db, units_per_update=3)
-    worker = register(db, run_id)
-    first = claim(db, run_id, worker)
-    assert first is not None
+    run_id, worker, first = one_lease(db, units=3)
     assert claim(db, run_id, worker) is None  # one live lease per worker
     assert submit(db, run_id, worker, first["token"]) is not None
     assert claim(db, run_id, worker) is not None  # free again once it uploaded

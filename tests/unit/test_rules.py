@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytest
 import torch
 
-from ganfriends.config import Config
+from ganfriends.config import Config, load_config
 from ganfriends.data import DatasetFingerprint, ImageDataset
 from ganfriends.errors import GanError
 from ganfriends.losses import NonSaturatingBCE
@@ -53,17 +53,18 @@ class Labelled(ImageDataset):
         return None if self._labels is None else 10
 
 
+def settings(seed: int, **sections: Mapping[str, object]) -> Config:
+    """A config read as the loader reads any source (``settings(3, federated={"rounds": 5})``),
+    with no config file or environment."""
+    overrides = {
+        f"{name}.{key}": v for name, values in sections.items() for key, v in values.items()
+    }
+    return load_config(overrides={"training.seed": seed, **overrides}, env={}, default_file=None)
+
+
 def federated_config(**federated: object) -> Config:
-    config = Config()
-    config.training.seed = 3
-    config.federated.devices = 4
-    config.federated.fraction = 0.5
-    config.federated.local_steps = 3
-    config.federated.batch_size = 8
-    config.federated.rounds = 5
-    for key, value in federated.items():
-        setattr(config.federated, key, value)
-    return config
+    shards = {"devices": 4, "fraction": 0.5, "local_steps": 3, "batch_size": 8, "rounds": 5}
+    return settings(3, federated=shards | federated)
 
 
 def federated_rule(dataset: ImageDataset | None = None, **federated: object) -> FederatedRule:

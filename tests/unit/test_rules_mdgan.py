@@ -13,22 +13,15 @@ from ganfriends.rules import ServerState, make_rule, plan_from_dict
 from ganfriends.rules.mdgan import WEIGHTS, MdganPlan, MdganRule
 from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.step import frozen
-from tests.unit.test_rules import Labelled
+from tests.unit.test_rules import Labelled, settings
 
 MODEL = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
 CPU = torch.device("cpu")
 
 
 def config(**mdgan: object) -> Config:
-    cfg = Config()
-    cfg.training.seed = 2
-    cfg.federated.devices = 3
-    cfg.federated.batch_size = 4
-    cfg.mdgan.iterations = 6
-    cfg.mdgan.disc_steps = 2
-    for key, value in mdgan.items():
-        setattr(cfg.mdgan, key, value)
-    return cfg
+    devices = {"devices": 3, "batch_size": 4}
+    return settings(2, federated=devices, mdgan={"iterations": 6, "disc_steps": 2} | mdgan)
 
 
 def mdgan_rule(**mdgan: object) -> MdganRule:
