@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ganfriends.evaluation import FULL_RECIPE, features_cache_dir, load_or_train_feature_net
 from tests.hub_endpoint import LocalHub, configure_client, local_hub
 
 # Tests must be reproducible and must not fight over the machine's 2 cores.
@@ -49,33 +51,20 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LocalHub]:
 
 @pytest.fixture(scope="session")
 def full_features_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data dir whose features/ cache holds the full-recipe feature classifier once a test
-    trained it (~40 s): later tests, subprocesses included, reuse it."""
-    return tmp_path_factory.mktemp("full_features")
+    """A data dir whose features/ cache holds the full-recipe feature classifier, trained once
+    for the whole run (~45 s): the tests and their subprocesses only load it.
 
-
-# `make test` runs two pytest-xdist workers with --dist loadgroup: tests that share a fixture
-# that is expensive to build (a trained feature classifier, a started server) are kept on one
-# worker, so that it is built once, as in a run of one process.
-FIXTURE_GROUPS = {"full_features_data_dir": "full-feature-classifier"}
-MODULE_GROUPS = {
-    "test_eval_real": "quick-feature-classifier",  # tests.unit.test_eval_shared's evaluator
-    "test_eval_classifier": "quick-feature-classifier",
-    "test_eval_cli": "quick-feature-classifier",
-    "test_managed_server": "managed-server",  # its module-scoped PostgreSQL cluster
-    # torchrun rendezvous ports: each Slurm test's private cluster numbers its jobs from 1, and
-    # a job's port derives from its id, so two at once would meet in each other's store.
-    "test_slurm_submit": "torchrun",
-    "test_torchrun": "torchrun",
-    "test_deepspeed": "torchrun",
-}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test that shares an expensive fixture with its group (see above)."""
-    for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        group = next((g for f, g in FIXTURE_GROUPS.items() if f in fixtures), None)
-        group = group or MODULE_GROUPS.get(item.path.stem)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+    `make test` runs two pytest-xdist workers; both use one folder beside their own temp roots,
+    and a lock makes the second wait for the first's training instead of training again.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's temp root, which holds each worker's
+    data_dir = root / "full_features"
+    data_dir.mkdir(exist_ok=True)
+    with open(root / "full_features.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        load_or_train_feature_net(
+            "fashion-mnist", cache_dir=features_cache_dir(data_dir), recipe=FULL_RECIPE
+        )
+    return data_dir

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -45,10 +46,32 @@ def free_port() -> int:
         return port
 
 
+def port_free(port: int) -> bool:
+    """True when nothing on this machine listens on ``port``."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def first_job_id() -> int:
+    """A first job id whose jobs' rendezvous ports (20000 + id mod 10000: cluster/slurm.py) are
+    free. Each test's cluster numbers its jobs from here: were every cluster's first job 1, a
+    job could meet a store on 20001 that a process of an earlier test's job still holds, and die
+    with it (seen in a fresh-clone run)."""
+    while True:
+        first = random.randrange(1, 9990)
+        if all(port_free(20000 + first + i) for i in range(4)):  # a test submits at most 2
+            return first
+
+
 def slurm_conf(root: Path, user: str) -> str:
     """A minimal slurm.conf: one node, ``localhost``, with NODE_CPUS cores in one partition."""
     return f"""\
 ClusterName=ganfriends-test
+FirstJobId={first_job_id()}
 SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort={free_port()}
 SlurmdPort={free_port()}
