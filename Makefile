@@ -13,6 +13,9 @@ DEMO_DIR ?= outputs/demo
 PYTEST_ARGS ?=
 # make test runs the suite on two pytest-xdist workers: most tests wait on subprocesses and
 # PostgreSQL, so two share these 2-core machines well. TEST_WORKERS=0 runs it in one process.
+# --dist loadgroup hands the tests out one at a time (none carries a group mark), which kept both
+# workers busy to the end in fresh-clone runs (836 s); plain load's first batches left one worker
+# alone with a queue of long acceptance tests (over 18 minutes).
 TEST_WORKERS ?= 2
 
 .PHONY: install data browser slurm postgres test lint unit demo bench clean
@@ -72,7 +75,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: install browser slurm postgres lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

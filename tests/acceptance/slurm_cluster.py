@@ -1,8 +1,9 @@
 """A private one-node Slurm cluster on localhost: munged, slurmctld and slurmd in one directory.
 
 Debian's ``slurm-wlm`` (22.05) is enough; nothing of the system's is read or touched: the
-config, munge's key and socket, the daemons' state, spool and logs all live under the directory,
-the ports are free ones, and every client command finds the cluster through ``SLURM_CONF``. No
+config, munge's key and socket, the daemons' state and logs live under the directory (the spool,
+with its socket paths, in a short temp dir), the ports are free ones, and every client command
+finds the cluster through ``SLURM_CONF``. No
 systemd and no cgroups: processes are tracked through /proc (``proctrack/linuxproc``). The
 daemons run in the foreground as this process's children, so stopping them needs no pid files,
 and as whoever runs the tests (``SlurmUser``): root is not needed once the packages are there.
@@ -16,6 +17,7 @@ import random
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,7 +69,7 @@ def first_job_id() -> int:
             return first
 
 
-def slurm_conf(root: Path, user: str) -> str:
+def slurm_conf(root: Path, user: str, spool: Path) -> str:
     """A minimal slurm.conf: one node, ``localhost``, with NODE_CPUS cores in one partition."""
     return f"""\
 ClusterName=ganfriends-test
@@ -81,7 +83,7 @@ AuthType=auth/munge
 AuthInfo=socket={root / "munge.socket"}
 CredType=cred/munge
 StateSaveLocation={root / "state"}
-SlurmdSpoolDir={root / "spool"}
+SlurmdSpoolDir={spool}
 SlurmctldPidFile={root / "slurmctld.pid"}
 SlurmdPidFile={root / "slurmd.pid"}
 SlurmctldLogFile={root / "slurmctld.log"}
@@ -111,12 +113,14 @@ class SlurmCluster:
         self.conf = root / "slurm.conf"
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
         self._daemons: dict[str, subprocess.Popen[bytes]] = {}
+        # slurmd's spool holds a job step's Unix socket, named after the job: under a pytest
+        # temp path (an xdist worker's, a random first job id) it outgrew the 108-byte limit.
+        self.spool = Path(tempfile.mkdtemp(prefix="gf-slurm-"))
 
     def start(self, timeout: float = 30) -> None:
         """Start munged, slurmctld and slurmd; return once the node takes jobs."""
-        for folder in ("state", "spool"):
-            (self.root / folder).mkdir(parents=True)
-        self.conf.write_text(slurm_conf(self.root, getpass.getuser()))
+        (self.root / "state").mkdir(parents=True)
+        self.conf.write_text(slurm_conf(self.root, getpass.getuser(), self.spool))
         key = self.root / "munge.key"
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
@@ -178,6 +182,7 @@ class SlurmCluster:
                 self._until(lambda: not self._run("squeue", "--noheader").strip(), 15, "no job")
         finally:
             self._stop_daemons()
+            shutil.rmtree(self.spool, ignore_errors=True)
 
     def _stop_daemons(self) -> None:
         for daemon in reversed(self._daemons.values()):
