@@ -12,6 +12,7 @@ from rich.console import Console
 
 from ganfriends.classroom.coordinator import Coordinator
 from ganfriends.classroom.state import RunState, create_run, load_run_state
+from ganfriends.compat import WORKER_VERSION
 from ganfriends.config import Config
 from ganfriends.db import Database, EmbeddedPostgres, migrate
 from ganfriends.models import ModelConfig
@@ -54,7 +55,7 @@ def start_run(db: Database, model: ModelConfig, plan: SyncPlan, config: Config) 
         )  # fmt: skip
     row = db.fetch_one(
         "register_worker", run_id=run_id, name="bench", hostname="bench", device="cpu",
-        gpu_name=None, gpu_vram_gb=None, cpu_cores=None, ram_gb=None,
+        gpu_name=None, gpu_vram_gb=None, cpu_cores=None, ram_gb=None, version=WORKER_VERSION,
     )  # fmt: skip
     assert row is not None
     state = load_run_state(db, run_id)

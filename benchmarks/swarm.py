@@ -38,6 +38,7 @@ from rich.console import Console
 from ganfriends.classroom import queue
 from ganfriends.classroom.payload import encode_result
 from ganfriends.classroom.worker import IDLE_BACKOFF_FACTOR, IDLE_BACKOFF_START
+from ganfriends.compat import WORKER_VERSION
 from ganfriends.config import Config
 from ganfriends.data import DatasetFingerprint, ImageDataset
 from ganfriends.db import Database, EmbeddedPostgres, migrate, server
@@ -122,6 +123,7 @@ class SimulatedWorker(threading.Thread):
         self.worker_id = self.db.fetch_one(
             "register_worker", run_id=run_id, name=f"sim-{id(self)}", hostname="swarm",
             device="cpu", gpu_name=None, gpu_vram_gb=None, cpu_cores=1, ram_gb=None,
+            version=WORKER_VERSION,
         )["id"]  # type: ignore[index]  # fmt: skip
 
     def run(self) -> None:

@@ -28,6 +28,7 @@ from ganfriends.classroom import queue
 from ganfriends.classroom.queue import Consumed
 from ganfriends.classroom.state import server_blobs
 from ganfriends.classroom.worker import IDLE_BACKOFF_FACTOR, IDLE_BACKOFF_START
+from ganfriends.compat import WORKER_VERSION
 from ganfriends.config import Config
 from ganfriends.db import Database, EmbeddedPostgres, migrate
 from ganfriends.db.notifications import Listener
@@ -65,7 +66,7 @@ class IdleWorker(threading.Thread):
         self.run_id, self.claims, self.halt = run_id, claims, threading.Event()
         self.worker_id = self.db.fetch_one(
             "register_worker", run_id=run_id, name=self.name, hostname="bench", device="cpu",
-            gpu_name=None, gpu_vram_gb=None, cpu_cores=None, ram_gb=None,
+            gpu_name=None, gpu_vram_gb=None, cpu_cores=None, ram_gb=None, version=WORKER_VERSION,
         )["id"]  # type: ignore[index]  # fmt: skip
         self.listener: Listener | None = self.db.listener("listen_work") if notify else None
 

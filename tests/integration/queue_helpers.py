@@ -14,6 +14,7 @@ import torch
 from psycopg.rows import dict_row
 
 from ganfriends.classroom.state import create_run
+from ganfriends.compat import WORKER_VERSION
 from ganfriends.config import Config
 from ganfriends.db import Database
 from ganfriends.models import Discriminator, Generator, ModelConfig
@@ -99,6 +100,7 @@ def register(db: Database, run_id: int, name: str = "student") -> int:
         gpu_vram_gb=None,
         cpu_cores=1,
         ram_gb=None,
+        version=WORKER_VERSION,
     )
     assert row is not None
     return int(row["id"])

@@ -11,6 +11,7 @@ from ganfriends import rng
 from ganfriends.classroom.coordinator import Coordinator
 from ganfriends.classroom.payload import encode_result
 from ganfriends.classroom.state import create_run, load_run_state
+from ganfriends.compat import WORKER_VERSION
 from ganfriends.config import Config
 from ganfriends.data import DatasetFingerprint, ImageDataset
 from ganfriends.db import Database
@@ -57,7 +58,7 @@ def test_one_update_equals_the_simultaneous_step_on_all_its_micro_batches(db: Da
         )  # fmt: skip
     worker = db.fetch_one(
         "register_worker", run_id=run_id, name="w", hostname="h", device="cpu", gpu_name=None,
-        gpu_vram_gb=None, cpu_cores=None, ram_gb=None,
+        gpu_vram_gb=None, cpu_cores=None, ram_gb=None, version=WORKER_VERSION,
     )  # fmt: skip
     assert worker is not None
     state = load_run_state(db, run_id)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ganfriends.compat import WORKER_VERSION
 from ganfriends.dashboard import data
 from ganfriends.db import Database, DatabaseError
 from tests.integration.queue_helpers import IMAGES_PER_UNIT, Raw, new_run
@@ -41,7 +42,7 @@ def add_worker(
     row = db.fetch_one(
         "register_worker", run_id=run_id, name=name, hostname=hostname,
         device="cuda" if gpu_name else "cpu", gpu_name=gpu_name, gpu_vram_gb=gpu_vram_gb,
-        cpu_cores=cpu_cores, ram_gb=ram_gb,
+        cpu_cores=cpu_cores, ram_gb=ram_gb, version=WORKER_VERSION,
     )  # fmt: skip
     assert row is not None
     return int(row["id"])

@@ -11,6 +11,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from ganfriends.classroom import queue
+from ganfriends.compat import WORKER_VERSION
 from ganfriends.db import Database
 from ganfriends.db.students import add_student, list_students, revoke_student
 from tests.integration.queue_helpers import Raw, claim, new_run, register, submit
@@ -134,8 +135,8 @@ def test_a_revoked_student_is_cut_off_and_their_unit_given_back(
     run_id = new_run(db, units_per_update=2)
     session = psycopg.connect(student.url, autocommit=True)  # closed by the revocation
     registered = session.execute(
-        "SELECT ganfriends.worker_register(%s, 'mallory', 'h', 'cpu', NULL, NULL, NULL, NULL)",
-        (run_id,),
+        "SELECT ganfriends.worker_register(%s, 'mallory', 'h', 'cpu', NULL, NULL, NULL, NULL, %s)",
+        (run_id, WORKER_VERSION),
     ).fetchone()
     assert registered is not None
     claimed = session.execute(

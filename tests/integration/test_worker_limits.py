@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ganfriends.classroom import queue
+from ganfriends.compat import WORKER_VERSION
 from ganfriends.db import Database, DatabaseError
 from tests.integration.queue_helpers import Raw, claim, new_run, one_lease, register, submit
 
@@ -65,6 +66,7 @@ def test_a_worker_cannot_register_a_huge_text(db: Database, raw: Raw, field: str
     with pytest.raises(DatabaseError, match="too long"):
         db.fetch_one(
             "register_worker", run_id=run_id, gpu_vram_gb=None, cpu_cores=None, ram_gb=None,
+            version=WORKER_VERSION,
             **values,
         )  # fmt: skip
     assert raw.count("workers") == 0

@@ -19,11 +19,16 @@ _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 class DatabaseError(GanError):
     """The database reported an error."""
 
-    def __init__(self, message: str | None = None, *, sqlstate: str | None = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, sqlstate: str | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         # The SQLSTATE code (e.g. "23505" for a unique violation) when the server sent one, so
         # callers can react to a specific condition without importing psycopg.
         self.sqlstate = sqlstate
+        # The server's message alone, without our "database error [state]:" prefix: the line a
+        # function wrote for the user (worker_register's version gate).
+        self.reason = reason or str(self)
 
 
 class DatabaseUnavailable(DatabaseError):
@@ -64,7 +69,7 @@ def translate_error(exc: psycopg.Error) -> DatabaseError:
     if unavailable:
         return DatabaseUnavailable(f"database unavailable: {message}", sqlstate=state)
     prefix = f"database error [{state}]" if state else "database error"
-    return DatabaseError(f"{prefix}: {message}", sqlstate=state)
+    return DatabaseError(f"{prefix}: {message}", sqlstate=state, reason=exc.diag.message_primary)
 
 
 @contextmanager

@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from ganfriends.db import Database
+from ganfriends.compat import TOO_OLD_STATE, WORKER_VERSION, WorkerTooOld
+from ganfriends.db import Database, DatabaseError
 from ganfriends.db.rows import typed_row
 from ganfriends.rules import Unit
 
@@ -51,19 +52,34 @@ class Hardware:
     ram_gb: float | None
 
 
-def register_worker(db: Database, run_id: int, name: str, hostname: str, hw: Hardware) -> int:
-    """Put a worker on the run's leaderboard; returns its id."""
-    row = db.fetch_one(
-        "register_worker",
-        run_id=run_id,
-        name=name,
-        hostname=hostname,
-        device=hw.device,
-        gpu_name=hw.gpu_name,
-        gpu_vram_gb=hw.gpu_vram_gb,
-        cpu_cores=hw.cpu_cores,
-        ram_gb=hw.ram_gb,
-    )
+def register_worker(
+    db: Database,
+    run_id: int,
+    name: str,
+    hostname: str,
+    hw: Hardware,
+    *,
+    version: str = WORKER_VERSION,
+) -> int:
+    """Put a worker on the run's leaderboard; returns its id. ``version`` is the ganfriends
+    release it declares: :class:`WorkerTooOld` when the run needs a newer one (migration 0013)."""
+    try:
+        row = db.fetch_one(
+            "register_worker",
+            run_id=run_id,
+            name=name,
+            hostname=hostname,
+            device=hw.device,
+            gpu_name=hw.gpu_name,
+            gpu_vram_gb=hw.gpu_vram_gb,
+            cpu_cores=hw.cpu_cores,
+            ram_gb=hw.ram_gb,
+            version=version,
+        )
+    except DatabaseError as exc:
+        if exc.sqlstate == TOO_OLD_STATE:
+            raise WorkerTooOld(exc.reason) from exc
+        raise
     assert row is not None
     return int(row["id"])
 

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ganfriends.compat import RESULT_FORMAT_VERSION
 from ganfriends.config import Config, config_from_stored
 from ganfriends.db import Database, Tx
 from ganfriends.db.rows import typed_row
@@ -97,6 +98,7 @@ def create_run(
         max_live_workers=limits.max_live_workers,
         max_lease_factor=limits.max_lease_factor,
         quarantine_after=limits.quarantine_after,
+        min_worker_version=RESULT_FORMAT_VERSION,  # older workers are refused (migration 0013)
     )
     assert row is not None
     return Run.from_row(row)

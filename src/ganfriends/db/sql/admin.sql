@@ -66,6 +66,7 @@ GRANT SELECT ON ganfriends.runs, ganfriends.weights, ganfriends.version_inputs,
     ganfriends.pending_credit, ganfriends.student_standing TO {group};
 -- Write: only through the worker functions (migration 0007), each acting as the caller.
 GRANT EXECUTE ON FUNCTION
+    ganfriends.worker_register(bigint, text, text, text, text, real, int, real, text),
     ganfriends.worker_register(bigint, text, text, text, text, real, int, real),
     ganfriends.worker_heartbeat(bigint), ganfriends.worker_extend_leases(bigint),
     ganfriends.worker_claim_unit(bigint, bigint), ganfriends.worker_claim_backup_unit(bigint, bigint),

@@ -150,11 +150,21 @@ BEGIN
     END IF;
 END $$;
 
+-- ============================================== Which ganfriends a run accepts (migration 0013)
+
+-- A release ('0.10.2') as numbers, trailing zeros dropped: '0.10' > '0.9' and '0.1' = '0.1.0',
+-- which text comparison gets wrong. NULL for anything else (a student's text, a dev suffix).
+CREATE OR REPLACE FUNCTION release_parts(p_version text) RETURNS int[]
+LANGUAGE sql IMMUTABLE SET search_path = ganfriends, pg_temp AS $$
+    SELECT CASE WHEN p_version ~ '^[0-9]{1,9}(\.[0-9]{1,9}){0,5}$'
+                THEN string_to_array(regexp_replace(p_version, '(\.0+)+$', ''), '.')::int[] END;
+$$;
+
 -- ================================================= A worker's life: registration, heartbeat, stop
 
 CREATE OR REPLACE FUNCTION worker_register(
     p_run_id bigint, p_name text, p_hostname text, p_device text, p_gpu_name text,
-    p_gpu_vram_gb real, p_cpu_cores int, p_ram_gb real
+    p_gpu_vram_gb real, p_cpu_cores int, p_ram_gb real, p_version text
 ) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = ganfriends, pg_temp AS $$
 DECLARE
@@ -169,10 +179,17 @@ BEGIN
             USING ERRCODE = 'string_data_right_truncation';
     END IF;
     -- FOR UPDATE: concurrent registrations of one student are counted one after the other.
-    SELECT id, lease_seconds, max_live_workers, quarantine_after INTO run
+    SELECT id, lease_seconds, max_live_workers, quarantine_after, min_worker_version INTO run
     FROM runs WHERE id = p_run_id AND state = 'running' FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'run % is not running', p_run_id USING ERRCODE = 'no_data_found';
+    END IF;
+    -- Migration 0013: an older worker's uploads may not fit the run's format. NULL (nothing
+    -- declared, or not a release) compares as unknown: refused too.
+    IF NOT coalesce(release_parts(p_version) >= release_parts(run.min_worker_version), false) THEN
+        RAISE EXCEPTION 'this run needs ganfriends >= %: pip install -U ''ganfriends>=%''',
+                        run.min_worker_version, run.min_worker_version
+            USING ERRCODE = 'GF001';
     END IF;
     IF me IS NOT NULL THEN
         IF student_rejections(p_run_id, me) >= run.quarantine_after THEN
@@ -206,6 +223,19 @@ BEGIN
     END IF;
     RETURN new_id;
 END $$;
+
+
+-- What a worker of a ganfriends before migration 0013 calls: it declares no release, so the gate
+-- refuses it with the line naming the release to install (dropping this signature would greet it
+-- with "function does not exist" instead).
+CREATE OR REPLACE FUNCTION worker_register(
+    p_run_id bigint, p_name text, p_hostname text, p_device text, p_gpu_name text,
+    p_gpu_vram_gb real, p_cpu_cores int, p_ram_gb real
+) RETURNS bigint
+LANGUAGE sql SECURITY DEFINER SET search_path = ganfriends, pg_temp AS $$
+    SELECT worker_register(p_run_id, p_name, p_hostname, p_device, p_gpu_name, p_gpu_vram_gb,
+                           p_cpu_cores, p_ram_gb, NULL::text);
+$$;
 
 CREATE OR REPLACE FUNCTION worker_heartbeat(p_worker_id bigint) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = ganfriends, pg_temp AS $$

@@ -66,10 +66,11 @@ UPDATE runs SET max_upload_bytes = %(max_upload_bytes)s WHERE id = %(run_id)s;
 -- name: create_run
 INSERT INTO runs (name, mode, plan, total_versions, config, model_config, fingerprint,
                   lease_seconds, max_backups, max_units_per_claim, max_live_workers,
-                  max_lease_factor, quarantine_after)
+                  max_lease_factor, quarantine_after, min_worker_version)
 VALUES (%(name)s, %(mode)s, %(plan)s, %(total_versions)s, %(config)s, %(model_config)s,
         %(fingerprint)s, %(lease_seconds)s, %(max_backups)s, %(max_units_per_claim)s,
-        %(max_live_workers)s, %(max_lease_factor)s, %(quarantine_after)s)
+        %(max_live_workers)s, %(max_lease_factor)s, %(quarantine_after)s,
+        %(min_worker_version)s)
 RETURNING *;
 
 -- name: latest_running_run
@@ -346,10 +347,11 @@ VALUES (%(run_id)s, %(worker_id)s, %(version)s, %(unit_index)s, %(reason)s);
 -- ===================================================================== workers
 
 -- name: register_worker
--- [worker] As the calling role (workers.role_name): see migration 0007.
+-- [worker] As the calling role (workers.role_name): see migration 0007. ``version``: the
+-- worker's ganfriends release, which the run's minimum must not exceed (migration 0013).
 SELECT worker_register(%(run_id)s::bigint, %(name)s::text, %(hostname)s::text,
                        %(device)s::text, %(gpu_name)s::text, %(gpu_vram_gb)s::real,
-                       %(cpu_cores)s::int, %(ram_gb)s::real) AS id;
+                       %(cpu_cores)s::int, %(ram_gb)s::real, %(version)s::text) AS id;
 
 -- name: heartbeat
 -- [worker]
