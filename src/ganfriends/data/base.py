@@ -181,9 +181,10 @@ def fingerprint_mismatch(dataset: ImageDataset, theirs: Mapping[str, object]) ->
     same_shape = dataclasses.replace(other, digest=mine.digest) == mine
     if same_shape and other.digest in dataset.legacy_digests():
         return (
-            f"the run's dataset fingerprint {other.short()} was made by an older ganfriends that "
-            "checked only file names and sizes, not contents: this copy matches it, but the "
-            "instructor must start a new run (ganfriends coordinator --new-run)"
+            f"the run's dataset fingerprint {other.short()} was made by an older ganfriends, "
+            "which described this data otherwise (file names and sizes without contents, or "
+            "images without their class labels): this copy matches it, but the instructor must "
+            "start a new run (ganfriends coordinator --new-run)"
         )
     return f"this dataset {mine.short()} is not the run's {other.short()}"
 

@@ -13,10 +13,12 @@ import itertools
 import logging
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import torch
 
 from ganfriends.data.base import DatasetFingerprint, ImageDataset, make_digest
@@ -31,6 +33,10 @@ _JUNK_DIRS = frozenset({"__MACOSX"})
 # The first chunk of a file dataset's digest: says what each line holds. Version 1 (before this
 # marker) hashed only "name\tsize" lines, so a copy with damaged bytes passed for the run's data.
 _CONTENT_FORMAT = b"files-v2: name, size, sha256 of the bytes\n"
+# What follows the file lines of a labelled dataset: the class names in label order, then each
+# image's label. The labels derive from the names today, but hashing them says so in the digest:
+# a ganfriends that labelled the same files otherwise can never pass for this one's data.
+_LABELS_FORMAT = b"labels-v1: class names NUL-separated, then int64 little-endian labels\n"
 
 # A zip member is decompressed whole at every access (and once more to hash it), so a zip's own
 # directory is held to what image files are before anything is read: a 1 MB zip with a 1 GiB
@@ -341,11 +347,26 @@ def open_zip(zip_path: Path) -> zipfile.ZipFile:
         ) from None
 
 
+@dataclass(frozen=True)
+class ClassLabels:
+    """The classes of a file dataset's images: ``classes[of_images[i]]`` is image ``i``'s."""
+
+    classes: tuple[str, ...]
+    of_images: np.ndarray  # int64, one per image, in the source's name order
+
+    def digest_chunks(self) -> Iterator[bytes]:
+        """What the fingerprint hashes of them, after the file lines."""
+        yield _LABELS_FORMAT
+        yield "\0".join(self.classes).encode() + b"\n"
+        yield self.of_images.astype("<i8").tobytes()
+
+
 class FileDataset(ImageDataset):
     """Images decoded on demand from a :class:`FileSource`; unreadable files come back as None.
 
     ``digest_cache`` is where the per-file digests of :meth:`fingerprint` are cached (None: the
-    default data dir's ``cache/file-digests``).
+    default data dir's ``cache/file-digests``). ``labels``: the images' classes, if they have any
+    (a folder of class sub-folders, :func:`ganfriends.data.folder.open_folder`).
     """
 
     def __init__(
@@ -356,12 +377,16 @@ class FileDataset(ImageDataset):
         channels: int = 3,
         *,
         digest_cache: Path | None = None,
+        labels: ClassLabels | None = None,
     ) -> None:
         self.name = name
         self.source = source
         self.image_size = image_size
         self.channels = channels
         self.digest_cache = digest_cache
+        if labels is not None and len(labels.of_images) != len(source.names):
+            raise ValueError(f"{len(labels.of_images)} labels for {len(source.names)} images")
+        self.class_labels = labels
         self._fingerprint: DatasetFingerprint | None = None
         self._reported: set[int] = set()
 
@@ -381,51 +406,69 @@ class FileDataset(ImageDataset):
                 logger.warning("skipping unreadable image %s: %s", self.source.location(i), exc)
             return None
 
+    def labels(self) -> np.ndarray | None:
+        """Each image's class (int64, in image order), a copy; None without class labels."""
+        return None if self.class_labels is None else self.class_labels.of_images.copy()
+
+    def num_classes(self) -> int | None:
+        """How many classes the labels draw from, or None without class labels."""
+        return None if self.class_labels is None else len(self.class_labels.classes)
+
     def fingerprint(self) -> DatasetFingerprint:
-        """Digest of the sorted (relative name, size, sha256 of the bytes) list; equal for a folder
-        and a zip of the same files. The first call on a copy hashes every file (CelebA: see
-        ``benchmarks/fingerprint.py``); later ones reuse the digest cache.
+        """Digest of the sorted (relative name, size, sha256 of the bytes) list, then the class
+        labels if there are any; equal for a folder and a zip of the same files. The first call
+        on a copy hashes every file (CelebA: see ``benchmarks/fingerprint.py``); later ones reuse
+        the digest cache.
 
         DatasetError when a file cannot be read at all (a damaged zip member, an I/O error): such a
         copy is not the data. A file that reads but does not decode is hashed like any other, so
         every machine with the same bytes skips the same images.
         """
         if self._fingerprint is None:
-            source = self.source
-            stamps = source.stamps()
-            digests = cached_digests(
-                source.cache_key(),
-                source.names,
-                stamps,
-                source.open,
-                source.location,
-                label=source.location(),
-                cache_dir=self.digest_cache or default_cache_dir(),
-            )
-            lines = (
-                f"{n}\t{st.size}\t{d}\n".encode()
-                for n, st, d in zip(source.names, stamps, digests, strict=True)
-            )
+            labels = () if self.class_labels is None else self.class_labels.digest_chunks()
             self._fingerprint = DatasetFingerprint(
                 name=self.name,
                 size=len(self),
                 image_size=self.image_size,
                 channels=self.channels,
-                digest=make_digest(
-                    self.name,
-                    self.image_size,
-                    self.channels,
-                    itertools.chain([_CONTENT_FORMAT], lines),
-                ),
+                digest=self._digest(self._file_lines(), labels),
             )
         return self._fingerprint
 
+    def _file_lines(self) -> Iterator[bytes]:
+        """One ``name, size, sha256`` line per file (hashing what the digest cache lacks)."""
+        source = self.source
+        stamps = source.stamps()
+        digests = cached_digests(
+            source.cache_key(),
+            source.names,
+            stamps,
+            source.open,
+            source.location,
+            label=source.location(),
+            cache_dir=self.digest_cache or default_cache_dir(),
+        )
+        for n, st, d in zip(source.names, stamps, digests, strict=True):
+            yield f"{n}\t{st.size}\t{d}\n".encode()
+
+    def _digest(self, file_lines: Iterable[bytes], then: Iterable[bytes] = ()) -> str:
+        return make_digest(
+            self.name,
+            self.image_size,
+            self.channels,
+            itertools.chain([_CONTENT_FORMAT], file_lines, then),
+        )
+
     def legacy_digests(self) -> tuple[str, ...]:
         """The digest of names and sizes only, which runs created before fingerprints covered
-        file contents hold: tells "a run of an older ganfriends" from "other data"."""
+        file contents hold, and for labelled images the digest without their labels (runs created
+        before folders had labels): tells "a run of an older ganfriends" from "other data"."""
         sizes = self.source.sizes()
         lines = (f"{n}\t{s}\n".encode() for n, s in zip(self.source.names, sizes, strict=True))
-        return (make_digest(self.name, self.image_size, self.channels, lines),)
+        names_only = make_digest(self.name, self.image_size, self.channels, lines)
+        if self.class_labels is None:
+            return (names_only,)
+        return names_only, self._digest(self._file_lines())
 
     def close(self) -> None:
         """Close the source's open files."""

@@ -132,7 +132,8 @@ class FederatedPlan:
             raise GanError(
                 f"the {dataset.name} dataset has no class labels, which --non-iid, "
                 "--balanced-sampling and the kl-* weightings need (FeGAN's README says the same): "
-                "use a labelled dataset (fashion-mnist, mnist, cifar10) or iid with fedavg"
+                "use a labelled dataset (fashion-mnist, mnist, cifar10, or a folder of class "
+                "sub-folders: DIR/<class>/<image>) or iid with fedavg"
             )
         members = members_per_round(fed.devices, fed.fraction) + 1
         per_round = members * fed.local_steps * fed.batch_size

@@ -26,10 +26,10 @@ def mixed_folder(tmp_path: Path) -> Path:
         tmp_path / "pics",
         {
             "b/z.PNG": png_bytes("L", 255),
-            "a.jpg": jpeg_bytes((0, 0, 0), (50, 50)),
+            "a/a.jpg": jpeg_bytes((0, 0, 0), (50, 50)),
             "b/a.webp": b"",  # listed by extension, unreadable
             "c/deep/x.Jpeg": jpeg_bytes((255, 255, 255), (64, 80)),
-            "rgba.png": png_bytes("RGBA", (255, 255, 255, 0)),
+            "d/rgba.png": png_bytes("RGBA", (255, 255, 255, 0)),
             "notes.txt": b"not an image",
             ".hidden/h.jpg": jpeg_bytes((1, 2, 3), (8, 8)),
             "._a.jpg": b"\0\5\26\7",
@@ -40,7 +40,7 @@ def mixed_folder(tmp_path: Path) -> Path:
 def test_images_are_found_recursively_and_sorted_by_relative_path(mixed_folder: Path) -> None:
     ds = make_dataset("folder", path=mixed_folder)
     assert isinstance(ds, FileDataset)
-    assert ds.source.names == ["a.jpg", "b/a.webp", "b/z.PNG", "c/deep/x.Jpeg", "rgba.png"]
+    assert ds.source.names == ["a/a.jpg", "b/a.webp", "b/z.PNG", "c/deep/x.Jpeg", "d/rgba.png"]
 
 
 def test_every_mode_comes_out_rgb_at_64_pixels(mixed_folder: Path) -> None:
