@@ -69,35 +69,27 @@ def test_a_worker_that_declares_no_release_is_refused(db: Database, version: str
         queue.register_worker(db, run_id, "vague", "laptop", HARDWARE, version=version)  # type: ignore[arg-type]
 
 
-def test_a_student_calling_the_function_from_their_own_session_is_refused_too(
-    db: Database, student: Student
+# worker_register called from a student's own session, with no ganfriends code in between: an
+# older release, and the eight arguments of the call before 0013 (no release declared).
+OWN_CALLS = {
+    "older": ("SELECT ganfriends.worker_register(%(run)s, 'm', 'h', 'cpu', NULL, NULL, NULL,"
+              " NULL, '0.0.1')"),
+    "before the gate": ("SELECT ganfriends.worker_register(%(run)s, 'm', 'h', 'cpu', NULL, NULL,"
+                        " NULL, NULL)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("call", OWN_CALLS.values(), ids=OWN_CALLS.keys())
+def test_a_student_calling_the_function_themselves_is_refused_too(
+    db: Database, student: Student, call: str
 ) -> None:
-    # No ganfriends code on the student's side: the comparison is the database's.
     run_id = new_run(db)
     with (
         psycopg.connect(student.url, autocommit=True) as session,
         pytest.raises(psycopg.Error, match="needs ganfriends >=") as refused,
     ):
-        session.execute(
-            "SELECT ganfriends.worker_register(%s, 'm', 'h', 'cpu', NULL, NULL, NULL, NULL, %s)",
-            (run_id, "0.0.1"),
-        )
+        session.execute(call, {"run": run_id})
     assert refused.value.sqlstate == "GF001"
-
-
-def test_a_worker_from_before_the_gate_declares_nothing_and_is_refused(
-    db: Database, student: Student
-) -> None:
-    # The registration call of ganfriends before 0013: eight arguments, no release.
-    run_id = new_run(db)
-    with (
-        psycopg.connect(student.url, autocommit=True) as session,
-        pytest.raises(psycopg.Error, match="needs ganfriends >="),
-    ):
-        session.execute(
-            "SELECT ganfriends.worker_register(%s, 'm', 'h', 'cpu', NULL, NULL, NULL, NULL)",
-            (run_id,),
-        )
 
 
 def test_a_run_created_before_the_gate_accepts_this_releases_workers(
