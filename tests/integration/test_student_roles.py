@@ -25,6 +25,7 @@ def test_a_student_does_everything_a_worker_does(db: Database, raw: Raw, student
     with Database(student.url, max_size=2) as mine:
         run = queue.latest_running_run(mine)
         assert run is not None and run.id == run_id
+        queue.check_version(mine, run_id)
         worker = queue.register_worker(mine, run_id, "alice", "laptop", HARDWARE)
         [lease] = queue.claim(mine, run_id, worker)
         with mine.transaction() as tx:

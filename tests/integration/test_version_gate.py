@@ -47,6 +47,14 @@ def test_a_worker_older_than_the_run_is_refused_with_the_release_to_install(
     assert raw.count("workers") == 0
 
 
+def test_a_worker_learns_the_refusal_before_it_registers(db: Database, raw: Raw) -> None:
+    run_id = new_run(db)
+    with pytest.raises(WorkerTooOld) as refused:
+        queue.check_version(db, run_id, "0.0.9")
+    assert str(refused.value) == REFUSAL
+    queue.check_version(db, run_id)  # this release: nothing to say
+
+
 def test_a_worker_of_this_release_is_accepted(db: Database, raw: Raw) -> None:
     run_id = new_run(db)
     worker = queue.register_worker(db, run_id, "current", "laptop", HARDWARE)
@@ -62,7 +70,7 @@ def test_releases_compare_as_numbers_not_text(db: Database, raw: Raw) -> None:
         queue.register_worker(db, run_id, "older", "laptop", HARDWARE, version="0.8.12")
 
 
-@pytest.mark.parametrize("version", [None, "latest", "1.0; --"])
+@pytest.mark.parametrize("version", [None, "1.0; --"])
 def test_a_worker_that_declares_no_release_is_refused(db: Database, version: str | None) -> None:
     run_id = new_run(db)
     with pytest.raises(WorkerTooOld):

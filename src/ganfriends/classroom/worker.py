@@ -143,7 +143,8 @@ class Worker:
     # ---------------------------------------------------------------- main loop
 
     def _join(self, run: Run, stop: StopRequest) -> WorkSession:
-        """Check the data, build the models and register on the leaderboard."""
+        """Check the release and the data, build the models and register on the leaderboard."""
+        self._retry(stop, queue.check_version, self.db, run.id)  # before minutes of loading
         dataset = self._open_dataset(run)
         self.console.print(
             f"Loaded dataset with {len(dataset)} images ({dataset.fingerprint().short()})"

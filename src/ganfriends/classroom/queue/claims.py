@@ -84,6 +84,14 @@ def register_worker(
     return int(row["id"])
 
 
+def check_version(db: Database, run_id: int, version: str = WORKER_VERSION) -> None:
+    """:class:`WorkerTooOld` when the run needs a newer release than ``version``: what a worker
+    asks before it loads its data (registration refuses it anyway, in the database)."""
+    row = db.fetch_one("version_refusal", run_id=run_id, version=version)
+    if row is not None and row["refusal"] is not None:
+        raise WorkerTooOld(str(row["refusal"]))
+
+
 def claim(db: Database, run_id: int, worker_id: int, count: int = 1) -> list[Claim]:
     """The next units for this worker, in unit order: up to ``count`` pending ones (the run caps
     how many), else one backup copy of a straggler's unit; empty when there is nothing to do."""

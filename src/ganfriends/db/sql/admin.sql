@@ -73,7 +73,7 @@ GRANT EXECUTE ON FUNCTION
     ganfriends.worker_submit_result(bigint, bigint, uuid, int, bytea, bytea, real),
     ganfriends.worker_release_lease(uuid, bigint), ganfriends.worker_stop(bigint),
     ganfriends.worker_claim_units(bigint, bigint, int),
-    ganfriends.student_rejections(bigint, text)
+    ganfriends.student_rejections(bigint, text), ganfriends.version_refusal(text, text)
 TO {group};
 
 -- name: create_student

@@ -160,6 +160,16 @@ LANGUAGE sql IMMUTABLE SET search_path = ganfriends, pg_temp AS $$
                 THEN string_to_array(regexp_replace(p_version, '(\.0+)+$', ''), '.')::int[] END;
 $$;
 
+-- The line refusing a worker of release p_version to a run that needs p_minimum, NULL when it
+-- may join. NULL for p_version (nothing declared, or not a release) compares as unknown: refused.
+-- worker_register raises it; a worker asks it first, before it spends minutes loading its data.
+CREATE OR REPLACE FUNCTION version_refusal(p_minimum text, p_version text) RETURNS text
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = ganfriends, pg_temp AS $$
+    SELECT CASE WHEN NOT coalesce(release_parts(p_version) >= release_parts(p_minimum), false)
+                THEN format('this run needs ganfriends >= %s: pip install -U ''ganfriends>=%s''',
+                            p_minimum, p_minimum) END;
+$$;
+
 -- ================================================= A worker's life: registration, heartbeat, stop
 
 CREATE OR REPLACE FUNCTION worker_register(
@@ -170,6 +180,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = ganfriends, pg_temp AS $$
 DECLARE
     new_id bigint;
     run record;
+    refusal text;
     me text := CASE WHEN session_user = current_user THEN NULL ELSE session_user END;
 BEGIN
     -- Text a student sends is bounded here: it is shown on every leaderboard.
@@ -184,12 +195,10 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'run % is not running', p_run_id USING ERRCODE = 'no_data_found';
     END IF;
-    -- Migration 0013: an older worker's uploads may not fit the run's format. NULL (nothing
-    -- declared, or not a release) compares as unknown: refused too.
-    IF NOT coalesce(release_parts(p_version) >= release_parts(run.min_worker_version), false) THEN
-        RAISE EXCEPTION 'this run needs ganfriends >= %: pip install -U ''ganfriends>=%''',
-                        run.min_worker_version, run.min_worker_version
-            USING ERRCODE = 'GF001';
+    -- Migration 0013: an older worker's uploads may not fit the run's format.
+    refusal := version_refusal(run.min_worker_version, p_version);
+    IF refusal IS NOT NULL THEN
+        RAISE EXCEPTION '%', refusal USING ERRCODE = 'GF001';
     END IF;
     IF me IS NOT NULL THEN
         IF student_rejections(p_run_id, me) >= run.quarantine_after THEN

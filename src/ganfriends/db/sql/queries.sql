@@ -353,6 +353,12 @@ SELECT worker_register(%(run_id)s::bigint, %(name)s::text, %(hostname)s::text,
                        %(device)s::text, %(gpu_name)s::text, %(gpu_vram_gb)s::real,
                        %(cpu_cores)s::int, %(ram_gb)s::real, %(version)s::text) AS id;
 
+-- name: version_refusal
+-- [worker] Why this worker's release may not join the run (NULL: it may), asked before it loads
+-- its data; worker_register refuses it anyway (migration 0013).
+SELECT version_refusal(min_worker_version, %(version)s::text) AS refusal
+FROM runs WHERE id = %(run_id)s;
+
 -- name: heartbeat
 -- [worker]
 SELECT worker_heartbeat(%(worker_id)s::bigint);
