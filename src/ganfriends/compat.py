@@ -4,6 +4,8 @@ Students install at different times. A run records the oldest release whose work
 (:data:`RESULT_FORMAT_VERSION` when the coordinator creates it), every worker declares its own
 (:data:`WORKER_VERSION`) when it registers, and the database refuses an older one with the line
 naming the release to install: a worker never computes units whose uploads the run would reject.
+A worker asks the same verdict before it loads its data (``queue.check_version``), so a student
+learns to upgrade before minutes of hashing; the refusal at registration is the one that counts.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from ganfriends.errors import GanError
 # sends in a way an older worker would get wrong: the payload encoding (classroom/payload.py), a
 # rule's unit arithmetic or its published inputs, the device state, the dataset fingerprint or
 # labels, the worker functions' arguments. Runs created from then on refuse older workers; runs
-# already created keep the minimum they recorded.
+# already created keep the minimum they recorded. (A 0.1.0 installed before the gate declares
+# nothing and is refused too, with this line: the first release after it should raise this.)
 RESULT_FORMAT_VERSION = "0.1.0"
 
 _RELEASE = re.compile(r"\d+(?:\.\d+)*")
