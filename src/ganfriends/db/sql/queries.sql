@@ -264,15 +264,29 @@ DELETE FROM results WHERE unit_id = %(unit_id)s AND worker_id = %(worker_id)s;
 -- name: credit_workers
 -- Exactly the copies the coordinator combined (unit %(unit_ids)s[i] from worker
 -- %(worker_ids)s[i]): another copy of the unit, and one that arrived after the coordinator read
--- them (a round closed by quorum), is deleted with its unit, never credited.
+-- them (a round closed by quorum), is deleted with its unit, never credited. Each worker's
+-- share of each version is also kept in contributions (migration 0015: the report's compute
+-- seconds and contribution times).
+WITH c AS (
+    SELECT r.worker_id, r.run_id, r.version, count(*)::int AS units, sum(r.images) AS images,
+           coalesce(sum(r.compute_seconds), 0) AS compute_seconds
+    FROM results r
+    JOIN unnest(%(unit_ids)s::bigint[], %(worker_ids)s::bigint[]) AS used (unit_id, worker_id)
+      ON r.unit_id = used.unit_id AND r.worker_id = used.worker_id
+    GROUP BY r.worker_id, r.run_id, r.version
+), logged AS (
+    INSERT INTO contributions (worker_id, version, run_id, units, images, compute_seconds)
+    SELECT worker_id, version, run_id, units, images, compute_seconds FROM c
+    ON CONFLICT (worker_id, version) DO UPDATE
+    SET units = contributions.units + EXCLUDED.units,
+        images = contributions.images + EXCLUDED.images,
+        compute_seconds = contributions.compute_seconds + EXCLUDED.compute_seconds,
+        credited_at = now()
+)
 UPDATE workers w
-SET units_done = w.units_done + c.units, images_done = w.images_done + c.images
-FROM (SELECT r.worker_id, count(*) AS units, sum(r.images) AS images
-      FROM results r
-      JOIN unnest(%(unit_ids)s::bigint[], %(worker_ids)s::bigint[]) AS used (unit_id, worker_id)
-        ON r.unit_id = used.unit_id AND r.worker_id = used.worker_id
-      GROUP BY r.worker_id) AS c
-WHERE w.id = c.worker_id;
+SET units_done = w.units_done + t.units, images_done = w.images_done + t.images
+FROM (SELECT worker_id, sum(units) AS units, sum(images) AS images FROM c GROUP BY worker_id) t
+WHERE w.id = t.worker_id;
 
 -- name: save_device_states
 -- The local states carried by the combined copies become their devices' states.
