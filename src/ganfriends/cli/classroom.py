@@ -30,8 +30,9 @@ def _worker(args: argparse.Namespace) -> int:
 def _students(args: argparse.Namespace) -> int:
     from ganfriends.classroom import commands as classroom
 
-    if args.action in ("add", "revoke", "pardon") and not args.name:
-        raise GanError(f"students {args.action} needs the student's name")
+    _check_student_flags(args)
+    if args.roster or args.all or args.action == "reissue":
+        return _class_at_once(args)
     return classroom.students(
         config_from(args),
         action=args.action,
@@ -41,11 +42,69 @@ def _students(args: argparse.Namespace) -> int:
     )
 
 
+def _check_student_flags(args: argparse.Namespace) -> None:
+    """One line for a combination of ``students`` flags that means nothing."""
+    if args.roster and (args.action != "add" or args.name):
+        raise GanError("--roster FILE goes with `students add` and no NAME")
+    if (args.urls_dir or args.urls_csv) and not args.roster:
+        raise GanError("--urls-dir and --urls-csv go with `students add --roster FILE`")
+    if args.all and (args.action != "revoke" or args.name):
+        raise GanError("--all goes with `students revoke` and no NAME")
+    if args.yes and not args.all:
+        raise GanError("--yes goes with `students revoke --all`")
+    needs_name = ("add", "revoke", "pardon", "reissue")
+    if args.action in needs_name and not (args.name or args.roster or args.all):
+        raise GanError(f"students {args.action} needs the student's name")
+
+
+def _class_at_once(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from ganfriends.classroom import roster
+    from ganfriends.db.students import DEFAULT_CONNECTIONS
+
+    config, console = config_from(args), Console(soft_wrap=True)
+    if args.all:
+        return roster.revoke_all(config, yes=args.yes, console=console)
+    if args.action == "reissue":
+        return roster.reissue(config, args.name, output=args.output, console=console)
+    outputs = roster.UrlOutputs(
+        folder=Path(args.urls_dir) if args.urls_dir else None,
+        table=Path(args.urls_csv) if args.urls_csv else None,
+    )
+    connections = args.max_connections or DEFAULT_CONNECTIONS
+    return roster.add_roster(
+        config, Path(args.roster), outputs, max_connections=connections, console=console
+    )
+
+
 def _db(args: argparse.Namespace) -> int:
     from ganfriends.classroom import commands as classroom
 
     where = ("data_dir", "listen", "port", "tls_cert", "tls_key", "plaintext")
     return classroom.db_command(args.action, **{name: getattr(args, name) for name in where})
+
+
+def add_roster_flags(pupils: argparse.ArgumentParser) -> None:
+    """``students``' flags for a whole class: --roster, --urls-dir, --urls-csv, --all, --yes."""
+    pupils.add_argument(
+        "--roster",
+        metavar="FILE",
+        help="add: every student of FILE (one name a line, or a CSV with a name column; "
+        "# comments) not yet in the class, in one go",
+    )
+    pupils.add_argument(
+        "--urls-dir", metavar="DIR", help="with --roster: one URL file per new student in DIR"
+    )
+    pupils.add_argument(
+        "--urls-csv", metavar="FILE", help="with --roster: the new students' URLs as CSV rows"
+    )
+    pupils.add_argument(
+        "--all", action="store_true", help="revoke: every student of the class (asks first)"
+    )
+    pupils.add_argument("--yes", action="store_true", help="do not ask before revoke --all")
 
 
 def add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None:
@@ -86,17 +145,23 @@ def add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None:
     )
 
     pupils = command(
-        commands, verbose, "students", "per-student database logins: add, list, revoke, pardon",
-        _students, classroom.students.__doc__,
+        commands, verbose, "students",
+        "per-student database logins: add, list, revoke, pardon, reissue", _students,
+        classroom.students.__doc__,
     )  # fmt: skip
-    pupils.add_argument("action", choices=("add", "list", "revoke", "pardon"))
-    pupils.add_argument("name", nargs="?", help="the student (add, revoke, pardon): a-z, 0-9, _")
+    pupils.add_argument("action", choices=("add", "list", "revoke", "pardon", "reissue"))
+    pupils.add_argument(
+        "name", nargs="?", help="the student (add, revoke, pardon, reissue): a-z, 0-9, _"
+    )
+    add_roster_flags(pupils)
     pupils.add_argument(
         "--max-connections",
         type=int,
         help="the student's connections (default: 5: a worker and a `status` beside it)",
     )
-    pupils.add_argument("--output", metavar="FILE", help="also write the student's URL to FILE")
+    pupils.add_argument(
+        "--output", metavar="FILE", help="also write the student's URL to FILE (add, reissue)"
+    )
 
     command(
         commands, verbose, "coordinator", "run (or resume) the class run",
