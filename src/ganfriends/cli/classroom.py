@@ -80,6 +80,37 @@ def _class_at_once(args: argparse.Namespace) -> int:
     )
 
 
+def _report(args: argparse.Namespace) -> int:
+    """Per student of a run: units, images, compute seconds, first and last contribution,
+    rejected copies, quarantine and share of the run's images; and the run's summary (images,
+    steps, wall time, latest FID). For the instructor: a student's role is refused."""
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from ganfriends.classroom.connect import resolve_url
+    from ganfriends.classroom.report import build_report, render
+    from ganfriends.classroom.roster import write_private
+    from ganfriends.db import Database
+
+    with Database(resolve_url(config_from(args), start_embedded=False), max_size=1) as db:
+        report = build_report(db, args.run)
+    console = Console(soft_wrap=True)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        render(report, console)
+    if args.csv:
+        write_private(Path(args.csv), report.to_csv())  # grades: readable by you only
+        console.print(
+            f"wrote run {report.run.run_id}'s report ({len(report.students)} students) to "
+            f"{args.csv}",
+            highlight=False,
+        )
+    return 0
+
+
 def _db(args: argparse.Namespace) -> int:
     from ganfriends.classroom import commands as classroom
 
@@ -184,6 +215,13 @@ def add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None:
         lambda a: classroom.status(config_from(a), as_json=a.json), classroom.status.__doc__,
     )  # fmt: skip
     stat.add_argument("--json", action="store_true", help="machine-readable output")
+
+    report = command(
+        commands, verbose, "report", "per-student contributions to a run, for grading", _report
+    )
+    report.add_argument("--run", type=int, metavar="N", help="run N (default: as status)")
+    report.add_argument("--csv", metavar="FILE", help="also write one row per student to FILE")
+    report.add_argument("--json", action="store_true", help="machine-readable output")
 
     dash = command(
         commands, verbose, "dashboard", "live class dashboard in the browser (read-only)",

@@ -40,6 +40,7 @@ class DatabaseConfig:
         WORKER,
         "status",
         "dashboard",
+        "report",
     )
 
     url: str | None = option(

@@ -601,3 +601,48 @@ GROUP BY 1 ORDER BY rejected DESC, name;
 SELECT coalesce(w.name, 'unknown') AS name, r.version, r.unit_index, r.reason, r.created_at
 FROM rejections r LEFT JOIN workers w ON w.id = r.worker_id
 WHERE r.run_id = %(run_id)s ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s;
+
+-- ===================================================================== report
+
+-- name: report_students
+-- The instructor's report (ganfriends.classroom.report): one line per student of run
+-- %(run_id)s, best contributors first. Students are the class's roles (members of
+-- "<database>_students": one who never contributed shows, with zeros) and the run's
+-- participants (workers.student: each of the instructor's own workers counts as one, as in
+-- migration 0011). Units and images are the combined copies, as the leaderboard credits them
+-- (uploads still waiting for the coordinator are not in them); compute seconds and the first
+-- and last contribution come from contributions (migration 0015), which no student's role may
+-- read: the database itself refuses this report to a student.
+WITH work AS (
+    SELECT student, count(*)::int AS workers, sum(units_done)::int AS units,
+           sum(images_done)::bigint AS images, sum(rejected)::int AS rejected
+    FROM workers WHERE run_id = %(run_id)s GROUP BY student
+), credit AS (
+    SELECT w.student, sum(c.compute_seconds)::float8 AS compute_seconds,
+           min(c.credited_at) AS first_contribution, max(c.credited_at) AS last_contribution
+    FROM contributions c JOIN workers w ON w.id = c.worker_id
+    WHERE c.run_id = %(run_id)s GROUP BY w.student
+), class AS (
+    SELECT r.rolname::text AS student
+    FROM pg_roles r JOIN pg_auth_members m ON m.member = r.oid
+    JOIN pg_roles g ON g.oid = m.roleid AND g.rolname = current_database() || '_students'
+)
+SELECT everyone.student, coalesce(work.workers, 0) AS workers, coalesce(work.units, 0) AS units,
+       coalesce(work.images, 0) AS images, coalesce(credit.compute_seconds, 0) AS compute_seconds,
+       credit.first_contribution, credit.last_contribution,
+       coalesce(work.rejected, 0) AS rejected, coalesce(st.rejections, 0) AS strikes,
+       coalesce(st.quarantined, false) AS quarantined
+FROM (SELECT student FROM class UNION SELECT student FROM work) AS everyone
+LEFT JOIN work USING (student)
+LEFT JOIN credit USING (student)
+LEFT JOIN student_standing st ON st.run_id = %(run_id)s AND st.student = everyone.student
+ORDER BY images DESC, student;
+
+-- name: report_run_times
+-- The run summary's wall time: from the run's creation to its completion, to now while it
+-- runs, to its last change once stopped.
+SELECT created_at, completed_at,
+       extract(epoch FROM coalesce(completed_at,
+                                   CASE WHEN state = 'running' THEN now() ELSE updated_at END)
+                          - created_at)::float8 AS wall_seconds
+FROM runs WHERE id = %(run_id)s;
