@@ -123,3 +123,30 @@ def test_a_students_role_is_refused_the_report_by_the_database(taught: Class) ->
 def test_an_unknown_run_is_one_line(db: Database) -> None:
     with pytest.raises(GanError, match="there is no run 99"):
         build_report(db, 99)
+
+
+def test_the_dashboard_offers_the_instructor_the_same_csv_and_a_student_none(
+    db: Database, db_url: str, taught: Class, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streamlit
+    from streamlit.testing.v1 import AppTest
+
+    from ganfriends.dashboard import DB_URL_ENV
+    from ganfriends.dashboard.launch import APP
+
+    offered: list[object] = []
+    button = streamlit.download_button
+
+    def recorded(label: str, data: object, **options: object) -> object:
+        offered.append(data)
+        return button(label, data, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(streamlit, "download_button", recorded)
+    captions = []
+    for url in (db_url, taught.alice.url):
+        monkeypatch.setenv(DB_URL_ENV, url)
+        page = AppTest.from_file(str(APP), default_timeout=30).run()
+        captions.append([caption.value for caption in page.caption])
+
+    assert offered == [build_report(db, taught.run_id).to_csv()]  # the instructor's page only
+    assert any("report is the instructor's" in caption for caption in captions[1])
