@@ -200,9 +200,10 @@ def students(
     max_connections: int | None,
     output: str | None,
 ) -> int:
-    """``ganfriends students add|list|revoke|pardon``: per-student login roles for the class
-    database. ``pardon`` lifts a student's quarantine in the running run (their earlier
-    rejected uploads stop counting).
+    """``ganfriends students add|list|revoke|pardon|reissue``: per-student login roles for the
+    class database. ``add --roster FILE`` adds a whole class at once, ``revoke --all`` ends it,
+    ``reissue`` gives a student a new URL. ``pardon`` lifts a student's quarantine in the
+    running run (their earlier rejected uploads stop counting).
 
     On the embedded server the commands act through its superuser (over the socket, which only
     this machine's owner reaches); with ``--db`` they act as that role, which needs CREATEROLE.

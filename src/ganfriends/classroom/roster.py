@@ -187,9 +187,11 @@ def add_roster(
         for note in admin.notes(next(iter(result.created))):
             console.print(Text(note, style="yellow"))
         console.print(
-            f"added {len(result.created)} student(s) ({max_connections} connections each): "
-            f"their URLs are in {outputs.describe()}, readable by you only; each student runs "
-            "GANFRIENDS_DATABASE_URL='<their URL>' ganfriends worker"
+            Text(
+                f"added {len(result.created)} student(s) ({max_connections} connections each): "
+                f"their URLs are in {outputs.describe()}, readable by you only; each student "
+                "runs GANFRIENDS_DATABASE_URL='<their URL>' ganfriends worker"
+            )
         )
     if result.existing:
         console.print(
@@ -236,7 +238,7 @@ def reissue(config: Config, name: str, *, output: str | None, console: Console) 
     url = admin.url_maker()(name, password)
     if output:
         write_private(Path(output), url + "\n")
-        console.print(f"{name}'s URL written to {output}")
+        console.print(Text(f"{name}'s URL written to {output}"))
     console.print(
         f"new URL for {name} (their old one no longer logs in; sessions already open stay "
         "until they end)"

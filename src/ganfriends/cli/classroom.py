@@ -88,6 +88,7 @@ def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rich.console import Console
+    from rich.text import Text
 
     from ganfriends.classroom.connect import resolve_url
     from ganfriends.classroom.report import build_report, render
@@ -104,10 +105,9 @@ def _report(args: argparse.Namespace) -> int:
     if args.csv:
         write_private(Path(args.csv), report.to_csv())  # grades: readable by you only
         console.print(
-            f"wrote run {report.run.run_id}'s report ({len(report.students)} students) to "
-            f"{args.csv}",
-            highlight=False,
-        )
+            Text(f"wrote run {report.run.run_id}'s report ({len(report.students)} students) to "
+                 f"{args.csv}")
+        )  # fmt: skip
     return 0
 
 
