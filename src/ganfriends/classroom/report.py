@@ -17,9 +17,10 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -60,7 +61,8 @@ class StudentLine:
     def from_row(cls, row: dict[str, Any], run_images: int) -> StudentLine:
         """Parse a ``report_students`` row; ``share`` is its images over ``run_images``."""
         share = int(row["images"]) / run_images if run_images else 0.0
-        return typed_row(cls, row, share=share)
+        # Milliseconds: the sum of float4 reports carries noise below them.
+        return typed_row(cls, row, share=share, compute_seconds=round(row["compute_seconds"], 3))
 
 
 @dataclass(frozen=True)
@@ -150,20 +152,25 @@ def render(report: Report, console: Console) -> None:
     fid = "not scored" if run.fid is None else f"{run.fid:.2f} (version {run.fid_version})"
     console.print(Text(f"run {run.run_id}: {run.name} ({run.mode}, {run.state})"))
     console.print(
-        f"{run.images} images in {run.steps} steps ({run.versions} versions), wall time "
-        f"{_duration(run.wall_seconds)}; FID {fid}"
+        f"images {run.images}, steps {run.steps} (versions {run.versions}), started "
+        f"{_clock(run.created_at, None)}, wall time {_duration(run.wall_seconds)}; FID {fid}",
+        highlight=False,
     )
     table = Table(
-        "student", "units", "images", "share", "compute", "first", "last", "rejected",
-        "quarantine", caption="compute: seconds as the students' workers reported them",
+        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
+        caption_justify="left", caption="compute: h:mm:ss as the students' workers reported it",
     )  # fmt: skip
+    table.add_column("student", no_wrap=True)
+    for name in ("units", "images", "share", "compute", "first", "last", "rejected"):
+        table.add_column(name, justify="right")
+    table.add_column("quarantine")
+    day = run.created_at.astimezone().date()
     for line in report.students:
         table.add_row(
             Text(line.student), str(line.units), str(line.images), f"{line.share:.1%}",
-            _duration(line.compute_seconds), _clock(line.first_contribution),
-            _clock(line.last_contribution), str(line.rejected),
-            "QUARANTINED" if line.quarantined else (f"{line.strikes} strike(s)" if line.strikes
-                                                    else "-"),
+            _duration(line.compute_seconds), _clock(line.first_contribution, day),
+            _clock(line.last_contribution, day), str(line.rejected),
+            "yes" if line.quarantined else (f"{line.strikes} strike(s)" if line.strikes else "-"),
         )  # fmt: skip
     console.print(table)
 
@@ -178,5 +185,9 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-def _clock(value: datetime | None) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else "-"
+def _clock(value: datetime | None, day: date | None) -> str:
+    """Local time; the date too unless it is ``day`` (the run's first: a class run is a day)."""
+    if value is None:
+        return "-"
+    local = value.astimezone()
+    return local.strftime("%H:%M" if local.date() == day else "%Y-%m-%d %H:%M")

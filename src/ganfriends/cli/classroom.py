@@ -85,6 +85,7 @@ def _report(args: argparse.Namespace) -> int:
     rejected copies, quarantine and share of the run's images; and the run's summary (images,
     steps, wall time, latest FID). For the instructor: a student's role is refused."""
     import json
+    import sys
     from pathlib import Path
 
     from rich.console import Console
@@ -97,13 +98,15 @@ def _report(args: argparse.Namespace) -> int:
 
     with Database(resolve_url(config_from(args), start_embedded=False), max_size=1) as db:
         report = build_report(db, args.run)
-    console = Console(soft_wrap=True)
+    if args.csv:  # first: the file is written even if the output below goes nowhere
+        write_private(Path(args.csv), report.to_csv())  # grades: readable by you only
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
-    else:
-        render(report, console)
+        return 0
+    # A table piped to a file is not cut to 80 columns.
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    render(report, console)
     if args.csv:
-        write_private(Path(args.csv), report.to_csv())  # grades: readable by you only
         console.print(
             Text(f"wrote run {report.run.run_id}'s report ({len(report.students)} students) to "
                  f"{args.csv}")
