@@ -60,7 +60,11 @@ def test_a_roster_of_30_gets_its_urls_and_a_csv_report(
             assert lease is not None and submit(theirs, run_id, worker, lease["token"])
         db.execute("credit_workers", unit_ids=[lease["unit_id"]], worker_ids=[worker])
 
-    finished(gf(["report", "--db", db_url, "--csv", "report.csv"], tmp_path))
+    printed = finished(gf(["report", "--db", db_url, "--csv", "report.csv"], tmp_path))
+
+    assert f"wrote run {run_id}'s report ({CLASS_SIZE} students) to report.csv" in printed
+    [line] = [line for line in printed.splitlines() if line.startswith(first)]
+    assert line.split()[:3] == [first, "1", str(IMAGES_PER_UNIT)]  # the table: as plain text
 
     rows = list(csv.DictReader((tmp_path / "report.csv").read_text().splitlines()))
     assert len(rows) == CLASS_SIZE  # every student, the ones who did nothing too
