@@ -188,3 +188,23 @@ def test_the_urls_folder_and_files_are_private(tmp_path: Path) -> None:
     later.undo()  # the later run's commit failed: what it wrote goes, the first run's stays
     assert sorted(p.name for p in (tmp_path / "urls").iterdir()) == ["alice.txt"]
     assert (tmp_path / "urls.csv").read_text().splitlines()[-1].startswith("alice,")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["add", "alice", "--roster", "class.txt"], "--roster FILE goes with `students add` and"),
+        (["add", "alice", "--urls-dir", "urls"], "--urls-dir and --urls-csv go with"),
+        (["revoke", "alice", "--all"], "--all goes with `students revoke` and no NAME"),
+        (["revoke", "--yes"], "--yes goes with `students revoke --all`"),
+        (["add", "--roster", "class.txt", "--output", "x"], "--output goes with"),
+    ],
+)
+def test_student_flags_that_mean_nothing_together_are_one_line(
+    args: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ganfriends.cli import main
+
+    assert main(["students", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {said}") and err.count("\n") == 1

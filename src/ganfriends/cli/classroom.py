@@ -48,6 +48,8 @@ def _check_student_flags(args: argparse.Namespace) -> None:
         raise GanError("--roster FILE goes with `students add` and no NAME")
     if (args.urls_dir or args.urls_csv) and not args.roster:
         raise GanError("--urls-dir and --urls-csv go with `students add --roster FILE`")
+    if args.output and (args.roster or args.action not in ("add", "reissue")):
+        raise GanError("--output goes with `students add NAME` and `students reissue NAME`")
     if args.all and (args.action != "revoke" or args.name):
         raise GanError("--all goes with `students revoke` and no NAME")
     if args.yes and not args.all:

@@ -15,6 +15,7 @@ role usually lacks ``pg_read_all_stats`` and ``pg_signal_backend``: it could nei
 student's session is doing nor end it. PostgreSQL grants both to members of the session's role,
 so ``students add`` makes the instructor's role a member of each student's role
 (``reach_student``); what such a server still cannot give is named by :func:`server_limits`.
+A whole class at once (a roster, ``revoke --all``) is :mod:`ganfriends.db.roster`.
 """
 
 from __future__ import annotations
