@@ -76,7 +76,7 @@ def _class_at_once(args: argparse.Namespace) -> int:
         folder=Path(args.urls_dir) if args.urls_dir else None,
         table=Path(args.urls_csv) if args.urls_csv else None,
     )
-    connections = args.max_connections or DEFAULT_CONNECTIONS
+    connections = DEFAULT_CONNECTIONS if args.max_connections is None else args.max_connections
     return roster.add_roster(
         config, Path(args.roster), outputs, max_connections=connections, console=console
     )
@@ -123,7 +123,7 @@ def _db(args: argparse.Namespace) -> int:
     return classroom.db_command(args.action, **{name: getattr(args, name) for name in where})
 
 
-def add_roster_flags(pupils: argparse.ArgumentParser) -> None:
+def _add_roster_flags(pupils: argparse.ArgumentParser) -> None:
     """``students``' flags for a whole class: --roster, --urls-dir, --urls-csv, --all, --yes."""
     pupils.add_argument(
         "--roster",
@@ -189,7 +189,7 @@ def add_class_commands(commands: Any, verbose: argparse.ArgumentParser) -> None:
     pupils.add_argument(
         "name", nargs="?", help="the student (add, revoke, pardon, reissue): a-z, 0-9, _"
     )
-    add_roster_flags(pupils)
+    _add_roster_flags(pupils)
     pupils.add_argument(
         "--max-connections",
         type=int,
