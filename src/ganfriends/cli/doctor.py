@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ganfriends.cli.flags import add_config_flags, command, config_from
-from ganfriends.config.options import WORKER
+from ganfriends.cli.flags import command, config_from
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -33,12 +32,11 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def add_doctor_command(commands: Any, verbose: argparse.ArgumentParser) -> None:
-    """The ``doctor`` subcommand, with the worker's flags (it checks with the worker's settings)."""
+    """The ``doctor`` subcommand; its config flags are the worker's it checks with."""
     doctor = command(
         commands, verbose, "doctor", "preflight checks: would a worker (or the class) work here?",
         _doctor,
     )  # fmt: skip
-    add_config_flags(doctor, WORKER)
     doctor.add_argument(
         "url",
         nargs="?",
