@@ -4,11 +4,12 @@ stops a worker fails with its own line."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from ganfriends.db import Database, EmbeddedPostgres
+from ganfriends.db import Database, EmbeddedPostgres, ServerInfo
 from ganfriends.db._pgctl import free_port
 from ganfriends.db.students import revoke_student
 from ganfriends.doctor.checks import Report, Result, Status
@@ -85,28 +86,45 @@ def test_other_images_than_the_runs_fail_the_dataset_check(
     assert results["unit"].status is Status.SKIP
 
 
-@pytest.fixture
-def plaintext_server(pg_dir: Path) -> Iterator[str]:
-    """The app role's URL on a server listening on 127.0.0.1 without TLS."""
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data directory for the servers on the network below: initdb, the slow part, runs
+    once, and each test starts the server as it needs it."""
+    return tmp_path_factory.mktemp("network") / "pg"
+
+
+@contextmanager
+def listening(cluster: Path, *, plaintext: bool) -> Iterator[ServerInfo]:
+    """The server of ``cluster`` on 127.0.0.1, with TLS or without, for the block."""
     server = EmbeddedPostgres(
-        pg_dir, durable=False, listen="127.0.0.1", port=free_port(), plaintext=True
+        cluster, durable=False, listen="127.0.0.1", port=free_port(), plaintext=plaintext
     )
     try:
-        yield server.start().url()
+        yield server.start()
     finally:
         server.stop()
 
 
-def test_a_server_without_tls_fails_when_the_url_requires_it(
-    plaintext_server: str, images: Path
-) -> None:
-    url = plaintext_server + "?sslmode=require"
-
-    status, results = student_doctor(student_config(images), url)
+def test_a_server_without_tls_fails_when_the_url_requires_it(cluster: Path, images: Path) -> None:
+    with listening(cluster, plaintext=True) as info:
+        status, results = student_doctor(student_config(images), info.url() + "?sslmode=require")
 
     assert status == 1
     assert list(failed(results)) == ["tls", "login"]
     assert "offers no TLS and your URL requires it (sslmode=require)" in failed(results)["tls"]
+
+
+def test_a_certificate_other_than_the_one_given_fails_the_tls_check(
+    cluster: Path, images: Path
+) -> None:
+    with listening(cluster, plaintext=False) as info:
+        status, results = student_doctor(student_config(images), info.url(), "AB" * 32)
+
+    assert status == 1
+    assert info.tls is not None
+    assert failed(results)["tls"].startswith(
+        f"the server's certificate {info.tls.fingerprint} is not the one given ("
+    )
 
 
 def instructor_doctor(url: str) -> tuple[int, dict[str, Result]]:

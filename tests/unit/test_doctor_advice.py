@@ -60,7 +60,8 @@ def test_one_unit_per_claim_is_said_to_be_the_default() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "text"), [(0.0004, "0.4 ms"), (0.08, "80 ms"), (0.3, "0.30 s"), (42.4, "42 s")]
+    ("value", "text"),
+    [(0.00004, "0.04 ms"), (0.0004, "0.4 ms"), (0.08, "80 ms"), (0.3, "0.30 s"), (42.4, "42 s")],
 )
 def test_durations_read_in_the_unit_that_suits_them(value: float, text: str) -> None:
     assert seconds(value) == text

@@ -68,5 +68,6 @@ def describe(advice: ClaimAdvice, unit_seconds: float, round_trip_seconds: float
 def seconds(value: float) -> str:
     """A duration as a person reads it: ``80 ms``, ``0.30 s``, ``12 s``."""
     if value < 0.1:
-        return f"{value * 1000:.0f} ms" if value >= 0.00095 else f"{value * 1000:.1f} ms"
+        digits = 0 if value >= 0.00095 else 1 if value >= 0.0001 else 2
+        return f"{value * 1000:.{digits}f} ms"
     return f"{value:.2f} s" if value < 10 else f"{value:.0f} s"

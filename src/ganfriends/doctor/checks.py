@@ -10,7 +10,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+import psycopg
+
+from ganfriends.db.errors import translate_error
+from ganfriends.errors import GanError
 
 T = TypeVar("T")
 
@@ -93,6 +98,16 @@ class Report:
     def exit_status(self) -> int:
         """1 when a check failed, else 0."""
         return 1 if any(r.status is Status.FAIL for r in self.results) else 0
+
+
+def attempt(check: str, fn: Callable[..., Found[T]], *args: Any) -> Found[T]:
+    """``fn(*args)``, with an error a user can cause turned into the check's FAIL line."""
+    try:
+        return fn(*args)
+    except GanError as exc:
+        return Found(fail(check, str(exc)))
+    except psycopg.Error as exc:
+        return Found(fail(check, str(translate_error(exc))))
 
 
 def print_line(result: Result) -> None:

@@ -20,9 +20,9 @@ from ganfriends.config import Config
 from ganfriends.db import Database, EmbeddedPostgres, default_data_dir, pending
 from ganfriends.db.server import ServerInfo
 from ganfriends.doctor import network
-from ganfriends.doctor.checks import Found, Report, fail, ok, skip, warn
-from ganfriends.doctor.network import Target
-from ganfriends.doctor.student import APPLICATION, attempt
+from ganfriends.doctor.checks import Found, Report, attempt, fail, ok, skip, warn
+from ganfriends.doctor.network import APPLICATION, Target
+from ganfriends.doctor.tls import check_certificate
 
 # A worker holds its pool (3 connections) and its wake-up listener (classroom.commands.worker).
 CONNECTIONS_PER_WORKER = 4
@@ -58,7 +58,7 @@ def check_server(config: Config, url: str | None) -> Found[Server]:
         server = Server(network.parse_url(info.local_url()), info)
         where = f"the embedded PostgreSQL in {info.data_dir} (pid {info.pid})"
     try:
-        network.connect(server.target, APPLICATION).close()
+        network.connect(server.target).close()
     except psycopg.OperationalError as exc:
         return Found(fail("server", network.login_advice(exc, server.target)))
     return Found(ok("server", where), server)
@@ -103,40 +103,6 @@ def check_listen(server: Server, settings: dict[str, Any]) -> Found[Target]:
                  f"machine ({target.where}): students need its network address in theirs")
         )  # fmt: skip
     return Found(ok("listen", f"{target.where} (the server listens on {listening!r})"), target)
-
-
-def check_certificate(server: Server, students: Target) -> Found[None]:
-    """The certificate students get at the address they connect to."""
-    served = network.probe_tls(students.host, students.port)
-    if not served.tls:
-        return Found(
-            fail("certificate", f"the server at {students.where} serves no TLS: students' "
-                 "sessions cross the network in clear; restart it with TLS (`ganfriends db stop`, "
-                 "then `ganfriends db start --listen ADDRESS` without --insecure-plaintext)")
-        )  # fmt: skip
-    assert served.certificate is not None
-    fingerprint = served.fingerprint
-    info = server.embedded
-    if info is not None and info.tls is not None and info.tls.fingerprint != fingerprint:
-        return Found(
-            fail("certificate", f"the server serves {fingerprint}, not the certificate in "
-                 f"{info.tls.cert_file} ({info.tls.fingerprint}): restart it "
-                 "(`ganfriends db stop`, then `ganfriends db start`)")
-        )  # fmt: skip
-    kind = ""
-    if info is not None and info.tls is not None:
-        made = "self-signed" if info.tls.self_signed else "given"
-        kind = f"{made}, for {', '.join(info.tls.names)}, "
-    ends = served.certificate.not_valid_after_utc
-    line = (
-        f"SHA-256 {fingerprint} ({kind}valid until {ends:%Y-%m-%d}): students can check it with "
-        f"`ganfriends doctor --fingerprint {fingerprint}`"
-    )
-    expiring = network.expiry_problem(served.certificate, within_days=30)
-    if expiring is not None:
-        status = fail if "expired" in expiring else warn
-        return Found(status("certificate", f"{expiring}: renew it; {line}"))
-    return Found(ok("certificate", line))
 
 
 def check_connections(settings: dict[str, Any], workers: int | None) -> Found[None]:
@@ -232,16 +198,9 @@ def check_instructor(
         if students is None:
             report.add(skip("certificate", "needs an address students reach"))
         else:
-            report.take(attempt("certificate", _probed, server, students))
+            expected = None if server.embedded is None else server.embedded.tls
+            report.take(attempt("certificate", check_certificate, students, expected))
         report.take(attempt("connections", check_connections, settings, workers))
         report.take(attempt("disk", check_disk, server, config, settings))
         report.take(attempt("coordinator", check_coordinator, db))
     return report.exit_status
-
-
-def _probed(server: Server, students: Target) -> Found[None]:
-    # An address that does not answer is the listen line's business, said here in one line.
-    try:
-        return check_certificate(server, students)
-    except OSError as exc:
-        return Found(fail("certificate", f"cannot reach {students.where} ({exc})"))

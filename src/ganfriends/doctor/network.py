@@ -26,6 +26,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ganfriends.errors import GanError
 
+APPLICATION = "ganfriends doctor"  # the sessions' application_name, as the server lists them
 DEFAULT_PORT = 5432
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 PLAINTEXT_MODES = ("disable", "allow", "prefer")  # may end up unencrypted
@@ -201,11 +202,11 @@ def pinned_fingerprints(path: str) -> list[str]:
     return [fingerprint_of(c) for c in certificates]
 
 
-def connect(target: Target, application_name: str) -> psycopg.Connection[Any]:
+def connect(target: Target) -> psycopg.Connection[Any]:
     """A direct connection to ``target`` (autocommit). Raises ``psycopg.OperationalError``:
     :func:`login_advice` says what its message means."""
     conninfo = make_conninfo(
-        target.url, application_name=application_name, connect_timeout=CONNECT_TIMEOUT
+        target.url, application_name=APPLICATION, connect_timeout=CONNECT_TIMEOUT
     )
     return psycopg.connect(conninfo, autocommit=True)
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import datetime
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import torch
@@ -31,17 +30,15 @@ from ganfriends.db.errors import translate_error
 from ganfriends.db.sql import queries
 from ganfriends.device import resolve_device
 from ganfriends.doctor import advice, network
-from ganfriends.doctor.checks import Found, Report, Result, fail, ok, skip, warn
-from ganfriends.doctor.network import BadInput, Target
-from ganfriends.errors import GanError
+from ganfriends.doctor.checks import Found, Report, Result, attempt, fail, ok, skip, warn
+from ganfriends.doctor.network import APPLICATION, BadInput, Target
+from ganfriends.doctor.tls import check_tls
 from ganfriends.rules.capabilities import PublishesInputs
 
-T = TypeVar("T")
-APPLICATION = "ganfriends doctor"
 PINGS = 5  # round trips whose median is the latency
 SLOW_ROUND_TRIP = 0.25  # seconds: above this, every claim waits noticeably
 # A first unit pays for start-up (kernels chosen and compiled, caches filled): below this many
-# seconds it is computed a second time and the second is the one reported.
+# seconds it is computed a second time and the faster of the two is the one reported.
 REPEAT_BELOW = 10.0
 # The checks that need a login, before and after the device's (which needs none).
 NEED_LOGIN = (("rights", "latency", "run", "dataset"), ("download", "unit", "claims"))
@@ -64,96 +61,13 @@ def student_target(config: Config, url: str | None) -> tuple[Target, str]:
     )
 
 
-def attempt(check: str, fn: Callable[..., Found[T]], *args: Any) -> Found[T]:
-    """``fn(*args)``, with an error a user can cause turned into the check's FAIL line."""
-    try:
-        return fn(*args)
-    except GanError as exc:
-        return Found(fail(check, str(exc)))
-    except psycopg.Error as exc:
-        return Found(fail(check, str(translate_error(exc))))
-
-
 # ---------------------------------------------------------------------------- the network
-
-
-def check_tls(target: Target, pin: str | None) -> Result:
-    """Whether the way to the server is encrypted, and by the certificate expected."""
-    if target.socket:
-        return ok("tls", "a unix socket on this machine: nothing crosses a network")
-    try:
-        served = network.probe_tls(target.host, target.port)
-    except OSError as exc:
-        reason = exc.strerror or exc
-        return skip("tls", f"cannot reach {target.where} ({reason}): see the login line")
-    if not served.tls:
-        if target.sslmode not in network.PLAINTEXT_MODES:
-            return fail(
-                "tls",
-                f"the server at {target.where} offers no TLS and your URL requires it "
-                f"(sslmode={target.sslmode}): do not connect without it (anyone on the network "
-                "could read and take over your session); ask the instructor to serve TLS "
-                "(`ganfriends db start --listen ADDRESS`, without --insecure-plaintext)",
-            )
-        if target.loopback:
-            return ok("tls", f"no TLS, but {target.host} is this machine")
-        return fail(
-            "tls",
-            f"the server at {target.where} offers no TLS: your session would cross the network "
-            "unencrypted; ask the instructor to serve TLS and use the URL `students add` prints",
-        )
-    return _certificate(target, served, pin)
-
-
-def _certificate(target: Target, served: network.Served, pin: str | None) -> Result:
-    """The TLS line for a server that offers TLS: its certificate against what is expected."""
-    assert served.certificate is not None and served.fingerprint is not None
-    found = f"{served.protocol}, certificate SHA-256 {served.fingerprint}"
-    if target.sslmode == "disable":
-        return fail(
-            "tls",
-            "your URL turns TLS off (sslmode=disable) though the server offers it: use the URL "
-            "the instructor gave you (sslmode=require)",
-        )
-    expiring = network.expiry_problem(served.certificate)
-    if expiring is not None and "expired" in expiring:
-        return fail("tls", f"{expiring}: the instructor must renew it ({found})")
-    if pin is not None and pin != served.fingerprint:
-        return fail(
-            "tls",
-            f"the server's certificate {served.fingerprint} is not the one given ({pin}): you "
-            "may be talking to an impostor; do not start the worker, tell the instructor",
-        )
-    if pin is not None:
-        how = "matches the fingerprint given"
-    elif target.sslrootcert and target.sslrootcert != "system":
-        pins = network.pinned_fingerprints(target.sslrootcert)
-        how = (
-            f"is the one in {target.sslrootcert}"
-            if served.fingerprint in pins
-            else f"libpq checks it against {target.sslrootcert} at login"
-        )
-    elif target.sslmode in network.VERIFYING_MODES:
-        how = "libpq checks it against the system's certificate authorities at login"
-    else:
-        how = (
-            f"not checked (sslmode={target.sslmode}): compare it with the fingerprint the "
-            "instructor's `ganfriends db start` printed, or pass --fingerprint"
-        )
-    if target.sslmode in ("allow", "prefer"):
-        return warn(
-            "tls",
-            f"{found}; but sslmode={target.sslmode} would go unencrypted to an impostor without "
-            "TLS: use sslmode=require",
-        )
-    line = f"{found}: {how}"
-    return warn("tls", f"{line}; {expiring}") if expiring else ok("tls", line)
 
 
 def check_login(target: Target) -> Found[psycopg.Connection[Any]]:
     """A session as the URL's role, and how it travels."""
     try:
-        conn = network.connect(target, APPLICATION)
+        conn = network.connect(target)
     except psycopg.OperationalError as exc:
         return Found(fail("login", network.login_advice(exc, target)))
     try:
@@ -177,6 +91,12 @@ def check_rights(conn: psycopg.Connection[Any]) -> Found[None]:
         )  # fmt: skip
     missing = [str(name) for name, allowed in rows if not allowed]
     functions = sum(1 for name, _ in rows if str(name).startswith("function "))
+    if len(missing) == len(rows):
+        return Found(
+            fail("rights", "this role has none of a worker's rights in this database: is it a "
+                 "student of this class? The instructor adds you with `ganfriends students add "
+                 "NAME`, which prints your own URL")
+        )  # fmt: skip
     if missing:
         return Found(
             fail(
@@ -321,14 +241,15 @@ def check_unit(
         timings.append(computed.outgoing.compute_seconds)
         if len(timings) == 2 or timings[0] >= REPEAT_BELOW:
             break
-    seconds, images = timings[-1], computed.stats.images
+    seconds, images = min(timings), computed.stats.images
     timed = Timed(seconds, len(units))
     line = (
         f"{images} images of unit {claim.unit.index} (version {claim.version}) in "
         f"{advice.seconds(seconds)} on {device}: {images / max(seconds, 1e-6):,.0f} images/s"
     )
-    if len(timings) == 2:
-        line += f" (the first, with start-up: {advice.seconds(timings[0])})"
+    if len(timings) == 2:  # the first pays for start-up, on a GPU most of all
+        first, second = (advice.seconds(t) for t in timings)
+        line += f" (the faster of two runs: {first}, then {second})"
     longest = run.lease_seconds * run.config.coordinator.max_lease_factor
     if seconds > longest:
         return Found(
