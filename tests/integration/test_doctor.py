@@ -58,7 +58,7 @@ def test_a_revoked_student_fails_at_login(db: Database, student: Student, images
     assert status == 1
     assert failed(results) == {
         "login": f"{student.name} may no longer log in (revoked by the instructor?): ask the "
-        "instructor, who re-adds you with `ganfriends students add`"
+        "instructor for a new URL"
     }
     assert results["run"].status is Status.SKIP
 

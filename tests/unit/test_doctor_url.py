@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from ganfriends.cli import main
 from ganfriends.doctor.checks import Report, Result, fail, ok
 from ganfriends.doctor.network import BadInput, normalise_fingerprint, parse_url
 
@@ -45,6 +46,17 @@ def test_a_broken_url_is_one_line_without_its_password(url: str) -> None:
 
     assert "secret" not in str(caught.value)
     assert caught.value.exit_status == 2
+
+
+def test_the_command_says_a_broken_url_in_one_line_and_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = main(["doctor", "postgresql://alice:my secret@host/db"])
+
+    out = capsys.readouterr().out
+    assert status == 2
+    assert out.startswith("FAIL url: the database URL cannot be read (")
+    assert len(out.splitlines()) == 1 and "secret" not in out
 
 
 def test_a_port_out_of_range_is_refused() -> None:

@@ -9,7 +9,7 @@ they get, free connection slots for the expected workers, disk space, and the co
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import psycopg
 from ganfriends.classroom.connect import OUTAGE_NOTICE, configured_url
 from ganfriends.config import Config
 from ganfriends.db import Database, EmbeddedPostgres, default_data_dir, pending
-from ganfriends.db.server import ServerInfo
+from ganfriends.db.server import WILDCARD_HOSTS, ServerInfo
 from ganfriends.doctor import network
 from ganfriends.doctor.checks import Found, Report, attempt, fail, ok, skip, warn
 from ganfriends.doctor.network import APPLICATION, Target
@@ -98,9 +98,13 @@ def check_listen(server: Server, settings: dict[str, Any]) -> Found[Target]:
         )  # fmt: skip
     target = server.target
     if target.loopback:
+        # The certificate is still checked, where the server listens on this machine.
+        first = listening.split(",")[0].strip()
+        here = replace(target, host="127.0.0.1" if first in WILDCARD_HOSTS else first)
         return Found(
             warn("listen", f"the server listens on {listening!r}, but your URL names this "
-                 f"machine ({target.where}): students need its network address in theirs")
+                 f"machine ({target.where}): students need its network address in theirs"),
+            here,
         )  # fmt: skip
     return Found(ok("listen", f"{target.where} (the server listens on {listening!r})"), target)
 

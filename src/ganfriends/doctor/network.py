@@ -214,9 +214,11 @@ def connect(target: Target) -> psycopg.Connection[Any]:
 # A refused login, by the text libpq or the server gives (English servers; else the message).
 _LOGIN_ADVICE = (
     ("is not permitted to log in", "{user} may no longer log in (revoked by the instructor?): "
-     "ask the instructor, who re-adds you with `ganfriends students add`"),
+     "ask the instructor for a new URL"),
     ("password authentication failed", "the server refused {user}'s password: copy your URL "
      "again from the instructor (each student has their own)"),
+    ("no password supplied", "your URL holds no password for {user}: copy it again, whole, "
+     "from the instructor"),
     ("too many connections for role", "all of {user}'s connections are in use (a worker, or "
      "several, already running?): stop one, or ask the instructor for more "
      "(`students add --max-connections`)"),
