@@ -222,6 +222,8 @@ _LOGIN_ADVICE = (
     ("too many connections for role", "all of {user}'s connections are in use (a worker, or "
      "several, already running?): stop one, or ask the instructor for more "
      "(`students add --max-connections`)"),
+    ("root certificate file", "the certificate file your URL names (sslrootcert) cannot be "
+     "read: see the tls line"),
     ("does not exist", "{detail}: check the name and database in your URL against the one the "
      "instructor gave you"),
     ("no pg_hba.conf entry", "the server does not accept {user} from this address ({detail}): "

@@ -4,10 +4,13 @@ instructor: the certificate installed in the embedded server's ``tls/`` folder).
 
 from __future__ import annotations
 
+import ssl
+
 from ganfriends.db import tls as installed
 from ganfriends.doctor import network
 from ganfriends.doctor.checks import Found, Result, fail, ok, skip, warn
-from ganfriends.doctor.network import Served, Target
+from ganfriends.doctor.network import NotPostgres, Served, Target
+from ganfriends.errors import GanError
 
 RESTART_WITH_TLS = (
     "(`ganfriends db stop`, then `ganfriends db start --listen ADDRESS` without "
@@ -22,9 +25,13 @@ def check_tls(target: Target, pin: str | None) -> Result:
         return ok("tls", "a unix socket on this machine: nothing crosses a network")
     try:
         served = network.probe_tls(target.host, target.port)
+    except ssl.SSLError as exc:  # an OSError too, but the server did answer
+        return fail("tls", f"the TLS handshake with {target.where} failed ({exc.reason or exc})")
     except OSError as exc:
         reason = exc.strerror or exc
         return skip("tls", f"cannot reach {target.where} ({reason}): see the login line")
+    except NotPostgres as exc:
+        return fail("tls", f"{exc}: check the address and port in your URL")
     if not served.tls:
         if target.sslmode not in network.PLAINTEXT_MODES:
             return fail(
@@ -67,7 +74,14 @@ def _presented(target: Target, served: Served, pin: str | None) -> Result:
     if pin is not None:
         how = "matches the fingerprint given"
     elif target.sslrootcert and target.sslrootcert != "system":
-        pins = network.pinned_fingerprints(target.sslrootcert)
+        try:
+            pins = network.pinned_fingerprints(target.sslrootcert)
+        except GanError as exc:
+            return fail(
+                "tls",
+                f"{exc}: put the certificate file the instructor gave you there (a relative "
+                "path is read from the folder you run in)",
+            )
         how = (
             f"is the one in {target.sslrootcert}"
             if served.fingerprint in pins
