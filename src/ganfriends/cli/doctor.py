@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ganfriends.cli.flags import command, config_from
+from ganfriends.config import redact_url
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -21,6 +23,12 @@ def _doctor(args: argparse.Namespace) -> int:
     from ganfriends.doctor.student import check_student
 
     config = config_from(args)
+    if args.url and redact_url(args.url) != args.url:
+        print(
+            "warning: this URL holds a password, which any user of this machine can read (ps, "
+            "shell history): GANFRIENDS_DATABASE_URL keeps it out of sight, as for the worker",
+            file=sys.stderr,
+        )
     report = Report(print_line)
     try:
         if args.instructor:
