@@ -17,6 +17,7 @@ from typing import ClassVar
 from ganfriends.config.options import (
     CLASS_RULES,
     COORDINATOR,
+    DOCTOR,
     SIMULATE,
     TRAIN_LOCAL,
     TRAINING_RUNS,
@@ -41,6 +42,7 @@ class DatabaseConfig:
         "status",
         "dashboard",
         "report",
+        DOCTOR,
     )
 
     url: str | None = option(
@@ -125,7 +127,7 @@ class TrainingConfig:
 class DataConfig:
     """Which images to train on and where they are (a worker takes the run's dataset)."""
 
-    COMMANDS: ClassVar[tuple[str, ...]] = (*TRAINING_RUNS, WORKER)
+    COMMANDS: ClassVar[tuple[str, ...]] = (*TRAINING_RUNS, WORKER, DOCTOR)
 
     dataset: str = option(
         "fashion-mnist",
@@ -165,7 +167,7 @@ class LocalConfig:
     )  # fmt: skip
     device: str = option(
         "auto", "auto, cpu, cuda, cuda:N (one GPU of several) or mps", flag="--device",
-        commands=(TRAIN_LOCAL, SIMULATE, WORKER),
+        commands=(TRAIN_LOCAL, SIMULATE, WORKER, DOCTOR),
     )  # fmt: skip
     eval_interval: int | None = option(
         None, "score the generator (FID, KID, precision/recall) every N steps (default: never)",
@@ -311,7 +313,7 @@ class WorkerConfig:
     )
     units_per_claim: int = option(
         1, "units to claim and upload at once (fewer round trips for a fast GPU; the run caps it)",
-        flag="--units-per-claim", minimum=1,
+        flag="--units-per-claim", minimum=1, commands=(WORKER, DOCTOR),
     )  # fmt: skip
     # Docker's stop waits 10 s before SIGKILL, Colab and systemd about as long: 5 s leaves room.
     stop_grace: float = option(

@@ -646,3 +646,73 @@ SELECT created_at, completed_at,
                                    CASE WHEN state = 'running' THEN now() ELSE updated_at END)
                           - created_at)::float8 AS wall_seconds
 FROM runs WHERE id = %(run_id)s;
+
+-- ===================================================================== doctor
+-- `ganfriends doctor` (src/ganfriends/doctor): read-only checks, as a student or the instructor.
+
+-- name: doctor_ping
+-- One round trip and nothing else: the median of a few is the latency a worker pays per statement.
+SELECT 1 AS ping;
+
+-- name: doctor_session
+-- Who this session is and how it travels: its role, the server's version, TLS and its protocol.
+SELECT current_user AS role, current_setting('server_version') AS server_version,
+       coalesce(s.ssl, false) AS tls, s.version AS tls_version
+FROM (SELECT pg_backend_pid() AS pid) me LEFT JOIN pg_stat_ssl s ON s.pid = me.pid;
+
+-- name: doctor_worker_rights
+-- What a worker needs of its role (admin.sql grant_class_access): the schema, the tables it reads
+-- (the run, its weights, inputs and device states) and the functions its queries above call
+-- (migration 0007; worker_check and worker_may_claim are theirs, never called directly), each
+-- with whether the current role may use it. No rows: no schema.
+SELECT 'schema ' || n.nspname AS object, has_schema_privilege(n.oid, 'USAGE') AS allowed
+FROM pg_namespace n WHERE n.nspname = 'ganfriends'
+UNION ALL
+SELECT 'table ' || c.relname, has_table_privilege(c.oid, 'SELECT')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'ganfriends'
+  AND c.relname IN ('runs', 'weights', 'version_inputs', 'device_states')
+UNION ALL
+SELECT 'function ' || p.proname, has_function_privilege(p.oid, 'EXECUTE')
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'ganfriends'
+  AND p.proname IN ('worker_register', 'worker_heartbeat', 'worker_extend_leases',
+                    'worker_claim_units', 'worker_claim_backup_unit', 'worker_submit_result',
+                    'worker_release_lease', 'worker_stop')
+ORDER BY 1;
+
+-- name: doctor_my_standing
+-- [worker] The calling student's standing in the run (migration 0011's view): quarantined, and
+-- how many of their workers are alive against the run's limit. No row: no worker of theirs yet.
+SELECT s.quarantined, s.rejections, s.workers, r.max_live_workers, r.quarantine_after
+FROM student_standing s JOIN runs r ON r.id = s.run_id
+WHERE s.run_id = %(run_id)s AND s.student = current_user;
+
+-- name: doctor_server
+-- The instructor's view of the server: its connection slots (those kept for superusers and for
+-- the instructor's role are not the students'), the client sessions open now, the class's
+-- students who may log in, and the addresses it listens on.
+SELECT current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int AS superuser_slots,
+       coalesce(current_setting('reserved_connections', true), '0')::int AS reserved_slots,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int
+           AS sessions,
+       (SELECT count(*) FROM pg_roles s
+        JOIN pg_auth_members m ON m.member = s.oid
+        JOIN pg_roles g ON g.oid = m.roleid AND g.rolname = current_database() || '_students'
+        WHERE s.rolcanlogin)::int AS students,
+       current_setting('listen_addresses') AS listen_addresses,
+       pg_database_size(current_database())::bigint AS database_bytes;
+
+-- name: doctor_coordinator
+-- The running run and whether a coordinator holds it: the lock's session alive by the same test
+-- take_run_lock makes (pid and start time), and how long ago its latest update was published.
+SELECT r.id AS run_id, r.mode, r.version, r.total_versions, l.holder_pid, l.taken_at,
+       l.holder_pid IS NOT NULL AND EXISTS (
+           SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid
+             AND (a.backend_start IS NULL OR a.backend_start = l.holder_started)) AS alive,
+       extract(epoch FROM now() - (SELECT max(u.created_at) FROM updates u
+                                   WHERE u.run_id = r.id))::float8 AS seconds_since_update
+FROM runs r LEFT JOIN run_locks l ON l.run_id = r.id
+WHERE r.state = 'running'
+ORDER BY r.id DESC LIMIT 1;
