@@ -224,6 +224,35 @@ class CoordinatorConfig:
         choices=("float32", "bfloat16"),
         commands=CLASS_RULES,
     )
+    local_steps: int | None = option(
+        None,
+        "local alternating steps per unit, with an inner Adam, whose change the coordinator "
+        "averages (sync: default 1, the exact synchronous step; federated: E, default 30 as "
+        "in FeGAN)",
+        flag="--local-steps", minimum=1, commands=CLASS_RULES,
+    )  # fmt: skip
+    outer_optimizer: str = option(
+        "sgd",
+        "the outer step on the averaged change of local steps: sgd (lr 1, no momentum = "
+        "FedAvg), nesterov (DiLoCo), adam (FedAdam)",
+        flag="--outer-optimizer", choices=("sgd", "nesterov", "adam"), commands=CLASS_RULES,
+    )  # fmt: skip
+    outer_lr: float = option(
+        1.0, "the outer step's learning rate (G's and D's)", flag="--outer-lr", minimum=0,
+        commands=CLASS_RULES,
+    )  # fmt: skip
+    outer_momentum: float | None = option(
+        None, "the outer step's momentum (default: 0 for sgd, 0.9 for nesterov)",
+        flag="--outer-momentum", minimum=0, maximum=0.999, commands=CLASS_RULES,
+    )  # fmt: skip
+    outer_lr_d: float | None = option(
+        None, "D's outer learning rate when it differs from G's", flag="--outer-lr-d",
+        minimum=0, commands=CLASS_RULES,
+    )  # fmt: skip
+    outer_momentum_d: float | None = option(
+        None, "D's outer momentum when it differs from G's", flag="--outer-momentum-d",
+        minimum=0, maximum=0.999, commands=CLASS_RULES,
+    )  # fmt: skip
     work_unit_timeout: float = option(
         300.0, "seconds a claimed unit may go without a heartbeat before it is handed out again",
         flag="--work-unit-timeout", minimum=1,
