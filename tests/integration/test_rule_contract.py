@@ -63,6 +63,13 @@ CASES: dict[str, dict[str, object]] = {
         "coordinator.outer_momentum": 0.5,
         "coordinator.outer_lr_d": 0.6,
     },
+    # Each slot's inner Adam carried between its rounds through the database.
+    "sync:local-steps-kept-state": SYNC
+    | {
+        "coordinator.max_iterations": 4,
+        "coordinator.local_steps": 2,
+        "coordinator.local_state": "keep",
+    },
     "federated": {
         "federated.devices": 3,
         "federated.fraction": 0.5,

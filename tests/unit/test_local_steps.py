@@ -12,17 +12,25 @@ from ganfriends.rules import ServerState, Unit, make_rule, plan_from_dict
 from ganfriends.rules.local_steps import OuterStep
 from ganfriends.rules.sync import SyncRule
 from ganfriends.rules.sync_plan import SyncPlan
-from ganfriends.rules.work import Workspace
+from ganfriends.rules.work import UnitStart, Workspace
 from ganfriends.schedule import BatchSchedule
 from ganfriends.step import MicroBatch, make_optimizers, train_step
 from tests.unit.test_rules import CPU, MODEL, Labelled, constant_result, settings
 
+FEDAVG = OuterStep()  # sgd, lr 1, no momentum
 
-def local_plan(steps: int = 7, local_steps: int = 3, **outer: OuterStep) -> SyncPlan:
+
+def local_plan(
+    steps: int = 7,
+    local_steps: int = 3,
+    outer_g: OuterStep = FEDAVG,
+    outer_d: OuterStep = FEDAVG,
+    local_state: str = "reset",
+) -> SyncPlan:
     """Units of 40 images, 2 per step (batches of 80 of 400 images), ``steps`` steps."""
     return SyncPlan(
         400, 5, 40, 2, 20, 10, max_updates=steps, update_rule="alternating",
-        local_steps=local_steps, **outer,
+        local_steps=local_steps, local_state=local_state, outer_g=outer_g, outer_d=outer_d,
     )  # fmt: skip
 
 
@@ -143,6 +151,34 @@ def test_an_honest_change_passes_and_one_beyond_h_adam_steps_is_refused() -> Non
 
     reason = rule.check_result(unit, honest, None)
     assert reason is not None and f"{name} moved 0.1" in reason and "at most" in reason
+
+
+def test_a_kept_inner_state_goes_with_its_slot_and_resumes_the_slots_adam() -> None:
+    plan = local_plan(local_state="keep")
+    rule, dataset = sync_rule(plan), Labelled()
+    first = rule.units_of(0)[1]
+    again = rule.units_of(1)[1]
+    assert first.device == again.device == 1  # slot 1's unit of each round
+
+    g, d = build_models(MODEL, seed=0)
+    result = rule.compute(Workspace(g, d, dataset, CPU), first)
+    assert result.device_state is not None
+    assert float(result.device_state["g.0.step"]) == 3  # three inner steps taken
+
+    carried = rule.compute(Workspace(g, d, dataset, CPU), again, UnitStart(result.device_state))
+    assert carried.device_state is not None
+    assert float(carried.device_state["g.0.step"]) == 6
+    assert rule.check_result(again, carried, result.device_state) is None
+    # A state that claims more steps than a round has is not an honest one.
+    assert rule.check_result(again, carried, None) is not None
+
+
+def test_a_reset_inner_state_sends_none_and_units_have_no_device() -> None:
+    rule = sync_rule(local_plan())
+    assert all(u.device is None for u in rule.units_of(0))
+    g, d = build_models(MODEL, seed=0)
+    assert rule.device_state_spec(g, d) is None
+    assert rule.compute(Workspace(g, d, Labelled(), CPU), rule.units_of(0)[0]).device_state is None
 
 
 def test_an_exact_step_has_no_a_priori_bound_and_keeps_dcgans_adam() -> None:

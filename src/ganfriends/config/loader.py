@@ -48,6 +48,7 @@ MOVED = {
     "federated.local_steps": "coordinator.local_steps",
     "federated.server_optimizer": "coordinator.outer_optimizer",
     "federated.server_lr": "coordinator.outer_lr",
+    "federated.local_state": "coordinator.local_state",
 }
 
 

@@ -62,14 +62,6 @@ class FederatedConfig:
         minimum=1,
         commands=(COORDINATOR,),  # nothing is late in simulate's one process
     )
-    local_state: str = option(
-        "keep",
-        "keep: a device's local Adam moments carry over between its rounds (FeGAN; they cross "
-        "the database both ways); reset: a fresh local Adam each round (nothing but the model "
-        "and its delta crosses)",
-        flag="--local-state",
-        choices=("keep", "reset"),
-    )
 
 
 @dataclass(slots=True)

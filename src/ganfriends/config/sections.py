@@ -231,6 +231,14 @@ class CoordinatorConfig:
         "in FeGAN)",
         flag="--local-steps", minimum=1, commands=CLASS_RULES,
     )  # fmt: skip
+    local_state: str | None = option(
+        None,
+        "the inner Adam between a unit's rounds: reset (a fresh one per unit; nothing but the "
+        "model and its change crosses) or keep (carried per slot or device through the "
+        "database, both ways: 2x the model more). Default: reset for sync, keep for federated "
+        "(FeGAN)",
+        flag="--local-state", choices=("keep", "reset"), commands=CLASS_RULES,
+    )  # fmt: skip
     outer_optimizer: str = option(
         "sgd",
         "the outer step on the averaged change of local steps: sgd (lr 1, no momentum = "

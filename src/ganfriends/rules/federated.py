@@ -71,7 +71,6 @@ from ganfriends.rules.local_steps import (
     weight_change,
 )
 from ganfriends.rules.registry import Fixed, Mode
-from ganfriends.rules.screening import adam_state_problem, step_count_problem
 from ganfriends.rules.work import FRESH, UnitStart, Workspace
 from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
 
@@ -82,7 +81,7 @@ FEGAN_LOCAL_STEPS = 30  # E when --local-steps is not given (FeGAN's default)
 # Plan fields the `federated` config section gives as they are, under the same names.
 AS_CONFIGURED = (
     "fraction", "batch_size", "non_iid", "magic_num", "weighting", "balanced_sampling",
-    "weak_fraction", "round_timeout", "local_state",
+    "weak_fraction", "round_timeout",
 )  # fmt: skip
 
 
@@ -155,6 +154,7 @@ class FederatedPlan:
             epochs=epochs,
             num_classes=dataset.num_classes(),
             local_steps=local_steps,
+            local_state=coordinator.local_state or "keep",
             server_optimizer=coordinator.outer_optimizer,
             server_lr=coordinator.outer_lr,
             server_momentum=coordinator.outer_momentum,
@@ -411,15 +411,7 @@ class FederatedRule(RuleBase[FederatedPlan]):
         by at most E."""
         assert unit.device is not None
         steps = self.local_steps(unit.device)
-        reason = change_problem(result, steps, self.learning_rate, self.betas)
-        if reason is not None:
-            return reason
-        state = result.device_state
-        if state is None:
-            return None
-        return adam_state_problem(state, self.betas) or step_count_problem(
-            state, previous_state, steps
-        )
+        return change_problem(result, previous_state, steps, self.learning_rate, self.betas)
 
     # ------------------------------------------------------------------ server side
 
@@ -454,6 +446,7 @@ MODE = Mode(
     settings=(
         "federated",
         "coordinator.local_steps",
+        "coordinator.local_state",
         "coordinator.outer_optimizer",
         "coordinator.outer_lr",
         "coordinator.outer_momentum",

@@ -21,7 +21,12 @@ from torch import nn
 
 from ganfriends.aggregate import Contribution, merge_buffers, weighted_mean
 from ganfriends.rules.base import ServerState, UnitResult, apply_pseudo_gradients
-from ganfriends.rules.screening import adam_step_bound, move_problem
+from ganfriends.rules.screening import (
+    adam_state_problem,
+    adam_step_bound,
+    move_problem,
+    step_count_problem,
+)
 
 OUTER_OPTIMIZERS = ("sgd", "nesterov", "adam")
 DILOCO_MOMENTUM = 0.9  # what "nesterov" without a momentum of its own means (stored runs)
@@ -115,13 +120,23 @@ def weight_change(
 
 
 def change_problem(
-    result: UnitResult, steps: int, learning_rate: float, betas: tuple[float, float]
+    result: UnitResult,
+    previous_state: dict[str, torch.Tensor] | None,
+    steps: int,
+    learning_rate: float,
+    betas: tuple[float, float],
 ) -> str | None:
-    """Why ``result``'s change cannot come from ``steps`` honest inner Adam steps: no coordinate
-    may move further than ``steps * lr *`` Adam's step bound, whatever the data."""
+    """Why ``result`` cannot come from ``steps`` honest inner Adam steps: no coordinate of its
+    change beyond ``steps * lr *`` Adam's step bound (absolute, whatever the data: at most ~18
+    honest rounds' moves for DCGAN's betas); a carried inner state within Adam's moment
+    invariant, its step counts advanced by at most ``steps`` from ``previous_state``."""
     bound = steps * learning_rate * adam_step_bound(betas)
     zero = {name: torch.zeros(()) for name in result.parameters}
-    return move_problem(result.parameters, zero, bound)
+    reason = move_problem(result.parameters, zero, bound)
+    state = result.device_state
+    if reason is not None or state is None:
+        return reason
+    return adam_state_problem(state, betas) or step_count_problem(state, previous_state, steps)
 
 
 def apply_mean_change(

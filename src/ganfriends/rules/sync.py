@@ -38,6 +38,11 @@ from ganfriends.aggregate import Contribution, chain_buffers, weighted_mean
 from ganfriends.blobs import TensorSpec, buffer_spec, parameter_spec
 from ganfriends.data import ImageDataset
 from ganfriends.errors import DatasetError
+from ganfriends.federated.local_state import (
+    export_local_state,
+    import_local_state,
+    local_state_spec,
+)
 from ganfriends.models import ModelConfig
 from ganfriends.rules.base import (
     RuleBase,
@@ -148,8 +153,18 @@ class SyncRule(RuleBase[SyncPlan]):
         self.transfer_dtype = TRANSFER_DTYPES[config.coordinator.transfer_dtype]
 
     def units_of(self, version: int) -> list[Unit]:
-        """The K fixed units computed on weights ``version``."""
-        return [Unit(i) for i in self.plan.units_of_update(version)]
+        """The K fixed units computed on weights ``version`` (with a kept inner state, each
+        unit is its slot's device: the slot's state goes with it)."""
+        plan = self.plan
+        if plan.keeps_state:
+            return [Unit(i, plan.unit_ref(i).slot) for i in plan.units_of_update(version)]
+        return [Unit(i) for i in plan.units_of_update(version)]
+
+    def device_state_spec(
+        self, generator: nn.Module, discriminator: nn.Module
+    ) -> TensorSpec | None:
+        """A slot's inner Adam moments when the plan keeps them (else None: no state moves)."""
+        return local_state_spec(generator, discriminator) if self.plan.keeps_state else None
 
     def result_spec(
         self, generator: nn.Module, discriminator: nn.Module, version: int | None = None
@@ -195,7 +210,7 @@ class SyncRule(RuleBase[SyncPlan]):
         # Dropout draws (FeGAN's LSGAN D) from the unit's key; the DCGAN has none.
         with rng.seeded_global_rng(work.device, self.plan.seed, rng.DROPOUT, unit.index):
             if ref.phase == LOCAL_PHASE:
-                result = self._local_steps(work, unit)
+                result = self._local_steps(work, unit, start.device_state)
             else:
                 result = self._gradients(work, unit, ref)
         if result.stats.images == 0:
@@ -236,13 +251,20 @@ class SyncRule(RuleBase[SyncPlan]):
         stats.skipped = counted.skipped
         return collect_gradients(generator, discriminator, stats, ref.phase)
 
-    def _local_steps(self, work: Workspace, unit: Unit) -> UnitResult:
-        """H steps of the run's rule with a fresh inner Adam; the weights' change."""
+    def _local_steps(
+        self, work: Workspace, unit: Unit, state: dict[str, torch.Tensor] | None
+    ) -> UnitResult:
+        """H steps of the run's rule with a fresh inner Adam, or the slot's kept one; the
+        weights' change (and the inner state, when kept)."""
         generator, discriminator = work.generator, work.discriminator
         start = parameters_of(generator, discriminator)
         optimizer_g, optimizer_d = make_optimizers(
             generator, discriminator, self.learning_rate, self.betas
         )
+        keep = self.plan.keeps_state
+        if keep and state is not None:
+            import_local_state(optimizer_g, state, "g.")
+            import_local_state(optimizer_d, state, "d.")
         stats, counted = StepStats(), StepStats()
         for step in self.plan.unit_steps(unit.index):
             stats += train_step(
@@ -251,7 +273,12 @@ class SyncRule(RuleBase[SyncPlan]):
             )  # fmt: skip
         stats.skipped = counted.skipped
         change = weight_change(start, generator, discriminator)
-        return UnitResult(change, network_buffers(generator, discriminator), stats)
+        return UnitResult(
+            change,
+            network_buffers(generator, discriminator),
+            stats,
+            device_state=export_local_state(optimizer_g, optimizer_d) if keep else None,
+        )
 
     def check_result(
         self, unit: Unit, result: UnitResult, previous_state: dict[str, torch.Tensor] | None
@@ -261,7 +288,7 @@ class SyncRule(RuleBase[SyncPlan]):
         if not self.plan.local:
             return None
         steps = len(self.plan.unit_steps(unit.index))
-        return change_problem(result, steps, self.learning_rate, self.betas)
+        return change_problem(result, previous_state, steps, self.learning_rate, self.betas)
 
     def combine(
         self, state: ServerState, units: Sequence[Unit], results: Sequence[UnitResult]
@@ -296,6 +323,7 @@ MODE = Mode(
         "coordinator.transfer_dtype",
         "coordinator.max_iterations",
         "coordinator.local_steps",
+        "coordinator.local_state",
         "coordinator.outer_optimizer",
         "coordinator.outer_lr",
         "coordinator.outer_momentum",

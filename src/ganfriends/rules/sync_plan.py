@@ -61,6 +61,9 @@ class SyncPlan:
     # H local steps per unit and the outer step their averaged change is applied with (G's, and
     # D's when it differs). Stored plans without them are H = 1: the exact synchronous step.
     local_steps: int = field(default=1, kw_only=True)
+    # The inner Adam between rounds: "reset" (fresh per unit) or "keep" (slot j's carried
+    # through the database from its unit of the round before).
+    local_state: str = field(default="reset", kw_only=True)
     outer_g: OuterStep = field(default=OuterStep(), kw_only=True)
     outer_d: OuterStep = field(default=OuterStep(), kw_only=True)
 
@@ -84,6 +87,8 @@ class SyncPlan:
             )
         if self.local_steps < 1:
             raise ValueError("--local-steps must be at least 1")
+        if self.local_state not in ("keep", "reset"):
+            raise ValueError(f"unknown local state policy {self.local_state!r}")
 
     @classmethod
     def from_config(cls, config: Config, dataset: ImageDataset) -> SyncPlan:
@@ -111,6 +116,7 @@ class SyncPlan:
             max_updates=coordinator.max_iterations,
             update_rule=training.update_rule,
             local_steps=coordinator.local_steps or 1,
+            local_state=coordinator.local_state or "reset",
             outer_g=outer_g,
             outer_d=outer_d,
         )
@@ -134,6 +140,7 @@ class SyncPlan:
             max_updates=None if max_updates is None else int(max_updates),
             update_rule=str(data.get("update_rule", STORED_DEFAULT_UPDATE_RULE)),
             local_steps=int(data.get("local_steps", 1)),
+            local_state=str(data.get("local_state", "reset")),
             outer_g=OuterStep.from_dict(data.get("outer_g", {})),
             outer_d=OuterStep.from_dict(data.get("outer_d", {})),
         )
@@ -154,12 +161,18 @@ class SyncPlan:
         outer = f"outer {self.outer_g.describe()}"
         if self.outer_d != self.outer_g:
             outer = f"outer G {self.outer_g.describe()}, D {self.outer_d.describe()}"
-        return f"{line}; {self.local_steps} local steps per unit, {outer}"
+        inner = "inner Adam kept per slot" if self.keeps_state else "a fresh inner Adam each"
+        return f"{line}; {self.local_steps} local steps per unit ({inner}), {outer}"
 
     @property
     def local(self) -> bool:
         """Whether a unit runs local steps (H > 1) rather than one exact step's gradient."""
         return self.local_steps > 1
+
+    @property
+    def keeps_state(self) -> bool:
+        """Whether each slot's inner Adam carries over between its rounds."""
+        return self.local and self.local_state == "keep"
 
     @property
     def batch_size(self) -> int:
