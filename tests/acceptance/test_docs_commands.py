@@ -200,12 +200,34 @@ def test_the_instructor_page_runs_as_written(reader: Reader, tmp_path: Path) -> 
         gf(["db", "stop"], reader.env, tmp_path)  # a page that failed before its `db stop`
 
 
+def start_run(env: dict[str, str], folder: Path) -> subprocess.Popen[str]:
+    """The instructor's short run (a coordinator in the background), once it has started."""
+    log_file = folder / "coordinator.log"
+    with open(log_file, "w", encoding="utf-8") as log:
+        coordinator = subprocess.Popen(
+            [sys.executable, "-m", "ganfriends", "coordinator", *SHORT_RUN],
+            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+    def started() -> bool:
+        assert coordinator.poll() is None, log_file.read_text(encoding="utf-8")
+        return "new run" in log_file.read_text(encoding="utf-8")
+
+    try:
+        wait_until(started, "the class's run to start", timeout=60)
+    except BaseException:
+        coordinator.kill()
+        coordinator.wait(timeout=30)
+        raise
+    return coordinator
+
+
 @requires_fashion_mnist
 def test_the_student_page_runs_as_written(
     reader: Reader, reader_env: dict[str, str], tmp_path: Path
 ) -> None:
     # The instructor's side, as the instructor page does it: a class database on 127.0.0.1, a
-    # student alice whose URL file is in the student's folder, and a short run.
+    # student alice whose URL file is in the student's folder, and a short run going.
     instructor = {**reader_env, "GANFRIENDS_PG_DIR": str(tmp_path / "class-pg")}
     started = gf(["db", "start", "--listen", "127.0.0.1", "--port", str(free_port())],
                  instructor, tmp_path)  # fmt: skip
@@ -215,11 +237,7 @@ def test_the_student_page_runs_as_written(
         added = gf(["students", "add", "alice", "--output", str(reader.folder / "alice.txt")],
                    instructor, tmp_path)  # fmt: skip
         assert added.returncode == 0, added.stderr
-        with open(tmp_path / "coordinator.log", "w", encoding="utf-8") as log:
-            coordinator = subprocess.Popen(
-                [sys.executable, "-m", "ganfriends", "coordinator", *SHORT_RUN],
-                cwd=tmp_path, env=instructor, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        coordinator = start_run(instructor, tmp_path)
         # The student's machine has no class database of its own.
         reader.env["GANFRIENDS_PG_DIR"] = str(tmp_path / "no-server-here")
         read_page("student.md", reader)
