@@ -76,7 +76,7 @@ def missing_commands(script: str) -> list[str]:
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     missing = []
-    for line in script.splitlines():
+    for line in script.replace("\\\n", " ").splitlines():  # continued lines joined
         lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
         lexer.whitespace_split, lexer.commenters = True, "#"
         words = list(lexer)
