@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import pytest
 
 from ganfriends.cli import build_parser
 from tests.acceptance.conftest import cli_env
+from tests.acceptance.test_students import free_port, gf
 from tests.conftest import requires_fashion_mnist
 from tests.waiting import wait_until
 
@@ -159,12 +159,6 @@ def read_page(page: str, reader: Reader) -> None:
         pytest.skip(f"{page}: not a ganfriends command yet, blocks not run: {'; '.join(absent)}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def reader_env(tmp_path: Path) -> dict[str, str]:
     """A reader's shell: the `ganfriends` of this checkout on PATH, nothing of the developer's."""
@@ -181,13 +175,6 @@ def reader(tmp_path: Path, reader_env: dict[str, str]) -> Iterator[Reader]:
     session = Reader(folder, reader_env)
     yield session
     session.close()
-
-
-def gf(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ganfriends", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
 
 
 @requires_fashion_mnist
