@@ -7,14 +7,16 @@ each new version, uploads an honest result of the right shape and size, and loop
 its own as large as the real worker's plus its wake-up listener. Only the compute is replaced by
 a fixed delay (``--delay``: 0.5 s is a GPU on a 320-image unit, 5 s a laptop CPU). The real
 ``Coordinator`` drives the run: validation, screening, Adam, publishing. K = N units per update
-(each worker computes one unit of each version).
+(each worker computes one unit of each version). With ``--local-steps H`` a unit is H local
+steps on H such batches: its 'compute' takes H delays, and its result is an honest weight change
+(computed once, on a small slice, with the same tensors).
 
 For each N it prints: updates per second, worker utilisation (time in "compute" over time
 alive), the coordinator's share of the wall time (validate + combine + publish), the seconds an
 update spends between its last upload and its publish, and the peak number of database
 sessions (the server's ``max_connections`` must cover them).
 
-    python benchmarks/swarm.py [--workers 10 30 100] [--delay 0.5] [--versions 5]
+    python benchmarks/swarm.py [--workers 10 30 100] [--delay 0.5] [--versions 5] [--local-steps 1]
 
 Prints a table; not a test. Put the figures in your notes.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -84,6 +87,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, nargs="+", default=[10, 30, 100])
     parser.add_argument("--delay", type=float, default=0.5, help="seconds of 'compute' per unit")
     parser.add_argument("--versions", type=int, default=5, help="updates per case (default 5)")
+    parser.add_argument(
+        "--local-steps", type=int, default=1, help="H local steps per unit (default 1: exact)"
+    )
     parser.add_argument(
         "--units-per-update", type=int, default=None, help="K (default: N, one unit per worker)"
     )
@@ -169,27 +175,41 @@ class SimulatedWorker(threading.Thread):
         return self.computing / alive
 
 
+def honest_payload(plan: SyncPlan, config: Config) -> tuple[bytes, int]:
+    """An honest result of the plan's first unit, encoded, and its images. With local steps it
+    is computed on a 4-image slice of each batch (the same tensors; the images it claims are
+    within a full unit's), so that a case does not wait minutes for a CPU to train."""
+    small = dataclasses.replace(plan, images_per_unit=4, micro_batch=4) if plan.local else plan
+    g, d = build_models(MODEL)
+    rule = make_rule("sync", small, config, MODEL)
+    honest = rule.compute(Workspace(g, d, RandomImages(), torch.device("cpu")), Unit(0))
+    return encode_result(honest), honest.images
+
+
 def case(
-    url: str, students: Sequence[str], delay: float, versions: int, units: int, per_claim: int
+    url: str,
+    students: Sequence[str],
+    delay: float,
+    versions: int,
+    units: int,
+    per_claim: int,
+    local_steps: int = 1,
 ) -> dict[str, float]:
     """One run of ``versions`` updates of ``units`` units, one simulated worker per student URL,
-    each claiming ``per_claim`` units at once."""
+    each claiming ``per_claim`` units at once; units of ``local_steps`` steps (``delay`` each)."""
     config = Config()
     config.coordinator.max_units_per_claim = max(per_claim, 1)
     config.coordinator.max_iterations = versions
     config.coordinator.sample_interval = 10**9
-    plan = SyncPlan(dataset_size=IMAGES_PER_UNIT * units * (versions + 1), seed=0,
+    plan = SyncPlan(dataset_size=IMAGES_PER_UNIT * units * (versions * local_steps + 1), seed=0,
                     images_per_unit=IMAGES_PER_UNIT, units_per_update=units,
-                    micro_batch=MICRO_BATCH, epochs=1, max_updates=versions,
-                    update_rule="simultaneous")  # fmt: skip
+                    micro_batch=MICRO_BATCH, epochs=1, max_updates=versions * local_steps,
+                    update_rule="simultaneous", local_steps=local_steps)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="ganfriends-swarm-out-") as out:
         config.coordinator.output_dir = out
         with Database(url, max_size=5) as db:
             bench = start_run(db, MODEL, plan, config)
-            g, d = build_models(MODEL)
-            rule = make_rule("sync", plan, config, MODEL)
-            honest = rule.compute(Workspace(g, d, RandomImages(), torch.device("cpu")), Unit(0))
-            payload = encode_result(honest)
+            payload, images = honest_payload(plan, config)
             coordinator = bench.coordinator
             busy: list[float] = []
             publish_times: list[float] = []
@@ -197,13 +217,16 @@ def case(
 
             def timed_update(*args, **kwargs):  # type: ignore[no-untyped-def]
                 start = time.perf_counter()
-                apply_update(*args, **kwargs)
+                values = apply_update(*args, **kwargs)
                 busy.append(time.perf_counter() - start)
                 publish_times.append(time.perf_counter())
+                return values
 
             coordinator.apply_update = timed_update  # type: ignore[method-assign]
             sims = [
-                SimulatedWorker(student, bench.run_id, delay, payload, honest.images, per_claim)
+                SimulatedWorker(
+                    student, bench.run_id, delay * local_steps, payload, images, per_claim
+                )
                 for student in students
             ]
             peak = [0]
@@ -276,18 +299,21 @@ def main(argv: Sequence[str] | None = None) -> None:
                 for per_claim in args.units_per_claim:
                     Console(stderr=True).print(f"N = {workers}, K = {units}, {per_claim}/claim ...")
                     result = case(
-                        url, students[:workers], args.delay, args.versions, units, per_claim
-                    )
+                        url, students[:workers], args.delay, args.versions, units, per_claim,
+                        args.local_steps,
+                    )  # fmt: skip
                     rows.append((workers, units, per_claim, result))
         finally:
             stack.close()
             embedded.stop()
-    print(f"### {args.versions} updates, K units of {IMAGES_PER_UNIT} images, "
+    print(f"### {args.versions} updates, K units of {args.local_steps} x {IMAGES_PER_UNIT} "
+          "images, "
           f"'compute' {args.delay:g} s per unit, 32x32 DCGAN, "
           f"workers' round trip +{args.latency_ms:g} ms\n")  # fmt: skip
     print(
         "| workers N | units K | units per claim | updates/s | worker utilisation | "
-        "coordinator share | update s (median) | peak sessions | worker calls per unit |"
+        "coordinator share | update s (median) | peak sessions | worker calls per unit | "
+        "worker overhead ms per unit |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for workers, units, per_claim, r in rows:

@@ -42,13 +42,33 @@ CPU = torch.device("cpu")
 IMAGES = 64
 
 
-# A tiny run of each registered mode: its own settings, beside the shared ones of run_config.
+# A tiny run of each registered mode (and of its variants that compute otherwise): its own
+# settings, beside the shared ones of run_config. A case named "MODE:variant" runs MODE.
+SYNC: dict[str, object] = {
+    "coordinator.images_per_work_unit": 16,
+    "coordinator.workunits_per_update": 2,
+    "training.micro_batch": 8,
+    "coordinator.max_iterations": 2,  # the alternating default: 4 versions
+}
 CASES: dict[str, dict[str, object]] = {
-    "sync": {
-        "coordinator.images_per_work_unit": 16,
-        "coordinator.workunits_per_update": 2,
-        "training.micro_batch": 8,
-        "coordinator.max_iterations": 2,  # the alternating default: 4 versions
+    "sync": SYNC,
+    # Rounds of 2 local steps (the last one short) and an outer step with momentum for G and
+    # another learning rate for D: every outer setting crosses runs.plan.
+    "sync:local-steps": SYNC
+    | {
+        "coordinator.max_iterations": 5,
+        "coordinator.local_steps": 2,
+        "coordinator.outer_optimizer": "nesterov",
+        "coordinator.outer_lr": 0.8,
+        "coordinator.outer_momentum": 0.5,
+        "coordinator.outer_lr_d": 0.6,
+    },
+    # Each slot's inner Adam carried between its rounds through the database.
+    "sync:local-steps-kept-state": SYNC
+    | {
+        "coordinator.max_iterations": 4,
+        "coordinator.local_steps": 2,
+        "coordinator.local_state": "keep",
     },
     "federated": {
         "federated.devices": 3,
@@ -79,10 +99,10 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def run_config(mode: str, images: Path, out: Path) -> Config:
-    """The tiny run of ``mode`` on the image folder, on the CPU, writing under ``out``."""
+def run_config(case: str, images: Path, out: Path) -> Config:
+    """The tiny run of ``case`` on the image folder, on the CPU, writing under ``out``."""
     shared = {
-        "coordinator.mode": mode,
+        "coordinator.mode": case.partition(":")[0],
         "coordinator.output_dir": out / "class",
         "coordinator.sample_interval": 10**6,
         "data.dataset": "folder",
@@ -98,7 +118,7 @@ def run_config(mode: str, images: Path, out: Path) -> Config:
         "local.output_dir": out / "sim",
     }
     overrides = {k: str(v) if isinstance(v, Path) else v for k, v in shared.items()}
-    return load_config(overrides=overrides | CASES[mode], env={}, default_file=None)
+    return load_config(overrides=overrides | CASES[case], env={}, default_file=None)
 
 
 @dataclass(frozen=True)
@@ -110,10 +130,10 @@ class Case:
     dataset: ImageDataset
 
 
-@pytest.fixture(params=mode_names())
+@pytest.fixture(params=list(CASES))
 def case(request: pytest.FixtureRequest, images: Path, tmp_path: Path) -> Case:
     config = run_config(request.param, images, tmp_path)
-    return Case(request.param, config, open_data(config))
+    return Case(config.coordinator.mode, config, open_data(config))
 
 
 def open_data(config: Config) -> ImageDataset:
@@ -154,7 +174,9 @@ def work_version(db: Database, run_id: int, worker: int, work: WorkSession) -> i
 
 
 def class_run(db: Database, config: Config, dataset: ImageDataset) -> ServerState:
-    """A one-worker class run, version by version, through the database."""
+    """A one-worker class run, version by version, through the database, with the coordinator's
+    state read back from the database after every version (as a restarted coordinator reads
+    it: its optimizers' states, outer momentum included, must resume exactly)."""
     run_id = new_run(db, config, dataset)
     worker = register(db, run_id)
     work = session(db, run_id, dataset)
@@ -165,11 +187,12 @@ def class_run(db: Database, config: Config, dataset: ImageDataset) -> ServerStat
         valid = coordinator.validated_results(state)
         assert valid is not None, f"version {state.version} was refused"
         coordinator.apply_update(state, valid, 0.0)
-    return load_run_state(db, run_id, dataset).server
+        state = load_run_state(db, run_id, dataset)
+    return state.server
 
 
 def test_every_registered_mode_has_a_contract_case() -> None:
-    assert set(CASES) == set(mode_names())
+    assert {name.partition(":")[0] for name in CASES} == set(mode_names())
 
 
 def validated(db: Database, case: Case, run_id: int) -> list[Valid] | None:

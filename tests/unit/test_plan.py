@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganfriends.rules.sync import SyncPlan
+from ganfriends.rules.sync_plan import SyncPlan
 from ganfriends.schedule import BatchSchedule
 
 

@@ -16,7 +16,8 @@ from ganfriends.config import SECTIONS, Config, load_config, option_fields
 from ganfriends.errors import ConfigError, GanError
 from ganfriends.rules import make_rule, plan_from_dict
 from ganfriends.rules.registry import Mode, mode_names, modes, register, unregister
-from ganfriends.rules.sync import SyncPlan, SyncRule
+from ganfriends.rules.sync import SyncRule
+from ganfriends.rules.sync_plan import SyncPlan
 from tests.unit.test_rules import MODEL
 
 ROOT = Path(__file__).resolve().parents[2]

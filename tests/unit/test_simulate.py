@@ -12,6 +12,7 @@ from ganfriends.errors import GanError
 from ganfriends.rules import Unit, UnitResult
 from ganfriends.training.checkpoint import load_checkpoint
 from ganfriends.training.history import read_history
+from ganfriends.training.simulate import changed_bytes
 from tests.unit.test_rules_screening import scaled, simulate_sync, weights
 
 # The tiny run of simulate_sync: alternating, 3 units per version, 2 versions per step; units 6, 8
@@ -58,3 +59,13 @@ def test_a_version_spoiled_once_is_computed_again_and_the_run_equals_the_honest_
     assert spoiled == set(SPOILED)
     for name, tensor in honest.items():
         assert torch.equal(retried[name], tensor), name
+
+
+def test_a_worker_downloads_only_the_networks_its_version_changed() -> None:
+    g = {"w": torch.zeros(4), "b": torch.zeros(2)}  # 24 bytes
+    d = {"w": torch.zeros(8)}  # 32 bytes
+    d_stepped = {"w": torch.full((8,), 0.5)}
+
+    assert changed_bytes((), (g, d)) == 56  # a worker that holds nothing takes both
+    assert changed_bytes((g, d), (dict(g), d_stepped)) == 32  # an alternating D version
+    assert changed_bytes((g, d), (dict(g), dict(d))) == 0

@@ -200,26 +200,19 @@ def students(
     max_connections: int | None,
     output: str | None,
 ) -> int:
-    """``ganfriends students add|list|revoke|pardon``: per-student login roles for the class
-    database. ``pardon`` lifts a student's quarantine in the running run (their earlier
-    rejected uploads stop counting).
+    """``ganfriends students add|list|revoke|pardon|reissue``: per-student login roles for the
+    class database. ``add --roster FILE`` adds a whole class at once, ``revoke --all`` ends it,
+    ``reissue`` gives a student a new URL. ``pardon`` lifts a student's quarantine in the
+    running run (their earlier rejected uploads stop counting).
 
     On the embedded server the commands act through its superuser (over the socket, which only
     this machine's owner reaches); with ``--db`` they act as that role, which needs CREATEROLE.
     """
-    from ganfriends.db import Database
+    from ganfriends.classroom.roster import class_admin
     from ganfriends.db import students as roles
-    from ganfriends.db.server import APP_DATABASE
 
-    url = configured_url(config)
-    info = None
-    if url is None:
-        info = EmbeddedPostgres(default_data_dir()).start()
-        url, admin_url = info.local_url(), info.admin_url(APP_DATABASE)
-    else:
-        admin_url = url
-    with Database(url, max_size=1) as db:
-        migrate(db)  # the worker functions the grants name
+    admin = class_admin(config)
+    url, admin_url = admin.url, admin.admin_url
     console = _console()
     if action == "list":
         table = Table("student", "login", "sessions", "connection limit", "workers", "units",
@@ -240,24 +233,14 @@ def students(
         released = roles.revoke_student(admin_url, name)
         console.print(f"revoked {name}: sessions ended, {released} unit(s) back in the queue")
         return 0
-    locked = ("postgres", "template1") if info is not None else ()
     if max_connections is None:
         max_connections = roles.DEFAULT_CONNECTIONS
     password = roles.add_student(
-        admin_url, name, max_connections=max_connections, lock_databases=locked
+        admin_url, name, max_connections=max_connections, lock_databases=admin.lock_databases
     )
-    student_url = (
-        info.role_url(name, password) if info is not None
-        else roles.student_url(url, name, password)
-    )  # fmt: skip
-    if info is None:  # another server (a managed one): say what it does not give the class
-        for limit in roles.server_limits(admin_url, name):
-            console.print(Text(limit, style="yellow"))
-    if info is not None and info.host is None:
-        console.print(
-            "[yellow]the embedded server is not listening on the network: this URL works on "
-            "this machine only (ganfriends db start --listen ADDRESS serves the class)[/]"
-        )
+    student_url = admin.url_maker()(name, password)
+    for note in admin.notes(name):
+        console.print(Text(note, style="yellow"))
     if output:
         path = Path(output)
         path.write_text(student_url + "\n", encoding="utf-8")

@@ -51,6 +51,21 @@ class DatasetMismatch(GanError):
     """This worker's dataset is not the run's."""
 
 
+def open_run_dataset(config: Config, run: Run) -> ImageDataset:
+    """The run's dataset from this machine's copy (``config``'s data section); refuse to work on
+    different data (:class:`DatasetMismatch`). ``ganfriends doctor`` checks with it too."""
+    dataset = open_dataset(config.data, run.config.data.dataset, run.model_config.image_size)
+    reason = fingerprint_mismatch(dataset, run.fingerprint)
+    if reason is not None:
+        if reason.startswith("this dataset"):  # other files, not an old or broken run
+            reason += (
+                ": get the same files as the instructor (same images, same names) "
+                "and point --dataset-path at them"
+            )
+        raise DatasetMismatch(reason)
+    return dataset
+
+
 def detect_hardware(device: torch.device) -> Hardware:
     """Read the machine's resources."""
     gpu_name = vram = None
@@ -112,19 +127,8 @@ class Worker:
         return None
 
     def _open_dataset(self, run: Run) -> ImageDataset:
-        """The run's dataset from this machine's copy; refuse to work on different data."""
-        dataset = open_dataset(
-            self.config.data, run.config.data.dataset, run.model_config.image_size
-        )
-        reason = fingerprint_mismatch(dataset, run.fingerprint)
-        if reason is not None:
-            if reason.startswith("this dataset"):  # other files, not an old or broken run
-                reason += (
-                    ": get the same files as the instructor (same images, same names) "
-                    "and point --dataset-path at them"
-                )
-            raise DatasetMismatch(reason)
-        return dataset
+        """The run's dataset from this machine's copy (tests replace it)."""
+        return open_run_dataset(self.config, run)
 
     # ---------------------------------------------------------------- heartbeat
 

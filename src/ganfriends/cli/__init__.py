@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from ganfriends import __version__
 from ganfriends.children import bind_to_parent
 from ganfriends.cli.classroom import add_class_commands
+from ganfriends.cli.doctor import add_doctor_command
 from ganfriends.cli.flags import Handler, command, config_from
 from ganfriends.config import config_yaml, load_config
 from ganfriends.errors import GanError
@@ -214,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="YAML config file (default: ./config.yaml if present)"
     )
     add_class_commands(commands, verbose)
+    add_doctor_command(commands, verbose)
     return parser
 
 

@@ -44,6 +44,11 @@ MOVED = {
     "training.eval_interval": "local.eval_interval",
     "data.num_workers": "local.num_workers",
     "local.micro_batch": "training.micro_batch",  # one micro-batch for every run
+    # Local steps and the outer step serve the sync mode's --local-steps and federated alike.
+    "federated.local_steps": "coordinator.local_steps",
+    "federated.server_optimizer": "coordinator.outer_optimizer",
+    "federated.server_lr": "coordinator.outer_lr",
+    "federated.local_state": "coordinator.local_state",
 }
 
 

@@ -24,9 +24,6 @@ class FederatedConfig:
     fraction: float = option(
         0.2, "fraction C of the clients chosen per round", flag="--fraction", minimum=0, maximum=1
     )
-    local_steps: int = option(
-        30, "local alternating steps E per device and round", flag="--local-steps", minimum=1
-    )
     batch_size: int = option(
         50, "images per local step B (md-gan: per device and batch b)", flag="--batch-size",
         minimum=1,
@@ -64,23 +61,6 @@ class FederatedConfig:
         flag="--round-timeout",
         minimum=1,
         commands=(COORDINATOR,),  # nothing is late in simulate's one process
-    )
-    local_state: str = option(
-        "keep",
-        "keep: a device's local Adam moments carry over between its rounds (FeGAN; they cross "
-        "the database both ways); reset: a fresh local Adam each round (nothing but the model "
-        "and its delta crosses)",
-        flag="--local-state",
-        choices=("keep", "reset"),
-    )
-    server_optimizer: str = option(
-        "sgd",
-        "the server's outer optimizer on the combined delta: sgd (lr 1 = FedAvg), nesterov, adam",
-        flag="--server-optimizer",
-        choices=("sgd", "nesterov", "adam"),
-    )
-    server_lr: float = option(
-        1.0, "the server optimizer's learning rate", flag="--server-lr", minimum=0
     )
 
 

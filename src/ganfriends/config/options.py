@@ -23,6 +23,7 @@ TRAIN_LOCAL = "train-local"
 SIMULATE = "simulate"
 COORDINATOR = "coordinator"
 WORKER = "worker"
+DOCTOR = "doctor"  # checks with the worker's connection, data, device and claim size
 # Every run that trains a GAN: train-local, simulate and a class run's coordinator.
 TRAINING_RUNS = (TRAIN_LOCAL, SIMULATE, COORDINATOR)
 # The class run's rules: the coordinator's, and simulate's in one process.

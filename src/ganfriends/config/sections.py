@@ -17,6 +17,7 @@ from typing import ClassVar
 from ganfriends.config.options import (
     CLASS_RULES,
     COORDINATOR,
+    DOCTOR,
     SIMULATE,
     TRAIN_LOCAL,
     TRAINING_RUNS,
@@ -40,6 +41,8 @@ class DatabaseConfig:
         WORKER,
         "status",
         "dashboard",
+        "report",
+        DOCTOR,
     )
 
     url: str | None = option(
@@ -124,7 +127,7 @@ class TrainingConfig:
 class DataConfig:
     """Which images to train on and where they are (a worker takes the run's dataset)."""
 
-    COMMANDS: ClassVar[tuple[str, ...]] = (*TRAINING_RUNS, WORKER)
+    COMMANDS: ClassVar[tuple[str, ...]] = (*TRAINING_RUNS, WORKER, DOCTOR)
 
     dataset: str = option(
         "fashion-mnist",
@@ -164,7 +167,7 @@ class LocalConfig:
     )  # fmt: skip
     device: str = option(
         "auto", "auto, cpu, cuda, cuda:N (one GPU of several) or mps", flag="--device",
-        commands=(TRAIN_LOCAL, SIMULATE, WORKER),
+        commands=(TRAIN_LOCAL, SIMULATE, WORKER, DOCTOR),
     )  # fmt: skip
     eval_interval: int | None = option(
         None, "score the generator (FID, KID, precision/recall) every N steps (default: never)",
@@ -221,6 +224,43 @@ class CoordinatorConfig:
         choices=("float32", "bfloat16"),
         commands=CLASS_RULES,
     )
+    local_steps: int | None = option(
+        None,
+        "local alternating steps per unit, with an inner Adam, whose change the coordinator "
+        "averages (sync: default 1, the exact synchronous step; federated: E, default 30 as "
+        "in FeGAN)",
+        flag="--local-steps", minimum=1, commands=CLASS_RULES,
+    )  # fmt: skip
+    local_state: str | None = option(
+        None,
+        "the inner Adam between a unit's rounds: reset (a fresh one per unit; nothing but the "
+        "model and its change crosses) or keep (carried per slot or device through the "
+        "database, both ways: 2x the model more). Default: reset for sync, keep for federated "
+        "(FeGAN)",
+        flag="--local-state", choices=("keep", "reset"), commands=CLASS_RULES,
+    )  # fmt: skip
+    outer_optimizer: str = option(
+        "sgd",
+        "the outer step on the averaged change of local steps: sgd (lr 1, no momentum = "
+        "FedAvg), nesterov (DiLoCo), adam (FedAdam)",
+        flag="--outer-optimizer", choices=("sgd", "nesterov", "adam"), commands=CLASS_RULES,
+    )  # fmt: skip
+    outer_lr: float = option(
+        1.0, "the outer step's learning rate (G's and D's)", flag="--outer-lr", minimum=0,
+        commands=CLASS_RULES,
+    )  # fmt: skip
+    outer_momentum: float | None = option(
+        None, "the outer step's momentum (default: 0 for sgd, 0.9 for nesterov)",
+        flag="--outer-momentum", minimum=0, maximum=0.999, commands=CLASS_RULES,
+    )  # fmt: skip
+    outer_lr_d: float | None = option(
+        None, "D's outer learning rate when it differs from G's", flag="--outer-lr-d",
+        minimum=0, commands=CLASS_RULES,
+    )  # fmt: skip
+    outer_momentum_d: float | None = option(
+        None, "D's outer momentum when it differs from G's", flag="--outer-momentum-d",
+        minimum=0, maximum=0.999, commands=CLASS_RULES,
+    )  # fmt: skip
     work_unit_timeout: float = option(
         300.0, "seconds a claimed unit may go without a heartbeat before it is handed out again",
         flag="--work-unit-timeout", minimum=1,
@@ -310,7 +350,7 @@ class WorkerConfig:
     )
     units_per_claim: int = option(
         1, "units to claim and upload at once (fewer round trips for a fast GPU; the run caps it)",
-        flag="--units-per-claim", minimum=1,
+        flag="--units-per-claim", minimum=1, commands=(WORKER, DOCTOR),
     )  # fmt: skip
     # Docker's stop waits 10 s before SIGKILL, Colab and systemd about as long: 5 s leaves room.
     stop_grace: float = option(

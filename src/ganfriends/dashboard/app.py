@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 from PIL import Image
 
+from ganfriends.classroom.report import ReportRefused, build_report
 from ganfriends.dashboard import data
 from ganfriends.dashboard.launch import DB_URL_ENV
 from ganfriends.db import Database, DatabaseError, DatabaseUnavailable
@@ -268,6 +269,20 @@ def _rejections(db: Database, run_id: int) -> None:
         )
 
 
+def _report_download(db: Database, run_id: int) -> None:
+    # The numbers of `ganfriends report --csv`, from the same function. A student's dashboard
+    # (their own URL) is refused them by the database: say where they are instead.
+    try:
+        report = build_report(db, run_id)
+    except ReportRefused:
+        st.caption("The per-student report is the instructor's (`ganfriends report`).")
+        return
+    st.download_button(
+        "Download the per-student report (CSV)", report.to_csv(),
+        file_name=f"ganfriends-run-{run_id}-report.csv", mime="text/csv", key=f"report-{run_id}",
+    )  # fmt: skip
+
+
 def _clock(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
@@ -294,6 +309,7 @@ def _page(url: str) -> None:
             _samples(db, url, run.run_id)
         _throughput_and_fid(db, run.run_id)
         _rejections(db, run.run_id)
+        _report_download(db, run.run_id)
     except DatabaseUnavailable as exc:
         st.warning(f"{exc}. Retrying every {REFRESH_SECONDS} s.")
     except DatabaseError as exc:  # e.g. a schema older than this ganfriends: say what to do

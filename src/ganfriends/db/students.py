@@ -15,12 +15,15 @@ role usually lacks ``pg_read_all_stats`` and ``pg_signal_backend``: it could nei
 student's session is doing nor end it. PostgreSQL grants both to members of the session's role,
 so ``students add`` makes the instructor's role a member of each student's role
 (``reach_student``); what such a server still cannot give is named by :func:`server_limits`.
+A whole class at once (a roster, ``revoke --all``) is :mod:`ganfriends.db.roster`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePath
@@ -116,31 +119,88 @@ def add_student(
     embedded server's ``postgres`` and ``template1``).
     """
     check_name(name)
-    if max_connections < 1:
-        raise StudentError("--max-connections must be at least 1")
-    password = secrets.token_urlsafe(PASSWORD_BYTES)
+    check_connections(max_connections)
+    password = new_password()
     with connect(admin_url) as conn:
         try:
-            if conn.execute(admin_queries()["role_exists"], {"role": name}).fetchone():
-                raise StudentError(f"a role named {name!r} already exists: choose another name")
-            group = grant_class_access(conn)
-            for other in lock_databases:
-                _run(conn, "revoke_connect", database=pgsql.Identifier(other))
-            # The server only ever sees a SCRAM verifier computed by libpq, never the password.
-            verifier = conn.pgconn.encrypt_password(
-                password.encode(), name.encode(), b"scram-sha-256"
-            ).decode()
+            with conn.transaction():
+                group = open_class(conn, lock_databases)
+                if conn.execute(admin_queries()["role_exists"], {"role": name}).fetchone():
+                    raise StudentError(f"a role named {name!r} already exists: choose another name")
+                create_student(conn, name, password, group=group, max_connections=max_connections)
+                reach_students(conn)
+        except psycopg.Error as exc:
+            raise refused(exc) from exc
+    return password
+
+
+def check_connections(max_connections: int) -> None:
+    """Refuse a connection limit no worker could run under."""
+    if max_connections < 1:
+        raise StudentError("--max-connections must be at least 1")
+
+
+def new_password() -> str:
+    """A fresh random password for a student's role."""
+    return secrets.token_urlsafe(PASSWORD_BYTES)
+
+
+def open_class(conn: psycopg.Connection[Any], lock_databases: tuple[str, ...] = ()) -> str:
+    """In the caller's transaction: wait for any other `students` command on this class, then
+    (re)apply the class's grants; the group's name. Held to the end of the transaction, the lock
+    lets two commands adding the same students run at once: the second finds them created
+    (without it, both find a name free and one fails on it, and two GRANTs on one object at once
+    fail with "tuple concurrently updated")."""
+    _run(conn, "class_lock")
+    group = grant_class_access(conn)
+    for other in lock_databases:
+        _run(conn, "revoke_connect", database=pgsql.Identifier(other))
+    return group
+
+
+def create_student(
+    conn: psycopg.Connection[Any], name: str, password: str, *, group: str, max_connections: int
+) -> None:
+    """Create the login role ``name``, a member of ``group``, that logs in with ``password``."""
+    # The server only ever sees a SCRAM verifier computed by libpq, never the password.
+    _run(
+        conn,
+        "create_student",
+        role=pgsql.Identifier(name),
+        password=pgsql.Literal(_verifier(conn, name, password)),
+        limit=pgsql.Literal(max_connections),
+        group=pgsql.Identifier(group),
+    )
+
+
+def _verifier(conn: psycopg.Connection[Any], name: str, password: str) -> str:
+    return conn.pgconn.encrypt_password(password.encode(), name.encode(), b"scram-sha-256").decode()
+
+
+def class_members(conn: psycopg.Connection[Any]) -> dict[str, bool]:
+    """The students of the class of ``conn``'s database: name -> whether they may log in."""
+    group = group_role(_database(conn))
+    rows = conn.execute(admin_queries()["student_roles"], {"group": group}).fetchall()
+    return {str(row[0]): bool(row[1]) for row in rows}
+
+
+def reissue_student(admin_url: str, name: str) -> str:
+    """A new password for student ``name`` (their old URL stops working), and login allowed
+    again if they were revoked; the password."""
+    check_name(name)
+    password = new_password()
+    with connect(admin_url) as conn:
+        try:
+            if name not in class_members(conn):
+                raise StudentError(f"{name!r} is not a student of this class")
             _run(
                 conn,
-                "create_student",
+                "reissue_student",
                 role=pgsql.Identifier(name),
-                password=pgsql.Literal(verifier),
-                limit=pgsql.Literal(max_connections),
-                group=pgsql.Identifier(group),
+                password=pgsql.Literal(_verifier(conn, name, password)),
             )
-            _reach_students(conn)
         except psycopg.Error as exc:
-            raise _refused(exc) from exc
+            raise refused(exc) from exc
     return password
 
 
@@ -155,7 +215,7 @@ def list_students(admin_url: str) -> list[Student]:
                 for row in conn.execute(admin_queries()["student_workers"]).fetchall()
             }
         except psycopg.Error as exc:
-            raise _refused(exc) from exc
+            raise refused(exc) from exc
     students = []
     for name, can_login, limit, sessions in roles:
         workers, units, last_seen = work.get(name, (0, 0, None))
@@ -175,35 +235,40 @@ def revoke_student(admin_url: str, name: str) -> int:
     check_name(name)
     with connect(admin_url) as conn:
         try:
-            group = group_role(_database(conn))
-            members = {r[0] for r in conn.execute(admin_queries()["student_roles"],
-                                                  {"group": group}).fetchall()}  # fmt: skip
-            if name not in members:
+            if name not in class_members(conn):
                 raise StudentError(f"{name!r} is not a student of this class")
-            _run(conn, "disable_student", role=pgsql.Identifier(name))
-            _reach_students(conn)
-            try:
-                conn.execute(admin_queries()["end_student_sessions"], {"role": name})
-            except psycopg.errors.InsufficientPrivilege as exc:
-                # Their leases stay: a session of theirs may hold the rows' locks, and releasing
-                # would wait on it. The leases expire by themselves.
-                raise StudentError(
-                    f"{name} can no longer log in, but their open sessions could not be ended "
-                    f"({translate_error(exc)}): their units go back to the queue when their "
-                    "leases expire"
-                ) from exc
-            released = conn.execute(admin_queries()["release_student_leases"], {"role": name})
-            return max(0, released.rowcount)
+            return revoke(conn, name)
         except psycopg.Error as exc:
-            raise _refused(exc) from exc
+            raise refused(exc) from exc
 
 
-def _reach_students(conn: psycopg.Connection[Any]) -> None:
+def revoke(conn: psycopg.Connection[Any], name: str) -> int:
+    """Revoke the class member ``name`` on an autocommit connection (see
+    :func:`revoke_student`); how many of their units went back to the queue."""
+    _run(conn, "disable_student", role=pgsql.Identifier(name))
+    reach_students(conn)
+    try:
+        conn.execute(admin_queries()["end_student_sessions"], {"role": name})
+    except psycopg.errors.InsufficientPrivilege as exc:
+        # Their leases stay: a session of theirs may hold the rows' locks, and releasing
+        # would wait on it. The leases expire by themselves.
+        raise StudentError(
+            f"{name} can no longer log in, but their open sessions could not be ended "
+            f"({translate_error(exc)}): their units go back to the queue when their "
+            "leases expire"
+        ) from exc
+    released = conn.execute(admin_queries()["release_student_leases"], {"role": name})
+    return max(0, released.rowcount)
+
+
+def reach_students(conn: psycopg.Connection[Any]) -> None:
     """Make this role a member of each student's role whose sessions it could not end (see the
-    module docstring): the new student's, and those added before by another version or role."""
+    module docstring): the new students', and those added before by another version or role."""
     for (student,) in conn.execute(queries()["students_out_of_reach"]).fetchall():
         try:
-            _run(conn, "reach_student", role=pgsql.Identifier(student))
+            # A savepoint: inside the caller's transaction, a refused grant must not abort it.
+            with conn.transaction():
+                _run(conn, "reach_student", role=pgsql.Identifier(student))
         except psycopg.errors.InsufficientPrivilege:
             # Not this role's to grant (another instructor created it): the coordinator's
             # watchdog names the students it cannot reach, and revoke says what it could not do.
@@ -216,13 +281,18 @@ def student_url(instructor_url: str, name: str, password: str) -> str:
     Host, port and database are the ones the instructor's connection actually reached (a URL
     may leave them to libpq's defaults). TLS as :func:`student_tls` decides.
     """
+    return student_url_maker(instructor_url)(name, password)
+
+
+def student_url_maker(instructor_url: str) -> Callable[[str, str], str]:
+    """:func:`student_url` for many students: (name, password) -> URL, connecting once."""
     with connect(instructor_url) as conn:
         info = conn.info
         tls_in_use = bool(conn.pgconn.ssl_in_use)
         host, port, database = info.host, info.port, info.dbname
     sslmode, sslrootcert = student_tls(instructor_url, tls_in_use=tls_in_use)
-    return format_student_url(
-        name, password, host=host, port=port, database=database, sslmode=sslmode,
+    return functools.partial(
+        format_student_url, host=host, port=port, database=database, sslmode=sslmode,
         sslrootcert=sslrootcert,
     )  # fmt: skip
 
@@ -281,7 +351,7 @@ def server_limits(admin_url: str, name: str) -> list[str]:
             ).fetchone()
             host = conn.info.host
         except psycopg.Error as exc:
-            raise _refused(exc) from exc
+            raise refused(exc) from exc
     assert row is not None
     reserved, max_connections, superuser_slots, students, databases, tls = row
     lines = []
@@ -311,7 +381,8 @@ def server_limits(admin_url: str, name: str) -> list[str]:
     return lines
 
 
-def _refused(exc: psycopg.Error) -> DatabaseError:
+def refused(exc: psycopg.Error) -> DatabaseError:
+    """``exc`` as one line, naming what managing students needs when the role lacks it."""
     error = translate_error(exc)
     if exc.sqlstate == "42501":  # insufficient_privilege
         return DatabaseError(

@@ -22,7 +22,8 @@ from ganfriends.rules.registry import (
     register,
     stored_mode,
 )
-from ganfriends.rules.sync import SyncPlan, SyncRule
+from ganfriends.rules.sync import SyncRule
+from ganfriends.rules.sync_plan import SyncPlan
 
 if TYPE_CHECKING:
     from ganfriends.config import Config

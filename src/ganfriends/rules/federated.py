@@ -11,8 +11,9 @@ non-iid scheme). Round r (= version r -> r+1):
    with data order and noise keyed by (seed, round, device, step) — the same on any worker;
 3. it returns its weight delta (G and D), its final BatchNorm buffers and its new local state;
 4. the coordinator combines the deltas with the chosen weights (FedAvg by images, uniform, or
-   FeGAN's KL weights) and hands ``-delta`` to a server optimizer as a pseudo-gradient: SGD with
-   lr 1 *is* FedAvg; Nesterov or Adam give FedOpt/DiLoCo-style outer steps.
+   FeGAN's KL weights) and hands ``-delta`` to an outer optimizer as a pseudo-gradient
+   (:mod:`ganfriends.rules.local_steps`, shared with the sync mode's local steps): SGD with lr 1
+   *is* FedAvg; Nesterov or Adam give FedOpt/DiLoCo-style outer steps.
 
 Unlike FeGAN's code, no stale local gradient is applied after the average (the average *is* the
 new model), a crashed device never rescales the model (weights are normalised over the members
@@ -32,7 +33,6 @@ import torch
 from torch import nn
 
 from ganfriends import rng
-from ganfriends.aggregate import Contribution, merge_buffers, weighted_mean
 from ganfriends.blobs import TensorSpec
 from ganfriends.data import ImageDataset
 from ganfriends.errors import DatasetError, GanError
@@ -59,31 +59,29 @@ from ganfriends.rules.base import (
     ServerState,
     Unit,
     UnitResult,
-    apply_pseudo_gradients,
     network_buffers,
     result_spec,
 )
-from ganfriends.rules.registry import Fixed, Mode
-from ganfriends.rules.screening import (
-    adam_state_problem,
-    adam_step_bound,
-    move_problem,
-    step_count_problem,
+from ganfriends.rules.local_steps import (
+    OuterStep,
+    apply_mean_change,
+    change_problem,
+    outer_optimizers,
+    parameters_of,
+    weight_change,
 )
+from ganfriends.rules.registry import Fixed, Mode
 from ganfriends.rules.work import FRESH, UnitStart, Workspace
 from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
 
 if TYPE_CHECKING:
     from ganfriends.config import Config
 
-SERVER_OPTIMIZERS = ("sgd", "nesterov", "adam")
-NESTEROV_MOMENTUM = 0.9  # DiLoCo's outer Nesterov momentum
-SERVER_ADAM_BETAS = (0.9, 0.99)  # FedAdam's (Reddi et al. 2021)
+FEGAN_LOCAL_STEPS = 30  # E when --local-steps is not given (FeGAN's default)
 # Plan fields the `federated` config section gives as they are, under the same names.
 AS_CONFIGURED = (
-    "fraction", "local_steps", "batch_size", "non_iid", "magic_num", "weighting",
-    "balanced_sampling", "weak_fraction", "round_timeout", "local_state", "server_optimizer",
-    "server_lr",
+    "fraction", "batch_size", "non_iid", "magic_num", "weighting", "balanced_sampling",
+    "weak_fraction", "round_timeout",
 )  # fmt: skip
 
 
@@ -107,14 +105,18 @@ class FederatedPlan:
     weak_fraction: float = 0.0
     round_timeout: float | None = None
     local_state: str = "keep"  # "reset": a fresh local Adam every round, no state on the wire
+    # The outer step (stored plans name it the server's); momentum None: nesterov's is 0.9;
+    # D's learning rate and momentum when they differ from G's.
     server_optimizer: str = "sgd"
     server_lr: float = 1.0
+    server_momentum: float | None = None
+    server_lr_d: float | None = None
+    server_momentum_d: float | None = None
 
     def __post_init__(self) -> None:
         if self.local_state not in ("keep", "reset"):
             raise ValueError(f"unknown local state policy {self.local_state!r}")
-        if self.server_optimizer not in SERVER_OPTIMIZERS:
-            raise ValueError(f"unknown server optimizer {self.server_optimizer!r}")
+        _ = (self.outer_g, self.outer_d)  # building each network's OuterStep validates it
         if self.clients < 1 or self.rounds < 1 or self.local_steps < 1 or self.batch_size < 1:
             raise ValueError("devices, rounds, local steps and batch size must be at least 1")
         if self.dataset_size < self.clients + 1:
@@ -134,8 +136,10 @@ class FederatedPlan:
                 "--balanced-sampling and the kl-* weightings need (FeGAN's README says the same): "
                 "use a labelled dataset (fashion-mnist, mnist, cifar10) or iid with fedavg"
             )
+        coordinator = config.coordinator
+        local_steps = coordinator.local_steps or FEGAN_LOCAL_STEPS
         members = members_per_round(fed.devices, fed.fraction) + 1
-        per_round = members * fed.local_steps * fed.batch_size
+        per_round = members * local_steps * fed.batch_size
         if fed.rounds is None:
             epochs = training.epochs
             rounds = max(1, math.ceil(epochs * len(dataset) / per_round))
@@ -149,6 +153,13 @@ class FederatedPlan:
             rounds=rounds,
             epochs=epochs,
             num_classes=dataset.num_classes(),
+            local_steps=local_steps,
+            local_state=coordinator.local_state or "keep",
+            server_optimizer=coordinator.outer_optimizer,
+            server_lr=coordinator.outer_lr,
+            server_momentum=coordinator.outer_momentum,
+            server_lr_d=coordinator.outer_lr_d,
+            server_momentum_d=coordinator.outer_momentum_d,
             **{name: getattr(fed, name) for name in AS_CONFIGURED},
         )
 
@@ -161,6 +172,20 @@ class FederatedPlan:
     def to_dict(self) -> dict[str, Any]:
         """The JSON stored in ``runs.plan``."""
         return asdict(self)
+
+    @property
+    def outer_g(self) -> OuterStep:
+        """G's outer step."""
+        return OuterStep(self.server_optimizer, self.server_lr, self.server_momentum)
+
+    @property
+    def outer_d(self) -> OuterStep:
+        """D's outer step (G's unless D's learning rate or momentum is given)."""
+        return OuterStep(
+            self.server_optimizer,
+            self.server_lr if self.server_lr_d is None else self.server_lr_d,
+            self.server_momentum if self.server_momentum_d is None else self.server_momentum_d,
+        )
 
     @property
     def members_per_round(self) -> int:
@@ -193,7 +218,8 @@ class FederatedPlan:
         return (
             f"{self.clients} devices + device 0, {split}; {self.members_per_round} per round "
             f"({sampling}), E={self.local_steps} local steps of B={self.batch_size}, "
-            f"{self.weighting} weights, {self.server_optimizer} server step, "
+            f"{self.weighting} weights, outer {self.outer_g.describe()}"
+            f"{'' if self.outer_d == self.outer_g else f' (D {self.outer_d.describe()})'}, "
             f"{self.rounds} rounds"
         )
 
@@ -340,11 +366,7 @@ class FederatedRule(RuleBase[FederatedPlan]):
             raise GanError(f"unit {unit.index} is not device {unit.device}'s")
         generator.train()
         discriminator.train()
-        weights = {
-            prefix + n: p.detach().clone()
-            for prefix, m in (("g.", generator), ("d.", discriminator))
-            for n, p in m.named_parameters()
-        }
+        start_weights = parameters_of(generator, discriminator)
         optimizer_g, optimizer_d = make_optimizers(
             generator, discriminator, self.learning_rate, self.betas
         )
@@ -373,13 +395,8 @@ class FederatedRule(RuleBase[FederatedPlan]):
                 f"device {d}: none of its images could be read on this machine (see the "
                 "warnings above): check the dataset's files"
             )
-        deltas = {
-            prefix + n: (p.detach() - weights[prefix + n]).to("cpu", torch.float32)
-            for prefix, m in (("g.", generator), ("d.", discriminator))
-            for n, p in m.named_parameters()
-        }
         return UnitResult(
-            deltas,
+            weight_change(start_weights, generator, discriminator),
             network_buffers(generator, discriminator),
             stats,
             device_state=export_local_state(optimizer_g, optimizer_d) if keep else None,
@@ -394,41 +411,15 @@ class FederatedRule(RuleBase[FederatedPlan]):
         by at most E."""
         assert unit.device is not None
         steps = self.local_steps(unit.device)
-        bound = steps * self.learning_rate * adam_step_bound(self.betas)
-        zero = {name: torch.zeros(()) for name in result.parameters}
-        reason = move_problem(result.parameters, zero, bound)
-        if reason is not None:
-            return reason
-        state = result.device_state
-        if state is None:
-            return None
-        return adam_state_problem(state, self.betas) or step_count_problem(
-            state, previous_state, steps
-        )
+        return change_problem(result, previous_state, steps, self.learning_rate, self.betas)
 
     # ------------------------------------------------------------------ server side
 
     def server_optimizers(
         self, generator: nn.Module, discriminator: nn.Module
     ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-        """The outer optimizer the combined delta is applied with."""
-        plan = self.plan
-
-        def make(module: nn.Module) -> torch.optim.Optimizer:
-            if plan.server_optimizer == "adam":
-                return torch.optim.Adam(
-                    module.parameters(), lr=plan.server_lr, betas=SERVER_ADAM_BETAS
-                )
-            if plan.server_optimizer == "nesterov":
-                return torch.optim.SGD(
-                    module.parameters(),
-                    lr=plan.server_lr,
-                    momentum=NESTEROV_MOMENTUM,
-                    nesterov=True,
-                )
-            return torch.optim.SGD(module.parameters(), lr=plan.server_lr)
-
-        return make(generator), make(discriminator)
+        """The outer optimizers the combined delta is applied with."""
+        return outer_optimizers(generator, discriminator, self.plan.outer_g, self.plan.outer_d)
 
     def weights(self, devices: Sequence[int]) -> list[float]:
         """The members' shares in the combined delta (sum to 1)."""
@@ -443,14 +434,7 @@ class FederatedRule(RuleBase[FederatedPlan]):
         """Weighted mean of the members' deltas, applied as -delta by the server optimizer."""
         devices = [u.device for u in units]
         assert all(d is not None for d in devices)
-        shares = self.weights([int(d) for d in devices if d is not None])
-        delta = weighted_mean(
-            [Contribution(w, r.parameters) for w, r in zip(shares, results, strict=True)]
-        )
-        buffers = merge_buffers(
-            [Contribution(w, r.buffers) for w, r in zip(shares, results, strict=True)]
-        )
-        apply_pseudo_gradients(state, {k: -v for k, v in delta.items()}, buffers)
+        apply_mean_change(state, self.weights([int(d) for d in devices if d is not None]), results)
 
 
 MODE = Mode(
@@ -459,6 +443,15 @@ MODE = Mode(
     plan=FederatedPlan,
     rule=FederatedRule,
     needs_dataset=True,
-    settings=("federated",),
+    settings=(
+        "federated",
+        "coordinator.local_steps",
+        "coordinator.local_state",
+        "coordinator.outer_optimizer",
+        "coordinator.outer_lr",
+        "coordinator.outer_momentum",
+        "coordinator.outer_lr_d",
+        "coordinator.outer_momentum_d",
+    ),
     fixed=(Fixed("coordinator.transfer_dtype", "float32", "uploads float32"),),
 )

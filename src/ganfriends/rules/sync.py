@@ -1,10 +1,8 @@
 """The ``sync`` mode: synchronous data-parallel training, the reference DCGAN step distributed.
 
-The run follows the one data schedule (:mod:`ganfriends.schedule`) with a global batch of K work
-units of U images: step s's batch is cut into units, slot j taking rows [jU, (j+1)U) and their
-noise rows. A unit's contents therefore depend only on the run's config and seed — not on who
-computes it, nor when — and ``train-local --batch-size K*U --micro-batch M`` with the same seed
-trains on exactly the same images and noise.
+The plan (:mod:`ganfriends.rules.sync_plan`) cuts each step's batch of the one data schedule into
+K units of U images, so ``train-local --batch-size K*U --micro-batch M`` with the same seed trains
+on exactly the same images and noise.
 
 Two update rules, as in :mod:`ganfriends.step`:
 
@@ -20,13 +18,17 @@ BatchNorm running statistics are chained over the units in order
 (:func:`ganfriends.aggregate.chain_buffers`), as one process running the units' micro-batches in
 turn would hold them; in the alternating rule D units report D's statistics and G units both
 networks' (G's forward counts once per step, as in the reference).
+
+``--local-steps H`` (H > 1) trades that exactness for H times fewer transfers: a unit runs H
+local steps on its rows of H consecutive batches with its own inner Adam, and the coordinator
+applies the image-weighted mean change through an outer optimizer
+(:mod:`ganfriends.rules.local_steps`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -36,6 +38,11 @@ from ganfriends.aggregate import Contribution, chain_buffers, weighted_mean
 from ganfriends.blobs import TensorSpec, buffer_spec, parameter_spec
 from ganfriends.data import ImageDataset
 from ganfriends.errors import DatasetError
+from ganfriends.federated.local_state import (
+    export_local_state,
+    import_local_state,
+    local_state_spec,
+)
 from ganfriends.models import ModelConfig
 from ganfriends.rules.base import (
     RuleBase,
@@ -46,206 +53,30 @@ from ganfriends.rules.base import (
     apply_pseudo_gradients,
     network_buffers,
 )
+from ganfriends.rules.local_steps import (
+    apply_mean_change,
+    change_problem,
+    outer_optimizers,
+    parameters_of,
+    weight_change,
+)
 from ganfriends.rules.registry import Mode
+from ganfriends.rules.sync_plan import LOCAL_PHASE, SyncPlan, UnitRef
 from ganfriends.rules.work import FRESH, UnitStart, Workspace
-from ganfriends.schedule import BatchSchedule, micro_slices
+from ganfriends.schedule import micro_slices
 from ganfriends.step import (
-    UPDATE_RULES,
     MicroBatch,
     StepStats,
     discriminator_gradients,
     generator_gradients,
+    make_optimizers,
     train_step,
 )
 
 if TYPE_CHECKING:
     from ganfriends.config import Config
 
-# The phases of one step, by rule: which networks a version's units compute gradients for.
-PHASES: dict[str, tuple[str, ...]] = {"simultaneous": ("GD",), "alternating": ("D", "G")}
-SCHEDULE = 2  # the schedule's version in runs.plan: runs created before it cannot be resumed
-# The rule of every class run before the key was stored: what a stored plan without it meant.
-STORED_DEFAULT_UPDATE_RULE = "simultaneous"
 TRANSFER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class UnitRef:
-    """Where a unit sits: its step, its slot in the step's batch, its phase (``PHASES``)."""
-
-    step: int
-    slot: int
-    phase: str
-
-
-@dataclass(frozen=True)
-class SyncPlan:
-    """The numbers that fix a sync run's schedule (stored as ``runs.plan``)."""
-
-    dataset_size: int
-    seed: int
-    images_per_unit: int
-    units_per_update: int
-    micro_batch: int
-    epochs: int
-    max_updates: int | None = None  # stop the run after this many steps (--max-iterations)
-    # No default here: a new run takes the config's (training.update_rule), a stored plan its own.
-    update_rule: str = field(kw_only=True)
-
-    def __post_init__(self) -> None:
-        if self.images_per_unit > self.dataset_size:
-            raise ValueError(
-                f"a work unit of {self.images_per_unit} images is larger than the dataset "
-                f"({self.dataset_size}): lower --images-per-work-unit"
-            )
-        if self.batch_size > self.dataset_size:
-            raise ValueError(
-                f"an update of {self.units_per_update} units of {self.images_per_unit} images "
-                f"is larger than the dataset ({self.dataset_size}): lower "
-                "--workunits-per-update or --images-per-work-unit"
-            )
-        if self.micro_batch > self.images_per_unit:
-            raise ValueError("the micro-batch is larger than a work unit")
-        if self.update_rule not in UPDATE_RULES:
-            raise ValueError(
-                f"unknown update rule {self.update_rule!r}: choose one of {', '.join(UPDATE_RULES)}"
-            )
-
-    @classmethod
-    def from_config(cls, config: Config, dataset: ImageDataset) -> SyncPlan:
-        """A new run's plan from the coordinator's (or simulator's) settings."""
-        training, coordinator = config.training, config.coordinator
-        return cls(
-            dataset_size=len(dataset),
-            seed=training.seed,
-            images_per_unit=coordinator.images_per_work_unit,
-            units_per_update=coordinator.workunits_per_update,
-            micro_batch=training.unit_micro_batch,
-            epochs=training.epochs,
-            max_updates=coordinator.max_iterations,
-            update_rule=training.update_rule,
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SyncPlan:
-        """Inverse of :meth:`to_dict`."""
-        if data.get("schedule") != SCHEDULE:
-            raise ValueError(
-                "this run was created by an older ganfriends whose data schedule differs: "
-                "start a new run (coordinator --new-run)"
-            )
-        max_updates = data.get("max_updates")
-        return cls(
-            dataset_size=int(data["dataset_size"]),
-            seed=int(data["seed"]),
-            images_per_unit=int(data["images_per_unit"]),
-            units_per_update=int(data["units_per_update"]),
-            micro_batch=int(data["micro_batch"]),
-            epochs=int(data["epochs"]),
-            max_updates=None if max_updates is None else int(max_updates),
-            update_rule=str(data.get("update_rule", STORED_DEFAULT_UPDATE_RULE)),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON stored in ``runs.plan``."""
-        return asdict(self) | {"schedule": SCHEDULE}
-
-    def describe(self) -> str:
-        """One line for the coordinator's log."""
-        return (
-            f"{self.units_per_update} units of {self.images_per_unit} images per step, "
-            f"{self.schedule.steps_per_epoch} steps per epoch, {self.total_updates} steps, "
-            f"rule {self.update_rule}"
-        )
-
-    @property
-    def batch_size(self) -> int:
-        """Images of one optimizer step: K units of U."""
-        return self.units_per_update * self.images_per_unit
-
-    @property
-    def schedule(self) -> BatchSchedule:
-        """The run's data schedule, the one train-local follows with this batch size."""
-        return BatchSchedule(self.dataset_size, self.batch_size, self.seed)
-
-    @property
-    def phases(self) -> tuple[str, ...]:
-        """The versions of one step, by what their units compute."""
-        return PHASES[self.update_rule]
-
-    @property
-    def versions_per_step(self) -> int:
-        """Two for the alternating rule (D's step, then G's), one for simultaneous."""
-        return len(self.phases)
-
-    @property
-    def units_per_epoch(self) -> int:
-        """Units of one pass (the permutation's tail of less than a batch is left out)."""
-        return self.schedule.steps_per_epoch * self.units_per_update
-
-    @property
-    def total_updates(self) -> int:
-        """Optimizer steps in the whole run."""
-        steps = self.schedule.steps_per_epoch * self.epochs
-        return steps if self.max_updates is None else min(steps, self.max_updates)
-
-    @property
-    def total_units(self) -> int:
-        """Units in the whole run."""
-        return self.total_updates * self.units_per_update * self.versions_per_step
-
-    @property
-    def total_versions(self) -> int:
-        """Versions published after version 0."""
-        return self.total_updates * self.versions_per_step
-
-    @property
-    def images_per_version(self) -> int:
-        """New images per version (a step's batch is trained once over its versions)."""
-        return self.batch_size // self.versions_per_step
-
-    def phase(self, version: int) -> str:
-        """What the units computed on weights ``version`` compute."""
-        return self.phases[version % self.versions_per_step]
-
-    def units_of_update(self, version: int) -> list[int]:
-        """Unit numbers computed on weights ``version`` (empty once the run is done)."""
-        step, phase = divmod(version, self.versions_per_step)
-        if step >= self.total_updates:
-            return []
-        first = step * self.units_per_update
-        return [
-            (first + slot) * self.versions_per_step + phase for slot in range(self.units_per_update)
-        ]
-
-    def unit_ref(self, unit_index: int) -> UnitRef:
-        """The step, slot and phase of unit ``unit_index``."""
-        number, phase = divmod(unit_index, self.versions_per_step)
-        step, slot = divmod(number, self.units_per_update)
-        return UnitRef(step, slot, self.phases[phase])
-
-    def epochs_done(self, version: int) -> float:
-        """Fractional epochs completed once ``version`` is published (whole steps only)."""
-        steps = min(version // self.versions_per_step, self.total_updates)
-        return steps / self.schedule.steps_per_epoch
-
-    def unit_rows(self, unit_index: int) -> slice:
-        """A unit's rows of its step's batch."""
-        slot = self.unit_ref(unit_index).slot
-        return slice(slot * self.images_per_unit, (slot + 1) * self.images_per_unit)
-
-    def unit_images(self, unit_index: int) -> list[int]:
-        """Dataset indices of a unit: its rows of its step's batch."""
-        return self.schedule.images(self.unit_ref(unit_index).step, self.unit_rows(unit_index))
-
-    def unit_noise(self, unit_index: int, latent_dim: int) -> torch.Tensor:
-        """z of a unit's images, (U, latent_dim, 1, 1): its rows of its step's noise."""
-        step = self.unit_ref(unit_index).step
-        return self.schedule.noise(step, latent_dim, self.unit_rows(unit_index))
-
-    def micro_batches(self, images: list[int]) -> list[list[int]]:
-        """A unit's images split into the run's micro-batches (the last may be smaller)."""
-        return [images[rows] for rows in micro_slices(0, len(images), self.micro_batch)]
 
 
 def collect_gradients(
@@ -274,7 +105,9 @@ def phase_spec(
 ) -> TensorSpec:
     """Exactly the tensors an honest result of ``phase`` holds: the gradients of its networks
     (in ``transfer_dtype``), D's buffers, and G's unless the phase is D alone (G's statistics
-    move in the G phase)."""
+    move in the G phase). A round of local steps holds both networks' changes and buffers."""
+    if phase == LOCAL_PHASE:
+        phase = "GD"
     spec = buffer_spec(discriminator, "dbuf.")
     if "G" in phase:
         spec = spec.merged(parameter_spec(generator, "g.", transfer_dtype))
@@ -305,7 +138,8 @@ def batchnorm_momenta(module: nn.Module, prefix: str) -> dict[str, float]:
 
 class SyncRule(RuleBase[SyncPlan]):
     """K units of mean gradients -> their image-weighted mean -> one Adam step for G and D
-    (simultaneous), or for D and then for G (alternating)."""
+    (simultaneous), or for D and then for G (alternating). With local steps: K units of H
+    inner steps -> their image-weighted mean change -> one outer step."""
 
     def __init__(
         self,
@@ -319,8 +153,18 @@ class SyncRule(RuleBase[SyncPlan]):
         self.transfer_dtype = TRANSFER_DTYPES[config.coordinator.transfer_dtype]
 
     def units_of(self, version: int) -> list[Unit]:
-        """The K fixed units computed on weights ``version``."""
-        return [Unit(i) for i in self.plan.units_of_update(version)]
+        """The K fixed units computed on weights ``version`` (with a kept inner state, each
+        unit is its slot's device: the slot's state goes with it)."""
+        plan = self.plan
+        if plan.keeps_state:
+            return [Unit(i, plan.unit_ref(i).slot) for i in plan.units_of_update(version)]
+        return [Unit(i) for i in plan.units_of_update(version)]
+
+    def device_state_spec(
+        self, generator: nn.Module, discriminator: nn.Module
+    ) -> TensorSpec | None:
+        """A slot's inner Adam moments when the plan keeps them (else None: no state moves)."""
+        return local_state_spec(generator, discriminator) if self.plan.keeps_state else None
 
     def result_spec(
         self, generator: nn.Module, discriminator: nn.Module, version: int | None = None
@@ -331,7 +175,7 @@ class SyncRule(RuleBase[SyncPlan]):
 
     def history(self, version: int, stats: StepStats) -> UpdateRecord:
         """A D phase measures D's loss and scores; a G phase G's loss, on images already
-        counted by its D phase."""
+        counted by its D phase; a round of local steps both, over its local steps."""
         record = UpdateRecord.of(stats)
         phase = self.plan.phase(version)
         nan = float("nan")
@@ -342,58 +186,120 @@ class SyncRule(RuleBase[SyncPlan]):
         return record
 
     def max_images(self, unit: Unit) -> int:
-        """A unit's slice of the permutation."""
-        return self.plan.images_per_unit
+        """A unit's slice of the permutation (of each of its local steps' batches)."""
+        return self.plan.images_per_unit * len(self.plan.unit_steps(unit.index))
+
+    def server_optimizers(
+        self, generator: nn.Module, discriminator: nn.Module
+    ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        """DCGAN's Adam; with local steps the outer optimizers of the plan."""
+        if self.plan.local:
+            return outer_optimizers(generator, discriminator, self.plan.outer_g, self.plan.outer_d)
+        return super().server_optimizers(generator, discriminator)
 
     def compute(self, work: Workspace, unit: Unit, start: UnitStart = FRESH) -> UnitResult:
-        """Mean gradients of the unit's phase over its images, on the weights the models hold.
+        """Mean gradients of the unit's phase over its images, on the weights the models hold;
+        with local steps, the change H inner steps make to them.
 
         No optimizer steps here. BatchNorm runs in train mode over each micro-batch, so the
         models' buffers change: the caller restores the published weights before the next unit.
         """
-        plan, generator, discriminator = self.plan, work.generator, work.discriminator
-        ref = plan.unit_ref(unit.index)
-        generator.train()
-        discriminator.train()
-        images = plan.unit_images(unit.index)
-        noise = plan.unit_noise(unit.index, self.latent_dim)
-        skipped = 0
-
-        def batches() -> Iterator[MicroBatch]:
-            nonlocal skipped
-            for rows in micro_slices(0, len(images), plan.micro_batch):
-                real, missing = work.dataset.get_batch(images[rows])
-                skipped += missing
-                if real.shape[0] == 0:
-                    continue
-                z = noise[rows][: real.shape[0]]
-                yield MicroBatch(real.to(work.device), z.to(work.device))
-
+        ref = self.plan.unit_ref(unit.index)
+        work.generator.train()
+        work.discriminator.train()
         # Dropout draws (FeGAN's LSGAN D) from the unit's key; the DCGAN has none.
-        with rng.seeded_global_rng(work.device, plan.seed, rng.DROPOUT, unit.index):
-            if ref.phase == "D":
-                stats = discriminator_gradients(generator, discriminator, self.loss, batches())
-            elif ref.phase == "G":
-                stats = generator_gradients(generator, discriminator, self.loss, batches())
+        with rng.seeded_global_rng(work.device, self.plan.seed, rng.DROPOUT, unit.index):
+            if ref.phase == LOCAL_PHASE:
+                result = self._local_steps(work, unit, start.device_state)
             else:
-                stats = train_step(generator, discriminator, self.loss, batches(), "simultaneous")
-        stats.skipped = skipped
-        if stats.images == 0:
+                result = self._gradients(work, unit, ref)
+        if result.stats.images == 0:
             raise DatasetError(
-                f"unit {unit.index}: none of its {len(images)} images could "
-                "be read on this machine (see the warnings above): check the dataset's files"
+                f"unit {unit.index}: none of its {self.max_images(unit)} images could be read "
+                "on this machine (see the warnings above): check the dataset's files"
             )
-        result = collect_gradients(generator, discriminator, stats, ref.phase)
         # Rounded here, where every mode sees it (the transport then ships these exact values in
         # the narrower dtype): a class run and its simulation combine the same numbers.
         result.parameters = rounded_to(result.parameters, self.transfer_dtype)
         return result
 
+    def _batches(
+        self, work: Workspace, unit: Unit, step: int, stats: StepStats
+    ) -> Iterator[MicroBatch]:
+        """The unit's rows of step ``step``'s batch, in micro-batches on the work's device, read
+        as they are consumed (one in memory at a time for the gradient phases); unreadable
+        images are counted in ``stats.skipped``."""
+        images = self.plan.unit_images(unit.index, step)
+        noise = self.plan.unit_noise(unit.index, self.latent_dim, step)
+        for rows in micro_slices(0, len(images), self.plan.micro_batch):
+            real, missing = work.dataset.get_batch(images[rows])
+            stats.skipped += missing
+            if real.shape[0] > 0:
+                z = noise[rows][: real.shape[0]]
+                yield MicroBatch(real.to(work.device), z.to(work.device))
+
+    def _gradients(self, work: Workspace, unit: Unit, ref: UnitRef) -> UnitResult:
+        generator, discriminator = work.generator, work.discriminator
+        counted = StepStats()
+        batches = self._batches(work, unit, ref.step, counted)
+        if ref.phase == "D":
+            stats = discriminator_gradients(generator, discriminator, self.loss, batches)
+        elif ref.phase == "G":
+            stats = generator_gradients(generator, discriminator, self.loss, batches)
+        else:
+            stats = train_step(generator, discriminator, self.loss, batches, "simultaneous")
+        stats.skipped = counted.skipped
+        return collect_gradients(generator, discriminator, stats, ref.phase)
+
+    def _local_steps(
+        self, work: Workspace, unit: Unit, state: dict[str, torch.Tensor] | None
+    ) -> UnitResult:
+        """H steps of the run's rule with a fresh inner Adam, or the slot's kept one; the
+        weights' change (and the inner state, when kept)."""
+        generator, discriminator = work.generator, work.discriminator
+        start = parameters_of(generator, discriminator)
+        optimizer_g, optimizer_d = make_optimizers(
+            generator, discriminator, self.learning_rate, self.betas
+        )
+        keep = self.plan.keeps_state
+        if keep and state is not None:
+            import_local_state(optimizer_g, state, "g.")
+            import_local_state(optimizer_d, state, "d.")
+        stats, counted = StepStats(), StepStats()
+        for step in self.plan.unit_steps(unit.index):
+            stats += train_step(
+                generator, discriminator, self.loss, self._batches(work, unit, step, counted),
+                self.plan.update_rule, optimizer_g=optimizer_g, optimizer_d=optimizer_d,
+            )  # fmt: skip
+        stats.skipped = counted.skipped
+        change = weight_change(start, generator, discriminator)
+        return UnitResult(
+            change,
+            network_buffers(generator, discriminator),
+            stats,
+            device_state=export_local_state(optimizer_g, optimizer_d) if keep else None,
+        )
+
+    def check_result(
+        self, unit: Unit, result: UnitResult, previous_state: dict[str, torch.Tensor] | None
+    ) -> str | None:
+        """With local steps, no coordinate may move beyond H inner Adam steps' bound (a
+        gradient of one exact step has no a-priori bound: None)."""
+        if not self.plan.local:
+            return None
+        steps = len(self.plan.unit_steps(unit.index))
+        return change_problem(result, previous_state, steps, self.learning_rate, self.betas)
+
     def combine(
         self, state: ServerState, units: Sequence[Unit], results: Sequence[UnitResult]
     ) -> None:
         """Image-weighted mean of the gradients, one Adam step for each network they cover;
-        BatchNorm buffers chained over the units in unit order."""
+        BatchNorm buffers chained over the units in unit order. With local steps: the
+        image-weighted mean change through the outer optimizers, buffers averaged."""
+        if self.plan.local:
+            total = sum(r.images for r in results)
+            apply_mean_change(state, [r.images / total for r in results], results)
+            return
         gradients = weighted_mean([Contribution(r.images, r.parameters) for r in results])
         published = network_buffers(state.generator, state.discriminator)
         momenta = batchnorm_momenta(state.generator, "gbuf.") | batchnorm_momenta(
@@ -416,5 +322,12 @@ MODE = Mode(
         "coordinator.workunits_per_update",
         "coordinator.transfer_dtype",
         "coordinator.max_iterations",
+        "coordinator.local_steps",
+        "coordinator.local_state",
+        "coordinator.outer_optimizer",
+        "coordinator.outer_lr",
+        "coordinator.outer_momentum",
+        "coordinator.outer_lr_d",
+        "coordinator.outer_momentum_d",
     ),
 )

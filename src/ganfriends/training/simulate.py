@@ -83,6 +83,20 @@ class Published:
     states: dict[int, DeviceState]
 
 
+def changed_bytes(
+    held: tuple[dict[str, torch.Tensor], ...], published: tuple[dict[str, torch.Tensor], ...]
+) -> int:
+    """Bytes of the networks of ``published`` that differ from ``held`` (all when none held):
+    what a worker downloads, as :class:`ganfriends.classroom.unit_work.PublishedWeights` does."""
+    if not held:
+        return sum(tensor_bytes(state) for state in published)
+    return sum(
+        tensor_bytes(new)
+        for old, new in zip(held, published, strict=True)
+        if any(not torch.equal(old[name], tensor) for name, tensor in new.items())
+    )
+
+
 def by_position(units: list[Unit]) -> list[str]:
     """The default students: one per unit of a version (a class of K who each take one)."""
     return [f"student {j}" for j in range(len(units))]
@@ -147,9 +161,10 @@ class Simulation:
         )
         worker_g, worker_d = build_models(self.model_config)
         self.worker_g, self.worker_d = worker_g.to(self.device), worker_d.to(self.device)
-        self.weights_bytes = tensor_bytes(generator.state_dict()) + tensor_bytes(
-            discriminator.state_dict()
-        )
+        # What each unit's worker downloads: the networks its version changed (a worker of a
+        # class of K, each taking one unit per version, holds the version before).
+        self.held: tuple[dict[str, torch.Tensor], ...] = ()
+        self.download_bytes = 0
         self.device_states: dict[int, DeviceState] = {}
         self.inputs = inputs_of(self.rule, self.server, 0)
         self.bytes_moved = self.down = self.up = 0
@@ -214,6 +229,10 @@ class Simulation:
             self.inputs,
             self.device_states,
         )
+        self.download_bytes = changed_bytes(
+            self.held, (published.generator, published.discriminator)
+        )
+        self.held = (published.generator, published.discriminator)
         optimizers = copy.deepcopy(
             (server.optimizer_g.state_dict(), server.optimizer_d.state_dict())
         )
@@ -270,7 +289,7 @@ class Simulation:
         if publishes_weights(rule):
             self.worker_g.load_state_dict(published.generator)
             self.worker_d.load_state_dict(published.discriminator)
-            self.down += self.weights_bytes
+            self.down += self.download_bytes
         if isinstance(rule, PublishesInputs) and published.inputs is not None:
             needed = rule.inputs_needed(unit)
             self.down += tensor_bytes({name: published.inputs[name] for name in needed})

@@ -166,3 +166,20 @@ WHERE u.id = released.unit_id AND u.state = 'claimed'
 -- name: revoke_connect
 -- The embedded server's other databases (postgres, template1): no student connects there.
 REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC;
+
+-- ===================================================================== roster
+
+-- name: class_lock
+-- Taken first in the transaction of every `students add` (one name or a roster) and held to its
+-- end: two runs at once take turns, so the second finds the first's students created instead of
+-- failing on a duplicate name or on two GRANTs to one object ("tuple concurrently updated").
+-- The table is the migrations lock's (queries.sql: migrations_lock): no student has a privilege
+-- on it, so no student can take or hold a lock that conflicts with it (any role may take any
+-- advisory lock).
+SET LOCAL lock_timeout = '30s';
+LOCK TABLE ganfriends.schema_migrations IN EXCLUSIVE MODE;
+
+-- name: reissue_student
+-- {password} is a SCRAM verifier computed by the client (see create_role). A revoked student
+-- may log in again.
+ALTER ROLE {role} LOGIN PASSWORD {password};

@@ -264,15 +264,29 @@ DELETE FROM results WHERE unit_id = %(unit_id)s AND worker_id = %(worker_id)s;
 -- name: credit_workers
 -- Exactly the copies the coordinator combined (unit %(unit_ids)s[i] from worker
 -- %(worker_ids)s[i]): another copy of the unit, and one that arrived after the coordinator read
--- them (a round closed by quorum), is deleted with its unit, never credited.
+-- them (a round closed by quorum), is deleted with its unit, never credited. Each worker's
+-- share of each version is also kept in contributions (migration 0015: the report's compute
+-- seconds and contribution times).
+WITH c AS (
+    SELECT r.worker_id, r.run_id, r.version, count(*)::int AS units, sum(r.images) AS images,
+           coalesce(sum(r.compute_seconds), 0) AS compute_seconds
+    FROM results r
+    JOIN unnest(%(unit_ids)s::bigint[], %(worker_ids)s::bigint[]) AS used (unit_id, worker_id)
+      ON r.unit_id = used.unit_id AND r.worker_id = used.worker_id
+    GROUP BY r.worker_id, r.run_id, r.version
+), logged AS (
+    INSERT INTO contributions (worker_id, version, run_id, units, images, compute_seconds)
+    SELECT worker_id, version, run_id, units, images, compute_seconds FROM c
+    ON CONFLICT (worker_id, version) DO UPDATE
+    SET units = contributions.units + EXCLUDED.units,
+        images = contributions.images + EXCLUDED.images,
+        compute_seconds = contributions.compute_seconds + EXCLUDED.compute_seconds,
+        credited_at = now()
+)
 UPDATE workers w
-SET units_done = w.units_done + c.units, images_done = w.images_done + c.images
-FROM (SELECT r.worker_id, count(*) AS units, sum(r.images) AS images
-      FROM results r
-      JOIN unnest(%(unit_ids)s::bigint[], %(worker_ids)s::bigint[]) AS used (unit_id, worker_id)
-        ON r.unit_id = used.unit_id AND r.worker_id = used.worker_id
-      GROUP BY r.worker_id) AS c
-WHERE w.id = c.worker_id;
+SET units_done = w.units_done + t.units, images_done = w.images_done + t.images
+FROM (SELECT worker_id, sum(units) AS units, sum(images) AS images FROM c GROUP BY worker_id) t
+WHERE w.id = t.worker_id;
 
 -- name: save_device_states
 -- The local states carried by the combined copies become their devices' states.
@@ -587,3 +601,118 @@ GROUP BY 1 ORDER BY rejected DESC, name;
 SELECT coalesce(w.name, 'unknown') AS name, r.version, r.unit_index, r.reason, r.created_at
 FROM rejections r LEFT JOIN workers w ON w.id = r.worker_id
 WHERE r.run_id = %(run_id)s ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s;
+
+-- ===================================================================== report
+
+-- name: report_students
+-- The instructor's report (ganfriends.classroom.report): one line per student of run
+-- %(run_id)s, best contributors first. Students are the class's roles (members of
+-- "<database>_students": one who never contributed shows, with zeros) and the run's
+-- participants (workers.student: each of the instructor's own workers counts as one, as in
+-- migration 0011). Units and images are the combined copies, as the leaderboard credits them
+-- (uploads still waiting for the coordinator are not in them); compute seconds and the first
+-- and last contribution come from contributions (migration 0015), which no student's role may
+-- read: the database itself refuses this report to a student.
+WITH work AS (
+    SELECT student, count(*)::int AS workers, sum(units_done)::int AS units,
+           sum(images_done)::bigint AS images, sum(rejected)::int AS rejected
+    FROM workers WHERE run_id = %(run_id)s GROUP BY student
+), credit AS (
+    SELECT w.student, sum(c.compute_seconds)::float8 AS compute_seconds,
+           min(c.credited_at) AS first_contribution, max(c.credited_at) AS last_contribution
+    FROM contributions c JOIN workers w ON w.id = c.worker_id
+    WHERE c.run_id = %(run_id)s GROUP BY w.student
+), class AS (
+    SELECT r.rolname::text AS student
+    FROM pg_roles r JOIN pg_auth_members m ON m.member = r.oid
+    JOIN pg_roles g ON g.oid = m.roleid AND g.rolname = current_database() || '_students'
+)
+SELECT everyone.student, coalesce(work.workers, 0) AS workers, coalesce(work.units, 0) AS units,
+       coalesce(work.images, 0) AS images, coalesce(credit.compute_seconds, 0) AS compute_seconds,
+       credit.first_contribution, credit.last_contribution,
+       coalesce(work.rejected, 0) AS rejected, coalesce(st.rejections, 0) AS strikes,
+       coalesce(st.quarantined, false) AS quarantined
+FROM (SELECT student FROM class UNION SELECT student FROM work) AS everyone
+LEFT JOIN work USING (student)
+LEFT JOIN credit USING (student)
+LEFT JOIN student_standing st ON st.run_id = %(run_id)s AND st.student = everyone.student
+ORDER BY images DESC, student;
+
+-- name: report_run_times
+-- The run summary's wall time: from the run's creation to its completion, to now while it
+-- runs, to its last change once stopped.
+SELECT created_at, completed_at,
+       extract(epoch FROM coalesce(completed_at,
+                                   CASE WHEN state = 'running' THEN now() ELSE updated_at END)
+                          - created_at)::float8 AS wall_seconds
+FROM runs WHERE id = %(run_id)s;
+
+-- ===================================================================== doctor
+-- `ganfriends doctor` (src/ganfriends/doctor): read-only checks, as a student or the instructor.
+
+-- name: doctor_ping
+-- One round trip and nothing else: the median of a few is the latency a worker pays per statement.
+SELECT 1 AS ping;
+
+-- name: doctor_session
+-- Who this session is and how it travels: its role, the server's version, TLS and its protocol.
+SELECT current_user AS role, current_setting('server_version') AS server_version,
+       coalesce(s.ssl, false) AS tls, s.version AS tls_version
+FROM (SELECT pg_backend_pid() AS pid) me LEFT JOIN pg_stat_ssl s ON s.pid = me.pid;
+
+-- name: doctor_worker_rights
+-- What a worker needs of its role (admin.sql grant_class_access): the schema, the tables it reads
+-- (the run, its weights, inputs and device states) and the functions its queries above call
+-- (migration 0007; worker_check and worker_may_claim are theirs, never called directly), each
+-- with whether the current role may use it. No rows: no schema.
+SELECT 'schema ' || n.nspname AS object, has_schema_privilege(n.oid, 'USAGE') AS allowed
+FROM pg_namespace n WHERE n.nspname = 'ganfriends'
+UNION ALL
+SELECT 'table ' || c.relname, has_table_privilege(c.oid, 'SELECT')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'ganfriends'
+  AND c.relname IN ('runs', 'weights', 'version_inputs', 'device_states')
+UNION ALL
+SELECT 'function ' || p.proname, has_function_privilege(p.oid, 'EXECUTE')
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'ganfriends'
+  AND p.proname IN ('worker_register', 'worker_heartbeat', 'worker_extend_leases',
+                    'worker_claim_units', 'worker_claim_backup_unit', 'worker_submit_result',
+                    'worker_release_lease', 'worker_stop')
+ORDER BY 1;
+
+-- name: doctor_my_standing
+-- [worker] The calling student's standing in the run (migration 0011's view): quarantined, and
+-- how many of their workers are alive against the run's limit. No row: no worker of theirs yet.
+SELECT s.quarantined, s.rejections, s.workers, r.max_live_workers, r.quarantine_after
+FROM student_standing s JOIN runs r ON r.id = s.run_id
+WHERE s.run_id = %(run_id)s AND s.student = current_user;
+
+-- name: doctor_server
+-- The instructor's view of the server: its connection slots (those kept for superusers and for
+-- the instructor's role are not the students'), the client sessions open now, the class's
+-- students who may log in, and the addresses it listens on.
+SELECT current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int AS superuser_slots,
+       coalesce(current_setting('reserved_connections', true), '0')::int AS reserved_slots,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int
+           AS sessions,
+       (SELECT count(*) FROM pg_roles s
+        JOIN pg_auth_members m ON m.member = s.oid
+        JOIN pg_roles g ON g.oid = m.roleid AND g.rolname = current_database() || '_students'
+        WHERE s.rolcanlogin)::int AS students,
+       current_setting('listen_addresses') AS listen_addresses,
+       pg_database_size(current_database())::bigint AS database_bytes;
+
+-- name: doctor_coordinator
+-- The running run and whether a coordinator holds it: the lock's session alive by the same test
+-- take_run_lock makes (pid and start time), and how long ago its latest update was published.
+SELECT r.id AS run_id, r.mode, r.version, r.total_versions, l.holder_pid, l.taken_at,
+       l.holder_pid IS NOT NULL AND EXISTS (
+           SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid
+             AND (a.backend_start IS NULL OR a.backend_start = l.holder_started)) AS alive,
+       extract(epoch FROM now() - (SELECT max(u.created_at) FROM updates u
+                                   WHERE u.run_id = r.id))::float8 AS seconds_since_update
+FROM runs r LEFT JOIN run_locks l ON l.run_id = r.id
+WHERE r.state = 'running'
+ORDER BY r.id DESC LIMIT 1;
