@@ -9,7 +9,6 @@ succeed. Runs are short because the pages' own commands choose short runs (``--m
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
@@ -22,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from ganfriends.cli import build_parser
 from tests.acceptance.conftest import cli_env
 from tests.acceptance.test_students import free_port, gf
 from tests.conftest import requires_fashion_mnist
@@ -31,7 +29,6 @@ from tests.waiting import wait_until
 DOCS = Path(__file__).parents[2] / "docs"
 NOT_RUN = re.compile(r"^<!--\s*not run:\s*(\S.*?)\s*-->$")
 RUN_LANGUAGES = ("bash", "console")
-SEPARATORS = {"&", "&&", "|", "||", ";"}
 # The class the student joins: the instructor page's rehearsal, as short.
 SHORT_RUN = ["--max-iterations", "2", "--images-per-work-unit", "64", "--workunits-per-update", "2"]
 
@@ -69,30 +66,6 @@ def shell_blocks(page: Path) -> list[Block]:
             )
         previous, i = "", end + 1
     return blocks
-
-
-def missing_commands(script: str) -> list[str]:
-    """The `ganfriends` commands and flags of ``script`` that this ganfriends lacks."""
-    parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    missing = []
-    for line in script.replace("\\\n", " ").splitlines():  # continued lines joined
-        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
-        lexer.whitespace_split, lexer.commenters = True, "#"
-        words = list(lexer)
-        for i, word in enumerate(words):
-            if word != "ganfriends" or (i and words[i - 1] not in SEPARATORS):
-                continue
-            rest = words[i + 1 :]
-            rest = rest[: next((k for k, w in enumerate(rest) if w in SEPARATORS), len(rest))]
-            name = next((w for w in rest if not w.startswith("-")), "")
-            if name not in commands:
-                missing.append(f"`ganfriends {name}`")
-                continue
-            known = commands[name]._option_string_actions
-            flags = [w.split("=")[0] for w in rest if w.startswith("--")]
-            missing += [f"`ganfriends {name} {flag}`" for flag in flags if flag not in known]
-    return list(dict.fromkeys(missing))
 
 
 class Reader:
@@ -141,22 +114,13 @@ class Reader:
 
 
 def read_page(page: str, reader: Reader) -> None:
-    """Run every unmarked block of ``page``; skip (naming them) those whose command is not in
-    this ganfriends yet, after all the others ran."""
-    blocks = shell_blocks(DOCS / page)
-    runnable = [b for b in blocks if b.not_run is None]
+    """Run every unmarked block of ``page``, in order; each must succeed."""
+    runnable = [b for b in shell_blocks(DOCS / page) if b.not_run is None]
     assert runnable, f"{page} has no block to run"
-    absent: list[str] = []
     for block in runnable:
-        missing = missing_commands(block.script)
-        if missing:
-            absent.append(f"{block.where}: {', '.join(missing)}")
-            continue
         reader.run(block)
     # Jobs a block started with & (the rehearsal's coordinator) end by themselves.
     wait_until(lambda: not reader.leftovers(), f"{page}'s background jobs to end", timeout=60)
-    if absent:
-        pytest.skip(f"{page}: not a ganfriends command yet, blocks not run: {'; '.join(absent)}")
 
 
 @pytest.fixture
