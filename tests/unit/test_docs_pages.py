@@ -1,6 +1,7 @@
 """The docs site quotes the messages ganfriends really prints: every line of a ```text block on
 the troubleshooting page is a message of the source (a Python string or f-string, or a
-PostgreSQL function's RAISE), with example values where the code fills in its own."""
+PostgreSQL function's RAISE), with example values where the code fills in its own. The README
+stays a short front page whose links lead to files that exist."""
 
 from __future__ import annotations
 
@@ -89,3 +90,15 @@ def test_a_message_the_source_does_not_print_is_caught() -> None:
     assert printed_by_the_source(
         "bob already has 8 live workers in run 3 (stop one first)"  # from functions.sql
     )
+
+
+def test_the_readme_links_only_to_files_that_exist() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)", readme)
+    assert "docs/instructor.md" in targets and "docs/student.md" in targets
+    assert [t for t in targets if not (ROOT / t).is_file()] == []
+
+
+def test_the_readme_stays_a_front_page() -> None:
+    # What it is, the two commands, a picture and the docs' pages: the rest lives in docs/.
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 60
