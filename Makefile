@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh clone:
 #   make demo   a class on one machine: PostgreSQL, a coordinator and 2 workers on Fashion-MNIST
-#   make test   lint, type-check and run the whole test suite
+#   make test   lint, type-check, build the docs and run the whole test suite
 # Both first run `make install`: a virtualenv in .venv with the package, its dev tools and the data.
 
 SHELL := /bin/bash
@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 # alone with a queue of long acceptance tests (over 18 minutes).
 TEST_WORKERS ?= 2
 
-.PHONY: install data browser slurm postgres test lint unit demo bench clean
+.PHONY: install data browser slurm postgres test lint docs unit demo bench clean
 
 install: $(STAMP) data
 
@@ -74,7 +74,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks notebooks
 	$(BIN)/mypy
 
-test: install browser slurm postgres lint
+# The documentation site (mkdocs.yml, docs/) into build/site. --strict turns every warning into a
+# failure: a link to a missing page or anchor, a page left out of the nav.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
+test: install browser slurm postgres lint docs
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 unit: install
