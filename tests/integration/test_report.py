@@ -150,3 +150,19 @@ def test_the_dashboard_offers_the_instructor_the_same_csv_and_a_student_none(
 
     assert offered == [build_report(db, taught.run_id).to_csv()]  # the instructor's page only
     assert any("report is the instructor's" in caption for caption in captions[1])
+
+
+def test_shares_are_of_the_credited_images_when_a_step_credits_them_twice(db: Database) -> None:
+    # An alternating step credits its images to its D units and again to its G units, while
+    # the run counts them once: a share of the run's images would read 200%.
+    run_id = new_run(db, units_per_update=2)
+    own = register(db, run_id, "demo")
+    units = [upload(db, run_id, own), upload(db, run_id, own)]
+    with db.transaction() as tx:
+        tx.execute("credit_workers", unit_ids=units, worker_ids=[own, own])
+        tx.execute("advance_run", run_id=run_id, new_version=1, images=IMAGES_PER_UNIT,
+                   complete=False)  # fmt: skip
+
+    [line] = build_report(db, run_id).students
+
+    assert line.images == 2 * IMAGES_PER_UNIT and line.share == 1.0

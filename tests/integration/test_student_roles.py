@@ -158,6 +158,15 @@ def test_a_revoked_student_is_cut_off_and_their_unit_given_back(
     assert not listed[student.name].can_login and listed[student.name].workers == 1
 
 
+def test_a_revoked_students_login_is_a_refusal_not_an_outage(student: Student) -> None:
+    from ganfriends.db.connection import login_refusal
+
+    revoke_student(student.admin_url, student.name)
+
+    refusal = login_refusal(student.url)  # a worker stops on it instead of retrying
+    assert refusal is not None and "is not permitted to log in" in str(refusal)
+
+
 def test_student_names_that_are_not_plain_identifiers_are_refused(class_admin: str) -> None:
     from ganfriends.db.students import StudentError
 

@@ -2,7 +2,7 @@
 
 One line per student (not per worker registration: ``workers.student`` says who is behind
 each worker): units and images credited, compute seconds, first and last contribution,
-rejected copies, quarantine, share of the run's images; and the run's summary (images, steps,
+rejected copies, quarantine, share of the credited images; and the run's summary (images, steps,
 wall time, the latest FID when scored). Printed as a table, or as CSV or JSON; the dashboard
 offers the same CSV (:func:`build_report`, :meth:`Report.to_csv`).
 
@@ -55,12 +55,13 @@ class StudentLine:
     rejected: int  # copies refused by validation
     strikes: int  # counted towards quarantine since their last pardon
     quarantined: bool
-    share: float  # of the run's images
+    share: float  # of the images credited to everyone (an alternating step credits its images
+    # to its D units and again to its G units: a share of the run's images would reach 200%)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any], run_images: int) -> StudentLine:
-        """Parse a ``report_students`` row; ``share`` is its images over ``run_images``."""
-        share = int(row["images"]) / run_images if run_images else 0.0
+    def from_row(cls, row: dict[str, Any], credited: int) -> StudentLine:
+        """Parse a ``report_students`` row; ``share`` is its images over ``credited``."""
+        share = int(row["images"]) / credited if credited else 0.0
         # Milliseconds: the sum of float4 reports carries noise below them.
         return typed_row(cls, row, share=share, compute_seconds=round(row["compute_seconds"], 3))
 
@@ -143,7 +144,8 @@ def build_report(db: Database, run_id: int | None = None) -> Report:
             ) from exc
         raise
     summary = RunSummary.read(db, run)
-    return Report(summary, [StudentLine.from_row(row, summary.images) for row in rows])
+    credited = sum(int(row["images"]) for row in rows)
+    return Report(summary, [StudentLine.from_row(row, credited) for row in rows])
 
 
 def render(report: Report, console: Console) -> None:

@@ -52,6 +52,7 @@ _REFUSALS = (
     "no pg_hba.conf entry",
     "does not exist",
     "permission denied for database",
+    "is not permitted to log in",  # a revoked student's role (NOLOGIN)
 )
 PROBE_TIMEOUT = 5  # seconds for the one direct connection that explains a pool timeout
 
