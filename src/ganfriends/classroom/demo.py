@@ -41,7 +41,7 @@ class DemoSettings:
     workdir: Path
     workers: int = 2
     # Small updates (2 units of 64 images) at half the default width: many optimizer steps per
-    # minute, which is what makes clothes appear on a CPU (measured, see the README).
+    # minute, which is what makes clothes appear on a CPU (measured on a 2-core CPU machine).
     epochs: int = 2  # 937 updates of 128 images
     max_iterations: int | None = None
     seed: int = 0

@@ -129,7 +129,7 @@ def cmd_download_celeba(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (also used to render --help in the README)."""
+    """The full argument parser (also used to render --help in the docs)."""
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
