@@ -93,10 +93,23 @@ def test_networks_kept_across_versions_equal_a_full_download(config: Config, db:
     assert differ == []
 
 
-@pytest.mark.parametrize("transfer", ["bfloat16", "bfloat16-stochastic", "int8"])
+@pytest.mark.parametrize(
+    ("case", "transfer"),
+    [
+        ("sync", "bfloat16"),
+        ("sync", "bfloat16-stochastic"),
+        ("sync", "int8"),
+        ("sync:local-steps", "int8"),
+    ],
+)
 def test_a_compressed_class_run_gives_its_simulation_s_model(
-    config: Config, transfer: str, db: Database
+    images: Path,  # noqa: F811  (the imported fixture)
+    tmp_path: Path,
+    case: str,
+    transfer: str,
+    db: Database,
 ) -> None:
+    config = run_config(case, images, tmp_path)
     config.coordinator.transfer_dtype = transfer
 
     simulated = simulate(config, console=Console(file=io.StringIO()))
