@@ -49,7 +49,7 @@ EVAL_EVERY = 64  # optimizer steps: a multiple of every H measured
 # The outer step of the local-steps settings (G's; D's where it differs): chosen by these
 # measurements (benchmarks/results/communication.md), not DiLoCo's Nesterov, which collapsed.
 OUTER: dict[str, Any] = {"coordinator.outer_optimizer": "sgd", "coordinator.outer_lr": 1.0}
-DTYPES = {"": "float32", "-bf16": "bfloat16", "-int8": "int8"}
+DTYPES = {"": "float32", "-bf16": "bfloat16-stochastic", "-int8": "int8"}
 DEFAULTS: dict[str, Any] = {"seeds": [0, 1, 2], "steps": 1344, "at": [704, 1344],
                             "eval_samples": 2000}  # fmt: skip
 QUICK: dict[str, Any] = {"seeds": [0], "steps": 64, "at": [64], "eval_samples": 256}

@@ -4,6 +4,8 @@ Students reach a class database over Wi-Fi and the internet (20-80 ms round trip
 benchmarks run on one machine (0.1 ms). :class:`DelayProxy` listens on 127.0.0.1 and forwards to
 the server's Unix socket, holding each chunk ``one_way`` seconds in each direction: latency
 without a bandwidth limit (chunks are pipelined, never serialised behind each other's delay).
+It counts the bytes it forwards each way (``sent``: ``up`` to the server, ``down`` from it), so
+with ``one_way=0`` it measures what a worker's connections carry.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class DelayProxy:
     def __init__(self, unix_socket: Path, one_way: float) -> None:
         self.unix_socket, self.one_way = unix_socket, one_way
         self.port = 0
+        self.sent = {"up": 0, "down": 0}  # bytes forwarded, written by the proxy's thread only
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True, name="delay-proxy")
@@ -52,12 +55,16 @@ class DelayProxy:
     async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_r, upstream_w = await asyncio.open_unix_connection(str(self.unix_socket))
         try:
-            await asyncio.gather(self._pipe(reader, upstream_w), self._pipe(upstream_r, writer))
+            await asyncio.gather(
+                self._pipe(reader, upstream_w, "up"), self._pipe(upstream_r, writer, "down")
+            )
         except asyncio.CancelledError:  # the proxy is closing with this connection still open
             writer.close()
             upstream_w.close()
 
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, direction: str
+    ) -> None:
         """Copy ``source`` to ``sink``, each chunk written ``one_way`` seconds after it arrived."""
         pending: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -74,6 +81,7 @@ class DelayProxy:
         delivering = asyncio.create_task(deliver())
         with contextlib.suppress(ConnectionError):
             while chunk := await source.read(CHUNK):
+                self.sent[direction] += len(chunk)
                 pending.put_nowait((loop.time() + self.one_way, chunk))
         pending.put_nowait((0.0, b""))
         with contextlib.suppress(ConnectionError):

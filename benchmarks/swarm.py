@@ -134,6 +134,7 @@ class SimulatedWorker(threading.Thread):
 
     def run(self) -> None:
         version, idle = -1, IDLE_BACKOFF_START
+        held: dict[str, bytes] = {}  # digests of the networks it holds
         while not self.halt.is_set():
             asked = time.perf_counter()
             claims = queue.claim(self.db, self.run_id, self.worker_id, self.per_claim)
@@ -150,8 +151,9 @@ class SimulatedWorker(threading.Thread):
             idle = IDLE_BACKOFF_START
             self.overhead += time.perf_counter() - asked
             asked = time.perf_counter()
-            if claims[0].version != version:
-                queue.weights(self.db, self.run_id, claims[0].version)  # what a worker downloads
+            if claims[0].version != version:  # what a worker downloads: the changed networks
+                changed = queue.changed_weights(self.db, self.run_id, claims[0].version, held)
+                held = {} if changed is None else changed.digests
                 version = claims[0].version
                 self.calls += 1
             self.overhead += time.perf_counter() - asked

@@ -26,6 +26,13 @@ from torch import nn
 from ganfriends.errors import GanError
 
 HEADER_LIMIT = 16 * 2**20  # bytes: a safetensors header above this is hostile, not a model
+# No honest gradient, weight delta, feedback, BatchNorm statistic or Adam moment comes near this;
+# a finite 3e38 does, and its square overflows Adam's second moment to inf for good.
+MAX_MAGNITUDE = 1e6
+# An int8 tensor travels with a float32 scale named <name>:scale (ganfriends.compression); its
+# values are q * scale with |q| <= 127, so a scale above this carries values no honest result has.
+SCALE_SUFFIX = ":scale"
+MAX_SCALE = MAX_MAGNITUDE / 127
 
 
 class InvalidBlob(GanError):
@@ -151,6 +158,9 @@ def decode(
         for name, tensor in tensors.items():
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise InvalidBlob(f"tensor {name} holds NaN or infinite values")
+    for name, tensor in tensors.items():
+        if name.endswith(SCALE_SUFFIX) and not _is_scale(tensor):
+            raise InvalidBlob(f"tensor {name} is not a scale in [0, {MAX_SCALE:g}]")
     raw_meta = header.get("__metadata__") or {}
     try:
         metadata = json.loads(raw_meta["json"]) if "json" in raw_meta else {}
@@ -159,6 +169,12 @@ def decode(
     if not isinstance(metadata, dict):
         raise InvalidBlob("blob metadata is not a JSON object")
     return tensors, metadata
+
+
+def _is_scale(tensor: torch.Tensor) -> bool:
+    """A float32 scale of an int8 tensor: finite, not negative, at most :data:`MAX_SCALE`
+    (NaN fails every comparison)."""
+    return tensor.dtype == torch.float32 and bool(((tensor >= 0) & (tensor <= MAX_SCALE)).all())
 
 
 def encode_optimizer_state(state: Mapping[str, Any]) -> bytes:

@@ -29,6 +29,7 @@ DROPOUT = 9  # dropout: (seed, 9, round, device) federated, (seed, 9, unit) sync
 MD_DATA_ORDER = 10  # an MD-GAN device's real batches: (seed, 10, device, pass)
 MD_NOISE = 11  # the k generated batches of an MD-GAN iteration: (seed, 11, iteration, batch)
 MD_SWAP = 12  # the discriminator swap after an MD-GAN iteration: (seed, 12, iteration)
+TRANSFER = 13  # stochastic rounding of a unit's upload (ganfriends.compression): (seed, 13, unit)
 
 
 def derive_seed(*key: int) -> int:

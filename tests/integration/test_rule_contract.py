@@ -173,10 +173,16 @@ def work_version(db: Database, run_id: int, worker: int, work: WorkSession) -> i
     return len(queue.submit(db, run_id, worker, outgoing))
 
 
-def class_run(db: Database, config: Config, dataset: ImageDataset) -> ServerState:
+def class_run(
+    db: Database,
+    config: Config,
+    dataset: ImageDataset,
+    worked: Callable[[WorkSession, int], object] | None = None,
+) -> ServerState:
     """A one-worker class run, version by version, through the database, with the coordinator's
     state read back from the database after every version (as a restarted coordinator reads
-    it: its optimizers' states, outer momentum included, must resume exactly)."""
+    it: its optimizers' states, outer momentum included, must resume exactly); ``worked`` is
+    called with the worker's session and the version once the worker has uploaded its units."""
     run_id = new_run(db, config, dataset)
     worker = register(db, run_id)
     work = session(db, run_id, dataset)
@@ -184,6 +190,8 @@ def class_run(db: Database, config: Config, dataset: ImageDataset) -> ServerStat
     state = load_run_state(db, run_id, dataset)
     while state.version < state.plan.total_versions:
         assert work_version(db, run_id, worker, work) > 0
+        if worked is not None:
+            worked(work, state.version)
         valid = coordinator.validated_results(state)
         assert valid is not None, f"version {state.version} was refused"
         coordinator.apply_update(state, valid, 0.0)

@@ -12,13 +12,14 @@ from ganfriends.classroom.payload import (
     encode_weights,
     load_weights,
 )
+from ganfriends.compression import TRANSFERS, compress
 from ganfriends.losses import make_loss
 from ganfriends.models import ModelConfig, build_models
 from ganfriends.rules import result_spec
 from ganfriends.rules.base import UnitResult
 from ganfriends.rules.screening import clip_results
 from ganfriends.rules.sync import collect_gradients as collect_result
-from ganfriends.rules.sync import phase_spec, rounded_to
+from ganfriends.rules.sync import phase_spec
 from ganfriends.step import StepStats, discriminator_backward, generator_backward
 
 CONFIG = ModelConfig(image_size=32, channels=1, latent_dim=8, g_features=4, d_features=4)
@@ -128,9 +129,9 @@ def test_bfloat16_gradients_travel_in_half_the_bytes_and_arrive_as_float32() -> 
     g, d = build_models(CONFIG, seed=0)
     fill_grads(g, d)
     result = collect_result(g, d, StepStats(64, 80.0, 50.0, 32.0, 30.0))
-    result.parameters = rounded_to(result.parameters, torch.bfloat16)
+    result.parameters = compress(result.parameters, TRANSFERS["bfloat16"]).values
     spec32 = phase_spec(g, d, "GD")
-    spec16 = phase_spec(g, d, "GD", torch.bfloat16)
+    spec16 = phase_spec(g, d, "GD", TRANSFERS["bfloat16"])
 
     blob32, blob16 = encode_result(result, spec32), encode_result(result, spec16)
     back = decode_result(blob16, spec16, max_images=64)
@@ -147,7 +148,8 @@ def test_a_float32_upload_to_a_bfloat16_run_is_refused() -> None:
     fill_grads(g, d)
     result = collect_result(g, d, StepStats(64, 80.0, 50.0, 32.0, 30.0))
     with pytest.raises(InvalidBlob):
-        decode_result(encode_result(result), phase_spec(g, d, "GD", torch.bfloat16), max_images=64)
+        spec16 = phase_spec(g, d, "GD", TRANSFERS["bfloat16"])
+        decode_result(encode_result(result), spec16, max_images=64)
 
 
 def stats_blob(images: int, **stats: float) -> tuple[bytes, TensorSpec]:

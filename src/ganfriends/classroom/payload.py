@@ -16,15 +16,13 @@ import math
 import torch
 from torch import nn
 
-from ganfriends.blobs import InvalidBlob, TensorSpec, decode, encode
+from ganfriends.blobs import MAX_MAGNITUDE, InvalidBlob, TensorSpec, decode, encode
+from ganfriends.compression import decompress
 from ganfriends.rules.base import UnitResult
 from ganfriends.step import StepStats
 
 STAT_KEYS = ("d_loss_sum", "g_loss_sum", "d_real_sum", "d_fake_sum")
 NON_NEGATIVE = (".exp_avg_sq", ".step", ".running_var")  # device-state tensors that are >= 0
-# No honest gradient, weight delta, feedback, BatchNorm statistic or Adam moment comes near this;
-# a finite 3e38 does, and its square overflows Adam's second moment to inf for good.
-MAX_MAGNITUDE = 1e6
 # What one image can add to a statistic of an honest unit. The statistics are sums over the
 # unit's images, so their bounds scale with its image count, and no sum of them overflows.
 # - Losses: BCE-with-logits is softplus(-+logit) >= 0 and least squares is a square/2 >= 0; D's
@@ -69,13 +67,13 @@ def load_weights(module: nn.Module, data: bytes) -> None:
 
 
 def encode_result(result: UnitResult, spec: TensorSpec | None = None) -> bytes:
-    """One blob for the whole result, each tensor in ``spec``'s dtype (a run's bfloat16
-    gradients travel in two bytes per value; the rule already rounded them to it)."""
+    """One blob for the whole result: the parameters as the rule compressed them
+    (``result.wire``), else each in ``spec``'s dtype (the rule already rounded them to it)."""
     stats = {key: getattr(result.stats, key) for key in STAT_KEYS} | {
         "images": result.stats.images,
         "skipped": result.stats.skipped,
     }
-    tensors = {**result.parameters, **result.buffers}
+    tensors = {**(result.parameters if result.wire is None else result.wire), **result.buffers}
     if spec is not None:
         tensors = {k: t.to(spec.dtypes.get(k, t.dtype)) for k, t in tensors.items()}
     return encode(tensors, stats)
@@ -85,7 +83,11 @@ def decode_result(data: bytes, spec: TensorSpec, *, max_images: int) -> UnitResu
     """Validate and parse a result blob; ``max_images`` is the unit's size (a worker may not claim
     more images than the unit has, which would inflate its weight in the average)."""
     tensors, meta = decode(data, spec)
-    _check_magnitudes(tensors)
+    # The spec fixed the names: buffers are the networks' (gbuf./dbuf.), the rest is the rule's,
+    # combined in float32 whatever form it travelled in (bfloat16, or int8 times its scale).
+    buffers = {k: v for k, v in tensors.items() if k.startswith(("gbuf.", "dbuf."))}
+    parameters = decompress({k: v for k, v in tensors.items() if k not in buffers})
+    _check_magnitudes(parameters | buffers)
     images, skipped = meta.get("images"), meta.get("skipped", 0)
     if not isinstance(images, int) or isinstance(images, bool) or not 0 < images <= max_images:
         raise InvalidBlob(f"result claims {images!r} images; the unit has {max_images}")
@@ -111,10 +113,6 @@ def decode_result(data: bytes, spec: TensorSpec, *, max_images: int) -> UnitResu
                 f"([{low * images:g}, {high * images:g}])"
             )
         values[key] = float(value)
-    # The spec fixed the names: buffers are the networks' (gbuf./dbuf.), the rest is the rule's,
-    # combined in float32 whatever dtype it travelled in.
-    buffers = {k: v for k, v in tensors.items() if k.startswith(("gbuf.", "dbuf."))}
-    parameters = {k: v.float() for k, v in tensors.items() if k not in buffers}
     return UnitResult(parameters, buffers, StepStats(images=images, skipped=skipped, **values))
 
 

@@ -9,6 +9,7 @@ stops around it.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -39,32 +40,41 @@ class VersionGone(GanError):
 
 
 class PublishedWeights:
-    """The published version the models hold, downloaded only when the version changes.
+    """The published version the models hold; a new version downloads only the networks it
+    changed.
 
+    Each network is kept with the digest it was published under (migration 0014). For another
+    version the worker sends the digests it holds, and the database returns only the blobs whose
+    digest differs, in one round trip: an alternating run's D version changed D alone, so G is not
+    downloaded again.
     Computing a unit moves the BatchNorm buffers, so before each unit the published state is
-    restored from a local copy rather than fetched again.
+    restored from the local copy rather than fetched again. ``fetched`` counts the bytes
+    downloaded per network (what the wire carried, less the protocol's framing).
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module) -> None:
         self.models = (generator, discriminator)
+        self._networks = {"generator": generator, "discriminator": discriminator}
         self.version: int | None = None
-        self._states: tuple[dict[str, torch.Tensor], ...] = ()
+        self._held: dict[str, tuple[bytes, dict[str, torch.Tensor]]] = {}  # digest, state
+        self.fetched: Counter[str] = Counter()
 
     def load(self, db: Database, run_id: int, version: int) -> None:
         """Make the models hold weights ``version`` exactly as published."""
-        if version == self.version:
-            for model, state in zip(self.models, self._states, strict=True):
-                model.load_state_dict(state)
-            return
-        weights = queue.weights(db, run_id, version)
-        if weights is None:
-            raise VersionGone(f"weights of version {version} are gone from the database")
-        load_weights(self.models[0], weights.generator)
-        load_weights(self.models[1], weights.discriminator)
-        self._states = tuple(
-            {k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.models
-        )
-        self.version = version
+        if version != self.version:
+            held = {network: digest for network, (digest, _) in self._held.items()}
+            changed = queue.changed_weights(db, run_id, version, held)
+            if changed is None:
+                raise VersionGone(f"weights of version {version} are gone from the database")
+            for network, blob in changed.blobs.items():
+                self.fetched[network] += len(blob)
+                model = self._networks[network]
+                load_weights(model, blob)
+                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                self._held[network] = (changed.digests[network], state)
+            self.version = version
+        for network, model in self._networks.items():
+            model.load_state_dict(self._held[network][1])
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ganfriends.compression import TRANSFERS
 from ganfriends.config.options import (
     CLASS_RULES,
     COORDINATOR,
@@ -218,10 +219,11 @@ class CoordinatorConfig:
     )  # fmt: skip
     transfer_dtype: str = option(
         "float32",
-        "precision of the gradients a worker uploads (weights stay float32); bfloat16 halves "
-        "the upload bytes",
+        "how a worker's gradients travel (weights stay float32): bfloat16-stochastic halves "
+        "the upload bytes and int8 quarters them, both rounded without bias by draws from the "
+        "seed; bfloat16 rounds to nearest (biased; what runs before them used)",
         flag="--transfer-dtype",
-        choices=("float32", "bfloat16"),
+        choices=tuple(TRANSFERS),
         commands=CLASS_RULES,
     )
     local_steps: int | None = option(

@@ -104,13 +104,16 @@ class UnitResult:
     (``d.<name>``) — a mean gradient or a weight delta, as the rule defines; ``buffers`` the
     BatchNorm buffers each network ended the unit with (``gbuf.*``, ``dbuf.*``). Per-device modes
     also return the device's new local optimizer state (``device_state``, per-parameter tensors
-    only: hyper-parameters always come from the run, never from a student).
+    only: hyper-parameters always come from the run, never from a student). ``wire``, when the
+    run compresses its transfers (:mod:`ganfriends.compression`), is what the upload carries
+    for ``parameters``, which then hold the values it stands for.
     """
 
     parameters: dict[str, torch.Tensor]
     buffers: dict[str, torch.Tensor]
     stats: StepStats
     device_state: dict[str, torch.Tensor] | None = field(default=None)
+    wire: dict[str, torch.Tensor] | None = field(default=None)
 
     @property
     def images(self) -> int:

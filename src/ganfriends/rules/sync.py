@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ganfriends import rng
+from ganfriends import compression, rng
 from ganfriends.aggregate import Contribution, chain_buffers, weighted_mean
 from ganfriends.blobs import TensorSpec, buffer_spec, parameter_spec
 from ganfriends.data import ImageDataset
@@ -76,8 +76,6 @@ from ganfriends.step import (
 if TYPE_CHECKING:
     from ganfriends.config import Config
 
-TRANSFER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
 
 def collect_gradients(
     generator: nn.Module, discriminator: nn.Module, stats: StepStats, phase: str = "GD"
@@ -101,28 +99,22 @@ def phase_spec(
     generator: nn.Module,
     discriminator: nn.Module,
     phase: str,
-    transfer_dtype: torch.dtype = torch.float32,
+    transfer: compression.Transfer = compression.FLOAT32,
 ) -> TensorSpec:
     """Exactly the tensors an honest result of ``phase`` holds: the gradients of its networks
-    (in ``transfer_dtype``), D's buffers, and G's unless the phase is D alone (G's statistics
-    move in the G phase). A round of local steps holds both networks' changes and buffers."""
+    (as ``transfer`` sends them), D's buffers, and G's unless the phase is D alone (G's
+    statistics move in the G phase). A round of local steps holds both networks' changes and
+    buffers."""
     if phase == LOCAL_PHASE:
         phase = "GD"
     spec = buffer_spec(discriminator, "dbuf.")
     if "G" in phase:
-        spec = spec.merged(parameter_spec(generator, "g.", transfer_dtype))
+        spec = spec.merged(compression.wire_spec(parameter_spec(generator, "g."), transfer))
     if "D" in phase:
-        spec = spec.merged(parameter_spec(discriminator, "d.", transfer_dtype))
+        spec = spec.merged(compression.wire_spec(parameter_spec(discriminator, "d."), transfer))
     if phase != "D":
         spec = spec.merged(buffer_spec(generator, "gbuf."))
     return spec
-
-
-def rounded_to(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """float32 tensors holding exactly the values ``dtype`` can carry (round to nearest even)."""
-    if dtype == torch.float32:
-        return tensors
-    return {name: t.to(dtype).to(torch.float32) for name, t in tensors.items()}
 
 
 def batchnorm_momenta(module: nn.Module, prefix: str) -> dict[str, float]:
@@ -150,7 +142,7 @@ class SyncRule(RuleBase[SyncPlan]):
     ) -> None:
         super().__init__(plan, config, model_config)
         self.latent_dim = model_config.latent_dim
-        self.transfer_dtype = TRANSFER_DTYPES[config.coordinator.transfer_dtype]
+        self.transfer = compression.transfer(config.coordinator.transfer_dtype)
 
     def units_of(self, version: int) -> list[Unit]:
         """The K fixed units computed on weights ``version`` (with a kept inner state, each
@@ -171,7 +163,7 @@ class SyncRule(RuleBase[SyncPlan]):
     ) -> TensorSpec:
         """The tensors of a result of ``version``'s phase (None: the largest, both networks)."""
         phase = "GD" if version is None else self.plan.phase(version)
-        return phase_spec(generator, discriminator, phase, self.transfer_dtype)
+        return phase_spec(generator, discriminator, phase, self.transfer)
 
     def history(self, version: int, stats: StepStats) -> UpdateRecord:
         """A D phase measures D's loss and scores; a G phase G's loss, on images already
@@ -218,9 +210,12 @@ class SyncRule(RuleBase[SyncPlan]):
                 f"unit {unit.index}: none of its {self.max_images(unit)} images could be read "
                 "on this machine (see the warnings above): check the dataset's files"
             )
-        # Rounded here, where every mode sees it (the transport then ships these exact values in
-        # the narrower dtype): a class run and its simulation combine the same numbers.
-        result.parameters = rounded_to(result.parameters, self.transfer_dtype)
+        # Compressed here, where every mode sees it, with draws keyed by the unit: the transport
+        # ships the wire form, and a class run and its simulation combine the same numbers.
+        sent = compression.compress(
+            result.parameters, self.transfer, self.plan.seed, rng.TRANSFER, unit.index
+        )
+        result.parameters, result.wire = sent.values, sent.wire
         return result
 
     def _batches(

@@ -52,8 +52,10 @@ from ganfriends.classroom.queue.uploads import (
 )
 from ganfriends.classroom.queue.versions import (
     Blobs,
+    Changed,
     Consumed,
     Retention,
+    changed_weights,
     device_state,
     inputs,
     optimizer_states,
@@ -64,6 +66,7 @@ from ganfriends.classroom.queue.versions import (
 __all__ = [
     "DEFAULT_LIMITS",
     "Blobs",
+    "Changed",
     "Claim",
     "Consumed",
     "EndedSession",
@@ -74,6 +77,7 @@ __all__ = [
     "StudentLimits",
     "UnitCounts",
     "Upload",
+    "changed_weights",
     "check_version",
     "claim",
     "count_units",

@@ -179,3 +179,34 @@ def device_state(db: Database, run_id: int, device: int) -> bytes | None:
     """A device's local state blob, or None before its first published unit."""
     row = db.fetch_one("get_device_state", run_id=run_id, device=device)
     return None if row is None else bytes(row["state"])
+
+
+NETWORKS = ("generator", "discriminator")
+
+
+@dataclass(frozen=True)
+class Changed:
+    """A version's networks as a worker that holds some already downloads them: each one's
+    SHA-256, and the blobs of those whose digest differs from the one the worker holds."""
+
+    digests: dict[str, bytes]
+    blobs: dict[str, bytes]
+
+
+def changed_weights(
+    db: Database, run_id: int, version: int, held: Mapping[str, bytes]
+) -> Changed | None:
+    """The networks of ``version`` that differ from ``held`` (network -> the digest of the blob
+    the worker holds; a network not in it is downloaded); None once the version is pruned."""
+    row = db.fetch_one(
+        "get_changed_weights",
+        run_id=run_id,
+        version=version,
+        **{f"{network}_sha256": held.get(network) for network in NETWORKS},
+    )
+    if row is None:
+        return None
+    return Changed(
+        digests={network: bytes(row[f"{network}_sha256"]) for network in NETWORKS},
+        blobs={network: bytes(row[network]) for network in NETWORKS if row[network] is not None},
+    )

@@ -724,3 +724,16 @@ SELECT r.id AS run_id, r.mode, r.version, r.total_versions, l.holder_pid, l.take
 FROM runs r LEFT JOIN run_locks l ON l.run_id = r.id
 WHERE r.state = 'running'
 ORDER BY r.id DESC LIMIT 1;
+
+-- ===== changed-only downloads (issue 22)
+
+-- name: get_changed_weights
+-- [worker] A version's networks (migration 0014's digests, and each blob only where its digest
+-- differs from the one the worker holds: NULL where it holds that network already), in one
+-- round trip. A blob left out is never read from its TOAST table.
+SELECT generator_sha256, discriminator_sha256,
+       CASE WHEN generator_sha256 IS NOT DISTINCT FROM %(generator_sha256)s::bytea
+            THEN NULL ELSE generator END AS generator,
+       CASE WHEN discriminator_sha256 IS NOT DISTINCT FROM %(discriminator_sha256)s::bytea
+            THEN NULL ELSE discriminator END AS discriminator
+FROM weights WHERE run_id = %(run_id)s AND version = %(version)s;

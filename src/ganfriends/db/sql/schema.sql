@@ -275,6 +275,8 @@ CREATE TABLE ganfriends.weights (
     generator bytea NOT NULL,
     discriminator bytea NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    generator_sha256 bytea GENERATED ALWAYS AS (sha256(generator)) STORED,
+    discriminator_sha256 bytea GENERATED ALWAYS AS (sha256(discriminator)) STORED,
     CONSTRAINT weights_pkey PRIMARY KEY (run_id, version)
 )
 WITH (autovacuum_enabled='false', toast.autovacuum_enabled='false');
