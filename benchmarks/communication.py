@@ -175,10 +175,15 @@ def plot(results: Sequence[Measured], path: Path, last: int) -> None:
     fig, (curves, frontier) = plt.subplots(1, 2, figsize=(13, 5))
     for m in results:
         seen = sorted(m.curve)
-        curves.plot(seen, [mean(m.curve[i]) for i in seen], label=m.name)
+        curves.plot(seen, [mean(m.curve[i]) for i in seen], marker=".", label=m.name)
         if m.fid.get(last):
             frontier.scatter(mean(m.bytes_per_image) / 1e3, mean(m.fid[last]))
             frontier.annotate(m.name, (mean(m.bytes_per_image) / 1e3, mean(m.fid[last])))
+    reference = next((m for m in results if m.name == "sync" and m.fid.get(last)), None)
+    if reference is not None:  # the goal: within 10% of the local reference's FID
+        frontier.axhline(1.1 * mean(reference.fid[last]), linestyle="--", color="grey",
+                         label="local reference + 10%")  # fmt: skip
+        frontier.legend(fontsize=7)
     curves.set(xlabel="images seen", ylabel="FID (lower is better)", title="FID while training")
     curves.legend(fontsize=7)
     frontier.set(xscale="log", xlabel="worker kB per image (log)", ylabel=f"FID at step {last}",
