@@ -49,8 +49,6 @@ from ganfriends.federated import (
     weak_devices,
 )
 from ganfriends.federated.local_state import (
-    export_local_state,
-    import_local_state,
     local_state_spec,
 )
 from ganfriends.models import ModelConfig
@@ -59,20 +57,18 @@ from ganfriends.rules.base import (
     ServerState,
     Unit,
     UnitResult,
-    network_buffers,
     result_spec,
 )
 from ganfriends.rules.local_steps import (
+    LocalRun,
     OuterStep,
     apply_mean_change,
     change_problem,
     outer_optimizers,
-    parameters_of,
-    weight_change,
 )
 from ganfriends.rules.registry import Fixed, Mode
 from ganfriends.rules.work import FRESH, UnitStart, Workspace
-from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
+from ganfriends.step import MicroBatch, StepStats
 
 if TYPE_CHECKING:
     from ganfriends.config import Config
@@ -367,14 +363,10 @@ class FederatedRule(RuleBase[FederatedPlan]):
             raise GanError(f"unit {unit.index} is not device {unit.device}'s")
         generator.train()
         discriminator.train()
-        start_weights = parameters_of(generator, discriminator)
-        optimizer_g, optimizer_d = make_optimizers(
-            generator, discriminator, self.learning_rate, self.betas
-        )
-        keep = self.plan.local_state == "keep"
-        if keep and start.device_state is not None:
-            import_local_state(optimizer_g, start.device_state, "g.")
-            import_local_state(optimizer_d, start.device_state, "d.")
+        local = LocalRun(
+            generator, discriminator, self.learning_rate, self.betas,
+            keep=self.plan.local_state == "keep", state=start.device_state,
+        )  # fmt: skip
         stats = StepStats()
         with rng.seeded_global_rng(device, self.plan.seed, rng.DROPOUT, round_index, d):
             for step, indices in enumerate(self.batches(round_index, d)):
@@ -387,21 +379,13 @@ class FederatedRule(RuleBase[FederatedPlan]):
                     round_index, d, step,
                 )  # fmt: skip
                 batch = MicroBatch(real.to(device), z.to(device))
-                stats += train_step(
-                    generator, discriminator, self.loss, [batch], "alternating",
-                    optimizer_g=optimizer_g, optimizer_d=optimizer_d,
-                )  # fmt: skip
+                stats += local.step(self.loss, [batch], "alternating")
         if stats.images == 0:
             raise DatasetError(
                 f"device {d}: none of its images could be read on this machine (see the "
                 "warnings above): check the dataset's files"
             )
-        return UnitResult(
-            weight_change(start_weights, generator, discriminator),
-            network_buffers(generator, discriminator),
-            stats,
-            device_state=export_local_state(optimizer_g, optimizer_d) if keep else None,
-        )
+        return local.result(stats)
 
     def check_result(
         self, unit: Unit, result: UnitResult, previous_state: dict[str, torch.Tensor] | None

@@ -12,7 +12,7 @@ different outer steps: benchmarks/communication.py measured which.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,13 +20,16 @@ import torch
 from torch import nn
 
 from ganfriends.aggregate import Contribution, merge_buffers, weighted_mean
-from ganfriends.rules.base import ServerState, UnitResult, apply_pseudo_gradients
+from ganfriends.federated.local_state import export_local_state, import_local_state
+from ganfriends.losses import GanLoss
+from ganfriends.rules.base import ServerState, UnitResult, apply_pseudo_gradients, network_buffers
 from ganfriends.rules.screening import (
     adam_state_problem,
     adam_step_bound,
     move_problem,
     step_count_problem,
 )
+from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
 
 OUTER_OPTIMIZERS = ("sgd", "nesterov", "adam")
 DILOCO_MOMENTUM = 0.9  # what "nesterov" without a momentum of its own means (stored runs)
@@ -117,6 +120,45 @@ def weight_change(
         name: (now - start[name]).to("cpu", torch.float32)
         for name, now in parameters_of(generator, discriminator).items()
     }
+
+
+class LocalRun:
+    """One unit's local steps: where its weights started, and its inner Adams (fresh, or
+    loaded from the state its slot or device kept, when the run keeps one)."""
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        learning_rate: float,
+        betas: tuple[float, float],
+        *,
+        keep: bool,
+        state: dict[str, torch.Tensor] | None,
+    ) -> None:
+        self.generator, self.discriminator, self.keep = generator, discriminator, keep
+        self.start = parameters_of(generator, discriminator)
+        self.optimizer_g, self.optimizer_d = make_optimizers(
+            generator, discriminator, learning_rate, betas
+        )
+        if keep and state is not None:
+            import_local_state(self.optimizer_g, state, "g.")
+            import_local_state(self.optimizer_d, state, "d.")
+
+    def step(self, loss: GanLoss, batches: Iterable[MicroBatch], rule: str) -> StepStats:
+        """One inner step of the shared training step over ``batches``."""
+        return train_step(
+            self.generator, self.discriminator, loss, batches, rule,
+            optimizer_g=self.optimizer_g, optimizer_d=self.optimizer_d,
+        )  # fmt: skip
+
+    def result(self, stats: StepStats) -> UnitResult:
+        """The weights' change, the final buffers and (kept) the inner state."""
+        g, d = self.generator, self.discriminator
+        state = export_local_state(self.optimizer_g, self.optimizer_d) if self.keep else None
+        return UnitResult(
+            weight_change(self.start, g, d), network_buffers(g, d), stats, device_state=state
+        )
 
 
 def change_problem(

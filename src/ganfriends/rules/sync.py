@@ -39,8 +39,6 @@ from ganfriends.blobs import TensorSpec, buffer_spec, parameter_spec
 from ganfriends.data import ImageDataset
 from ganfriends.errors import DatasetError
 from ganfriends.federated.local_state import (
-    export_local_state,
-    import_local_state,
     local_state_spec,
 )
 from ganfriends.models import ModelConfig
@@ -54,11 +52,10 @@ from ganfriends.rules.base import (
     network_buffers,
 )
 from ganfriends.rules.local_steps import (
+    LocalRun,
     apply_mean_change,
     change_problem,
     outer_optimizers,
-    parameters_of,
-    weight_change,
 )
 from ganfriends.rules.registry import Mode
 from ganfriends.rules.sync_plan import LOCAL_PHASE, SyncPlan, UnitRef
@@ -69,7 +66,6 @@ from ganfriends.step import (
     StepStats,
     discriminator_gradients,
     generator_gradients,
-    make_optimizers,
     train_step,
 )
 
@@ -251,29 +247,16 @@ class SyncRule(RuleBase[SyncPlan]):
     ) -> UnitResult:
         """H steps of the run's rule with a fresh inner Adam, or the slot's kept one; the
         weights' change (and the inner state, when kept)."""
-        generator, discriminator = work.generator, work.discriminator
-        start = parameters_of(generator, discriminator)
-        optimizer_g, optimizer_d = make_optimizers(
-            generator, discriminator, self.learning_rate, self.betas
-        )
-        keep = self.plan.keeps_state
-        if keep and state is not None:
-            import_local_state(optimizer_g, state, "g.")
-            import_local_state(optimizer_d, state, "d.")
+        local = LocalRun(
+            work.generator, work.discriminator, self.learning_rate, self.betas,
+            keep=self.plan.keeps_state, state=state,
+        )  # fmt: skip
         stats, counted = StepStats(), StepStats()
         for step in self.plan.unit_steps(unit.index):
-            stats += train_step(
-                generator, discriminator, self.loss, self._batches(work, unit, step, counted),
-                self.plan.update_rule, optimizer_g=optimizer_g, optimizer_d=optimizer_d,
-            )  # fmt: skip
+            batches = self._batches(work, unit, step, counted)
+            stats += local.step(self.loss, batches, self.plan.update_rule)
         stats.skipped = counted.skipped
-        change = weight_change(start, generator, discriminator)
-        return UnitResult(
-            change,
-            network_buffers(generator, discriminator),
-            stats,
-            device_state=export_local_state(optimizer_g, optimizer_d) if keep else None,
-        )
+        return local.result(stats)
 
     def check_result(
         self, unit: Unit, result: UnitResult, previous_state: dict[str, torch.Tensor] | None
