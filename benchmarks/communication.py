@@ -21,7 +21,10 @@ version changed and uploads its result in the transfer dtype. Over ``--seeds``: 
 
     python benchmarks/communication.py [--settings sync H16 ...] [--seeds 0 1 2]
         [--steps 1344] [--at 704 1344] [--eval-samples 2000] [--threads 1] [--workdir DIR]
-        [--plot benchmarks/results/communication.png] [--quick]
+        [--plot benchmarks/results/communication.png] [--quick] [--collect DIR ...]
+
+``--collect`` trains nothing and tabulates the runs kept by earlier calls' ``--workdir`` (settings
+measured by parallel calls, one per core, make one table and one plot).
 
 Prints markdown tables (stdout), one progress line per run (stderr). Hours on a 2-core CPU: each
 run is 129k images. ``--quick`` checks the script in minutes.
@@ -76,6 +79,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help="optimizer steps per run (default 1344)")
     parser.add_argument("--at", type=int, nargs="+", help="steps whose scores the table shows")
     parser.add_argument("--plot", type=Path, help="write the FID curves and frontier here")
+    parser.add_argument(
+        "--collect", type=Path, nargs="+",
+        help="train nothing: tabulate the finished runs kept under these --workdir folders",
+    )  # fmt: skip
     args = harness.parse_run_args(parser, argv, DEFAULTS, QUICK)
     args.settings = args.settings or list(settings())
     for at in args.at:
@@ -118,27 +125,48 @@ def run_one(bench: Bench, name: str, overrides: Mapping[str, Any], seed: int, ar
     return run, read_history(run.checkpoint.parents[1] / "history.csv")
 
 
+def add_run(measured: Measured, rows: Sequence[Mapping[str, str]], at: Sequence[int]) -> None:
+    """One seeded run's history: its scores at the ``at`` steps, its curve, its bytes/image."""
+    batch = UNITS * IMAGES_PER_UNIT
+    images_seen = int(rows[-1]["images_seen"])
+    moved = sum(float(r["bytes_down"]) + float(r["bytes_up"]) for r in rows)
+    measured.bytes_per_image.append(moved / images_seen)
+    for row in rows:
+        if not row.get("fid"):
+            continue
+        images = int(row["images_seen"])
+        measured.curve.setdefault(images, []).append(float(row["fid"]))
+        if images % batch == 0 and images // batch in at:
+            measured.fid.setdefault(images // batch, []).append(float(row["fid"]))
+            measured.kid.setdefault(images // batch, []).append(float(row["kid_mean"]))
+
+
 def measure(bench: Bench, args: Any) -> list[Measured]:
     """Every setting, every seed."""
     out = []
     for name in args.settings:
         measured = Measured(name)
-        overrides = settings()[name]
         for seed in args.seeds:
-            run, rows = run_one(bench, name, overrides, seed, args)
-            measured.bytes_per_image.append(run.bytes_per_image)
-            batch = UNITS * IMAGES_PER_UNIT
-            for row in rows:
-                if not row.get("fid"):
-                    continue
-                images = int(row["images_seen"])
-                measured.curve.setdefault(images, []).append(float(row["fid"]))
-                if images % batch == 0 and images // batch in args.at:
-                    measured.fid.setdefault(images // batch, []).append(float(row["fid"]))
-                    measured.kid.setdefault(images // batch, []).append(float(row["kid_mean"]))
+            run, rows = run_one(bench, name, settings()[name], seed, args)
+            add_run(measured, rows, args.at)
             harness.progress(f"  {name} seed {seed}: {run.bytes_per_image / 1e3:.1f} kB/image")
         out.append(measured)
     return out
+
+
+def collect(roots: Sequence[Path], args: Any) -> list[Measured]:
+    """The finished runs kept under ``roots`` (``--workdir`` of earlier calls, e.g. settings
+    measured in parallel), in ``--settings`` order; a run that did not reach ``--steps`` is
+    left out."""
+    found: dict[str, Measured] = {}
+    for history in sorted(p for root in roots for p in root.glob("*-seed*/history.csv")):
+        # Run folders are "NN-<setting>-seed<S>" (Bench.out_dir).
+        name = history.parent.name.split("-", 1)[1].rsplit("-seed", 1)[0]
+        rows = read_history(history)
+        complete = rows and int(rows[-1]["images_seen"]) == args.steps * UNITS * IMAGES_PER_UNIT
+        if name in args.settings and complete:
+            add_run(found.setdefault(name, Measured(name)), rows, args.at)
+    return [found[name] for name in args.settings if name in found]
 
 
 def cell(values: Sequence[float] | None, digits: int) -> str:
@@ -154,9 +182,9 @@ def table(results: Sequence[Measured], args: Any) -> None:
     batch = UNITS * IMAGES_PER_UNIT
     reference = next((m for m in results if m.name == "sync"), None)
     heads = [f"FID @{s * batch:,} | KID @{s * batch:,}" for s in args.at]
-    print(f"| setting | {' | '.join(heads)} | worker kB / image | bytes vs sync | "
+    print(f"| setting | seeds | {' | '.join(heads)} | worker kB / image | bytes vs sync | "
           f"FID vs local @{args.at[-1] * batch:,} |")  # fmt: skip
-    print("|---|" + "---:|" * (2 * len(args.at) + 3))
+    print("|---|" + "---:|" * (2 * len(args.at) + 4))
     for m in results:
         kb = mean(m.bytes_per_image) / 1e3
         ratio = "n/a" if reference is None else f"{mean(reference.bytes_per_image) / 1e3 / kb:.1f}x"
@@ -166,7 +194,8 @@ def table(results: Sequence[Measured], args: Any) -> None:
             else f"{100 * (mean(m.fid.get(last)) / mean(reference.fid.get(last)) - 1):+.1f}%"
         )  # fmt: skip
         scores = [f"{cell(m.fid.get(s), 1)} | {cell(m.kid.get(s), 4)}" for s in args.at]
-        print(f"| {m.name} | {' | '.join(scores)} | {kb:.2f} | {ratio} | {quality} |")
+        runs = len(m.bytes_per_image)
+        print(f"| {m.name} | {runs} | {' | '.join(scores)} | {kb:.2f} | {ratio} | {quality} |")
 
 
 def plot(results: Sequence[Measured], path: Path, last: int) -> None:
@@ -196,11 +225,14 @@ def plot(results: Sequence[Measured], path: Path, last: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    with harness.work_root(args.workdir, "ganfriends-communication-") as root:
-        bench = Bench(root, data_dir=args.data_dir, eval_samples=args.eval_samples, model={})
-        results = measure(bench, args)
+    if args.collect:
+        results = collect(args.collect, args)
+    else:
+        with harness.work_root(args.workdir, "ganfriends-communication-") as root:
+            bench = Bench(root, data_dir=args.data_dir, eval_samples=args.eval_samples, model={})
+            results = measure(bench, args)
     print(f"Fashion-MNIST 32x32 DCGAN, {UNITS} units of {IMAGES_PER_UNIT} images per step, "
-          f"{args.steps} steps, seeds {' '.join(map(str, args.seeds))}, FID/KID on "
+          f"{args.steps} steps, FID/KID on "
           f"{args.eval_samples} samples (classifier features)\n")  # fmt: skip
     table(results, args)
     if args.plot is not None:
