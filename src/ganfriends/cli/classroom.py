@@ -84,7 +84,7 @@ def _class_at_once(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     """Per student of a run: units, images, compute seconds, first and last contribution,
-    rejected copies, quarantine and share of the run's images; and the run's summary (images,
+    rejected copies, quarantine and share of the credited images; and the run's summary (images,
     steps, wall time, latest FID). For the instructor: a student's role is refused."""
     import json
     import sys
