@@ -59,6 +59,7 @@ from ganfriends.rules.base import (
     UnitResult,
     result_spec,
 )
+from ganfriends.rules.local_steps import SETTINGS as LOCAL_STEP_SETTINGS
 from ganfriends.rules.local_steps import (
     LocalRun,
     OuterStep,
@@ -430,13 +431,7 @@ MODE = Mode(
     needs_dataset=True,
     settings=(
         "federated",
-        "coordinator.local_steps",
-        "coordinator.local_state",
-        "coordinator.outer_optimizer",
-        "coordinator.outer_lr",
-        "coordinator.outer_momentum",
-        "coordinator.outer_lr_d",
-        "coordinator.outer_momentum_d",
+        *LOCAL_STEP_SETTINGS,
     ),
     fixed=(Fixed("coordinator.transfer_dtype", "float32", "uploads float32"),),
 )

@@ -32,6 +32,17 @@ from ganfriends.rules.screening import (
 from ganfriends.step import MicroBatch, StepStats, make_optimizers, train_step
 
 OUTER_OPTIMIZERS = ("sgd", "nesterov", "adam")
+# The settings of local steps and their outer step, which a mode that runs them keeps for a
+# resumed run (its Mode's ``settings``).
+SETTINGS = (
+    "coordinator.local_steps",
+    "coordinator.local_state",
+    "coordinator.outer_optimizer",
+    "coordinator.outer_lr",
+    "coordinator.outer_momentum",
+    "coordinator.outer_lr_d",
+    "coordinator.outer_momentum_d",
+)
 DILOCO_MOMENTUM = 0.9  # what "nesterov" without a momentum of its own means (stored runs)
 OUTER_ADAM_BETAS = (0.9, 0.99)  # FedAdam's (Reddi et al. 2021)
 

@@ -51,6 +51,7 @@ from ganfriends.rules.base import (
     apply_pseudo_gradients,
     network_buffers,
 )
+from ganfriends.rules.local_steps import SETTINGS as LOCAL_STEP_SETTINGS
 from ganfriends.rules.local_steps import (
     LocalRun,
     apply_mean_change,
@@ -300,12 +301,6 @@ MODE = Mode(
         "coordinator.workunits_per_update",
         "coordinator.transfer_dtype",
         "coordinator.max_iterations",
-        "coordinator.local_steps",
-        "coordinator.local_state",
-        "coordinator.outer_optimizer",
-        "coordinator.outer_lr",
-        "coordinator.outer_momentum",
-        "coordinator.outer_lr_d",
-        "coordinator.outer_momentum_d",
+        *LOCAL_STEP_SETTINGS,
     ),
 )
