@@ -164,6 +164,8 @@ def bench_case(
             version=10_000 + i,
             generator=blob,
             discriminator=b"",
+            generator_download=None,
+            discriminator_download=None,
         )
         timed(raw, "raw read", db.fetch_one, "get_weights", run_id=run_id, version=10_000 + i)
     # The raw reads and writes one update must do, with the same sizes and statements: read its
@@ -175,7 +177,8 @@ def bench_case(
         for _ in range(per_update):
             db.fetch_one("get_weights", run_id=run_id, version=10_000 + i)
         db.execute("insert_weights", run_id=run_id, version=20_000 + i,
-                   generator=weights.generator, discriminator=weights.discriminator)  # fmt: skip
+                   generator=weights.generator, discriminator=weights.discriminator,
+                   generator_download=None, discriminator_download=None)  # fmt: skip
         db.execute("upsert_optimizer_states", run_id=run_id, version=20_000 + i,
                    generator=optimizer_states.generator,
                    discriminator=optimizer_states.discriminator)  # fmt: skip

@@ -10,7 +10,8 @@ every setting trains on exactly the same images and noise of the one schedule. T
   same model as ``train-local --batch-size 96`` (bit for bit), so its FID is the local reference;
 * ``sync-bf16`` / ``sync-int8``: the same with uploads in bfloat16 / int8 (stochastic rounding);
 * ``H<n>[-bf16|-int8]``: ``--local-steps n`` with the outer step of ``--outer`` (default: the
-  one these measurements chose, see OUTER), uploads in float32 / bfloat16 / int8.
+  one these measurements chose, see OUTER), uploads in float32 / bfloat16 / int8;
+* ``...-bf16-both`` / ``...-int8-both``: downloads rounded the same way too (``--download-dtype``).
 
 FID and KID (ganfriends' classifier features, ``--eval-samples`` images, scored in the run every
 64 optimizer steps, the evaluation seeded by the run's seed) are read at the ``--at`` steps
@@ -68,6 +69,10 @@ def settings() -> dict[str, dict[str, Any]]:
             out[f"H{steps}{suffix}"] = {
                 "coordinator.transfer_dtype": dtype, "coordinator.local_steps": steps, **OUTER,
             }  # fmt: skip
+    for name, overrides in list(out.items()):
+        dtype = overrides["coordinator.transfer_dtype"]
+        if dtype != "float32":  # rounded both ways
+            out[f"{name}-both"] = {**overrides, "coordinator.download_dtype": dtype}
     return out
 
 

@@ -19,13 +19,20 @@ The random draws come from a generator keyed by what the caller passes (the sync
 seed, :data:`ganfriends.rng.TRANSFER` and the unit), so every worker, the coordinator and
 ``simulate`` agree bit for bit. Everything runs on the CPU, whatever device computed the result.
 
+``--download-dtype`` uses the same choices for the weights workers download
+(:func:`download_copy`): the coordinator keeps float32 weights and publishes beside them a copy
+whose parameters are rounded (buffers travel as they are). Its draws are keyed by the network's
+own content, so an unchanged network gets the same copy at every version (a worker holding it
+downloads nothing) and every worker starts a unit from the same copy.
+
 Top-k with error feedback is not here: its feedback is per-worker state carried from one unit to
 the next, and a unit of a class run may be computed by any worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +54,8 @@ class Transfer:
     stochastic: bool = False
     scaled: bool = False
 
+
+DOWNLOAD_CHOICES = ("float32", "bfloat16-stochastic", "int8")  # unbiased ones only
 
 TRANSFERS = {
     t.name: t
@@ -170,3 +179,55 @@ def wire_spec(spec: TensorSpec, how: Transfer) -> TensorSpec:
         scales = {scale_name(name): () for name in spec.shapes}
         wire = wire.merged(TensorSpec(scales, dict.fromkeys(scales, torch.float32)))
     return wire
+
+
+def content_key(tensors: Mapping[str, torch.Tensor]) -> int:
+    """A 56-bit key of ``tensors``' names and bytes (SHA-256): equal states, equal keys."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return int.from_bytes(digest.digest()[:7], "big")
+
+
+def download_copy(
+    state: Mapping[str, torch.Tensor], parameters: Collection[str], how: Transfer, seed: int
+) -> Compressed:
+    """A network's ``state`` (its state_dict, on the CPU) as workers download it: the tensors
+    named in ``parameters`` compressed by ``how``, keyed by (``seed``, DOWNLOAD, the state's
+    content key); BatchNorm buffers as they are (a running variance rounded to 0 is not a
+    variance, and the buffers are a few kB). ``wire`` is None for float32."""
+    if how.dtype == torch.float32:
+        return Compressed(None, dict(state))
+    rounded = compress(
+        {name: state[name] for name in parameters}, how, seed, rng.DOWNLOAD, content_key(state)
+    )
+    assert rounded.wire is not None  # not float32
+    kept = {name: tensor for name, tensor in state.items() if name not in parameters}
+    return Compressed({**rounded.wire, **kept}, {**state, **rounded.values})
+
+
+def download_spec(spec: TensorSpec, parameters: Collection[str], how: Transfer) -> TensorSpec:
+    """What a network of ``spec`` (its state_dict's) looks like in a ``how`` download: the
+    ``parameters`` in :func:`wire_spec`'s form, buffers as they are."""
+    rounded = TensorSpec(
+        {name: spec.shapes[name] for name in parameters},
+        {name: spec.dtypes[name] for name in parameters},
+    )
+    kept = {name: shape for name, shape in spec.shapes.items() if name not in parameters}
+    return wire_spec(rounded, how).merged(
+        TensorSpec(kept, {name: spec.dtypes[name] for name in kept})
+    )
+
+
+def downloaded_values(
+    wire: Mapping[str, torch.Tensor], parameters: Collection[str]
+) -> dict[str, torch.Tensor]:
+    """The state a download stands for: ``parameters`` decompressed to float32 (as
+    :func:`download_copy`'s ``values``), buffers as they came."""
+    rounded = decompress(
+        {k: v for k, v in wire.items() if k.removesuffix(SCALE_SUFFIX) in parameters}
+    )
+    kept = {k: v for k, v in wire.items() if k.removesuffix(SCALE_SUFFIX) not in parameters}
+    return {**kept, **rounded}

@@ -30,6 +30,8 @@ MD_DATA_ORDER = 10  # an MD-GAN device's real batches: (seed, 10, device, pass)
 MD_NOISE = 11  # the k generated batches of an MD-GAN iteration: (seed, 11, iteration, batch)
 MD_SWAP = 12  # the discriminator swap after an MD-GAN iteration: (seed, 12, iteration)
 TRANSFER = 13  # stochastic rounding of a unit's upload (ganfriends.compression): (seed, 13, unit)
+# Stochastic rounding of the weights workers download: (seed, 14, the network's content key).
+DOWNLOAD = 14
 
 
 def derive_seed(*key: int) -> int:

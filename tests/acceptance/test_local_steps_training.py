@@ -1,5 +1,6 @@
 """Local steps (``--local-steps H``) through the real CLI: a class run whose workers are killed
-and whose coordinator is restarted mid-run ends with the model ``simulate`` gives (issue #22)."""
+and whose coordinator is restarted mid-run ends with the model ``simulate`` gives (issue #22),
+with the far-away class's setting: int8 uploads and int8 downloads."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from tests.conftest import requires_fashion_mnist
 pytestmark = requires_fashion_mnist
 
 # 7 steps in rounds of 3 (the last one short), an outer Nesterov step with its momentum for G
-# and another learning rate for D: the outer optimizers' state crosses the restart.
+# and another learning rate for D: the outer optimizers' state crosses the restart. Uploads and
+# downloads rounded to int8 (float32 transfers: the rule contract's class runs).
 LOCAL = [
+    "--transfer-dtype", "int8", "--download-dtype", "int8",
     "--local-steps", "3", "--outer-optimizer", "nesterov", "--outer-lr", "0.7",
     "--outer-momentum", "0.5", "--outer-lr-d", "0.5", "--images-per-work-unit", "64",
     "--workunits-per-update", "2", "--micro-batch", "32", "--max-iterations", "7",

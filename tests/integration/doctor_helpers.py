@@ -40,11 +40,19 @@ def student_config(folder: Path) -> Config:
     return config
 
 
-def folder_run(db: Database, folder: Path, *, fingerprint: dict[str, Any] | None = None) -> int:
-    """A running sync run on the images of ``folder`` (with ``fingerprint`` instead of theirs)."""
+def folder_run(
+    db: Database,
+    folder: Path,
+    *,
+    fingerprint: dict[str, Any] | None = None,
+    download_dtype: str = "float32",
+) -> int:
+    """A running sync run on the images of ``folder`` (with ``fingerprint`` instead of theirs),
+    publishing its downloads in ``download_dtype``."""
     dataset = open_folder(folder, image_size=IMAGE_SIZE)
     config = Config()
     config.data.dataset = "folder"
+    config.coordinator.download_dtype = download_dtype
     plan = SyncPlan(dataset_size=len(dataset), seed=0, images_per_unit=8, units_per_update=2,
                     micro_batch=8, epochs=1, update_rule="simultaneous")  # fmt: skip
     with db.transaction() as tx:

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from ganfriends.classroom import queue
 from ganfriends.db import Database, EmbeddedPostgres, ServerInfo
 from ganfriends.db._pgctl import free_port
 from ganfriends.db.students import revoke_student
 from ganfriends.doctor.checks import Report, Result, Status
 from ganfriends.doctor.instructor import check_instructor
+from ganfriends.doctor.student import check_download
 from tests.integration.doctor_helpers import (
     folder_run,
     student_config,
@@ -47,6 +49,28 @@ def test_a_healthy_student_passes_every_check(db: Database, student: Student, im
         "use --units-per-claim" in results["claims"].detail
         or "(the default)" in results["claims"].detail
     )
+
+
+def test_a_run_that_downloads_int8_passes_every_check(
+    db: Database, student: Student, images: Path
+) -> None:
+    folder_run(db, images, download_dtype="int8")
+
+    status, results = student_doctor(student_config(images), student.url)
+
+    assert [r.line() for r in results.values() if r.status is not Status.OK] == []
+    assert status == 0
+
+
+def test_the_download_check_fetches_the_copy_a_worker_downloads(db: Database, images: Path) -> None:
+    run = queue.get_run(db, folder_run(db, images, download_dtype="int8"))
+
+    found = check_download(db, run).value
+
+    assert found is not None
+    weights = queue.weights(db, run.id, run.version)  # the float32 weights the coordinator keeps
+    assert weights is not None
+    assert found.size < 0.5 * (len(weights.generator) + len(weights.discriminator))
 
 
 def test_a_revoked_student_fails_at_login(db: Database, student: Student, images: Path) -> None:

@@ -148,11 +148,11 @@ def test_prune_weights_keeps_the_latest_versions_and_every_nth(db: Database, raw
     # Prepare: versions 0..12 of run A, 0..1 of run B.
     run_a = new_run(db, units_per_update=1, name="a")
     run_b = new_run(db, units_per_update=1, name="b")
+    blobs: dict[str, bytes | None] = {"generator": b"g", "discriminator": b"d"}
+    blobs |= {"generator_download": None, "discriminator_download": None}
     for version in range(1, 13):
-        db.execute(
-            "insert_weights", run_id=run_a, version=version, generator=b"g", discriminator=b"d"
-        )
-    db.execute("insert_weights", run_id=run_b, version=1, generator=b"g", discriminator=b"d")
+        db.execute("insert_weights", run_id=run_a, version=version, **blobs)
+    db.execute("insert_weights", run_id=run_b, version=1, **blobs)
 
     # Execute
     db.execute("prune_weights", run_id=run_a, newest=12, keep_last=3, keep_every=5)

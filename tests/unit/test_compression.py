@@ -10,11 +10,18 @@ import torch
 
 from ganfriends import rng
 from ganfriends.blobs import InvalidBlob, TensorSpec
-from ganfriends.classroom.payload import decode_result, encode_result
+from ganfriends.classroom.payload import (
+    decode_result,
+    encode_download,
+    encode_result,
+    encode_weights,
+    load_weights,
+)
 from ganfriends.compression import (
     TRANSFERS,
     compress,
     decompress,
+    download_copy,
     scale_name,
     stochastic_bfloat16,
     stochastic_int8,
@@ -185,3 +192,99 @@ def test_an_int8_upload_of_the_wrong_form_is_refused(
 
     with pytest.raises(InvalidBlob):
         decode_result(blob, spec, max_images=64)
+
+
+# ---------------------------------------------------------------- downloads (--download-dtype)
+
+
+def network_state(seed: int = 0) -> tuple[torch.nn.Module, dict[str, torch.Tensor], set[str]]:
+    """A small generator with BatchNorm, its state (CPU) and its parameter names."""
+    generator, _ = build_models(CONFIG, seed=seed)
+    state = {k: v.detach().clone() for k, v in generator.state_dict().items()}
+    return generator, state, {name for name, _ in generator.named_parameters()}
+
+
+@pytest.mark.parametrize("choice", ["bfloat16-stochastic", "int8"])
+def test_an_unchanged_network_gets_the_same_download_copy_at_every_version(choice: str) -> None:
+    _, state, parameters = network_state()
+    first = download_copy(state, parameters, TRANSFERS[choice], 11)
+    again = download_copy(
+        {k: v.clone() for k, v in state.items()}, parameters, TRANSFERS[choice], 11
+    )
+
+    assert first.wire is not None and again.wire is not None
+    assert all(torch.equal(first.wire[k], again.wire[k]) for k in first.wire)
+
+
+def test_a_changed_network_draws_other_roundings() -> None:
+    _, state, parameters = network_state()
+    stepped = dict(state)
+    name = sorted(parameters)[0]
+    stepped[name] = state[name] + 1e-7  # a tiny step: the draws still change everywhere
+
+    first = download_copy(state, parameters, INT8, 11).wire
+    second = download_copy(stepped, parameters, INT8, 11).wire
+
+    assert first is not None and second is not None
+    other = sorted(parameters)[-1]
+    assert not torch.equal(first[other], second[other])
+
+
+def test_a_download_copy_rounds_parameters_and_keeps_batchnorm_buffers() -> None:
+    _, state, parameters = network_state()
+    copy = download_copy(state, parameters, INT8, 11)
+
+    assert copy.wire is not None
+    buffers = set(state) - parameters
+    assert buffers and any(name.endswith("num_batches_tracked") for name in buffers)
+    for name in buffers:
+        assert copy.wire[name].dtype == state[name].dtype
+        assert torch.equal(copy.values[name], state[name])
+    for name in parameters:
+        assert copy.wire[name].dtype == torch.int8
+        scale = copy.wire[scale_name(name)]
+        assert (copy.values[name] - state[name]).abs().max() <= scale
+
+
+def test_a_float32_download_is_the_weights_themselves() -> None:
+    _, state, parameters = network_state()
+    copy = download_copy(state, parameters, TRANSFERS["float32"], 11)
+
+    assert copy.wire is None
+    assert all(torch.equal(copy.values[k], v) for k, v in state.items())
+
+
+def test_int8_download_copies_are_unbiased_over_versions() -> None:
+    _, state, parameters = network_state()
+    name = sorted(parameters)[0]
+    # Versions differ in their content (here, one buffer), so each draws its own rounding.
+    copies = []
+    for version in range(256):
+        versioned = {**state, "version": torch.tensor(version)}
+        copies.append(download_copy(versioned, parameters, INT8, 11).values[name])
+    scale = float(state[name].abs().max()) / 127
+    mean_error = (torch.stack(copies).mean(0) - state[name]).abs().max()
+
+    assert mean_error < 0.25 * scale  # one rounding is off by up to a whole scale
+
+
+@pytest.mark.parametrize("choice", ["float32", "bfloat16-stochastic", "int8"])
+def test_a_worker_loads_exactly_the_values_of_the_copy_the_coordinator_published(
+    choice: str,
+) -> None:
+    generator, state, parameters = network_state()
+    blob = encode_download(generator, TRANSFERS[choice], 11) or encode_weights(generator)
+    worker, _ = build_models(CONFIG, seed=5)
+
+    load_weights(worker, blob, TRANSFERS[choice])
+
+    expected = download_copy(state, parameters, TRANSFERS[choice], 11).values
+    assert all(torch.equal(worker.state_dict()[k], expected[k]) for k in state)
+
+
+def test_a_download_of_another_form_than_the_runs_is_refused() -> None:
+    generator, _, _ = network_state()
+    worker, _ = build_models(CONFIG, seed=5)
+
+    with pytest.raises(InvalidBlob):
+        load_weights(worker, encode_weights(generator), INT8)  # float32 where int8 is due

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ganfriends.compression import Compressed
 from ganfriends.errors import GanError
 from ganfriends.rules import Unit, UnitResult
 from ganfriends.training.checkpoint import load_checkpoint
@@ -66,6 +67,16 @@ def test_a_worker_downloads_only_the_networks_its_version_changed() -> None:
     d = {"w": torch.zeros(8)}  # 32 bytes
     d_stepped = {"w": torch.full((8,), 0.5)}
 
-    assert changed_bytes((), (g, d)) == 56  # a worker that holds nothing takes both
-    assert changed_bytes((g, d), (dict(g), d_stepped)) == 32  # an alternating D version
-    assert changed_bytes((g, d), (dict(g), dict(d))) == 0
+    sent = (Compressed(None, g), Compressed(None, d_stepped))
+
+    assert changed_bytes((), (g, d), sent) == 56  # a worker that holds nothing takes both
+    assert changed_bytes((g, d), (dict(g), d_stepped), sent) == 32  # an alternating D version
+    assert changed_bytes((g, d), (dict(g), dict(d)), sent) == 0
+
+
+def test_a_rounded_download_counts_the_bytes_of_its_copy() -> None:
+    g, d = {"w": torch.zeros(4)}, {"w": torch.zeros(8)}
+    d_stepped = {"w": torch.full((8,), 0.5)}
+    int8 = Compressed({"w": torch.zeros(8, dtype=torch.int8), "w:scale": torch.ones(())}, d)
+
+    assert changed_bytes((g, d), (dict(g), d_stepped), (Compressed(None, g), int8)) == 8 + 4

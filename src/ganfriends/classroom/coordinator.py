@@ -317,6 +317,7 @@ class Coordinator:
         update = advance.combine(state.server, units, screening)
         plan, record = state.plan, update.record
         weights, optimizer_states = server_blobs(state.server)
+        downloads = state.downloads
         keep = self.config.coordinator
         contributors = len({v.upload.worker_id for v in valid})
         with self.db.transaction() as tx:
@@ -326,6 +327,7 @@ class Coordinator:
                 update.version,
                 weights=weights,
                 optimizer_states=optimizer_states,
+                downloads=downloads,
                 units=update.next_units,
                 consumed=Consumed(
                     unit_ids=[v.upload.unit_id for v in valid],

@@ -1,6 +1,8 @@
 """What crosses the database between coordinator and workers, as validated safetensors blobs.
 
 - weights: a model's ``state_dict()`` (parameters and BatchNorm buffers), one blob per network;
+  a run with ``--download-dtype`` also publishes a copy with its parameters rounded, which is
+  what workers download;
 - a unit result (:class:`ganfriends.rules.base.UnitResult`): the per-parameter tensors of G and D
   (``g.*``, ``d.*``: mean gradients or weight deltas, as the mode's rule defines), the BN buffers
   each network ended the unit with (``gbuf.*``, ``dbuf.*``), and the unit's loss statistics as
@@ -17,7 +19,14 @@ import torch
 from torch import nn
 
 from ganfriends.blobs import MAX_MAGNITUDE, InvalidBlob, TensorSpec, decode, encode
-from ganfriends.compression import decompress
+from ganfriends.compression import (
+    FLOAT32,
+    Transfer,
+    decompress,
+    download_copy,
+    download_spec,
+    downloaded_values,
+)
 from ganfriends.rules.base import UnitResult
 from ganfriends.step import StepStats
 
@@ -60,10 +69,26 @@ def encode_weights(module: nn.Module) -> bytes:
     return encode(module.state_dict())
 
 
-def load_weights(module: nn.Module, data: bytes) -> None:
-    """Validate a weights blob against ``module``'s own state and load it."""
-    tensors, _ = decode(data, TensorSpec.of(module.state_dict()))
-    module.load_state_dict(tensors)
+def encode_download(module: nn.Module, how: Transfer, seed: int) -> bytes | None:
+    """The copy of a network that workers of a ``how`` run download (None for float32: they
+    download the weights themselves)."""
+    if how == FLOAT32:
+        return None
+    state = {name: tensor.detach().cpu() for name, tensor in module.state_dict().items()}
+    parameters = {name for name, _ in module.named_parameters()}
+    wire = download_copy(state, parameters, how, seed).wire
+    assert wire is not None  # not float32
+    return encode(wire)
+
+
+def load_weights(module: nn.Module, data: bytes, how: Transfer = FLOAT32) -> None:
+    """Validate a weights blob against ``module``'s own state, as published in ``how`` (the
+    run's ``--download-dtype``; see :func:`ganfriends.compression.download_copy`), and load
+    it."""
+    parameters = {name for name, _ in module.named_parameters()}
+    spec = download_spec(TensorSpec.of(module.state_dict()), parameters, how)
+    tensors, _ = decode(data, spec)
+    module.load_state_dict(downloaded_values(tensors, parameters))
 
 
 def encode_result(result: UnitResult, spec: TensorSpec | None = None) -> bytes:

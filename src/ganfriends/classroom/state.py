@@ -15,8 +15,14 @@ from torch import nn
 from ganfriends import rng
 from ganfriends.blobs import decode_optimizer_state, encode_optimizer_state
 from ganfriends.classroom import queue
-from ganfriends.classroom.payload import encode_inputs, encode_weights, load_weights
+from ganfriends.classroom.payload import (
+    encode_download,
+    encode_inputs,
+    encode_weights,
+    load_weights,
+)
 from ganfriends.classroom.queue import Blobs, Run
+from ganfriends.compression import Transfer, transfer
 from ganfriends.config import Config
 from ganfriends.data import ImageDataset
 from ganfriends.db import Database, Tx
@@ -57,6 +63,13 @@ class RunState:
         """The run's plan."""
         return self.rule.plan
 
+    @property
+    def downloads(self) -> Blobs | None:
+        """The copies of the published networks that workers download, when the run rounds
+        them (``--download-dtype``)."""
+        how = transfer(self.run.config.coordinator.download_dtype)
+        return download_blobs(self.server, how, self.plan.seed)
+
     def advanced(self, norms: dict[str, float] | None = None) -> None:
         """Mirror a committed publish of ``server.version`` (and the screening reference it
         recorded) in the cached run row and history."""
@@ -76,6 +89,15 @@ def server_blobs(server: ServerState) -> tuple[Blobs, Blobs]:
             encode_optimizer_state(server.optimizer_d.state_dict()),
         ),
     )
+
+
+def download_blobs(server: ServerState, how: Transfer, seed: int) -> Blobs | None:
+    """The copies of the server's networks that workers download (None for float32)."""
+    generator = encode_download(server.generator, how, seed)
+    discriminator = encode_download(server.discriminator, how, seed)
+    if generator is None or discriminator is None:
+        return None
+    return Blobs(generator, discriminator)
 
 
 def create_run(
@@ -115,12 +137,14 @@ def create_run(
     queue.set_upload_limit(tx, run.id, upload_limit(rule, generator, discriminator))
     inputs = inputs_of(rule, server, 0)  # before encoding: it may move BN statistics
     weights, states = server_blobs(server)
+    downloads = download_blobs(server, transfer(run.config.coordinator.download_dtype), plan.seed)
     queue.publish(
         tx,
         run,
         0,
         weights=weights,
         optimizer_states=states,
+        downloads=downloads,
         units=rule.units_of(0),
         consumed=None,
         inputs=None if inputs is None else encode_inputs(inputs),

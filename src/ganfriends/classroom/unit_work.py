@@ -25,6 +25,7 @@ from ganfriends.classroom.payload import (
     load_weights,
 )
 from ganfriends.classroom.queue import Claim, Outgoing, Run
+from ganfriends.compression import FLOAT32, Transfer, transfer
 from ganfriends.data import ImageDataset
 from ganfriends.db import Database
 from ganfriends.errors import GanError
@@ -47,13 +48,18 @@ class PublishedWeights:
     version the worker sends the digests it holds, and the database returns only the blobs whose
     digest differs, in one round trip: an alternating run's D version changed D alone, so G is not
     downloaded again.
+    A run that rounds its downloads (``--download-dtype``) serves a rounded copy, the same for
+    every worker, and the models hold what it stands for.
     Computing a unit moves the BatchNorm buffers, so before each unit the published state is
     restored from the local copy rather than fetched again. ``fetched`` counts the bytes
     downloaded per network (what the wire carried, less the protocol's framing).
     """
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module) -> None:
+    def __init__(
+        self, generator: nn.Module, discriminator: nn.Module, how: Transfer = FLOAT32
+    ) -> None:
         self.models = (generator, discriminator)
+        self.how = how  # the run's --download-dtype: what form the blobs come in
         self._networks = {"generator": generator, "discriminator": discriminator}
         self.version: int | None = None
         self._held: dict[str, tuple[bytes, dict[str, torch.Tensor]]] = {}  # digest, state
@@ -69,7 +75,7 @@ class PublishedWeights:
             for network, blob in changed.blobs.items():
                 self.fetched[network] += len(blob)
                 model = self._networks[network]
-                load_weights(model, blob)
+                load_weights(model, blob, self.how)
                 state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 self._held[network] = (changed.digests[network], state)
             self.version = version
@@ -108,7 +114,9 @@ class WorkSession:
             dataset=dataset,
             generator=generator,
             discriminator=discriminator,
-            published=PublishedWeights(generator, discriminator),
+            published=PublishedWeights(
+                generator, discriminator, transfer(run.config.coordinator.download_dtype)
+            ),
             device=device,
         )
 

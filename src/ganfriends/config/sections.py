@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ganfriends.compression import TRANSFERS
+from ganfriends.compression import DOWNLOAD_CHOICES, TRANSFERS
 from ganfriends.config.options import (
     CLASS_RULES,
     COORDINATOR,
@@ -224,6 +224,15 @@ class CoordinatorConfig:
         "seed; bfloat16 rounds to nearest (biased; what runs before them used)",
         flag="--transfer-dtype",
         choices=tuple(TRANSFERS),
+        commands=CLASS_RULES,
+    )
+    download_dtype: str = option(
+        "float32",
+        "how workers download the weights (the coordinator keeps them float32): a copy rounded "
+        "without bias to bfloat16-stochastic (half the bytes) or int8 (a quarter), the same "
+        "copy for every worker",
+        flag="--download-dtype",
+        choices=DOWNLOAD_CHOICES,
         commands=CLASS_RULES,
     )
     local_steps: int | None = option(

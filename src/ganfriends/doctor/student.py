@@ -191,12 +191,14 @@ class Download:
 
 
 def check_download(db: Database, run: Run) -> Found[Download]:
-    """Fetch the current version's weights, as a worker does for each version, timed."""
+    """Fetch the current version's weights as a worker does for each version (the run's
+    rounded copy where it publishes one), timed."""
     started = time.perf_counter()
-    blobs = queue.weights(db, run.id, run.version)
+    changed = queue.changed_weights(db, run.id, run.version, {})
     seconds = time.perf_counter() - started
-    if blobs is None:
+    if changed is None:
         return Found(warn("download", f"version {run.version} moved on meanwhile: run again"))
+    blobs = Blobs(changed.blobs["generator"], changed.blobs["discriminator"])
     got = Download(run.version, blobs, seconds)
     rate = got.size / max(seconds, 1e-6) / 1e6
     return Found(
@@ -233,8 +235,9 @@ def check_unit(
             except VersionGone:
                 return Found(warn("unit", "the run moved on while this unit loaded: run again"))
         else:
-            load_weights(session.generator, weights.blobs.generator)
-            load_weights(session.discriminator, weights.blobs.discriminator)
+            how = session.published.how  # the form the run publishes its downloads in
+            load_weights(session.generator, weights.blobs.generator, how)
+            load_weights(session.discriminator, weights.blobs.discriminator, how)
             inputs = None
         state = session.device_state(db, claim)
         computed = session.compute(claim, inputs=inputs, device_state=state)

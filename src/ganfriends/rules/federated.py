@@ -433,5 +433,8 @@ MODE = Mode(
         "federated",
         *LOCAL_STEP_SETTINGS,
     ),
-    fixed=(Fixed("coordinator.transfer_dtype", "float32", "uploads float32"),),
+    fixed=(
+        Fixed("coordinator.transfer_dtype", "float32", "uploads float32"),
+        Fixed("coordinator.download_dtype", "float32", "downloads float32"),
+    ),
 )

@@ -384,5 +384,8 @@ MODE = Mode(
     plan=MdganPlan,
     rule=MdganRule,
     settings=("federated.devices", "federated.batch_size", "federated.non_iid", "mdgan"),
-    fixed=(Fixed("coordinator.transfer_dtype", "float32", "uploads float32"),),
+    fixed=(
+        Fixed("coordinator.transfer_dtype", "float32", "uploads float32"),
+        Fixed("coordinator.download_dtype", "float32", "downloads float32"),
+    ),
 )

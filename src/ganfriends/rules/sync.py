@@ -300,6 +300,7 @@ MODE = Mode(
         "coordinator.images_per_work_unit",
         "coordinator.workunits_per_update",
         "coordinator.transfer_dtype",
+        "coordinator.download_dtype",
         "coordinator.max_iterations",
         *LOCAL_STEP_SETTINGS,
     ),

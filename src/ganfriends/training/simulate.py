@@ -23,6 +23,7 @@ import torch
 from rich.console import Console
 
 from ganfriends import rng
+from ganfriends.compression import Compressed, download_copy, transfer
 from ganfriends.config import Config
 from ganfriends.device import describe_device, resolve_device
 from ganfriends.errors import ConfigError, GanError
@@ -81,19 +82,26 @@ class Published:
     discriminator: dict[str, torch.Tensor]
     inputs: Inputs | None
     states: dict[int, DeviceState]
+    # What a worker downloads of G and D (--download-dtype): the wire, and the values it loads.
+    downloads: tuple[Compressed, Compressed]
 
 
 def changed_bytes(
-    held: tuple[dict[str, torch.Tensor], ...], published: tuple[dict[str, torch.Tensor], ...]
+    held: tuple[dict[str, torch.Tensor], ...],
+    published: tuple[dict[str, torch.Tensor], ...],
+    sent: tuple[Compressed, ...],
 ) -> int:
-    """Bytes of the networks of ``published`` that differ from ``held`` (all when none held):
-    what a worker downloads, as :class:`ganfriends.classroom.unit_work.PublishedWeights` does."""
-    if not held:
-        return sum(tensor_bytes(state) for state in published)
+    """Bytes of the networks of ``published`` that differ from ``held`` (all when none held),
+    in the form they are ``sent``: what a worker downloads, as
+    :class:`ganfriends.classroom.unit_work.PublishedWeights` does."""
+    changed = [
+        not held or any(not torch.equal(old[name], t) for name, t in new.items())
+        for old, new in zip(held or published, published, strict=True)
+    ]
     return sum(
-        tensor_bytes(new)
-        for old, new in zip(held, published, strict=True)
-        if any(not torch.equal(old[name], tensor) for name, tensor in new.items())
+        tensor_bytes(download.values if download.wire is None else download.wire)
+        for download, differs in zip(sent, changed, strict=True)
+        if differs
     )
 
 
@@ -164,6 +172,7 @@ class Simulation:
         # What each unit's worker downloads: the networks its version changed (a worker of a
         # class of K, each taking one unit per version, holds the version before).
         self.held: tuple[dict[str, torch.Tensor], ...] = ()
+        self.downloads = transfer(config.coordinator.download_dtype)
         self.download_bytes = 0
         self.device_states: dict[int, DeviceState] = {}
         self.inputs = inputs_of(self.rule, self.server, 0)
@@ -223,14 +232,18 @@ class Simulation:
         """The current version's units computed, screened and combined: the next version."""
         server = self.server
         units = self.rule.units_of(server.version)
+        networks, seed = (server.generator, server.discriminator), self.plan.seed
+        states = [{k: v.detach().clone() for k, v in n.state_dict().items()} for n in networks]
+        # Workers start from the copy they download (float32: the weights themselves).
+        g_copy, d_copy = (
+            download_copy(state, {n for n, _ in net.named_parameters()}, self.downloads, seed)
+            for state, net in zip(states, networks, strict=True)
+        )
         published = Published(
-            {k: v.detach().clone() for k, v in server.generator.state_dict().items()},
-            {k: v.detach().clone() for k, v in server.discriminator.state_dict().items()},
-            self.inputs,
-            self.device_states,
+            states[0], states[1], self.inputs, self.device_states, (g_copy, d_copy)
         )
         self.download_bytes = changed_bytes(
-            self.held, (published.generator, published.discriminator)
+            self.held, (published.generator, published.discriminator), published.downloads
         )
         self.held = (published.generator, published.discriminator)
         optimizers = copy.deepcopy(
@@ -287,8 +300,8 @@ class Simulation:
         """A worker's unit on the published version; counts the bytes it moves."""
         rule = self.rule
         if publishes_weights(rule):
-            self.worker_g.load_state_dict(published.generator)
-            self.worker_d.load_state_dict(published.discriminator)
+            self.worker_g.load_state_dict(published.downloads[0].values)
+            self.worker_d.load_state_dict(published.downloads[1].values)
             self.down += self.download_bytes
         if isinstance(rule, PublishesInputs) and published.inputs is not None:
             needed = rule.inputs_needed(unit)

@@ -67,9 +67,11 @@ def publish(
     retention: Retention | None = None,
     inputs: dict[str, bytes] | None = None,
     device_moves: Sequence[int] | None = None,
+    downloads: Blobs | None = None,
 ) -> None:
     """Publish weights ``version`` of ``run`` with the optimizer states that go with them and
     the units to compute on them — in the caller's transaction, so a crash leaves v or v+1.
+    ``downloads`` are the copies workers download when the run rounds them (migration 0016).
 
     For v+1 (``consumed`` given), the same transaction credits the workers whose results were
     combined, keeps the device states they carried (then moves them by ``device_moves``: device
@@ -117,17 +119,22 @@ def publish(
         )
         if advanced != 1:
             raise GanError(f"run {run.id} was advanced by someone else; stopping")
-    for query, blobs in (
-        ("insert_weights", weights),
-        ("upsert_optimizer_states", optimizer_states),
-    ):
-        tx.execute(
-            query,
-            run_id=run.id,
-            version=version,
-            generator=blobs.generator,
-            discriminator=blobs.discriminator,
-        )
+    tx.execute(
+        "insert_weights",
+        run_id=run.id,
+        version=version,
+        generator=weights.generator,
+        discriminator=weights.discriminator,
+        generator_download=None if downloads is None else downloads.generator,
+        discriminator_download=None if downloads is None else downloads.discriminator,
+    )
+    tx.execute(
+        "upsert_optimizer_states",
+        run_id=run.id,
+        version=version,
+        generator=optimizer_states.generator,
+        discriminator=optimizer_states.discriminator,
+    )
     if inputs:
         tx.execute(
             "insert_inputs",

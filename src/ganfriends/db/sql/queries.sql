@@ -110,8 +110,11 @@ WHERE id = %(run_id)s AND version = %(new_version)s - 1 AND state = 'running';
 -- ===================================================================== weights
 
 -- name: insert_weights
-INSERT INTO weights (run_id, version, generator, discriminator)
-VALUES (%(run_id)s, %(version)s, %(generator)s, %(discriminator)s);
+-- The *_download copies are NULL unless the run downloads rounded weights (migration 0016).
+INSERT INTO weights (run_id, version, generator, discriminator,
+                     generator_download, discriminator_download)
+VALUES (%(run_id)s, %(version)s, %(generator)s, %(discriminator)s,
+        %(generator_download)s, %(discriminator_download)s);
 
 -- name: get_weights
 -- [worker]
@@ -728,12 +731,13 @@ ORDER BY r.id DESC LIMIT 1;
 -- ===== changed-only downloads (issue 22)
 
 -- name: get_changed_weights
--- [worker] A version's networks (migration 0014's digests, and each blob only where its digest
--- differs from the one the worker holds: NULL where it holds that network already), in one
--- round trip. A blob left out is never read from its TOAST table.
+-- [worker] A version's networks as workers download them (the rounded copy where the run
+-- publishes one, migration 0016): the digests (migration 0014), and each blob only where its
+-- digest differs from the one the worker holds (NULL where it holds that network already), in
+-- one round trip. A blob left out is never read from its TOAST table.
 SELECT generator_sha256, discriminator_sha256,
        CASE WHEN generator_sha256 IS NOT DISTINCT FROM %(generator_sha256)s::bytea
-            THEN NULL ELSE generator END AS generator,
+            THEN NULL ELSE COALESCE(generator_download, generator) END AS generator,
        CASE WHEN discriminator_sha256 IS NOT DISTINCT FROM %(discriminator_sha256)s::bytea
-            THEN NULL ELSE discriminator END AS discriminator
+            THEN NULL ELSE COALESCE(discriminator_download, discriminator) END AS discriminator
 FROM weights WHERE run_id = %(run_id)s AND version = %(version)s;
