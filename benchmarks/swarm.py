@@ -17,6 +17,7 @@ update spends between its last upload and its publish, and the peak number of da
 sessions (the server's ``max_connections`` must cover them).
 
     python benchmarks/swarm.py [--workers 10 30 100] [--delay 0.5] [--versions 5] [--local-steps 1]
+        [--transfer-dtype float32] [--download-dtype float32]
 
 Prints a table; not a test. Put the figures in your notes.
 """
@@ -42,6 +43,7 @@ from ganfriends.classroom import queue
 from ganfriends.classroom.payload import encode_result
 from ganfriends.classroom.worker import IDLE_BACKOFF_FACTOR, IDLE_BACKOFF_START
 from ganfriends.compat import WORKER_VERSION
+from ganfriends.compression import DOWNLOAD_CHOICES, TRANSFERS
 from ganfriends.config import Config
 from ganfriends.data import DatasetFingerprint, ImageDataset
 from ganfriends.db import Database, EmbeddedPostgres, migrate, server
@@ -94,6 +96,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--units-per-update", type=int, default=None, help="K (default: N, one unit per worker)"
     )
+    parser.add_argument(
+        "--transfer-dtype", default="float32", choices=list(TRANSFERS), help="uploads' form"
+    )
+    parser.add_argument(
+        "--download-dtype", default="float32", choices=list(DOWNLOAD_CHOICES),
+        help="the form of the weights workers download",
+    )  # fmt: skip
     parser.add_argument(
         "--latency-ms",
         type=float,
@@ -198,10 +207,13 @@ def case(
     units: int,
     per_claim: int,
     local_steps: int = 1,
+    dtypes: tuple[str, str] = ("float32", "float32"),
 ) -> dict[str, float]:
     """One run of ``versions`` updates of ``units`` units, one simulated worker per student URL,
-    each claiming ``per_claim`` units at once; units of ``local_steps`` steps (``delay`` each)."""
+    each claiming ``per_claim`` units at once; units of ``local_steps`` steps (``delay`` each);
+    uploads and downloads in ``dtypes``."""
     config = Config()
+    config.coordinator.transfer_dtype, config.coordinator.download_dtype = dtypes
     config.coordinator.max_units_per_claim = max(per_claim, 1)
     config.coordinator.max_iterations = versions
     config.coordinator.sample_interval = 10**9
@@ -304,14 +316,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                     Console(stderr=True).print(f"N = {workers}, K = {units}, {per_claim}/claim ...")
                     result = case(
                         url, students[:workers], args.delay, args.versions, units, per_claim,
-                        args.local_steps,
+                        args.local_steps, (args.transfer_dtype, args.download_dtype),
                     )  # fmt: skip
                     rows.append((workers, units, per_claim, result))
         finally:
             stack.close()
             embedded.stop()
     print(f"### {args.versions} updates, K units of {args.local_steps} x {IMAGES_PER_UNIT} "
-          "images, "
+          f"images, uploads {args.transfer_dtype}, downloads {args.download_dtype}, "
           f"'compute' {args.delay:g} s per unit, 32x32 DCGAN, "
           f"workers' round trip +{args.latency_ms:g} ms\n")  # fmt: skip
     print(
