@@ -207,11 +207,17 @@ def plot(results: Sequence[Measured], path: Path, last: int) -> None:
     """FID curves by images seen (mean over seeds), and FID at ``last`` against kB per image."""
     plt = harness.pyplot()
     fig, (curves, frontier) = plt.subplots(1, 2, figsize=(13, 5))
+    # Colour by local steps, line by the transfers' form: 13 settings stay apart.
+    colours = {"sync": "C0", "H4": "C1", "H16": "C2", "H64": "C3"}
     for m in results:
         seen = sorted(m.curve)
-        curves.plot(seen, [mean(m.curve[i]) for i in seen], marker=".", label=m.name)
+        steps, _, form = m.name.partition("-")
+        style = {"": "-", "bf16": "--", "int8": ":"}.get(form, "-.")
+        colour = colours.get(steps)
+        curves.plot(seen, [mean(m.curve[i]) for i in seen], marker=".", label=m.name,
+                    color=colour, linestyle=style)  # fmt: skip
         if m.fid.get(last):
-            frontier.scatter(mean(m.bytes_per_image) / 1e3, mean(m.fid[last]))
+            frontier.scatter(mean(m.bytes_per_image) / 1e3, mean(m.fid[last]), color=colour)
             frontier.annotate(m.name, (mean(m.bytes_per_image) / 1e3, mean(m.fid[last])))
     reference = next((m for m in results if m.name == "sync" and m.fid.get(last)), None)
     if reference is not None:  # the goal: within 10% of the local reference's FID
