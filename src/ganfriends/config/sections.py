@@ -240,7 +240,7 @@ class CoordinatorConfig:
         "local alternating steps per unit, with an inner Adam, whose change the coordinator "
         "averages (sync: default 1, the exact synchronous step; federated: E, default 30 as "
         "in FeGAN). GPUs: 64 (FID as training alone at 76x fewer bytes per image); students far "
-        "away: 64 with --transfer-dtype int8 --download-dtype int8 (300x fewer, FID +3%; "
+        "away: 64 with --transfer-dtype int8 --download-dtype int8 (300x fewer; "
         "docs/communication.md)",
         flag="--local-steps", minimum=1, commands=CLASS_RULES,
     )  # fmt: skip
